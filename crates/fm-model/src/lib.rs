@@ -1,0 +1,75 @@
+//! The learned velocity field of flow matching: an MLP on `[x, t]`, and its checkpoints.
+//!
+//! Parameters are named like the seed's PyTorch `FlowMatchNet` (an `nn.Sequential` called
+//! `net`: `net.0.weight`, `net.0.bias`, `net.2.weight`, …), so a checkpoint written here loads
+//! into that module with `load_state_dict(safetensors.torch.load_file(path))`.
+//!
+//! ```
+//! use fm_model::{Mlp, MlpConfig, checkpoint};
+//! use fm_ode::VectorField;
+//! use tch::{Device, Kind, Tensor};
+//!
+//! let mlp = Mlp::new(MlpConfig::default(), Device::Cpu).unwrap(); // the seed's network
+//! let x = Tensor::zeros([5, 2], (Kind::Float, Device::Cpu));
+//! let v = mlp.velocity(&x, 0.5).unwrap();
+//! assert_eq!(v.size(), [5, 2]);
+//!
+//! let path = std::env::temp_dir().join(format!("fm-model-doc-{}.safetensors", std::process::id()));
+//! checkpoint::save(&mlp, &path, &Default::default()).unwrap();
+//! let (loaded, _meta) = checkpoint::load(&path, Device::Cpu).unwrap();
+//! assert_eq!(loaded.config(), mlp.config());
+//! # std::fs::remove_file(&path).unwrap();
+//! ```
+
+pub mod checkpoint;
+mod mlp;
+
+pub use mlp::{Activation, Mlp, MlpConfig};
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid model configuration: {0}")]
+    Config(String),
+    #[error("checkpoint {path}: {msg}")]
+    Checkpoint { path: String, msg: String },
+    #[error(transparent)]
+    File(#[from] fm_dist::Error),
+    #[error("torch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<Error> for fm_ode::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Torch(t) => fm_ode::Error::Torch(t),
+            e => fm_ode::Error::Invalid(e.to_string()),
+        }
+    }
+}
+
+/// Parses `auto`, `cpu`, `cuda` or `cuda:N`; `cuda` without a usable GPU is an error.
+pub fn parse_device(s: &str) -> Result<tch::Device> {
+    let key = s.trim().to_ascii_lowercase();
+    let cuda = |i: usize| {
+        let n = tch::Cuda::device_count().max(0) as usize;
+        if i < n {
+            Ok(tch::Device::Cuda(i))
+        } else if n == 0 {
+            Err(Error::Config(format!("device '{s}': CUDA is not available here (no GPU visible to libtorch); use --device cpu or auto")))
+        } else {
+            Err(Error::Config(format!("device '{s}': only {n} CUDA device(s) visible")))
+        }
+    };
+    match key.as_str() {
+        "auto" => Ok(tch::Device::cuda_if_available()),
+        "cpu" => Ok(tch::Device::Cpu),
+        "cuda" => cuda(0),
+        _ => match key.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(i)) => cuda(i),
+            _ => Err(Error::Config(format!("unknown device '{s}' (valid: auto, cpu, cuda, cuda:N)"))),
+        },
+    }
+}

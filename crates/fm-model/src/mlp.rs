@@ -1,0 +1,183 @@
+//! The MLP velocity field.
+
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use tch::{nn, Device, Kind, Tensor};
+
+/// Non-linearity between the hidden layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    #[default]
+    Relu,
+    Silu,
+    Gelu,
+    Selu,
+}
+
+impl Activation {
+    pub const ALL: [Activation; 4] = [Activation::Relu, Activation::Silu, Activation::Gelu, Activation::Selu];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::Silu => "silu",
+            Activation::Gelu => "gelu",
+            Activation::Selu => "selu",
+        }
+    }
+
+    fn apply(self, x: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Activation::Relu => x.f_relu()?,
+            Activation::Silu => x.f_silu()?,
+            Activation::Gelu => x.f_gelu("none")?,
+            Activation::Selu => x.f_selu()?,
+        })
+    }
+}
+
+impl std::str::FromStr for Activation {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let key = s.trim().to_ascii_lowercase();
+        Activation::ALL.into_iter().find(|a| a.name() == key).ok_or_else(|| {
+            let names: Vec<_> = Activation::ALL.iter().map(|a| a.name()).collect();
+            Error::Config(format!("unknown activation '{s}' (valid: {})", names.join(", ")))
+        })
+    }
+}
+
+/// Shape of the network; `Default` is the seed's `FlowMatchNet(input_dim=2, hidden_dim=128)`:
+/// `[x, t]` (3 inputs) → 128 → ReLU → 128 → ReLU → 128 → ReLU → 2.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MlpConfig {
+    /// Dimension of the data (the network sees `dim + 1` inputs: `x` and `t`).
+    pub dim: usize,
+    /// Width of every hidden layer.
+    pub hidden_dim: usize,
+    /// Number of hidden layers (each followed by the activation).
+    pub hidden_layers: usize,
+    pub activation: Activation,
+}
+
+impl Default for MlpConfig {
+    fn default() -> Self {
+        Self { dim: 2, hidden_dim: 128, hidden_layers: 3, activation: Activation::Relu }
+    }
+}
+
+impl MlpConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.dim == 0 || self.hidden_dim == 0 || self.hidden_layers == 0 {
+            return Err(Error::Config(format!(
+                "dim ({}), hidden_dim ({}) and hidden_layers ({}) must all be at least 1",
+                self.dim, self.hidden_dim, self.hidden_layers
+            )));
+        }
+        Ok(())
+    }
+
+    /// `(name, shape)` of every parameter, in the order of PyTorch's `state_dict()`.
+    pub fn parameter_shapes(&self) -> Vec<(String, Vec<i64>)> {
+        let mut out = Vec::new();
+        for (i, (fan_in, fan_out)) in self.layer_sizes().into_iter().enumerate() {
+            out.push((format!("net.{}.weight", 2 * i), vec![fan_out as i64, fan_in as i64]));
+            out.push((format!("net.{}.bias", 2 * i), vec![fan_out as i64]));
+        }
+        out
+    }
+
+    /// `(fan_in, fan_out)` of each linear layer.
+    fn layer_sizes(&self) -> Vec<(usize, usize)> {
+        let mut sizes = vec![(self.dim + 1, self.hidden_dim)];
+        sizes.extend(std::iter::repeat_n((self.hidden_dim, self.hidden_dim), self.hidden_layers - 1));
+        sizes.push((self.hidden_dim, self.dim));
+        sizes
+    }
+}
+
+/// The MLP `v(x, t)`, with its parameters in a [`nn::VarStore`].
+pub struct Mlp {
+    vs: nn::VarStore,
+    layers: Vec<nn::Linear>,
+    config: MlpConfig,
+}
+
+impl std::fmt::Debug for Mlp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mlp").field("config", &self.config).field("device", &self.vs.device()).finish()
+    }
+}
+
+impl Mlp {
+    /// A freshly initialised network (PyTorch's default `nn.Linear` initialisation), from
+    /// torch's global generator: seed it with `tch::manual_seed` for reproducibility.
+    pub fn new(config: MlpConfig, device: Device) -> Result<Self> {
+        config.validate()?;
+        let vs = nn::VarStore::new(device);
+        let net = vs.root() / "net";
+        let layers = config
+            .layer_sizes()
+            .into_iter()
+            .enumerate()
+            .map(|(i, (fan_in, fan_out))| nn::linear(&net / (2 * i), fan_in as i64, fan_out as i64, Default::default()))
+            .collect();
+        Ok(Self { vs, layers, config })
+    }
+
+    pub fn config(&self) -> &MlpConfig {
+        &self.config
+    }
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+    pub fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+    pub fn var_store_mut(&mut self) -> &mut nn::VarStore {
+        &mut self.vs
+    }
+
+    /// `v(x, t)` for a batch `x: [n, dim]` and per-row times `t: [n, 1]` (tracks gradients).
+    pub fn forward(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
+        self.check_input(x)?;
+        let h = Tensor::f_cat(&[x, t], 1)?.f_linear(&self.layers[0].ws, self.layers[0].bs.as_ref())?;
+        self.rest(h)
+    }
+
+    /// Hidden layers and output, from the pre-activation of the first layer.
+    fn rest(&self, mut h: Tensor) -> Result<Tensor> {
+        for layer in &self.layers[1..] {
+            h = self.config.activation.apply(&h)?.f_linear(&layer.ws, layer.bs.as_ref())?;
+        }
+        Ok(h)
+    }
+
+    fn check_input(&self, x: &Tensor) -> Result<()> {
+        let size = x.size();
+        if size.len() != 2 || size[1] != self.config.dim as i64 {
+            return Err(Error::Config(format!("the model takes inputs of shape [n, {}], got {:?}", self.config.dim, size)));
+        }
+        Ok(())
+    }
+}
+
+impl fm_ode::VectorField for Mlp {
+    /// All rows at one time `t`: the first layer is split as `W_x x + (W_t t + b)`, so no
+    /// `[x, t]` concatenation is built at each evaluation.
+    fn velocity(&self, x: &Tensor, t: f64) -> fm_ode::Result<Tensor> {
+        self.check_input(x)?;
+        let first = &self.layers[0];
+        let d = self.config.dim as i64;
+        let w_x = first.ws.f_narrow(1, 0, d)?;
+        let w_t = first.ws.f_select(1, d)?;
+        let mut bias = w_t.f_mul_scalar(t)?;
+        if let Some(b) = &first.bs {
+            bias = bias.f_add(b)?;
+        }
+        let h = x.f_to_kind(Kind::Float)?.f_matmul(&w_x.f_tr()?)?.f_add(&bias)?;
+        Ok(self.rest(h)?)
+    }
+}

@@ -1,0 +1,54 @@
+//! Flow-matching training, sampling and evaluation: the crates put together.
+//!
+//! Training regresses a network `v_θ(x_t, t)` on the velocity `u_t` of a probability path
+//! between source samples `x0` and target samples `x1` (the seed: `x_t = (1-t) x0 + t x1`,
+//! `u_t = x1 - x0`); sampling integrates the learned field from source samples.
+//!
+//! ```
+//! use fm_dist::{GaussianMixture, StandardNormal};
+//! use fm_model::{Mlp, MlpConfig};
+//! use fm_train::{train, sample, TrainConfig, SampleConfig};
+//!
+//! let target = GaussianMixture::seed();
+//! let source = StandardNormal::new(2).unwrap();
+//! let mut mlp = Mlp::new(MlpConfig::default(), tch::Device::Cpu).unwrap();
+//! let cfg = TrainConfig { steps: 50, ..TrainConfig::default() };
+//! let report = train(&mut mlp, &target, &source, &cfg, &mut |_| {}).unwrap();
+//! assert_eq!(report.steps, 50);
+//!
+//! let x = sample(&mlp, &source, &SampleConfig { n_samples: 100, ..SampleConfig::default() }).unwrap();
+//! assert_eq!(x.dim(), (100, 2));
+//! ```
+
+mod convert;
+mod optim;
+pub mod path;
+mod progress;
+mod sample;
+mod train;
+
+pub use convert::{array_to_tensor, tensor_to_array};
+pub use path::ProbabilityPath;
+pub use progress::ProgressBarReporter;
+pub use optim::Adam;
+pub use sample::{sample, HasDevice, SampleConfig};
+pub use train::{train, Progress, TrainConfig, TrainReport};
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("training diverged: the loss is {loss} at step {step}")]
+    Diverged { step: usize, loss: f64 },
+    #[error(transparent)]
+    Dist(#[from] fm_dist::Error),
+    #[error(transparent)]
+    Ode(#[from] fm_ode::Error),
+    #[error(transparent)]
+    Model(#[from] fm_model::Error),
+    #[error("torch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

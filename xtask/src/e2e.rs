@@ -1,0 +1,53 @@
+//! `cargo xtask e2e`: the seed experiment on a device, judged by the foundation's quality bar
+//! (the seed's own PyTorch script meets it; see the README).
+
+use crate::{cargo, setup::workspace_root};
+use serde_json::Value;
+
+/// |share − weight| for every component.
+const MAX_SHARE_ERROR: f64 = 0.03;
+/// |mean log-density of generated − of true samples|, nats.
+const MAX_LOG_PROB_GAP: f64 = 0.06;
+/// W2(generated, true) − W2(true, true), averaged over draws.
+const MAX_W2_EXCESS: f64 = 0.20;
+
+pub fn run(args: &[String]) -> Result<(), String> {
+    let device = match args {
+        [] => "auto".to_string(),
+        [flag, d] if flag == "--device" => d.clone(),
+        [d] if d.starts_with("--device=") => d["--device=".len()..].to_string(),
+        _ => return Err("usage: cargo xtask e2e [--device auto|cpu|cuda]".into()),
+    };
+    let out = workspace_root().join("target").join("e2e").join(device.replace(':', "-"));
+    let out_str = out.to_string_lossy().to_string();
+    cargo(&["run", "--release", "--quiet", "-p", "fm-cli", "--bin", "fm", "--", "run", "--quiet", "--device", &device, "--out", &out_str])?;
+
+    let path = out.join("report.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let report: Value = serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
+    let q = &report["quality"];
+    let num = |v: &Value, what: &str| v.as_f64().ok_or_else(|| format!("{} has no number '{what}'", path.display()));
+    let list = |key: &str| -> Result<Vec<f64>, String> { q[key].as_array().ok_or(format!("no '{key}' in the report"))?.iter().map(|v| num(v, key)).collect() };
+    let (shares, weights) = (list("shares")?, list("weights")?);
+    let share_error = shares.iter().zip(&weights).map(|(s, w)| (s - w).abs()).fold(0.0, f64::max);
+    let gap = (num(&q["reference_mean_log_prob"], "reference_mean_log_prob")? - num(&q["mean_log_prob"], "mean_log_prob")?).abs();
+    let w2_excess = num(&q["w2"], "w2")? - num(&q["w2_reference"], "w2_reference")?;
+
+    let checks = [
+        ("component shares within ±0.03 of the weights", share_error, MAX_SHARE_ERROR),
+        ("mean log-density within 0.06 nats of true samples'", gap, MAX_LOG_PROB_GAP),
+        ("W2 at most 0.20 above true-vs-true", w2_excess, MAX_W2_EXCESS),
+    ];
+    println!("e2e on {device}:");
+    let mut failed = 0;
+    for (what, value, bar) in checks {
+        let ok = value <= bar;
+        failed += usize::from(!ok);
+        println!("  {} {what}: {value:.4} (bar {bar})", if ok { "PASS" } else { "FAIL" });
+    }
+    if failed > 0 {
+        return Err(format!("{failed} of {} quality checks failed; outputs in {}", checks.len(), out.display()));
+    }
+    println!("e2e passed; outputs in {}", out.display());
+    Ok(())
+}

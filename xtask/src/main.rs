@@ -1,0 +1,66 @@
+//! `cargo xtask <task>`: set-up and end-to-end tasks, std only (plus JSON for reports).
+
+mod e2e;
+mod setup;
+
+use std::process::{Command, ExitCode};
+
+const USAGE: &str = "\
+usage: cargo xtask <task> [args]
+
+tasks:
+  setup                  install torch 2.11.0 (libtorch for tch) into a user cache, once, and link it as .libtorch
+  test [cargo args]      set up, then run the whole test suite (cargo test --workspace)
+  run [fm run args]      set up, then run the seed experiment (fm run, release build); e.g. -- --device cpu
+  e2e [--device D]       set up, run the seed experiment on D (auto, cpu, cuda) and fail unless the quality bar holds
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (task, rest) = match args.split_first() {
+        Some((t, r)) => (t.as_str(), r.to_vec()),
+        None => {
+            eprint!("{USAGE}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match task {
+        "setup" => setup::ensure_libtorch().map(|_| ()),
+        "test" => setup::ensure_libtorch().and_then(|_| cargo(&[&["test", "--workspace"], &as_strs(&rest)[..]].concat())),
+        "run" => setup::ensure_libtorch().and_then(|_| cargo(&[&["run", "--release", "--quiet", "-p", "fm-cli", "--bin", "fm", "--", "run"], &as_strs(&rest)[..]].concat())),
+        "e2e" => setup::ensure_libtorch().and_then(|_| e2e::run(&rest)),
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown task '{other}'\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn as_strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// Runs cargo (the one that runs us) in the workspace root; an error if it fails.
+pub fn cargo(args: &[&str]) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run_checked(Command::new(cargo).args(args).current_dir(setup::workspace_root()))
+}
+
+/// Runs a command with inherited output; an error naming it if it fails.
+pub fn run_checked(cmd: &mut Command) -> Result<(), String> {
+    let shown = format!("{} {}", cmd.get_program().to_string_lossy(), cmd.get_args().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "));
+    let status = cmd.status().map_err(|e| format!("cannot start `{shown}`: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{shown}` failed ({status})"))
+    }
+}
