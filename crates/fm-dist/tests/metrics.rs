@@ -1,0 +1,86 @@
+//! Sample-set metrics.
+
+use approx::assert_relative_eq;
+use fm_dist::metrics::{mean_log_prob, mixture_shares, w2, MixtureQuality};
+use fm_dist::{GaussianMixture, StandardNormal, Target};
+use ndarray::{array, Array2};
+use rand::{rngs::StdRng, SeedableRng};
+
+#[test]
+fn w2_of_a_set_with_itself_is_zero() {
+    let x = GaussianMixture::seed().sample(300, &mut StdRng::seed_from_u64(1));
+    assert_eq!(w2(x.view(), x.view()).unwrap(), 0.0);
+}
+
+#[test]
+fn w2_of_a_shuffled_copy_is_zero() {
+    let x = GaussianMixture::seed().sample(300, &mut StdRng::seed_from_u64(1));
+    let rev = Array2::from_shape_fn(x.dim(), |(i, j)| x[[x.nrows() - 1 - i, j]]);
+    assert!(w2(x.view(), rev.view()).unwrap() < 1e-12);
+}
+
+#[test]
+fn w2_of_a_translation_is_the_shift_length() {
+    // For a pure translation the identity pairing is optimal: W2 = |c| exactly.
+    let x = StandardNormal::new(2).unwrap().sample(400, &mut StdRng::seed_from_u64(2));
+    let shifted = &x + &array![3.0, 4.0];
+    assert_relative_eq!(w2(x.view(), shifted.view()).unwrap(), 5.0, epsilon = 1e-9);
+}
+
+#[test]
+fn w2_approaches_the_closed_form_between_gaussians() {
+    // W2(N(0, I), N(m, s² I)) = sqrt(|m|² + d (1 − s)²) = sqrt(1 + 2·0.25) for m = (1, 0), s = 1.5.
+    let exact = (1.0f64 + 2.0 * 0.25).sqrt();
+    let mut rng = StdRng::seed_from_u64(3);
+    let n = 1500;
+    let a = StandardNormal::new(2).unwrap().sample(n, &mut rng);
+    let b = StandardNormal::new(2).unwrap().sample(n, &mut rng) * 1.5 + array![1.0, 0.0];
+    let est = w2(a.view(), b.view()).unwrap();
+    // The empirical W2 is biased upwards by the sampling noise floor, ~ n^(-1/2) in 2-D up to logs.
+    assert!(est > exact - 0.05 && est < exact + 0.15, "W2 {est} vs closed form {exact}");
+}
+
+#[test]
+fn w2_rejects_mismatched_or_bad_sets() {
+    let a = Array2::<f64>::zeros((3, 2));
+    assert!(w2(a.view(), Array2::<f64>::zeros((4, 2)).view()).is_err());
+    assert!(w2(Array2::<f64>::zeros((0, 2)).view(), Array2::<f64>::zeros((0, 2)).view()).is_err());
+    let mut b = a.clone();
+    b[[0, 0]] = f64::NAN;
+    assert!(w2(a.view(), b.view()).unwrap_err().to_string().contains("NaN"));
+}
+
+#[test]
+fn shares_of_true_samples_match_the_weights() {
+    let g = GaussianMixture::seed();
+    let n = 20_000;
+    let x = g.sample(n, &mut StdRng::seed_from_u64(4));
+    let shares = mixture_shares(&g, x.view()).unwrap();
+    for (s, w) in shares.iter().zip(g.weights()) {
+        // The components barely overlap: the share is a binomial proportion; 5 standard errors.
+        assert!((s - w).abs() < 5.0 * (w * (1.0 - w) / n as f64).sqrt() + 0.002, "share {s} vs weight {w}");
+    }
+}
+
+#[test]
+fn mean_log_prob_of_true_samples_is_minus_the_entropy() {
+    // For N(0, I2) the mean log-density is −(1 + ln 2π); standard error sqrt(Var)/sqrt(n) with Var = d/2.
+    let n = 50_000;
+    let x = StandardNormal::new(2).unwrap().sample(n, &mut StdRng::seed_from_u64(5));
+    let m = mean_log_prob(&StandardNormal::new(2).unwrap(), x.view()).unwrap();
+    let exact = -(1.0 + (2.0 * std::f64::consts::PI).ln());
+    assert!((m - exact).abs() < 5.0 * (1.0f64 / n as f64).sqrt(), "{m} vs {exact}");
+}
+
+#[test]
+fn quality_of_true_samples_passes_and_of_shifted_samples_fails() {
+    let g = GaussianMixture::seed();
+    let mut rng = StdRng::seed_from_u64(6);
+    let truth = g.sample(4000, &mut rng);
+    let q = MixtureQuality::measure(&g, truth.view(), 1000, 2, &mut rng).unwrap();
+    assert!(q.max_share_error() < 0.03 && q.log_prob_gap().abs() < 0.06 && q.w2_excess() < 0.2, "{q}");
+    let shifted = &truth + &array![1.0, 0.0];
+    let q = MixtureQuality::measure(&g, shifted.view(), 1000, 2, &mut rng).unwrap();
+    assert!(q.log_prob_gap() > 0.2 && q.w2_excess() > 0.2, "{q}");
+    assert!(MixtureQuality::measure(&g, truth.view(), 5000, 1, &mut rng).is_err());
+}
