@@ -1,6 +1,7 @@
 //! `fm`: flow matching from the command line. Thin: parse, call the crates, print.
 
 mod run;
+mod sample;
 
 use clap::{Parser, Subcommand};
 
@@ -16,6 +17,9 @@ enum Command {
     /// The seed experiment end to end: train, sample, save checkpoint, samples and figure, report quality.
     #[command(after_help = "Example:\n  fm run                          # the seed experiment with its defaults, into runs/seed\n  fm run --steps 2000 --out runs/quick --device cpu")]
     Run(run::RunArgs),
+    /// Generate samples from a checkpoint by integrating its velocity field.
+    #[command(after_help = "Example:\n  fm sample --checkpoint runs/seed/model.safetensors --method rk4 --steps 20")]
+    Sample(sample::SampleArgs),
 }
 
 fn main() {
@@ -27,6 +31,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Sample(args) => sample::sample(args),
     };
     if let Err(e) = result {
         eprintln!("error: {}", format!("{e:#}").replace('\n', " "));

@@ -81,7 +81,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let device = parse_device(&args.device)?;
     let model_cfg = MlpConfig { hidden_dim: args.hidden_dim, hidden_layers: args.hidden_layers, ..MlpConfig::default() };
     let train_cfg = TrainConfig { steps: args.steps, batch_size: args.batch_size, lr: args.lr, seed: args.seed, ..TrainConfig::default() };
-    let sample_cfg = SampleConfig { n_samples: args.samples, steps: args.sample_steps, method: args.method, seed: args.seed.wrapping_add(1) };
+    let sample_cfg = SampleConfig { n_samples: args.samples, steps: args.sample_steps, method: args.method, seed: args.seed.wrapping_add(1), ..SampleConfig::default() };
     // Every check that can fail before the work starts does.
     model_cfg.validate()?;
     train_cfg.validate()?;

@@ -4,7 +4,7 @@
 
 use crate::{Error, Mlp, MlpConfig, Result};
 use safetensors::{Dtype, SafeTensors};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
@@ -21,24 +21,35 @@ fn err(path: &Path, msg: impl Into<String>) -> Error {
 }
 
 /// The checkpoint bytes of `mlp`, with `extra` metadata beside the format and config.
+///
+/// The safetensors layout is written here rather than by the `safetensors` crate, whose
+/// metadata map has no fixed order: with sorted keys the same model gives the same bytes.
 pub fn to_bytes(mlp: &Mlp, extra: &Metadata) -> Result<Vec<u8>> {
-    let mut tensors = Vec::new();
-    for (name, _) in mlp.config().parameter_shapes() {
-        let var = mlp.var_store().variables().remove(&name).ok_or_else(|| Error::Config(format!("parameter {name} is missing")))?;
-        let values = Vec::<f32>::try_from(var.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_flatten(0, -1)?)?;
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let shape: Vec<usize> = var.size().iter().map(|&s| s as usize).collect();
-        tensors.push((name, shape, bytes));
-    }
-    let mut metadata: HashMap<String, String> = extra.clone().into_iter().collect();
+    let mut metadata = extra.clone();
     metadata.insert("format".into(), FORMAT.into());
     metadata.insert("format_version".into(), FORMAT_VERSION.to_string());
     metadata.insert("config".into(), serde_json::to_string(mlp.config()).map_err(|e| Error::Config(e.to_string()))?);
-    let views = tensors
-        .iter()
-        .map(|(name, shape, bytes)| Ok((name.as_str(), safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), bytes).map_err(|e| Error::Config(e.to_string()))?)))
-        .collect::<Result<Vec<_>>>()?;
-    safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Config(format!("cannot serialise checkpoint: {e}")))
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".into(), serde_json::to_value(&metadata).map_err(|e| Error::Config(e.to_string()))?);
+    let mut names: Vec<String> = mlp.config().parameter_shapes().into_iter().map(|(n, _)| n).collect();
+    names.sort();
+    let vars = mlp.var_store().variables();
+    let mut data = Vec::new();
+    for name in names {
+        let var = vars.get(&name).ok_or_else(|| Error::Config(format!("parameter {name} is missing")))?;
+        let values = Vec::<f32>::try_from(var.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_flatten(0, -1)?)?;
+        let start = data.len();
+        data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        header.insert(name, serde_json::json!({ "dtype": "F32", "shape": var.size(), "data_offsets": [start, data.len()] }));
+    }
+    let mut header = serde_json::to_vec(&header).map_err(|e| Error::Config(e.to_string()))?;
+    // The data start is aligned to 8 bytes by padding the header with spaces, as safetensors does.
+    header.resize(header.len().div_ceil(8) * 8, b' ');
+    let mut out = Vec::with_capacity(8 + header.len() + data.len());
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&data);
+    Ok(out)
 }
 
 /// Writes `mlp` to `path` atomically (a temporary file renamed into place).

@@ -17,11 +17,15 @@ pub struct SampleConfig {
     pub method: Method,
     /// Seeds the source draws.
     pub seed: u64,
+    /// Rows integrated together. The rows are independent, and blocks of a few hundred keep
+    /// each layer's activations in cache: 512 samples the seed twice as fast as one block of
+    /// 10,000 on a 2-core CPU (measured, see the README).
+    pub chunk_size: usize,
 }
 
 impl Default for SampleConfig {
     fn default() -> Self {
-        Self { n_samples: 10_000, steps: 100, method: Method::Euler, seed: 1 }
+        Self { n_samples: 10_000, steps: 100, method: Method::Euler, seed: 1, chunk_size: 512 }
     }
 }
 
@@ -36,16 +40,21 @@ mod method_name {
     }
 }
 
-/// Draws `cfg.n_samples` source points and carries them through `field` from t = 0 to 1.
+/// Draws `cfg.n_samples` source points and carries them through `field` from t = 0 to 1,
+/// `cfg.chunk_size` rows at a time.
 pub fn sample(field: &(impl VectorField + HasDevice), source: &dyn Target, cfg: &SampleConfig) -> Result<Array2<f64>> {
-    if cfg.n_samples == 0 {
-        return Err(Error::Config("the number of samples must be at least 1".into()));
+    if cfg.n_samples == 0 || cfg.chunk_size == 0 {
+        return Err(Error::Config("the number of samples and the chunk size must be at least 1".into()));
     }
     let grid = TimeGrid::uniform(0.0, 1.0, cfg.steps)?;
     let x0 = source.sample(cfg.n_samples, &mut StdRng::seed_from_u64(cfg.seed));
     let x0 = array_to_tensor(x0.view(), field.device())?;
-    let sol = solve(field, &x0, &grid, cfg.method, SolveOptions::default())?;
-    tensor_to_array(&sol.x)
+    let parts = x0
+        .f_split(cfg.chunk_size as i64, 0)?
+        .iter()
+        .map(|part| Ok(solve(field, part, &grid, cfg.method, SolveOptions::default())?.x))
+        .collect::<Result<Vec<_>>>()?;
+    tensor_to_array(&tch::Tensor::f_cat(&parts, 0)?)
 }
 
 /// Where a field's tensors live.

@@ -1,0 +1,139 @@
+//! The MLP and its checkpoints.
+
+use fm_model::{checkpoint, Activation, Mlp, MlpConfig};
+use fm_ode::VectorField;
+use tch::{Device, Kind, Tensor};
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("fm-model-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join("model.safetensors")
+}
+
+fn batch() -> (Tensor, Tensor) {
+    tch::manual_seed(3);
+    (Tensor::randn([16, 2], (Kind::Float, Device::Cpu)), Tensor::rand([16, 1], (Kind::Float, Device::Cpu)))
+}
+
+#[test]
+fn parameter_names_follow_the_seeds_sequential() {
+    let mlp = Mlp::new(MlpConfig::default(), Device::Cpu).unwrap();
+    let mut names: Vec<_> = mlp.var_store().variables().into_iter().map(|(k, v)| (k, v.size())).collect();
+    names.sort();
+    let expected = vec![
+        ("net.0.bias".to_string(), vec![128]),
+        ("net.0.weight".to_string(), vec![128, 3]),
+        ("net.2.bias".to_string(), vec![128]),
+        ("net.2.weight".to_string(), vec![128, 128]),
+        ("net.4.bias".to_string(), vec![128]),
+        ("net.4.weight".to_string(), vec![128, 128]),
+        ("net.6.bias".to_string(), vec![2]),
+        ("net.6.weight".to_string(), vec![2, 128]),
+    ];
+    assert_eq!(names, expected);
+}
+
+#[test]
+fn velocity_at_one_time_equals_forward_on_the_concatenation() {
+    let mlp = Mlp::new(MlpConfig::default(), Device::Cpu).unwrap();
+    let (x, _) = batch();
+    let t = Tensor::full([16, 1], 0.3, (Kind::Float, Device::Cpu));
+    let a = mlp.forward(&x, &t).unwrap();
+    let b = mlp.velocity(&x, 0.3).unwrap();
+    // Float32 sums in another order: equal to rounding.
+    let diff = f64::try_from((&a - &b).abs().max()).unwrap();
+    assert!(diff < 1e-5 * (1.0 + f64::try_from(a.abs().max()).unwrap()), "max difference {diff}");
+}
+
+#[test]
+fn checkpoint_round_trip_is_bit_exact_with_metadata() {
+    for activation in Activation::ALL {
+        let cfg = MlpConfig { dim: 3, hidden_dim: 17, hidden_layers: 2, activation };
+        let mlp = Mlp::new(cfg.clone(), Device::Cpu).unwrap();
+        let path = tmp(activation.name());
+        let extra = [("note".to_string(), "hello".to_string())].into_iter().collect();
+        checkpoint::save(&mlp, &path, &extra).unwrap();
+        let (back, meta) = checkpoint::load(&path, Device::Cpu).unwrap();
+        assert_eq!(back.config(), &cfg);
+        assert_eq!(meta["note"], "hello");
+        assert_eq!(meta["format"], checkpoint::FORMAT);
+        for (name, v) in mlp.var_store().variables() {
+            let w = &back.var_store().variables()[&name];
+            assert!(v.equal(w), "{name} differs after the round trip");
+        }
+        // Same bytes when written again.
+        assert_eq!(checkpoint::to_bytes(&back, &extra).unwrap(), std::fs::read(&path).unwrap());
+    }
+}
+
+#[test]
+fn a_plain_pytorch_safetensors_infers_its_architecture() {
+    // Written without our metadata, as safetensors.torch.save_file(net.state_dict()) would.
+    let mlp = Mlp::new(MlpConfig { hidden_dim: 64, hidden_layers: 4, ..MlpConfig::default() }, Device::Cpu).unwrap();
+    let vars = mlp.var_store().variables();
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> = vars
+        .iter()
+        .map(|(k, v)| (k.clone(), v.size().iter().map(|&s| s as usize).collect(), Vec::<f32>::try_from(v.flatten(0, -1)).unwrap().iter().flat_map(|f| f.to_le_bytes()).collect()))
+        .collect();
+    let views = data.iter().map(|(k, s, b)| (k.as_str(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap()));
+    let bytes = safetensors::serialize(views, None).unwrap();
+    let (back, _) = checkpoint::from_bytes(&bytes, Device::Cpu).unwrap();
+    assert_eq!(back.config(), mlp.config());
+}
+
+fn load_err(bytes: &[u8]) -> String {
+    checkpoint::from_bytes(bytes, Device::Cpu).unwrap_err().to_string()
+}
+
+#[test]
+fn bad_checkpoints_are_clear_errors() {
+    let mlp = Mlp::new(MlpConfig::default(), Device::Cpu).unwrap();
+    let good = checkpoint::to_bytes(&mlp, &Default::default()).unwrap();
+    assert!(load_err(b"garbage").contains("not a valid safetensors file"));
+    for cut in [0, 7, 8, 100, good.len() / 2, good.len() - 1] {
+        assert!(load_err(&good[..cut]).contains("not a valid safetensors file"), "cut at {cut}");
+    }
+    let missing = checkpoint::load(std::path::Path::new("/nonexistent/model.safetensors"), Device::Cpu).unwrap_err().to_string();
+    assert!(missing.contains("/nonexistent/model.safetensors") && missing.contains("No such file"), "{missing}");
+
+    // Other versions and lying configs: edits of equal length keep the header valid.
+    let newer = replace(&good, br#""format_version":"1""#, br#""format_version":"9""#);
+    assert!(load_err(&newer).contains("newer fm (format version 9)"));
+    let foreign = replace(&good, br#""format":"fm-rs/mlp""#, br#""format":"fm-rs/xyz""#);
+    assert!(load_err(&foreign).contains("not an fm model checkpoint"));
+
+    // A network of another shape than its config says.
+    let small = Mlp::new(MlpConfig { hidden_dim: 8, ..MlpConfig::default() }, Device::Cpu).unwrap();
+    let small_bytes = checkpoint::to_bytes(&small, &Default::default()).unwrap();
+    let lying = replace(&small_bytes, br#"hidden_dim\":8"#, br#"hidden_dim\":9"#);
+    let err = load_err(&lying);
+    assert!(err.contains("tensor 'net.0.weight' has shape [8, 3], expected [9, 3]"), "{err}");
+}
+
+#[test]
+fn bad_configs_are_errors() {
+    assert!(Mlp::new(MlpConfig { hidden_dim: 0, ..MlpConfig::default() }, Device::Cpu).is_err());
+    assert!(Mlp::new(MlpConfig { hidden_layers: 0, ..MlpConfig::default() }, Device::Cpu).is_err());
+    assert!("tanh".parse::<Activation>().unwrap_err().to_string().contains("relu, silu, gelu, selu"));
+    let mlp = Mlp::new(MlpConfig::default(), Device::Cpu).unwrap();
+    let err = mlp.velocity(&Tensor::zeros([4, 3], (Kind::Float, Device::Cpu)), 0.0).unwrap_err().to_string();
+    assert!(err.contains("[n, 2]"), "{err}");
+}
+
+#[test]
+fn cuda_without_a_gpu_is_an_error_naming_the_problem() {
+    if tch::Cuda::is_available() {
+        assert!(fm_model::parse_device("cuda").is_ok());
+    } else {
+        let err = fm_model::parse_device("cuda").unwrap_err().to_string();
+        assert!(err.contains("CUDA is not available"), "{err}");
+    }
+    assert_eq!(fm_model::parse_device("cpu").unwrap(), Device::Cpu);
+    assert!(fm_model::parse_device("tpu").unwrap_err().to_string().contains("auto, cpu, cuda, cuda:N"));
+}
+
+fn replace(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let at = bytes.windows(from.len()).position(|w| w == from).expect("pattern present");
+    [&bytes[..at], to, &bytes[at + from.len()..]].concat()
+}
