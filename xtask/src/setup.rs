@@ -34,8 +34,9 @@ pub fn ensure_libtorch() -> Result<Option<PathBuf>, String> {
         eprintln!("xtask: LIBTORCH_USE_PYTORCH is set: torch-sys takes libtorch from the python3 on PATH");
         return Ok(None);
     }
-    if let Some(dir) = std::env::var_os("LIBTORCH") {
-        let dir = PathBuf::from(dir);
+    let ours = workspace_root().join(".libtorch");
+    // `.cargo/config.toml` sets LIBTORCH to our link for every process cargo starts, this one included.
+    if let Some(dir) = std::env::var_os("LIBTORCH").map(PathBuf::from).filter(|d| *d != ours) {
         if !dir.join("lib").is_dir() {
             return Err(format!("LIBTORCH={} has no lib/ folder; point it at a libtorch (or the torch/ package folder of torch {TORCH_VERSION})", dir.display()));
         }
@@ -48,7 +49,7 @@ pub fn ensure_libtorch() -> Result<Option<PathBuf>, String> {
         std::fs::write(&done, TORCH_VERSION).map_err(|e| format!("cannot write {}: {e}", done.display()))?;
     }
     let torch = torch_dir(&venv)?;
-    link(&workspace_root().join(".libtorch"), &torch)?;
+    link(&ours, &torch)?;
     Ok(Some(torch))
 }
 
