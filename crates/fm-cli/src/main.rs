@@ -1,5 +1,6 @@
 //! `fm`: flow matching from the command line. Thin: parse, call the crates, print.
 
+mod eval;
 mod run;
 mod sample;
 
@@ -20,6 +21,9 @@ enum Command {
     /// Generate samples from a checkpoint by integrating its velocity field.
     #[command(after_help = "Example:\n  fm sample --checkpoint runs/seed/model.safetensors --method rk4 --steps 20")]
     Sample(sample::SampleArgs),
+    /// Judge samples (.npy) against the seed's mixture: component shares, log-density, exact W2.
+    #[command(after_help = "Example:\n  fm eval --samples runs/seed/samples.npy")]
+    Eval(eval::EvalArgs),
 }
 
 fn main() {
@@ -32,6 +36,7 @@ fn main() {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Sample(args) => sample::sample(args),
+        Command::Eval(args) => eval::eval(args),
     };
     if let Err(e) = result {
         eprintln!("error: {}", format!("{e:#}").replace('\n', " "));

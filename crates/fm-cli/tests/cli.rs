@@ -107,3 +107,21 @@ fn missing_or_corrupt_checkpoints_are_errors() {
     assert_clean_failure(&fm(&["sample", "--checkpoint", corrupt.to_str().unwrap()]), "not a valid safetensors file");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no output may be written");
 }
+
+#[test]
+fn eval_judges_any_npy_and_refuses_bad_ones() {
+    let dir = temp("eval");
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("truth.npy");
+    let truth = fm_dist::Target::sample(&fm_dist::GaussianMixture::seed(), 600, &mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0));
+    fm_dist::io::write_npy(&good, truth.view()).unwrap();
+    let o = fm(&["eval", "--samples", good.to_str().unwrap(), "--w2-points", "300", "--w2-draws", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("component shares"));
+    let three = dir.join("three.npy");
+    fm_dist::io::write_npy(&three, ndarray::Array2::<f32>::zeros((5, 3)).view()).unwrap();
+    assert_clean_failure(&fm(&["eval", "--samples", three.to_str().unwrap()]), "expected 2 columns, got 3");
+    let junk = dir.join("junk.npy");
+    std::fs::write(&junk, b"not numpy").unwrap();
+    assert_clean_failure(&fm(&["eval", "--samples", junk.to_str().unwrap()]), "bad magic");
+}

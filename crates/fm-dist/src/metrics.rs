@@ -73,6 +73,7 @@ pub struct MixtureQuality {
 impl MixtureQuality {
     /// Computes the report; W2 figures use `w2_points` samples per set and average `w2_draws` draws.
     pub fn measure(gmm: &GaussianMixture, generated: ArrayView2<f64>, w2_points: usize, w2_draws: usize, rng: &mut dyn RngCore) -> Result<Self> {
+        crate::check_dim(&generated, gmm.dim())?;
         let n = generated.nrows();
         if w2_points == 0 || w2_draws == 0 || w2_points > n {
             return Err(Error::Metric(format!("W2 on {w2_points} points × {w2_draws} draws needs 1..={n} points and at least one draw")));
