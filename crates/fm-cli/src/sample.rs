@@ -16,6 +16,7 @@ pub struct SampleArgs {
     /// Output .npy file [default: samples-METHOD-STEPS.npy beside the checkpoint].
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Where to compute: auto (CUDA when available), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
     /// Samples to generate.
