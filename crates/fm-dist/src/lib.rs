@@ -23,9 +23,13 @@ pub mod io;
 pub mod linalg;
 pub mod metrics;
 pub mod normal;
+pub mod registry;
+pub mod toy;
 
 pub use gmm::GaussianMixture;
 pub use normal::StandardNormal;
+pub use registry::{list_targets, parse_target};
+pub use toy::{Checkerboard, Circles, EightGaussians, Moons, Pinwheel, SwissRoll, TwentyFiveGaussians, TwoSpirals};
 
 use ndarray::{Array1, Array2, ArrayView2};
 use rand::RngCore;

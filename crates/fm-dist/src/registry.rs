@@ -1,0 +1,56 @@
+//! Targets by name, so a CLI or a config file can pick one at run time.
+
+use crate::toy::{Checkerboard, Circles, EightGaussians, Moons, Pinwheel, SwissRoll, TwentyFiveGaussians, TwoSpirals};
+use crate::{Error, GaussianMixture, Result, StandardNormal, Target};
+
+/// Every name [`parse_target`] knows, with a one-line description (for `--list`).
+pub fn list_targets() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("gmm3", "the seed experiment's 3-component 2-D Gaussian mixture, weights 0.3/0.5/0.2"),
+        ("normal", "standard normal N(0, I) in 2-D; `normal:D` for dimension D"),
+        ("8gaussians", "8 Gaussians on a circle of radius 5, covariance sqrt(0.1)·I (TorchCFM)"),
+        ("25gaussians", "25 Gaussians on the grid {-4,-2,0,2,4}², std 0.1"),
+        ("moons", "two interleaving half circles (FFJORD: make_moons noise 0.1, ×2 + (-1, -0.2)); no density"),
+        ("circles", "two concentric rings of radii 3 and 1.5, noise std 0.24 (FFJORD); no density"),
+        ("checkerboard", "uniform on the 8 dark squares of a 4×4 board on [-4,4)², density 1/32 (FFJORD)"),
+        ("swissroll", "swiss roll (FFJORD: make_swiss_roll noise 1, columns x,z, /5); no density"),
+        ("2spirals", "two point-symmetric spirals of 540° (FFJORD); no density"),
+        ("pinwheel", "5-blade pinwheel, radial std 0.3, tangential std 0.1, rate 0.25 (FFJORD); no density"),
+    ]
+}
+
+/// Builds the target named by `spec` (case-insensitive, surrounding spaces ignored).
+///
+/// `normal:D` asks for the standard normal in `D ≥ 1` dimensions; every other name
+/// takes no argument. An unknown name is an error listing the valid ones.
+pub fn parse_target(spec: &str) -> Result<Box<dyn Target>> {
+    let spec = spec.trim().to_ascii_lowercase();
+    let (name, arg) = match spec.split_once(':') {
+        Some((n, a)) => (n.trim(), Some(a.trim())),
+        None => (spec.as_str(), None),
+    };
+    if let Some(a) = arg {
+        if name != "normal" {
+            return Err(Error::Invalid(format!("target '{name}' takes no ':' argument (got '{spec}'); only normal:D does")));
+        }
+        let d: usize = a.parse().map_err(|_| Error::Invalid(format!("normal:D needs a positive integer dimension, got '{a}'")))?;
+        return Ok(Box::new(StandardNormal::new(d)?));
+    }
+    let target: Box<dyn Target> = match name {
+        "gmm3" => Box::new(GaussianMixture::seed()),
+        "normal" => Box::new(StandardNormal::new(2)?),
+        "8gaussians" => Box::new(EightGaussians::new_default()),
+        "25gaussians" => Box::new(TwentyFiveGaussians::new_default()),
+        "moons" => Box::new(Moons),
+        "circles" => Box::new(Circles),
+        "checkerboard" => Box::new(Checkerboard),
+        "swissroll" => Box::new(SwissRoll),
+        "2spirals" => Box::new(TwoSpirals),
+        "pinwheel" => Box::new(Pinwheel),
+        _ => {
+            let names: Vec<&str> = list_targets().into_iter().map(|(n, _)| n).collect();
+            return Err(Error::Invalid(format!("unknown target '{name}'; valid targets: {} (and normal:D)", names.join(", "))));
+        }
+    };
+    Ok(target)
+}
