@@ -52,6 +52,46 @@ fn isotropic_mixture(centres: &[[f64; 2]], variance: f64) -> Result<GaussianMixt
     GaussianMixture::new(vec![1.0 / k as f64; k], means, vec![cov; k])
 }
 
+/// `mixture()`, `Default`, `From` and the `Target` impl of a named wrapper around a
+/// [`GaussianMixture`] held in its `gmm` field (built by its `new_default`).
+macro_rules! mixture_target {
+    ($ty:ty, $name:literal) => {
+        impl $ty {
+            /// The underlying mixture (for [`crate::metrics::mixture_shares`] and friends).
+            pub fn mixture(&self) -> &GaussianMixture {
+                &self.gmm
+            }
+        }
+
+        impl Default for $ty {
+            fn default() -> Self {
+                Self::new_default()
+            }
+        }
+
+        impl From<$ty> for GaussianMixture {
+            fn from(t: $ty) -> Self {
+                t.gmm
+            }
+        }
+
+        impl Target for $ty {
+            fn name(&self) -> String {
+                $name.into()
+            }
+            fn dim(&self) -> usize {
+                2
+            }
+            fn sample(&self, n: usize, rng: &mut dyn RngCore) -> Array2<f64> {
+                self.gmm.sample(n, rng)
+            }
+            fn log_prob(&self, x: ArrayView2<f64>) -> Result<Array1<f64>> {
+                self.gmm.log_prob(x)
+            }
+        }
+    };
+}
+
 // ---------------------------------------------------------------------------------
 // 8 Gaussians
 // ---------------------------------------------------------------------------------
@@ -99,38 +139,9 @@ impl EightGaussians {
     pub fn variance(&self) -> f64 {
         self.variance
     }
-    /// The underlying mixture (for [`crate::metrics::mixture_shares`] and friends).
-    pub fn mixture(&self) -> &GaussianMixture {
-        &self.gmm
-    }
 }
 
-impl Default for EightGaussians {
-    fn default() -> Self {
-        Self::new_default()
-    }
-}
-
-impl From<EightGaussians> for GaussianMixture {
-    fn from(t: EightGaussians) -> Self {
-        t.gmm
-    }
-}
-
-impl Target for EightGaussians {
-    fn name(&self) -> String {
-        "8gaussians".into()
-    }
-    fn dim(&self) -> usize {
-        2
-    }
-    fn sample(&self, n: usize, rng: &mut dyn RngCore) -> Array2<f64> {
-        self.gmm.sample(n, rng)
-    }
-    fn log_prob(&self, x: ArrayView2<f64>) -> Result<Array1<f64>> {
-        self.gmm.log_prob(x)
-    }
-}
+mixture_target!(EightGaussians, "8gaussians");
 
 // ---------------------------------------------------------------------------------
 // 25 Gaussians
@@ -180,38 +191,9 @@ impl TwentyFiveGaussians {
     pub fn std(&self) -> f64 {
         self.std
     }
-    /// The underlying mixture (for [`crate::metrics::mixture_shares`] and friends).
-    pub fn mixture(&self) -> &GaussianMixture {
-        &self.gmm
-    }
 }
 
-impl Default for TwentyFiveGaussians {
-    fn default() -> Self {
-        Self::new_default()
-    }
-}
-
-impl From<TwentyFiveGaussians> for GaussianMixture {
-    fn from(t: TwentyFiveGaussians) -> Self {
-        t.gmm
-    }
-}
-
-impl Target for TwentyFiveGaussians {
-    fn name(&self) -> String {
-        "25gaussians".into()
-    }
-    fn dim(&self) -> usize {
-        2
-    }
-    fn sample(&self, n: usize, rng: &mut dyn RngCore) -> Array2<f64> {
-        self.gmm.sample(n, rng)
-    }
-    fn log_prob(&self, x: ArrayView2<f64>) -> Result<Array1<f64>> {
-        self.gmm.log_prob(x)
-    }
-}
+mixture_target!(TwentyFiveGaussians, "25gaussians");
 
 // ---------------------------------------------------------------------------------
 // Density-free targets
