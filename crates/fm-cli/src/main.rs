@@ -1,6 +1,7 @@
 //! `fm`: flow matching from the command line. Thin: parse, call the crates, print.
 
 mod eval;
+mod quality;
 mod run;
 mod sample;
 

@@ -1,5 +1,6 @@
 //! `fm run`: the seed experiment.
 
+use crate::quality::W2Args;
 use anyhow::{Context, Result};
 use fm_dist::{metrics::MixtureQuality, GaussianMixture, StandardNormal, Target};
 use fm_model::{checkpoint, parse_device, Mlp, MlpConfig};
@@ -45,12 +46,8 @@ pub struct RunArgs {
     /// Integration method (euler, midpoint, heun, rk4).
     #[arg(long, default_value_t = SampleConfig::default().method)]
     method: Method,
-    /// Points per set for the W2 figure (at most --samples).
-    #[arg(long, default_value_t = 2000)]
-    w2_points: usize,
-    /// Independent draws the W2 figure is averaged over.
-    #[arg(long, default_value_t = 5)]
-    w2_draws: usize,
+    #[command(flatten)]
+    w2: W2Args,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -73,6 +70,10 @@ struct Report<'a> {
     train: &'a fm_train::TrainReport,
     sample_seconds: f64,
     quality: &'a MixtureQuality,
+    /// The figures `cargo xtask e2e` holds against the quality bar, derived from `quality`.
+    max_share_error: f64,
+    log_prob_gap: f64,
+    w2_excess: f64,
 }
 
 const TARGET: &str = "gmm3 (the seed's 3-component mixture)";
@@ -87,7 +88,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     train_cfg.validate()?;
     fm_ode::TimeGrid::uniform(0.0, 1.0, sample_cfg.steps)?;
     anyhow::ensure!(sample_cfg.n_samples > 0, "--samples must be at least 1");
-    anyhow::ensure!(args.w2_points > 0 && args.w2_points <= args.samples && args.w2_draws > 0, "--w2-points must be in 1..=--samples ({}) and --w2-draws at least 1", args.samples);
+    anyhow::ensure!(args.w2.w2_points > 0 && args.w2.w2_points <= args.samples && args.w2.w2_draws > 0, "--w2-points must be in 1..=--samples ({}) and --w2-draws at least 1", args.samples);
     prepare_out_dir(&args.out)?;
 
     let target = GaussianMixture::seed();
@@ -117,10 +118,17 @@ pub fn run(args: RunArgs) -> Result<()> {
     let figure = args.out.join("compare.png");
     fm_viz::compare(&figure, &target, samples.view(), &fm_viz::CompareFigure::default())?;
 
-    let quality = MixtureQuality::measure(&target, samples.view(), args.w2_points, args.w2_draws, &mut StdRng::seed_from_u64(args.seed.wrapping_add(2)))?;
+    let quality = args.w2.measure(&target, samples.view(), &mut StdRng::seed_from_u64(args.seed.wrapping_add(2)))?;
     println!("quality of the samples:\n{quality}");
     let report_path = args.out.join("report.json");
-    let report_json = serde_json::to_string_pretty(&Report { train: &report, sample_seconds, quality: &quality })?;
+    let report_json = serde_json::to_string_pretty(&Report {
+        train: &report,
+        sample_seconds,
+        quality: &quality,
+        max_share_error: quality.max_share_error(),
+        log_prob_gap: quality.log_prob_gap(),
+        w2_excess: quality.w2_excess(),
+    })?;
     fm_dist::io::write_atomic(&report_path, report_json.as_bytes())?;
 
     println!("wrote:");

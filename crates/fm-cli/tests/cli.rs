@@ -45,6 +45,9 @@ fn run_writes_checkpoint_samples_figure_and_report() {
     assert!(meta["train"].contains("\"steps\":40"));
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["quality"]["shares"].as_array().unwrap().len(), 3);
+    for key in ["max_share_error", "log_prob_gap", "w2_excess"] {
+        assert!(report[key].is_f64(), "report.json lacks {key}, which cargo xtask e2e reads");
+    }
     let config: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["train"]["batch_size"], 64);
     assert!(std::fs::metadata(out.join("compare.png")).unwrap().len() > 10_000);

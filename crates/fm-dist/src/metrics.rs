@@ -121,6 +121,11 @@ pub struct MixtureQuality {
 }
 
 impl MixtureQuality {
+    /// Points per set of the W2 figure the seed experiment is judged by.
+    pub const W2_POINTS: usize = 2000;
+    /// Draws that figure is averaged over (a single draw is noisy).
+    pub const W2_DRAWS: usize = 5;
+
     /// Computes the report; W2 figures use `w2_points` samples per set and average `w2_draws` draws.
     pub fn measure(gmm: &GaussianMixture, generated: ArrayView2<f64>, w2_points: usize, w2_draws: usize, rng: &mut dyn RngCore) -> Result<Self> {
         crate::check_dim(&generated, gmm.dim())?;
