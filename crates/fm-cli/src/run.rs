@@ -86,8 +86,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     // Every check that can fail before the work starts does.
     model_cfg.validate()?;
     train_cfg.validate()?;
-    fm_ode::TimeGrid::uniform(0.0, 1.0, sample_cfg.steps)?;
-    anyhow::ensure!(sample_cfg.n_samples > 0, "--samples must be at least 1");
+    sample_cfg.validate()?;
     anyhow::ensure!(args.w2.w2_points > 0 && args.w2.w2_points <= args.samples && args.w2.w2_draws > 0, "--w2-points must be in 1..=--samples ({}) and --w2-draws at least 1", args.samples);
     prepare_out_dir(&args.out)?;
 

@@ -35,8 +35,7 @@ pub struct SampleArgs {
 
 pub fn sample(args: SampleArgs) -> Result<()> {
     let cfg = SampleConfig { n_samples: args.samples, steps: args.steps, method: args.method, seed: args.seed, ..SampleConfig::default() };
-    anyhow::ensure!(cfg.n_samples > 0, "--samples must be at least 1");
-    fm_ode::TimeGrid::uniform(0.0, 1.0, cfg.steps)?;
+    cfg.validate()?;
     let device = parse_device(&args.device)?;
     let (mlp, _) = checkpoint::load(&args.checkpoint, device)?;
     let out = args.out.unwrap_or_else(|| args.checkpoint.with_file_name(format!("samples-{}-{}.npy", cfg.method, cfg.steps)));

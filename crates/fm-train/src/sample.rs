@@ -29,6 +29,19 @@ impl Default for SampleConfig {
     }
 }
 
+impl SampleConfig {
+    /// Checks every setting; returns the time grid the solve will step through.
+    pub fn validate(&self) -> Result<TimeGrid> {
+        if self.n_samples == 0 {
+            return Err(Error::Config("the number of samples must be at least 1".into()));
+        }
+        if self.chunk_size == 0 {
+            return Err(Error::Config("the chunk size must be at least 1".into()));
+        }
+        Ok(TimeGrid::uniform(0.0, 1.0, self.steps)?)
+    }
+}
+
 mod method_name {
     use fm_ode::Method;
     use serde::{Deserialize, Deserializer, Serializer};
@@ -43,10 +56,7 @@ mod method_name {
 /// Draws `cfg.n_samples` source points and carries them through `field` from t = 0 to 1,
 /// `cfg.chunk_size` rows at a time.
 pub fn sample(field: &(impl VectorField + HasDevice), source: &dyn Target, cfg: &SampleConfig) -> Result<Array2<f64>> {
-    if cfg.n_samples == 0 || cfg.chunk_size == 0 {
-        return Err(Error::Config("the number of samples and the chunk size must be at least 1".into()));
-    }
-    let grid = TimeGrid::uniform(0.0, 1.0, cfg.steps)?;
+    let grid = cfg.validate()?;
     let x0 = source.sample(cfg.n_samples, &mut StdRng::seed_from_u64(cfg.seed));
     let x0 = array_to_tensor(x0.view(), field.device())?;
     let parts = x0
