@@ -1,6 +1,6 @@
 //! Gaussian mixtures with full covariances, in any dimension.
 
-use crate::linalg::{cholesky, solve_lower};
+use crate::linalg::{cholesky, solve_lower, solve_lower_transpose};
 use crate::{check_dim, Error, Result, Target};
 use ndarray::{array, Array1, Array2, ArrayView2, Axis};
 use rand::{Rng, RngCore};
@@ -23,6 +23,8 @@ pub struct GaussianMixture {
     /// `ln w_k - ½ ln det Σ_k - D/2 ln 2π` for each component.
     log_norm: Vec<f64>,
     cum_weights: Vec<f64>,
+    /// Display name given by the user (e.g. from a spec file).
+    name: Option<String>,
 }
 
 impl GaussianMixture {
@@ -75,7 +77,7 @@ impl GaussianMixture {
                 Some(*acc)
             })
             .collect();
-        Ok(Self { weights, means, covs, chol, log_norm, cum_weights })
+        Ok(Self { weights, means, covs, chol, log_norm, cum_weights, name: None })
     }
 
     /// The seed experiment's target: 3 components in 2-D, weights (0.3, 0.5, 0.2).
@@ -90,6 +92,12 @@ impl GaussianMixture {
             ],
         )
         .expect("the seed mixture is valid")
+    }
+
+    /// The same mixture, shown under `name` (in titles and reports).
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
     }
 
     pub fn n_components(&self) -> usize {
@@ -142,7 +150,10 @@ pub fn log_sum_exp(v: impl Iterator<Item = f64> + Clone) -> f64 {
 
 impl Target for GaussianMixture {
     fn name(&self) -> String {
-        format!("{}-component Gaussian mixture in {}-D", self.n_components(), self.dim())
+        match &self.name {
+            Some(name) => name.clone(),
+            None => format!("{}-component Gaussian mixture in {}-D", self.n_components(), self.dim()),
+        }
     }
     fn dim(&self) -> usize {
         self.means.ncols()
@@ -172,5 +183,32 @@ impl Target for GaussianMixture {
     fn log_prob(&self, x: ArrayView2<f64>) -> Result<Array1<f64>> {
         let joint = self.component_log_joint(x)?;
         Ok(joint.axis_iter(Axis(0)).map(|r| log_sum_exp(r.iter().copied())).collect())
+    }
+    /// `∇ log p(x) = Σ_k r_k(x) · (−Σ_k⁻¹ (x − μ_k))` with responsibilities `r_k(x)`
+    /// (the softmax of [`GaussianMixture::component_log_joint`], so far tails stay finite).
+    fn score(&self, x: ArrayView2<f64>) -> Result<Array2<f64>> {
+        let joint = self.component_log_joint(x)?;
+        let (n, d) = x.dim();
+        let mut out = Array2::<f64>::zeros((n, d));
+        let (mut diff, mut y, mut z) = (vec![0.0; d], vec![0.0; d], vec![0.0; d]);
+        for ((row, logj), mut out_row) in x.axis_iter(Axis(0)).zip(joint.axis_iter(Axis(0))).zip(out.axis_iter_mut(Axis(0))) {
+            let lse = log_sum_exp(logj.iter().copied());
+            for k in 0..self.n_components() {
+                let r = (logj[k] - lse).exp();
+                if r == 0.0 {
+                    continue;
+                }
+                for j in 0..d {
+                    diff[j] = row[j] - self.means[[k, j]];
+                }
+                // Σ⁻¹ diff = L⁻ᵀ L⁻¹ diff.
+                solve_lower(self.chol[k].view(), ndarray::ArrayView1::from(&diff[..]), &mut y);
+                solve_lower_transpose(self.chol[k].view(), &y, &mut z);
+                for j in 0..d {
+                    out_row[j] -= r * z[j];
+                }
+            }
+        }
+        Ok(out)
     }
 }

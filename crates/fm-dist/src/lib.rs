@@ -18,17 +18,21 @@
 //! assert!(mean_lp < 0.0);
 //! ```
 
+pub mod empirical;
 pub mod gmm;
 pub mod io;
 pub mod linalg;
 pub mod metrics;
 pub mod normal;
 pub mod registry;
+pub mod spec;
 pub mod toy;
 
+pub use empirical::PointCloud;
 pub use gmm::GaussianMixture;
 pub use normal::StandardNormal;
 pub use registry::{list_targets, parse_target};
+pub use spec::{ComponentSpec, MixtureSpec, SpecFormat};
 pub use toy::{Checkerboard, Circles, EightGaussians, Moons, Pinwheel, SwissRoll, TwentyFiveGaussians, TwoSpirals};
 
 use ndarray::{Array1, Array2, ArrayView2};
@@ -72,6 +76,12 @@ pub trait Target: Send + Sync {
     /// Whether [`Target::log_prob`] is available.
     fn has_density(&self) -> bool {
         true
+    }
+    /// The score `∇ₓ log p(x)` of each row of `x` (an `n × dim` array); [`Error::NoDensity`]
+    /// where the target has no differentiable density.
+    fn score(&self, x: ArrayView2<f64>) -> Result<Array2<f64>> {
+        let _ = x;
+        Err(Error::NoDensity(self.name()))
     }
 }
 

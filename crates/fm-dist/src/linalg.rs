@@ -58,3 +58,15 @@ pub fn solve_lower(l: ArrayView2<f64>, b: ArrayView1<f64>, out: &mut [f64]) {
         out[i] = s / l[[i, i]];
     }
 }
+
+/// Solves `Lᵀ y = b` for lower-triangular `L` (back substitution), writing `y` into `out`.
+pub fn solve_lower_transpose(l: ArrayView2<f64>, b: &[f64], out: &mut [f64]) {
+    let n = b.len();
+    for i in (0..n).rev() {
+        let mut s = b[i];
+        for k in i + 1..n {
+            s -= l[[k, i]] * out[k];
+        }
+        out[i] = s / l[[i, i]];
+    }
+}

@@ -34,4 +34,8 @@ impl Target for StandardNormal {
         let c = -0.5 * self.dim as f64 * (2.0 * std::f64::consts::PI).ln();
         Ok(x.map_axis(Axis(1), |r| c - 0.5 * r.dot(&r)))
     }
+    fn score(&self, x: ArrayView2<f64>) -> Result<Array2<f64>> {
+        check_dim(&x, self.dim)?;
+        Ok(-x.to_owned())
+    }
 }

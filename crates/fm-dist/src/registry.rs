@@ -1,7 +1,8 @@
 //! Targets by name, so a CLI or a config file can pick one at run time.
 
 use crate::toy::{Checkerboard, Circles, EightGaussians, Moons, Pinwheel, SwissRoll, TwentyFiveGaussians, TwoSpirals};
-use crate::{Error, GaussianMixture, Result, StandardNormal, Target};
+use crate::{Error, GaussianMixture, MixtureSpec, PointCloud, Result, StandardNormal, Target};
+use std::path::Path;
 
 /// Every name [`parse_target`] knows, with a one-line description (for `--list`).
 pub fn list_targets() -> Vec<(&'static str, &'static str)> {
@@ -16,27 +17,34 @@ pub fn list_targets() -> Vec<(&'static str, &'static str)> {
         ("swissroll", "swiss roll (FFJORD: make_swiss_roll noise 1, columns x,z, /5); no density"),
         ("2spirals", "two point-symmetric spirals of 540° (FFJORD); no density"),
         ("pinwheel", "5-blade pinwheel, radial std 0.3, tangential std 0.1, rate 0.25 (FFJORD); no density"),
+        ("spec:FILE", "a Gaussian mixture of any dimension from a .toml or .json spec (full, diag or iso covariances)"),
+        ("file:FILE", "your own point cloud from a .npy (float32/64, N×D) or .csv file, sampled with replacement; no density"),
     ]
 }
 
-/// Builds the target named by `spec` (case-insensitive, surrounding spaces ignored).
+/// Builds the target named by `spec` (names are case-insensitive, surrounding spaces ignored).
 ///
-/// `normal:D` asks for the standard normal in `D ≥ 1` dimensions; every other name
-/// takes no argument. An unknown name is an error listing the valid ones.
+/// `normal:D` asks for the standard normal in `D ≥ 1` dimensions, `spec:FILE` for a
+/// mixture spec file ([`MixtureSpec`]), `file:FILE` for a point cloud ([`PointCloud`]);
+/// every other name takes no argument. An unknown name is an error listing the valid ones.
 pub fn parse_target(spec: &str) -> Result<Box<dyn Target>> {
-    let spec = spec.trim().to_ascii_lowercase();
+    let spec = spec.trim();
     let (name, arg) = match spec.split_once(':') {
-        Some((n, a)) => (n.trim(), Some(a.trim())),
-        None => (spec.as_str(), None),
+        Some((n, a)) => (n.trim().to_ascii_lowercase(), Some(a.trim())),
+        None => (spec.to_ascii_lowercase(), None),
     };
     if let Some(a) = arg {
-        if name != "normal" {
-            return Err(Error::Invalid(format!("target '{name}' takes no ':' argument (got '{spec}'); only normal:D does")));
-        }
-        let d: usize = a.parse().map_err(|_| Error::Invalid(format!("normal:D needs a positive integer dimension, got '{a}'")))?;
-        return Ok(Box::new(StandardNormal::new(d)?));
+        return match name.as_str() {
+            "normal" => {
+                let d: usize = a.parse().map_err(|_| Error::Invalid(format!("normal:D needs a positive integer dimension, got '{a}'")))?;
+                Ok(Box::new(StandardNormal::new(d)?))
+            }
+            "spec" => Ok(Box::new(MixtureSpec::read(Path::new(a))?.to_mixture().map_err(|e| Error::File { path: a.into(), msg: e.to_string() })?)),
+            "file" => Ok(Box::new(PointCloud::read(Path::new(a))?)),
+            _ => Err(Error::Invalid(format!("target '{name}' takes no ':' argument (got '{spec}'); only normal:D, spec:FILE and file:FILE do"))),
+        };
     }
-    let target: Box<dyn Target> = match name {
+    let target: Box<dyn Target> = match name.as_str() {
         "gmm3" => Box::new(GaussianMixture::seed()),
         "normal" => Box::new(StandardNormal::new(2)?),
         "8gaussians" => Box::new(EightGaussians::new_default()),
@@ -49,7 +57,8 @@ pub fn parse_target(spec: &str) -> Result<Box<dyn Target>> {
         "pinwheel" => Box::new(Pinwheel),
         _ => {
             let names: Vec<&str> = list_targets().into_iter().map(|(n, _)| n).collect();
-            return Err(Error::Invalid(format!("unknown target '{name}'; valid targets: {} (and normal:D)", names.join(", "))));
+            let hint = if Path::new(spec).extension().is_some() { " (for a file, write spec:FILE or file:FILE)" } else { "" };
+            return Err(Error::Invalid(format!("unknown target '{spec}'{hint}; valid targets: {}, normal:D", names.join(", "))));
         }
     };
     Ok(target)

@@ -88,6 +88,9 @@ macro_rules! mixture_target {
             fn log_prob(&self, x: ArrayView2<f64>) -> Result<Array1<f64>> {
                 self.gmm.log_prob(x)
             }
+            fn score(&self, x: ArrayView2<f64>) -> Result<Array2<f64>> {
+                self.gmm.score(x)
+            }
         }
     };
 }

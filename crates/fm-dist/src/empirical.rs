@@ -1,0 +1,111 @@
+//! Empirical targets: a user's own point cloud, sampled with replacement.
+
+use crate::{io, Error, Result, Target};
+use ndarray::{Array1, Array2, ArrayView2, Axis};
+use rand::{Rng, RngCore};
+use std::path::Path;
+
+/// The empirical distribution of `N` points in `D` dimensions (each point with mass `1/N`).
+///
+/// It has no density: [`Target::log_prob`] says so. Sampling draws rows uniformly with
+/// replacement, so any batch size works whatever `N` is.
+#[derive(Debug, Clone)]
+pub struct PointCloud {
+    points: Array2<f64>,
+    name: String,
+}
+
+impl PointCloud {
+    /// A cloud from an `N × D` array; an error when it is empty or holds NaN or infinities.
+    pub fn new(points: Array2<f64>, name: impl Into<String>) -> Result<Self> {
+        let (n, d) = points.dim();
+        if n == 0 || d == 0 {
+            return Err(Error::Invalid(format!("a point cloud needs at least one point and one column, got {n} × {d}")));
+        }
+        if let Some(((i, j), v)) = points.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            return Err(Error::Invalid(format!("row {} column {} holds {v}: every coordinate must be a finite number", i + 1, j + 1)));
+        }
+        Ok(Self { points, name: name.into() })
+    }
+
+    /// Reads a `.npy` (float32 or float64, shape `N × D`) or `.csv` file (see [`parse_csv`]).
+    pub fn read(path: &Path) -> Result<Self> {
+        let file_err = |msg: String| Error::File { path: path.display().to_string(), msg };
+        let points = match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            Some("npy") => io::read_npy(path)?,
+            Some("csv") => {
+                let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+                parse_csv(&text).map_err(file_err)?
+            }
+            _ => return Err(file_err("a point cloud must be a .npy or .csv file".into())),
+        };
+        let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        Self::new(points, name).map_err(|e| match e {
+            Error::Invalid(msg) => file_err(msg),
+            e => e,
+        })
+    }
+
+    /// The points (`N × D`).
+    pub fn points(&self) -> ArrayView2<'_, f64> {
+        self.points.view()
+    }
+}
+
+impl Target for PointCloud {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn dim(&self) -> usize {
+        self.points.ncols()
+    }
+    fn sample(&self, n: usize, rng: &mut dyn RngCore) -> Array2<f64> {
+        let rows: Vec<usize> = (0..n).map(|_| rng.random_range(0..self.points.nrows())).collect();
+        self.points.select(Axis(0), &rows)
+    }
+    fn log_prob(&self, _x: ArrayView2<f64>) -> Result<Array1<f64>> {
+        Err(Error::NoDensity(format!("the point cloud {}", self.name)))
+    }
+    fn has_density(&self) -> bool {
+        false
+    }
+}
+
+/// Parses comma-separated numbers, one point per line, into an `N × D` array.
+///
+/// Blank lines and lines starting with `#` are skipped; a first line with no number at all
+/// is taken as a header. Ragged rows, non-numbers, NaN and infinities are errors naming
+/// the line; so is a file with no data.
+pub fn parse_csv(text: &str) -> std::result::Result<Array2<f64>, String> {
+    let mut values = Vec::new();
+    let mut width = None;
+    let mut rows = 0;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        if rows == 0 && width.is_none() && fields.iter().all(|f| f.parse::<f64>().is_err()) {
+            width = Some(fields.len()); // a header names the columns
+            continue;
+        }
+        let lineno = i + 1;
+        match width {
+            Some(w) if w != fields.len() => return Err(format!("line {lineno} has {} fields, expected {w}", fields.len())),
+            _ => width = Some(fields.len()),
+        }
+        for (j, f) in fields.iter().enumerate() {
+            let v: f64 = f.parse().map_err(|_| format!("line {lineno} field {}: '{f}' is not a number", j + 1))?;
+            if !v.is_finite() {
+                return Err(format!("line {lineno} field {}: {v} is not a finite number", j + 1));
+            }
+            values.push(v);
+        }
+        rows += 1;
+    }
+    if rows == 0 {
+        return Err("the file holds no data rows".into());
+    }
+    Array2::from_shape_vec((rows, width.unwrap_or(0)), values).map_err(|e| e.to_string())
+}
