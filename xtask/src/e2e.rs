@@ -25,7 +25,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let path = out.join("report.json");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let report: Value = serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
-    // fm derives these from its quality report (fm_dist::metrics::MixtureQuality); the bar is ours.
+    // fm derives these from its quality report (fm_dist::metrics::SampleQuality); the bar is ours.
     let num = |key: &str| report[key].as_f64().ok_or_else(|| format!("{} has no number '{key}'", path.display()));
     let (share_error, gap, w2_excess) = (num("max_share_error")?, num("log_prob_gap")?.abs(), num("w2_excess")?);
 

@@ -22,9 +22,12 @@ enum Command {
     /// Generate samples from a checkpoint by integrating its velocity field.
     #[command(after_help = "Example:\n  fm sample --checkpoint runs/seed/model.safetensors --method rk4 --steps 20")]
     Sample(sample::SampleArgs),
-    /// Judge samples (.npy) against the seed's mixture: component shares, log-density, exact W2.
-    #[command(after_help = "Example:\n  fm eval --samples runs/seed/samples.npy")]
+    /// Judge samples (.npy) against a target: exact W2 and MMD, plus log-density and component shares where they exist.
+    #[command(after_help = "Example:\n  fm eval --samples runs/seed/samples.npy\n  fm eval --samples moons.npy --target moons")]
     Eval(eval::EvalArgs),
+    /// List the built-in targets (and the file-based ones), one line each.
+    #[command(after_help = "Example:\n  fm targets\n  fm run --target 8gaussians --source normal\n  fm run --target moons --source 8gaussians")]
+    Targets,
 }
 
 fn main() {
@@ -38,6 +41,12 @@ fn main() {
         Command::Run(args) => run::run(args),
         Command::Sample(args) => sample::sample(args),
         Command::Eval(args) => eval::eval(args),
+        Command::Targets => {
+            for (name, what) in fm_dist::list_targets() {
+                println!("{name:<14} {what}");
+            }
+            Ok(())
+        }
     };
     if let Err(e) = result {
         eprintln!("error: {}", format!("{e:#}").replace('\n', " "));

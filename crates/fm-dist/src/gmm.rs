@@ -184,6 +184,9 @@ impl Target for GaussianMixture {
         let joint = self.component_log_joint(x)?;
         Ok(joint.axis_iter(Axis(0)).map(|r| log_sum_exp(r.iter().copied())).collect())
     }
+    fn as_mixture(&self) -> Option<&GaussianMixture> {
+        Some(self)
+    }
     /// `∇ log p(x) = Σ_k r_k(x) · (−Σ_k⁻¹ (x − μ_k))` with responsibilities `r_k(x)`
     /// (the softmax of [`GaussianMixture::component_log_joint`], so far tails stay finite).
     fn score(&self, x: ArrayView2<f64>) -> Result<Array2<f64>> {

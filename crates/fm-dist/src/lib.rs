@@ -83,6 +83,10 @@ pub trait Target: Send + Sync {
         let _ = x;
         Err(Error::NoDensity(self.name()))
     }
+    /// The Gaussian mixture this target is, if it is one (for component shares).
+    fn as_mixture(&self) -> Option<&GaussianMixture> {
+        None
+    }
 }
 
 /// Checks that `x` has `dim` columns.

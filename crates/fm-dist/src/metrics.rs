@@ -101,70 +101,113 @@ pub fn mean_log_prob(target: &dyn Target, x: ArrayView2<f64>) -> Result<f64> {
     Ok(target.log_prob(x)?.mean().unwrap_or(f64::NAN))
 }
 
-/// How generated samples compare with a Gaussian-mixture target: the figures the
-/// seed experiment is judged by.
+/// Median of the pairwise distances between the first `max_points` rows of `x` (the
+/// usual scale for a Gaussian kernel's bandwidth); 1 when all points coincide.
+pub fn median_distance(x: ArrayView2<f64>, max_points: usize) -> f64 {
+    let n = x.nrows().min(max_points);
+    let mut d: Vec<f64> = (0..n).flat_map(|i| (i + 1..n).map(move |j| (i, j))).map(|(i, j)| (&x.row(i) - &x.row(j)).mapv(|v| v * v).sum().sqrt()).collect();
+    if d.is_empty() {
+        return 1.0;
+    }
+    let mid = d.len() / 2;
+    let (_, m, _) = d.select_nth_unstable_by(mid, f64::total_cmp);
+    if *m > 0.0 && m.is_finite() {
+        *m
+    } else {
+        1.0
+    }
+}
+
+/// How generated samples compare with a target: the figures flow-matching runs are judged by.
+///
+/// W2 and MMD need only samples, so they exist for every target; the mean log-density
+/// needs a density, the component shares a Gaussian mixture. Every figure comes with its
+/// reference: the same figure for fresh true samples, so noise floors are visible.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MixtureQuality {
+pub struct SampleQuality {
+    pub target: String,
     pub n_samples: usize,
     /// Share of samples per component, and the mixture's weights to compare with.
-    pub shares: Vec<f64>,
-    pub weights: Vec<f64>,
+    pub shares: Option<Vec<f64>>,
+    pub weights: Option<Vec<f64>>,
     /// Mean log-density of the generated samples under the target …
-    pub mean_log_prob: f64,
+    pub mean_log_prob: Option<f64>,
     /// … and of as many fresh true samples (the reference).
-    pub reference_mean_log_prob: f64,
+    pub reference_mean_log_prob: Option<f64>,
     /// Exact W2 between `w2_points` generated and fresh true samples, averaged over `w2_draws` draws …
     pub w2: f64,
     /// … and between two independent true sets of the same size (the noise floor).
     pub w2_reference: f64,
     pub w2_points: usize,
     pub w2_draws: usize,
+    /// Unbiased MMD² between the first `w2_points` generated and fresh true samples, with the
+    /// kernel summed over `mmd_bandwidths` (the median distance of true samples × ¼, ½, 1, 2, 4).
+    pub mmd2: f64,
+    pub mmd_bandwidths: Vec<f64>,
 }
 
-impl MixtureQuality {
+impl SampleQuality {
     /// Points per set of the W2 figure the seed experiment is judged by.
     pub const W2_POINTS: usize = 2000;
     /// Draws that figure is averaged over (a single draw is noisy).
     pub const W2_DRAWS: usize = 5;
+    /// Points per set of the MMD figure (its cost is quadratic).
+    pub const MMD_POINTS: usize = 1000;
 
     /// Computes the report; W2 figures use `w2_points` samples per set and average `w2_draws` draws.
-    pub fn measure(gmm: &GaussianMixture, generated: ArrayView2<f64>, w2_points: usize, w2_draws: usize, rng: &mut dyn RngCore) -> Result<Self> {
-        crate::check_dim(&generated, gmm.dim())?;
+    pub fn measure(target: &dyn Target, generated: ArrayView2<f64>, w2_points: usize, w2_draws: usize, rng: &mut dyn RngCore) -> Result<Self> {
+        crate::check_dim(&generated, target.dim())?;
         let n = generated.nrows();
-        if w2_points == 0 || w2_draws == 0 || w2_points > n {
-            return Err(Error::Metric(format!("W2 on {w2_points} points × {w2_draws} draws needs 1..={n} points and at least one draw")));
+        if w2_points < 2 || w2_draws == 0 || w2_points > n {
+            return Err(Error::Metric(format!("W2 on {w2_points} points × {w2_draws} draws needs 2..={n} points and at least one draw")));
         }
-        let truth = gmm.sample(n, rng);
         let (mut w2_sum, mut w2_ref_sum) = (0.0, 0.0);
+        let mut first_truth = None;
         for draw in 0..w2_draws {
             // Disjoint windows of the generated set when it is large enough, else overlapping ones.
             let start = (draw * w2_points) % (n - w2_points + 1);
             let gen = generated.slice(s![start..start + w2_points, ..]);
-            let t1 = gmm.sample(w2_points, rng);
-            let t2 = gmm.sample(w2_points, rng);
+            let t1 = target.sample(w2_points, rng);
+            let t2 = target.sample(w2_points, rng);
             w2_sum += w2(gen, t1.view())?;
             w2_ref_sum += w2(t1.view(), t2.view())?;
+            first_truth.get_or_insert(t1);
         }
+        let truth = first_truth.expect("at least one draw");
+        let m = w2_points.min(Self::MMD_POINTS);
+        let h = median_distance(truth.view(), m);
+        let mmd_bandwidths: Vec<f64> = [0.25, 0.5, 1.0, 2.0, 4.0].iter().map(|f| f * h).collect();
+        let mmd2 = mmd2_unbiased(generated.slice(s![..m, ..]), truth.slice(s![..m, ..]), &mmd_bandwidths)?;
+        let (mean_log_prob, reference_mean_log_prob) = if target.has_density() {
+            let fresh = target.sample(n, rng);
+            (Some(mean_log_prob(target, generated)?), Some(mean_log_prob(target, fresh.view())?))
+        } else {
+            (None, None)
+        };
+        let gmm = target.as_mixture();
         Ok(Self {
+            target: target.name(),
             n_samples: n,
-            shares: mixture_shares(gmm, generated)?,
-            weights: gmm.weights().to_vec(),
-            mean_log_prob: mean_log_prob(gmm, generated)?,
-            reference_mean_log_prob: mean_log_prob(gmm, truth.view())?,
+            shares: gmm.map(|g| mixture_shares(g, generated)).transpose()?,
+            weights: gmm.map(|g| g.weights().to_vec()),
+            mean_log_prob,
+            reference_mean_log_prob,
             w2: w2_sum / w2_draws as f64,
             w2_reference: w2_ref_sum / w2_draws as f64,
             w2_points,
             w2_draws,
+            mmd2,
+            mmd_bandwidths,
         })
     }
 
-    /// Largest |share − weight| over components.
-    pub fn max_share_error(&self) -> f64 {
-        self.shares.iter().zip(&self.weights).map(|(s, w)| (s - w).abs()).fold(0.0, f64::max)
+    /// Largest |share − weight| over components (mixtures only).
+    pub fn max_share_error(&self) -> Option<f64> {
+        Some(self.shares.as_ref()?.iter().zip(self.weights.as_ref()?).map(|(s, w)| (s - w).abs()).fold(0.0, f64::max))
     }
     /// Reference minus generated mean log-density (positive: samples sit in less likely places).
-    pub fn log_prob_gap(&self) -> f64 {
-        self.reference_mean_log_prob - self.mean_log_prob
+    pub fn log_prob_gap(&self) -> Option<f64> {
+        Some(self.reference_mean_log_prob? - self.mean_log_prob?)
     }
     /// W2 above the noise floor of two true sets.
     pub fn w2_excess(&self) -> f64 {
@@ -172,12 +215,16 @@ impl MixtureQuality {
     }
 }
 
-impl std::fmt::Display for MixtureQuality {
+impl std::fmt::Display for SampleQuality {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let fmt_list = |v: &[f64]| v.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join(" / ");
-        writeln!(f, "  component shares   {}   (weights {}; max error {:.3})", fmt_list(&self.shares), fmt_list(&self.weights), self.max_share_error())?;
-        writeln!(f, "  mean log-density   {:.3}   (true samples {:.3}; gap {:.3} nats)", self.mean_log_prob, self.reference_mean_log_prob, self.log_prob_gap())?;
-        write!(
+        if let (Some(shares), Some(weights), Some(err)) = (&self.shares, &self.weights, self.max_share_error()) {
+            writeln!(f, "  component shares   {}   (weights {}; max error {err:.3})", fmt_list(shares), fmt_list(weights))?;
+        }
+        if let (Some(m), Some(r), Some(gap)) = (self.mean_log_prob, self.reference_mean_log_prob, self.log_prob_gap()) {
+            writeln!(f, "  mean log-density   {m:.3}   (true samples {r:.3}; gap {gap:.3} nats)")?;
+        }
+        writeln!(
             f,
             "  W2 to true samples {:.3}   (true vs true {:.3}; excess {:.3}; {} points × {} draws)",
             self.w2,
@@ -185,6 +232,7 @@ impl std::fmt::Display for MixtureQuality {
             self.w2_excess(),
             self.w2_points,
             self.w2_draws
-        )
+        )?;
+        write!(f, "  MMD²               {:.5}   (unbiased; 0 in expectation for true samples; bandwidths {})", self.mmd2, fmt_list(&self.mmd_bandwidths))
     }
 }

@@ -91,6 +91,9 @@ macro_rules! mixture_target {
             fn score(&self, x: ArrayView2<f64>) -> Result<Array2<f64>> {
                 self.gmm.score(x)
             }
+            fn as_mixture(&self) -> Option<&GaussianMixture> {
+                Some(&self.gmm)
+            }
         }
     };
 }

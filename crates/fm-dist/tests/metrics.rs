@@ -1,7 +1,7 @@
 //! Sample-set metrics.
 
 use approx::assert_relative_eq;
-use fm_dist::metrics::{mean_log_prob, mixture_shares, w2, MixtureQuality};
+use fm_dist::metrics::{mean_log_prob, mixture_shares, w2, SampleQuality};
 use fm_dist::{GaussianMixture, StandardNormal, Target};
 use ndarray::{array, Array2};
 use rand::{rngs::StdRng, SeedableRng};
@@ -77,10 +77,26 @@ fn quality_of_true_samples_passes_and_of_shifted_samples_fails() {
     let g = GaussianMixture::seed();
     let mut rng = StdRng::seed_from_u64(6);
     let truth = g.sample(4000, &mut rng);
-    let q = MixtureQuality::measure(&g, truth.view(), 1000, 2, &mut rng).unwrap();
-    assert!(q.max_share_error() < 0.03 && q.log_prob_gap().abs() < 0.06 && q.w2_excess() < 0.2, "{q}");
+    let q = SampleQuality::measure(&g, truth.view(), 1000, 2, &mut rng).unwrap();
+    assert!(q.max_share_error().unwrap() < 0.03 && q.log_prob_gap().unwrap().abs() < 0.06 && q.w2_excess() < 0.2, "{q}");
     let shifted = &truth + &array![1.0, 0.0];
-    let q = MixtureQuality::measure(&g, shifted.view(), 1000, 2, &mut rng).unwrap();
-    assert!(q.log_prob_gap() > 0.2 && q.w2_excess() > 0.2, "{q}");
-    assert!(MixtureQuality::measure(&g, truth.view(), 5000, 1, &mut rng).is_err());
+    let q = SampleQuality::measure(&g, shifted.view(), 1000, 2, &mut rng).unwrap();
+    assert!(q.log_prob_gap().unwrap() > 0.2 && q.w2_excess() > 0.2, "{q}");
+    assert!(SampleQuality::measure(&g, truth.view(), 5000, 1, &mut rng).is_err());
+}
+
+/// For a target without a density only the sample-based figures exist; the MMD of true
+/// samples sits within noise of 0 while that of a shifted set is clearly positive.
+#[test]
+fn quality_of_a_density_free_target_has_w2_and_mmd_only() {
+    let t = fm_dist::parse_target("moons").unwrap();
+    let mut rng = StdRng::seed_from_u64(7);
+    let truth = t.sample(2000, &mut rng);
+    let q = SampleQuality::measure(t.as_ref(), truth.view(), 1000, 1, &mut rng).unwrap();
+    assert!(q.shares.is_none() && q.mean_log_prob.is_none() && q.log_prob_gap().is_none());
+    assert!(q.w2_excess().abs() < 0.1, "{q}");
+    let shifted = &truth + &array![0.5, 0.0];
+    let q_shift = SampleQuality::measure(t.as_ref(), shifted.view(), 1000, 1, &mut rng).unwrap();
+    assert!(q_shift.mmd2 > 20.0 * q.mmd2.abs().max(1e-4), "shifted {} vs true {}", q_shift.mmd2, q.mmd2);
+    assert!(!q.to_string().contains("log-density"));
 }
