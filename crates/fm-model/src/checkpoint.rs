@@ -1,8 +1,13 @@
 //! Checkpoints as `.safetensors`: the weights under PyTorch's names, and in the header
 //! metadata the format, its version and the model configuration (JSON), so the file alone
 //! rebuilds the model. Callers may add their own metadata entries (training state, target, …).
+//!
+//! PyTorch's own `.pth` (`torch.save(net.state_dict(), path)`) is read and written too (see
+//! [`crate::pth`]): [`load_any`] takes either format, told apart by content; [`save_pth`],
+//! [`export_pth`] and [`import_pth`] write and convert. Both formats go through one
+//! [`StateDict`] → [`Mlp`] path, [`from_state_dict`], which checks every name and shape.
 
-use crate::{Error, Mlp, MlpConfig, Result};
+use crate::{Activation, Error, Mlp, MlpConfig, Result};
 use safetensors::{Dtype, SafeTensors};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,10 +30,7 @@ fn err(path: &Path, msg: impl Into<String>) -> Error {
 /// The safetensors layout is written here rather than by the `safetensors` crate, whose
 /// metadata map has no fixed order: with sorted keys the same model gives the same bytes.
 pub fn to_bytes(mlp: &Mlp, extra: &Metadata) -> Result<Vec<u8>> {
-    let mut metadata = extra.clone();
-    metadata.insert("format".into(), FORMAT.into());
-    metadata.insert("format_version".into(), FORMAT_VERSION.to_string());
-    metadata.insert("config".into(), serde_json::to_string(mlp.config()).map_err(|e| Error::Config(e.to_string()))?);
+    let metadata = full_metadata(mlp, extra)?;
     let mut header = serde_json::Map::new();
     header.insert("__metadata__".into(), serde_json::to_value(&metadata).map_err(|e| Error::Config(e.to_string()))?);
     let mut names: Vec<String> = mlp.config().parameter_shapes().into_iter().map(|(n, _)| n).collect();
@@ -52,6 +54,15 @@ pub fn to_bytes(mlp: &Mlp, extra: &Metadata) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// `extra` with our format, its version and the config of `mlp`.
+fn full_metadata(mlp: &Mlp, extra: &Metadata) -> Result<Metadata> {
+    let mut metadata = extra.clone();
+    metadata.insert("format".into(), FORMAT.into());
+    metadata.insert("format_version".into(), FORMAT_VERSION.to_string());
+    metadata.insert("config".into(), serde_json::to_string(mlp.config()).map_err(|e| Error::Config(e.to_string()))?);
+    Ok(metadata)
+}
+
 /// Writes `mlp` to `path` atomically (a temporary file renamed into place).
 pub fn save(mlp: &Mlp, path: &Path, extra: &Metadata) -> Result<()> {
     fm_dist::io::write_atomic(path, &to_bytes(mlp, extra)?)?;
@@ -70,52 +81,213 @@ pub fn load(path: &Path, device: Device) -> Result<(Mlp, Metadata)> {
     })
 }
 
-/// Parses checkpoint bytes (see [`load`]).
+/// One tensor of a state dict: its shape and its values in row-major order, as `f32`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorData {
+    /// Size of each dimension (empty for a scalar).
+    pub shape: Vec<usize>,
+    /// The elements, row-major: as many as the product of `shape`.
+    pub values: Vec<f32>,
+}
+
+/// Named tensors in order, as a PyTorch `state_dict()` holds them (`net.0.weight`, …).
+pub type StateDict = Vec<(String, TensorData)>;
+
+/// What the caller knows of the architecture when the file does not say it all.
+///
+/// The weights give the data dimension, the width and the number of hidden layers, but not the
+/// activation: files without our `config` metadata (written by PyTorch) get [`Self::activation`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadOptions {
+    /// The architecture to expect. Tensor shapes are checked against it, and a `config` in the
+    /// file's metadata must equal it. `None`: the file's config, else one inferred from shapes.
+    pub config: Option<MlpConfig>,
+    /// The activation of an architecture inferred from shapes; ReLU (the seed's) by default.
+    pub activation: Activation,
+}
+
+/// The checkpoint file formats this crate reads and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `.safetensors`, ours (with config metadata) or PyTorch's `safetensors.torch.save_file`.
+    Safetensors,
+    /// A `torch.save` zip archive of a state dict (`.pth`, `.pt`).
+    Pth,
+}
+
+impl Format {
+    /// The format of a file's bytes: a zip archive (`PK\x03\x04`) is a `.pth`, anything else is
+    /// read as safetensors.
+    pub fn detect(bytes: &[u8]) -> Format {
+        if crate::pth::is_pth(bytes) || bytes.first() == Some(&0x80) {
+            Format::Pth
+        } else {
+            Format::Safetensors
+        }
+    }
+}
+
+/// Parses safetensors checkpoint bytes (see [`load`]); other formats: [`from_any_bytes`].
 pub fn from_bytes(bytes: &[u8], device: Device) -> Result<(Mlp, Metadata)> {
+    let (state, metadata) = read_safetensors(bytes)?;
+    let mlp = build(&state, &metadata, device, &LoadOptions::default())?;
+    Ok((mlp, metadata))
+}
+
+/// The tensors (as `f32`; F32 and F64 accepted) and header metadata of safetensors bytes.
+pub fn read_safetensors(bytes: &[u8]) -> Result<(StateDict, Metadata)> {
     let here = Path::new("<bytes>");
     let st = SafeTensors::deserialize(bytes).map_err(|e| err(here, format!("not a valid safetensors file ({e})")))?;
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| err(here, format!("not a valid safetensors file ({e})")))?;
     let metadata: Metadata = header.metadata().clone().unwrap_or_default().into_iter().collect();
-    if let Some(format) = metadata.get("format") {
-        if format != FORMAT {
-            return Err(err(here, format!("format '{format}' is not an fm model checkpoint ('{FORMAT}')")));
-        }
-        let version: u32 = metadata.get("format_version").and_then(|v| v.parse().ok()).ok_or_else(|| err(here, "format_version is missing or not a number"))?;
-        if version != FORMAT_VERSION {
-            let which = if version > FORMAT_VERSION { "a newer" } else { "an older" };
-            return Err(err(here, format!("written by {which} fm (format version {version}); this fm reads version {FORMAT_VERSION}")));
-        }
+    let mut tensors = st.tensors();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut state = StateDict::with_capacity(tensors.len());
+    for (name, view) in tensors {
+        let values: Vec<f32> = match view.dtype() {
+            Dtype::F32 => view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            Dtype::F64 => view.data().chunks_exact(8).map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32).collect(),
+            other => return Err(err(here, format!("tensor '{name}' has dtype {other:?}; expected F32 or F64"))),
+        };
+        state.push((name, TensorData { shape: view.shape().to_vec(), values }));
     }
-    let config = match metadata.get("config") {
-        Some(json) => serde_json::from_str::<MlpConfig>(json).map_err(|e| err(here, format!("config metadata is invalid: {e}")))?,
-        None => infer_config(&st).map_err(|m| err(here, m))?,
+    Ok((state, metadata))
+}
+
+/// Parses checkpoint bytes of any [`Format`]: the model on `device` and the metadata (that of
+/// our writers; empty for a `.pth` written by PyTorch).
+pub fn from_any_bytes(bytes: &[u8], device: Device, opts: &LoadOptions) -> Result<(Mlp, Metadata)> {
+    let (state, metadata) = match Format::detect(bytes) {
+        Format::Pth => crate::pth::read(bytes)?,
+        Format::Safetensors => read_safetensors(bytes)?,
+    };
+    let mlp = build(&state, &metadata, device, opts)?;
+    Ok((mlp, metadata))
+}
+
+/// Reads a checkpoint of any [`Format`], told apart by content rather than by extension; for
+/// a `.pth` from PyTorch (the seed's `flow_match_model.pth`) the architecture is inferred from
+/// the tensor shapes, with ReLU. See [`load_any_with`] to say more.
+pub fn load_any(path: &Path, device: Device) -> Result<(Mlp, Metadata)> {
+    load_any_with(path, device, &LoadOptions::default())
+}
+
+/// [`load_any`] with the caller's knowledge of the architecture.
+pub fn load_any_with(path: &Path, device: Device, opts: &LoadOptions) -> Result<(Mlp, Metadata)> {
+    let bytes = std::fs::read(path).map_err(|e| err(path, e.to_string()))?;
+    from_any_bytes(&bytes, device, opts).map_err(|e| match e {
+        Error::Checkpoint { msg, .. } => err(path, msg),
+        e => e,
+    })
+}
+
+/// The architecture recorded in our metadata, after checking its format and version; `None`
+/// for files of other writers (no metadata, or a foreign `format` such as PyTorch's `pt`).
+fn config_from_metadata(metadata: &Metadata) -> std::result::Result<Option<MlpConfig>, String> {
+    match metadata.get("format") {
+        Some(format) if format == FORMAT => {
+            let version: u32 = metadata.get("format_version").and_then(|v| v.parse().ok()).ok_or("format_version is missing or not a number")?;
+            if version != FORMAT_VERSION {
+                let which = if version > FORMAT_VERSION { "a newer" } else { "an older" };
+                return Err(format!("written by {which} fm (format version {version}); this fm reads version {FORMAT_VERSION}"));
+            }
+        }
+        Some(format) if format.starts_with("fm-rs/") => return Err(format!("format '{format}' is not an fm model checkpoint ('{FORMAT}')")),
+        Some(_) => return Ok(None),
+        None => {}
+    }
+    metadata.get("config").map(|json| serde_json::from_str::<MlpConfig>(json).map_err(|e| format!("config metadata is invalid: {e}"))).transpose()
+}
+
+/// The model of a state dict with its file's metadata.
+fn build(state: &StateDict, metadata: &Metadata, device: Device, opts: &LoadOptions) -> Result<Mlp> {
+    let here = Path::new("<bytes>");
+    let recorded = config_from_metadata(metadata).map_err(|m| err(here, m))?;
+    let config = match (recorded, &opts.config) {
+        (Some(file), Some(wanted)) if &file != wanted => {
+            return Err(err(here, format!("the checkpoint's config {file:?} differs from the expected {wanted:?}")));
+        }
+        (file, wanted) => wanted.clone().or(file),
+    };
+    from_state_dict(state, device, &LoadOptions { config, activation: opts.activation })
+}
+
+/// Builds the model from named tensors, whatever file they came from: the architecture is
+/// `opts.config`, or inferred from the shapes of `net.0.weight`, `net.2.weight`, … with
+/// `opts.activation`. Every tensor must be present with its exact shape and finite values, and
+/// no other tensor may be there; errors name the tensor.
+pub fn from_state_dict(state: &StateDict, device: Device, opts: &LoadOptions) -> Result<Mlp> {
+    let here = Path::new("<bytes>");
+    let config = match &opts.config {
+        Some(c) => c.clone(),
+        None => infer_config(state, opts.activation).map_err(|m| err(here, m))?,
     };
     config.validate()?;
     let mut mlp = Mlp::new(config, device)?;
     let expected = mlp.config().parameter_shapes();
-    if let Some(extra) = st.names().into_iter().find(|n| !expected.iter().any(|(e, _)| e == n)) {
+    if let Some((extra, _)) = state.iter().find(|(n, _)| !expected.iter().any(|(e, _)| e == n)) {
         return Err(err(here, format!("unexpected tensor '{extra}' for {}", describe(mlp.config()))));
     }
     let _no_grad = tch::no_grad_guard();
     let mut vars = mlp.var_store_mut().variables();
     for (name, shape) in expected {
-        let view = st.tensor(&name).map_err(|_| err(here, format!("tensor '{name}' is missing")))?;
-        let got: Vec<i64> = view.shape().iter().map(|&s| s as i64).collect();
+        let t = get(state, &name).ok_or_else(|| err(here, format!("tensor '{name}' is missing for {}", describe(mlp.config()))))?;
+        let got: Vec<i64> = t.shape.iter().map(|&s| s as i64).collect();
         if got != shape {
             return Err(err(here, format!("tensor '{name}' has shape {got:?}, expected {shape:?} for {}", describe(mlp.config()))));
         }
-        let values: Vec<f32> = match view.dtype() {
-            Dtype::F32 => view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            Dtype::F64 => view.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32).collect(),
-            other => return Err(err(here, format!("tensor '{name}' has dtype {other:?}; expected F32 or F64"))),
-        };
-        if values.iter().any(|v| !v.is_finite()) {
+        if t.values.iter().any(|v| !v.is_finite()) {
             return Err(err(here, format!("tensor '{name}' holds NaN or infinite values")));
         }
-        let src = Tensor::from_slice(&values).f_reshape(&shape)?.f_to_device(device)?;
-        vars.get_mut(&name).expect("created by Mlp::new").f_copy_(&src)?;
+        let src = Tensor::f_from_slice(&t.values)?.f_reshape(&shape)?.f_to_device(device)?;
+        let var = vars.get_mut(&name).ok_or_else(|| Error::Config(format!("parameter {name} is missing")))?;
+        var.f_copy_(&src)?;
     }
-    Ok((mlp, metadata))
+    Ok(mlp)
+}
+
+fn get<'s>(state: &'s StateDict, name: &str) -> Option<&'s TensorData> {
+    state.iter().rev().find(|(n, _)| n == name).map(|(_, t)| t)
+}
+
+/// The parameters of `mlp` on the CPU as `f32`, in PyTorch's `state_dict()` order.
+pub fn state_dict(mlp: &Mlp) -> Result<StateDict> {
+    let vars = mlp.var_store().variables();
+    let mut out = StateDict::new();
+    for (name, shape) in mlp.config().parameter_shapes() {
+        let var = vars.get(&name).ok_or_else(|| Error::Config(format!("parameter {name} is missing")))?;
+        let values = Vec::<f32>::try_from(var.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_flatten(0, -1)?)?;
+        out.push((name, TensorData { shape: shape.iter().map(|&s| s as usize).collect(), values }));
+    }
+    Ok(out)
+}
+
+/// The `.pth` bytes of `mlp`: what `torch.save(net.state_dict(), path)` writes for the same
+/// network (float32, PyTorch's names and order), loadable with `torch.load(path,
+/// weights_only=True)`. Our metadata (format, config, `extra`) rides in a record torch ignores,
+/// so [`load_any`] gets the activation back.
+pub fn to_pth_bytes(mlp: &Mlp, extra: &Metadata) -> Result<Vec<u8>> {
+    crate::pth::write_state_dict(&state_dict(mlp)?, &full_metadata(mlp, extra)?)
+}
+
+/// Writes `mlp` as a `.pth` (see [`to_pth_bytes`]) to `path` atomically.
+pub fn save_pth(mlp: &Mlp, path: &Path, extra: &Metadata) -> Result<()> {
+    fm_dist::io::write_atomic(path, &to_pth_bytes(mlp, extra)?)?;
+    Ok(())
+}
+
+/// Converts a checkpoint (any [`Format`], usually our `.safetensors`) into a `.pth` for
+/// PyTorch, keeping its metadata in the archive's extra record.
+pub fn export_pth(src: &Path, dst: &Path) -> Result<()> {
+    let (mlp, metadata) = load_any(src, Device::Cpu)?;
+    save_pth(&mlp, dst, &metadata)
+}
+
+/// Converts a checkpoint (any [`Format`], usually a PyTorch `.pth`) into our `.safetensors`,
+/// with the config (inferred, or from `opts`) and any metadata in its header.
+pub fn import_pth(src: &Path, dst: &Path, opts: &LoadOptions) -> Result<()> {
+    let (mlp, metadata) = load_any_with(src, Device::Cpu, opts)?;
+    save(&mlp, dst, &metadata)
 }
 
 fn describe(c: &MlpConfig) -> String {
@@ -123,16 +295,16 @@ fn describe(c: &MlpConfig) -> String {
 }
 
 /// The architecture implied by the shapes of `net.0.weight`, `net.2.weight`, …
-fn infer_config(st: &SafeTensors) -> std::result::Result<MlpConfig, String> {
-    let shape = |i: usize| st.tensor(&format!("net.{i}.weight")).ok().map(|t| t.shape().to_vec());
+fn infer_config(state: &StateDict, activation: Activation) -> std::result::Result<MlpConfig, String> {
+    let shape = |i: usize| get(state, &format!("net.{i}.weight")).map(|t| t.shape.clone());
     let first = shape(0).ok_or("no config metadata and no tensor 'net.0.weight' to infer the architecture from")?;
     let mut linear = 1;
     while shape(2 * linear).is_some() {
         linear += 1;
     }
-    let last = shape(2 * (linear - 1)).expect("counted above");
+    let last = shape(2 * (linear - 1)).unwrap_or_default();
     if first.len() != 2 || first[1] < 2 || last.len() != 2 || linear < 2 {
         return Err(format!("cannot infer an MLP from 'net.0.weight' of shape {first:?} and {linear} linear layers"));
     }
-    Ok(MlpConfig { dim: first[1] - 1, hidden_dim: first[0], hidden_layers: linear - 1, ..MlpConfig::default() })
+    Ok(MlpConfig { dim: first[1] - 1, hidden_dim: first[0], hidden_layers: linear - 1, activation })
 }

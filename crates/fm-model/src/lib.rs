@@ -2,7 +2,10 @@
 //!
 //! Parameters are named like the seed's PyTorch `FlowMatchNet` (an `nn.Sequential` called
 //! `net`: `net.0.weight`, `net.0.bias`, `net.2.weight`, …), so a checkpoint written here loads
-//! into that module with `load_state_dict(safetensors.torch.load_file(path))`.
+//! into that module with `load_state_dict(safetensors.torch.load_file(path))`. The seed's own
+//! `torch.save(net.state_dict(), 'flow_match_model.pth')` loads here with
+//! [`checkpoint::load_any`], and [`checkpoint::save_pth`] writes a `.pth` that
+//! `torch.load(path, weights_only=True)` reads.
 //!
 //! ```
 //! use fm_model::{Mlp, MlpConfig, checkpoint};
@@ -23,6 +26,7 @@
 
 pub mod checkpoint;
 mod mlp;
+pub mod pth;
 
 pub use mlp::{Activation, Mlp, MlpConfig};
 

@@ -1,0 +1,215 @@
+//! Checkpoints and samples that cross over to PyTorch and back, checked against the real torch.
+//!
+//! The Python side is `tests/python/crossover.py`, run once for all tests of this file (torch's
+//! import takes seconds): it loads what we wrote into the seed's `FlowMatchNet`, saves a seed
+//! network the seed's way (`torch.save(net.state_dict(), p)`), and computes velocities and Euler
+//! samples on inputs we give it. Each test then checks its own part of its report.
+//!
+//! The interpreter is `$FM_PYTHON`, else the one of the venv that `.libtorch` points into
+//! (`cargo xtask setup`); without either these tests fail, they do not skip.
+
+use fm_model::checkpoint::{self, LoadOptions};
+use fm_model::{Activation, Mlp, MlpConfig};
+use fm_ode::{solve, Method, SolveOptions, TimeGrid};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+use tch::{Device, Kind, Tensor};
+
+/// Velocities from the same float32 weights and inputs, through the same libtorch kernels in the
+/// same order (`cat([x, t])` then `linear`): equal up to the last bits at most.
+const VELOCITY_TOL: f64 = 1e-6;
+
+/// Euler samples: our integrator evaluates the field with the first layer split as
+/// `W_x x + (W_t t + b)` (no concatenation per step), PyTorch as `W [x, t] + b`: the sums are
+/// rounded in another order, a few float32 ulps (~1e-7 relative) per evaluation. Over 100 steps
+/// of dt = 0.01 these add up to about 100 · 0.01 · 1e-7 · |v| ≲ 1e-6, amplified along the flow by
+/// at most exp(∫ Lip(v) dt), which stays well under 10 for these small networks: 1e-4 is a
+/// bound with margin, and far below any difference a wrong weight or time would make (≥ 1e-2).
+const SAMPLE_TOL: f64 = 1e-4;
+
+struct Cross {
+    dir: PathBuf,
+    report: serde_json::Value,
+    /// Everything as (name, shape, values): tensors are not `Sync`.
+    arrays: Vec<(String, Vec<i64>, Vec<f32>)>,
+}
+
+impl Cross {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+    fn tensor(&self, name: &str) -> Tensor {
+        let (_, shape, values) = self.arrays.iter().find(|(n, _, _)| n == name).unwrap_or_else(|| panic!("no array '{name}' in {}", self.dir.display()));
+        Tensor::from_slice(values).reshape(shape)
+    }
+    /// Fails the test with Python's traceback unless its section of the report is "ok".
+    fn section_ok(&self, name: &str) {
+        let status = self.report[name].as_str().unwrap_or("missing from report.json");
+        assert_eq!(status, "ok", "PyTorch side, section '{name}' failed (files in {}):\n{status}", self.dir.display());
+    }
+}
+
+fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("FM_PYTHON") {
+        let p = PathBuf::from(p);
+        assert!(p.exists(), "FM_PYTHON is set to {}, which does not exist", p.display());
+        return p;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let link = root.join(".libtorch");
+    let venv_python = link.canonicalize().ok().map(|torch| torch.join("../../../../bin/python"));
+    match venv_python {
+        Some(p) if p.exists() => p,
+        _ => panic!(
+            "no Python with torch for the PyTorch cross-over tests: set FM_PYTHON to a python that has torch and safetensors, \
+             or run `cargo xtask setup` so that {} points into a torch venv (its python is <torch>/../../../../bin/python)",
+            link.display()
+        ),
+    }
+}
+
+fn model() -> Mlp {
+    tch::manual_seed(11);
+    Mlp::new(MlpConfig::default(), Device::Cpu).unwrap()
+}
+
+/// Our model, as the Rust side wrote it for PyTorch (tests run in parallel threads: re-seeding
+/// torch's global generator in each would race).
+fn ours(c: &Cross) -> Mlp {
+    checkpoint::load(&c.path("ours.safetensors"), Device::Cpu).unwrap().0
+}
+
+fn cross() -> &'static Cross {
+    static CROSS: OnceLock<Cross> = OnceLock::new();
+    CROSS.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("fm-model-pytorch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        checkpoint::save(&model(), &dir.join("ours.safetensors"), &Default::default()).unwrap();
+        checkpoint::export_pth(&dir.join("ours.safetensors"), &dir.join("ours.pth")).unwrap();
+        tch::manual_seed(5);
+        let opts = (Kind::Float, Device::Cpu);
+        let inputs = [("x", Tensor::randn([64, 2], opts) * 2.0), ("t", Tensor::rand([64, 1], opts)), ("x0", Tensor::randn([512, 2], opts))];
+        Tensor::write_safetensors(&inputs, dir.join("inputs.safetensors")).unwrap();
+
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/crossover.py");
+        let python = python();
+        let log = |n: &str| std::fs::File::create(dir.join(n)).unwrap();
+        let mut child = Command::new(&python)
+            .arg(&script)
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(log("python.out"))
+            .stderr(log("python.err"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if start.elapsed() > Duration::from_secs(300) {
+                child.kill().ok();
+                panic!("{} {} took over 300 s", python.display(), script.display());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let stderr = std::fs::read_to_string(dir.join("python.err")).unwrap_or_default();
+        assert!(status.success(), "{} {} {} failed ({status}):\n{stderr}", python.display(), script.display(), dir.display());
+        let report = serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
+        let mut arrays = Vec::new();
+        for file in ["inputs.safetensors", "outputs.safetensors"] {
+            for (name, t) in Tensor::read_safetensors(dir.join(file)).unwrap() {
+                arrays.push((name, t.size(), Vec::<f32>::try_from(t.flatten(0, -1)).unwrap()));
+            }
+        }
+        Cross { dir, report, arrays }
+    })
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.size(), b.size());
+    f64::try_from((a - b).abs().max()).unwrap()
+}
+
+fn assert_velocities(mlp: &Mlp, c: &Cross, expected: &str) {
+    let v = mlp.forward(&c.tensor("x"), &c.tensor("t")).unwrap();
+    let diff = max_diff(&v, &c.tensor(expected));
+    assert!(diff <= VELOCITY_TOL, "velocities differ from PyTorch's '{expected}' by {diff}");
+}
+
+#[test]
+fn our_safetensors_loads_into_the_seeds_flowmatchnet_with_the_same_velocities() {
+    let c = cross();
+    c.section_ok("safetensors_into_torch");
+    assert_velocities(&ours(c), c, "v_ours");
+}
+
+#[test]
+fn our_pth_loads_with_torch_load_weights_only() {
+    let c = cross();
+    c.section_ok("pth_into_torch");
+    assert_velocities(&ours(c), c, "v_ours_pth");
+    // Our metadata rides along in the .pth: the config comes back without inference.
+    let (back, meta) = checkpoint::load_any(&c.path("ours.pth"), Device::Cpu).unwrap();
+    assert_eq!(back.config(), &MlpConfig::default());
+    assert_eq!(meta["format"], checkpoint::FORMAT);
+}
+
+#[test]
+fn a_seed_net_saved_by_torch_save_loads_with_the_same_velocities() {
+    let c = cross();
+    c.section_ok("seed_pth");
+    let (seed, meta) = checkpoint::load_any(&c.path("seed.pth"), Device::Cpu).unwrap();
+    assert_eq!(seed.config(), &MlpConfig::default(), "architecture inferred from the shapes, ReLU");
+    assert!(meta.is_empty());
+    assert_velocities(&seed, c, "v_seed");
+
+    // The same weights through safetensors.torch.save_file, saved from a GPU, or pickled with
+    // protocol 4.
+    for file in ["seed.safetensors", "seed_cuda.pth", "seed_proto4.pth"] {
+        let (other, _) = checkpoint::load_any(&c.path(file), Device::Cpu).unwrap();
+        for (name, v) in seed.var_store().variables() {
+            assert!(v.equal(&other.var_store().variables()[&name]), "{file}: {name} differs from seed.pth's");
+        }
+    }
+    let (st, _) = checkpoint::load(&c.path("seed.safetensors"), Device::Cpu).unwrap();
+    assert_velocities(&st, c, "v_seed");
+
+    // Conversion to our format keeps the weights and records the (overridden) architecture.
+    let opts = LoadOptions { activation: Activation::Silu, ..Default::default() };
+    checkpoint::import_pth(&c.path("seed.pth"), &c.path("imported.safetensors"), &opts).unwrap();
+    let (imported, meta) = checkpoint::load(&c.path("imported.safetensors"), Device::Cpu).unwrap();
+    assert_eq!(imported.config(), &MlpConfig { activation: Activation::Silu, ..MlpConfig::default() });
+    assert!(meta["config"].contains("silu"), "{meta:?}");
+    for (name, v) in seed.var_store().variables() {
+        assert!(v.equal(&imported.var_store().variables()[&name]), "{name} changed in the conversion");
+    }
+
+    // What torch does not write, or no longer writes: clear errors.
+    let err = checkpoint::load_any(&c.path("seed_deflated.pth"), Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("seed_deflated.pth") && err.contains("is compressed (method 8)"), "{err}");
+    let err = checkpoint::load_any(&c.path("seed_legacy.pth"), Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("legacy torch.save format"), "{err}");
+}
+
+#[test]
+fn euler_samples_agree_with_the_seeds_sampler_both_ways() {
+    let c = cross();
+    c.section_ok("safetensors_into_torch");
+    c.section_ok("seed_pth");
+    let grid = TimeGrid::uniform(0.0, 1.0, 100).unwrap();
+    let x0 = c.tensor("x0");
+    let (seed, _) = checkpoint::load_any(&c.path("seed.pth"), Device::Cpu).unwrap();
+    for (mlp, expected) in [(ours(c), "euler_ours"), (seed, "euler_seed")] {
+        let ours = solve(&mlp, &x0, &grid, Method::Euler, SolveOptions::default()).unwrap().x;
+        let theirs = c.tensor(expected);
+        let diff = max_diff(&ours, &theirs);
+        assert!(diff <= SAMPLE_TOL, "Euler samples differ from PyTorch's '{expected}' by {diff}");
+        // The samples moved: the comparison is not between two copies of x0.
+        let moved = max_diff(&theirs, &x0);
+        assert!(moved > 100.0 * SAMPLE_TOL, "'{expected}' barely moved from x0 ({moved})");
+        eprintln!("{expected}: max |ours - PyTorch| = {diff:.2e} (points moved up to {moved:.2})");
+    }
+}
