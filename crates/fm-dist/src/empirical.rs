@@ -31,14 +31,7 @@ impl PointCloud {
     /// Reads a `.npy` (float32 or float64, shape `N × D`) or `.csv` file (see [`parse_csv`]).
     pub fn read(path: &Path) -> Result<Self> {
         let file_err = |msg: String| Error::File { path: path.display().to_string(), msg };
-        let points = match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-            Some("npy") => io::read_npy(path)?,
-            Some("csv") => {
-                let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
-                parse_csv(&text).map_err(file_err)?
-            }
-            _ => return Err(file_err("a point cloud must be a .npy or .csv file".into())),
-        };
+        let points = io::read_points(path)?;
         let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
         Self::new(points, name).map_err(|e| match e {
             Error::Invalid(msg) => file_err(msg),

@@ -137,3 +137,36 @@ pub fn read_npy(path: &Path) -> Result<Array2<f64>> {
     let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
     decode_npy(&bytes).map_err(|msg| Error::File { path: path.display().to_string(), msg })
 }
+
+/// Encodes a 2-D array as CSV: a header `x0,x1,…` and one row per point, each number
+/// printed with Rust's shortest round-trip form (reading it back gives the same value).
+pub fn encode_csv(a: ArrayView2<f64>) -> String {
+    let header: Vec<String> = (0..a.ncols()).map(|j| format!("x{j}")).collect();
+    let mut out = header.join(",") + "\n";
+    for row in a.rows() {
+        out += &row.iter().map(f64::to_string).collect::<Vec<_>>().join(",");
+        out.push('\n');
+    }
+    out
+}
+
+/// Reads an `N × D` array from a `.npy` or `.csv` file (by extension).
+pub fn read_points(path: &Path) -> Result<Array2<f64>> {
+    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        Some("npy") => read_npy(path),
+        Some("csv") => {
+            let text = std::fs::read_to_string(path).map_err(|e| io_err(path, e))?;
+            crate::empirical::parse_csv(&text).map_err(|msg| Error::File { path: path.display().to_string(), msg })
+        }
+        _ => Err(Error::File { path: path.display().to_string(), msg: "expected a .npy or .csv file".into() }),
+    }
+}
+
+/// Writes an `N × D` array to a `.npy` (float32) or `.csv` file (by extension), atomically.
+pub fn write_points(path: &Path, a: ArrayView2<f64>) -> Result<()> {
+    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        Some("npy") => write_npy(path, a.mapv(|v| v as f32).view()),
+        Some("csv") => write_atomic(path, encode_csv(a).as_bytes()),
+        _ => Err(Error::File { path: path.display().to_string(), msg: "samples are written as .npy or .csv; give a file name with one of those extensions".into() }),
+    }
+}

@@ -81,7 +81,7 @@ fn bad_point_cloud_files_are_errors() {
         (write("ragged.csv", b"1,2\n3,4,5\n"), "ragged.csv: line 2 has 3 fields"),
         (write("empty.csv", b""), "empty.csv: the file holds no data rows"),
         (write("junk.npy", b"not numpy"), "junk.npy: not a .npy file"),
-        (write("cloud.txt", b"1,2\n"), ".npy or .csv"),
+        (write("cloud.txt", b"1,2\n"), "expected a .npy or .csv file"),
         (format!("file:{}", dir.join("missing.csv").display()), "missing.csv"),
     ];
     for (spec, want) in cases {

@@ -37,6 +37,12 @@ impl Activation {
     }
 }
 
+impl std::fmt::Display for Activation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl std::str::FromStr for Activation {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
