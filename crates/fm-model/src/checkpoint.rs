@@ -119,6 +119,10 @@ impl Format {
     /// The format of a file's bytes: a zip archive (`PK\x03\x04`) is a `.pth`, anything else is
     /// read as safetensors.
     pub fn detect(bytes: &[u8]) -> Format {
+        // A safetensors header (JSON) starts at byte 8; its length's low byte may well be 0x80.
+        if bytes.get(8) == Some(&b'{') {
+            return Format::Safetensors;
+        }
         if crate::pth::is_pth(bytes) || bytes.first() == Some(&0x80) {
             Format::Pth
         } else {

@@ -1,54 +1,486 @@
-//! Adam, owned here rather than taken from `tch::nn::Optimizer`: its moments are plain
-//! tensors we can checkpoint, and every operation is fallible instead of panicking.
-//! The update is PyTorch's `torch.optim.Adam` (single-tensor form) step for step.
+//! Optimisation: Adam and AdamW, the learning-rate schedule, gradient clipping and an
+//! exponential moving average of the weights.
+//!
+//! Adam is owned here rather than taken from `tch::nn::Optimizer`: its moments are plain
+//! named tensors we can checkpoint, and every operation is fallible instead of panicking.
+//! The update is PyTorch's `torch.optim.Adam` / `AdamW` (single-tensor form) step for step.
 
-use crate::Result;
-use tch::Tensor;
+use crate::{Error, Result};
+use fm_model::Mlp;
+use serde::{Deserialize, Serialize};
+use std::f64::consts::PI;
+use tch::{Device, Kind, Tensor};
 
+/// Which Adam. Serde names `"adam"` and `"adamw"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum OptimizerKind {
+    /// `torch.optim.Adam`: a weight decay `λ` is an L2 term added to the gradient (`g + λ p`).
+    #[default]
+    #[serde(rename = "adam")]
+    Adam,
+    /// `torch.optim.AdamW`: decoupled weight decay, `p ← p (1 − lr λ)` before the Adam update.
+    #[serde(rename = "adamw")]
+    AdamW,
+}
+
+impl OptimizerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            OptimizerKind::Adam => "adam",
+            OptimizerKind::AdamW => "adamw",
+        }
+    }
+}
+
+impl std::fmt::Display for OptimizerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for OptimizerKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "adam" => Ok(OptimizerKind::Adam),
+            "adamw" => Ok(OptimizerKind::AdamW),
+            _ => Err(Error::Config(format!(
+                "unknown optimizer '{}'; valid optimizers: adam, adamw",
+                s.trim()
+            ))),
+        }
+    }
+}
+
+/// The named trainable parameters of `mlp`, in the order of PyTorch's `state_dict()`.
+pub fn named_parameters(mlp: &Mlp) -> Result<Vec<(String, Tensor)>> {
+    let mut vars = mlp.var_store().variables();
+    mlp.config()
+        .parameter_shapes()
+        .into_iter()
+        .map(|(name, _)| {
+            vars.remove(&name)
+                .map(|t| (name.clone(), t))
+                .ok_or_else(|| Error::Config(format!("the model has no parameter '{name}'")))
+        })
+        .collect()
+}
+
+/// Adam (or AdamW) over a list of named parameters.
 pub struct Adam {
+    names: Vec<String>,
     params: Vec<Tensor>,
     exp_avg: Vec<Tensor>,
     exp_avg_sq: Vec<Tensor>,
+    /// Learning rate of the next step (a schedule sets it before each step).
     pub lr: f64,
     pub betas: (f64, f64),
     pub eps: f64,
+    /// `λ`: an L2 term for [`OptimizerKind::Adam`], decoupled for [`OptimizerKind::AdamW`].
+    pub weight_decay: f64,
+    pub kind: OptimizerKind,
     step: u64,
 }
 
+impl std::fmt::Debug for Adam {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Adam")
+            .field("kind", &self.kind)
+            .field("lr", &self.lr)
+            .field("betas", &self.betas)
+            .field("eps", &self.eps)
+            .field("weight_decay", &self.weight_decay)
+            .field("step", &self.step)
+            .field("params", &self.names)
+            .finish()
+    }
+}
+
 impl Adam {
-    pub fn new(params: Vec<Tensor>, lr: f64) -> Result<Self> {
-        let zeros = |p: &Tensor| p.f_zeros_like();
+    /// Adam with PyTorch's defaults (betas 0.9, 0.999, eps 1e-8, no weight decay).
+    pub fn new(params: Vec<(String, Tensor)>, lr: f64) -> Result<Self> {
+        let zeros = |(_, p): &(String, Tensor)| p.f_zeros_like();
         Ok(Self {
-            exp_avg: params.iter().map(zeros).collect::<std::result::Result<_, _>>()?,
-            exp_avg_sq: params.iter().map(zeros).collect::<std::result::Result<_, _>>()?,
-            params,
+            exp_avg: params
+                .iter()
+                .map(zeros)
+                .collect::<std::result::Result<_, _>>()?,
+            exp_avg_sq: params
+                .iter()
+                .map(zeros)
+                .collect::<std::result::Result<_, _>>()?,
+            names: params.iter().map(|(n, _)| n.clone()).collect(),
+            params: params.into_iter().map(|(_, p)| p).collect(),
             lr,
             betas: (0.9, 0.999),
             eps: 1e-8,
+            weight_decay: 0.0,
+            kind: OptimizerKind::Adam,
             step: 0,
         })
     }
 
-    /// Backpropagates `loss` into fresh gradients and applies one update.
-    pub fn backward_step(&mut self, loss: &Tensor) -> Result<()> {
+    /// AdamW with PyTorch's defaults but for the weight decay.
+    pub fn adamw(params: Vec<(String, Tensor)>, lr: f64, weight_decay: f64) -> Result<Self> {
+        Ok(Self {
+            weight_decay,
+            kind: OptimizerKind::AdamW,
+            ..Self::new(params, lr)?
+        })
+    }
+
+    /// Updates taken so far (PyTorch's `state["step"]`).
+    pub fn step_count(&self) -> u64 {
+        self.step
+    }
+
+    /// The parameters, in the order given to the constructor.
+    pub fn params(&self) -> &[Tensor] {
+        &self.params
+    }
+
+    /// Their names.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Clears the gradients.
+    pub fn zero_grad(&mut self) {
         for p in &mut self.params {
             p.zero_grad();
         }
+    }
+
+    /// Backpropagates `loss` into fresh gradients and applies one update.
+    pub fn backward_step(&mut self, loss: &Tensor) -> Result<()> {
+        self.zero_grad();
         loss.f_backward()?;
+        self.step()
+    }
+
+    /// Applies one update from the gradients the parameters hold (parameters without a
+    /// gradient are left alone, as PyTorch does).
+    pub fn step(&mut self) -> Result<()> {
         let _no_grad = tch::no_grad_guard();
         self.step += 1;
         let (b1, b2) = self.betas;
         let bias1 = 1.0 - b1.powi(self.step as i32);
         let bias2_sqrt = (1.0 - b2.powi(self.step as i32)).sqrt();
-        for ((p, m), v) in self.params.iter_mut().zip(&mut self.exp_avg).zip(&mut self.exp_avg_sq) {
-            let g = p.grad();
+        for ((p, m), v) in self
+            .params
+            .iter_mut()
+            .zip(&mut self.exp_avg)
+            .zip(&mut self.exp_avg_sq)
+        {
+            let mut g = p.grad();
             if !g.defined() {
                 continue;
             }
+            if self.weight_decay != 0.0 {
+                match self.kind {
+                    OptimizerKind::AdamW => {
+                        let _ = p.f_mul_scalar_(1.0 - self.lr * self.weight_decay)?;
+                    }
+                    OptimizerKind::Adam => g = g.f_add(&p.f_mul_scalar(self.weight_decay)?)?,
+                }
+            }
             let _ = m.f_lerp_(&g, 1.0 - b1)?;
-            let _ = v.f_mul_scalar_(b2)?.f_addcmul_(&g, &g.f_mul_scalar(1.0 - b2)?)?;
-            let denom = v.f_sqrt()?.f_div_scalar_(bias2_sqrt)?.f_add_scalar_(self.eps)?;
+            let _ = v
+                .f_mul_scalar_(b2)?
+                .f_addcmul_(&g, &g.f_mul_scalar(1.0 - b2)?)?;
+            let denom = v
+                .f_sqrt()?
+                .f_div_scalar_(bias2_sqrt)?
+                .f_add_scalar_(self.eps)?;
             let _ = p.f_addcdiv_(&m.f_mul_scalar(-self.lr / bias1)?, &denom)?;
+        }
+        Ok(())
+    }
+
+    /// The state to checkpoint, as named copies: `step` (an `i64` scalar), and
+    /// `exp_avg.NAME` and `exp_avg_sq.NAME` for every parameter. Hyper-parameters are
+    /// configuration, not state.
+    pub fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = vec![("step".to_string(), Tensor::from(self.step as i64))];
+        for (name, m) in self.names.iter().zip(&self.exp_avg) {
+            out.push((format!("exp_avg.{name}"), m.f_detach_copy()?));
+        }
+        for (name, v) in self.names.iter().zip(&self.exp_avg_sq) {
+            out.push((format!("exp_avg_sq.{name}"), v.f_detach_copy()?));
+        }
+        Ok(out)
+    }
+
+    /// Restores what [`Adam::state`] exported (names looked up, shapes checked, values
+    /// copied onto this optimizer's device). Nothing changes when anything is missing or wrong.
+    pub fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+        let step = lookup(state, "step")?;
+        if step.numel() != 1 {
+            return Err(Error::Config(format!(
+                "optimizer state 'step' must be a scalar, got shape {:?}",
+                step.size()
+            )));
+        }
+        let step = i64::try_from(step.f_to_kind(Kind::Int64)?)?;
+        let step = u64::try_from(step).map_err(|_| {
+            Error::Config(format!("optimizer state 'step' must be ≥ 0, got {step}"))
+        })?;
+        let mut moments = Vec::new();
+        for (prefix, current) in [("exp_avg", &self.exp_avg), ("exp_avg_sq", &self.exp_avg_sq)] {
+            for (name, t) in self.names.iter().zip(current) {
+                let key = format!("{prefix}.{name}");
+                moments.push(checked(lookup(state, &key)?, t, &key)?);
+            }
+        }
+        let _no_grad = tch::no_grad_guard();
+        for (dst, src) in self
+            .exp_avg
+            .iter_mut()
+            .chain(self.exp_avg_sq.iter_mut())
+            .zip(&moments)
+        {
+            dst.f_copy_(src)?;
+        }
+        self.step = step;
+        Ok(())
+    }
+}
+
+fn lookup<'a>(state: &'a [(String, Tensor)], key: &str) -> Result<&'a Tensor> {
+    state
+        .iter()
+        .find(|(n, _)| n == key)
+        .map(|(_, t)| t)
+        .ok_or_else(|| Error::Config(format!("state has no tensor '{key}'")))
+}
+
+/// `src` as a tensor of `like`'s kind on `like`'s device, after checking its shape.
+fn checked(src: &Tensor, like: &Tensor, key: &str) -> Result<Tensor> {
+    if src.size() != like.size() {
+        return Err(Error::Config(format!(
+            "state tensor '{key}' has shape {:?}, expected {:?}",
+            src.size(),
+            like.size()
+        )));
+    }
+    Ok(src.f_to_device(like.device())?.f_to_kind(like.kind())?)
+}
+
+/// Scales the gradients of `params` so that their total 2-norm is at most `max_norm`, as
+/// PyTorch's `clip_grad_norm_`: `total = ‖(‖g_1‖, …, ‖g_k‖)‖`, every gradient multiplied by
+/// `min(1, max_norm / (total + 1e-6))`. Returns the total norm before clipping (a scalar
+/// tensor on the parameters' device, so no device sync is forced), 0 when no parameter
+/// has a gradient.
+pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> Result<Tensor> {
+    let _no_grad = tch::no_grad_guard();
+    let grads: Vec<Tensor> = params
+        .iter()
+        .map(|p| p.grad())
+        .filter(|g| g.defined())
+        .collect();
+    if grads.is_empty() {
+        return Ok(Tensor::from(0f32));
+    }
+    let norms = grads
+        .iter()
+        .map(|g| g.f_norm())
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let total = Tensor::f_stack(&norms, 0)?.f_norm()?;
+    // PyTorch's `max_norm / (total + 1e-6)` is `reciprocal(total + 1e-6) * max_norm`.
+    let coef = total
+        .f_add_scalar(1e-6)?
+        .f_reciprocal()?
+        .f_mul_scalar(max_norm)?
+        .f_clamp_max(1.0)?;
+    for mut g in grads {
+        let _ = g.f_mul_(&coef)?;
+    }
+    Ok(total)
+}
+
+/// The learning-rate schedule after the warm-up. Serde names: `"constant"`,
+/// `{ cosine = { min_lr = 1e-5 } }` (`min_lr` optional, 0 by default).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LrSchedule {
+    /// The base rate throughout.
+    #[default]
+    Constant,
+    /// Half a cosine from the base rate (at the end of the warm-up) down to `min_lr` (at the last step).
+    Cosine {
+        #[serde(default)]
+        min_lr: f64,
+    },
+}
+
+impl LrSchedule {
+    /// The learning rate of update `step` (counted from 1) of `total`, for the base rate
+    /// `lr` and `warmup` warm-up steps:
+    ///
+    /// - warm-up, `step ≤ warmup`: `lr · step / warmup` (linear, reaching `lr` at `step = warmup`);
+    /// - then, with `p = (step − warmup) / (total − warmup)`: `lr` for `Constant`, and
+    ///   `min_lr + (lr − min_lr) (1 + cos(π p)) / 2` for `Cosine` (`min_lr` exactly at `step = total`).
+    ///
+    /// Steps past `total` keep the last value.
+    pub fn lr_at(self, lr: f64, step: usize, total: usize, warmup: usize) -> f64 {
+        if step <= warmup {
+            return lr * step as f64 / warmup as f64;
+        }
+        match self {
+            LrSchedule::Constant => lr,
+            LrSchedule::Cosine { min_lr } => {
+                let p =
+                    ((step - warmup) as f64 / total.saturating_sub(warmup).max(1) as f64).min(1.0);
+                min_lr + (lr - min_lr) * 0.5 * (1.0 + (PI * p).cos())
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for LrSchedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LrSchedule::Constant => f.write_str("constant"),
+            LrSchedule::Cosine { min_lr } => write!(f, "cosine:{min_lr}"),
+        }
+    }
+}
+
+impl std::str::FromStr for LrSchedule {
+    type Err = Error;
+    /// `constant`, `cosine` (down to 0) or `cosine:MIN_LR`.
+    fn from_str(s: &str) -> Result<Self> {
+        let spec = s.trim().to_ascii_lowercase();
+        match spec.split_once(':') {
+            None if spec == "constant" => Ok(LrSchedule::Constant),
+            None if spec == "cosine" => Ok(LrSchedule::Cosine { min_lr: 0.0 }),
+            Some(("cosine", v)) => match v.trim().parse::<f64>() {
+                Ok(min_lr) if min_lr.is_finite() && min_lr >= 0.0 => {
+                    Ok(LrSchedule::Cosine { min_lr })
+                }
+                _ => Err(Error::Config(format!(
+                    "lr_schedule: cosine takes a floor MIN_LR ≥ 0, got '{v}'"
+                ))),
+            },
+            _ => Err(Error::Config(format!(
+                "unknown lr_schedule '{}'; valid: constant, cosine, cosine:MIN_LR",
+                s.trim()
+            ))),
+        }
+    }
+}
+
+/// An exponential moving average of named parameters, kept as tensors beside them:
+/// after every optimizer step `ema ← decay · ema + (1 − decay) · θ` (as `ema.lerp_(θ, 1 − decay)`).
+/// It starts from the parameters' values when created.
+pub struct Ema {
+    decay: f64,
+    names: Vec<String>,
+    params: Vec<Tensor>,
+    shadow: Vec<Tensor>,
+}
+
+impl std::fmt::Debug for Ema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ema")
+            .field("decay", &self.decay)
+            .field("params", &self.names)
+            .finish()
+    }
+}
+
+impl Ema {
+    /// Tracks `params` (shallow handles, as [`named_parameters`] gives) with `decay` in `[0, 1)`.
+    pub fn new(params: Vec<(String, Tensor)>, decay: f64) -> Result<Self> {
+        if !(0.0..1.0).contains(&decay) {
+            return Err(Error::Config(format!(
+                "ema_decay must be in [0, 1), got {decay}"
+            )));
+        }
+        let shadow = params
+            .iter()
+            .map(|(_, p)| p.f_detach_copy())
+            .collect::<std::result::Result<_, _>>()?;
+        let (names, params) = params.into_iter().unzip();
+        Ok(Self {
+            decay,
+            names,
+            params,
+            shadow,
+        })
+    }
+
+    pub fn decay(&self) -> f64 {
+        self.decay
+    }
+
+    /// Moves the average one step towards the current parameters.
+    pub fn update(&mut self) -> Result<()> {
+        let _no_grad = tch::no_grad_guard();
+        for (e, p) in self.shadow.iter_mut().zip(&self.params) {
+            let _ = e.f_lerp_(p, 1.0 - self.decay)?;
+        }
+        Ok(())
+    }
+
+    /// The averaged weights (shallow handles: copy them before changing them).
+    pub fn weights(&self) -> Vec<(String, Tensor)> {
+        self.names
+            .iter()
+            .cloned()
+            .zip(self.shadow.iter().map(|t| t.shallow_clone()))
+            .collect()
+    }
+
+    /// Copies the averaged weights into `mlp` (matched by name, shapes checked).
+    pub fn copy_to(&self, mlp: &mut Mlp) -> Result<()> {
+        let vars = mlp.var_store().variables();
+        let mut pairs = Vec::with_capacity(self.names.len());
+        for (name, e) in self.names.iter().zip(&self.shadow) {
+            let dst = vars.get(name).ok_or_else(|| {
+                Error::Config(format!(
+                    "the model has no parameter '{name}' to copy the EMA into"
+                ))
+            })?;
+            pairs.push((dst.shallow_clone(), checked(e, dst, name)?));
+        }
+        let _no_grad = tch::no_grad_guard();
+        for (mut dst, src) in pairs {
+            dst.f_copy_(&src)?;
+        }
+        Ok(())
+    }
+
+    /// A new model shaped like `like`, on `device`, holding the averaged weights.
+    ///
+    /// [`Mlp::new`] draws initial weights from torch's global generator before they are
+    /// overwritten: call this after, not between, seeded initialisations.
+    pub fn to_mlp(&self, like: &Mlp, device: Device) -> Result<Mlp> {
+        let mut mlp = Mlp::new(like.config().clone(), device)?;
+        self.copy_to(&mut mlp)?;
+        Ok(mlp)
+    }
+
+    /// The averaged weights as named copies, for a checkpoint: `NAME` for every parameter.
+    pub fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        self.names
+            .iter()
+            .zip(&self.shadow)
+            .map(|(n, t)| Ok((n.clone(), t.f_detach_copy()?)))
+            .collect()
+    }
+
+    /// Restores what [`Ema::state`] exported; nothing changes when anything is missing or wrong.
+    pub fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+        let values = self
+            .names
+            .iter()
+            .zip(&self.shadow)
+            .map(|(n, t)| checked(lookup(state, n)?, t, n))
+            .collect::<Result<Vec<_>>>()?;
+        let _no_grad = tch::no_grad_guard();
+        for (dst, src) in self.shadow.iter_mut().zip(&values) {
+            dst.f_copy_(src)?;
         }
         Ok(())
     }

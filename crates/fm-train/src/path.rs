@@ -1,28 +1,235 @@
 //! Probability paths: how a source sample `x0` and a target sample `x1` are joined at
-//! time `t`, and the velocity the network learns to predict there.
+//! time `t`, and the velocity `u_t` the network learns to predict there.
+//!
+//! Every path is written down once, in [`ProbabilityPath::interpolate_with_noise`]; the
+//! formulas are on the variants. Time runs from the source (`t = 0`) to the target
+//! (`t = 1`), as in TorchCFM and Meta's `flow_matching`. Paths with a Gaussian noise term
+//! take their `ε ~ N(0, I)` from the caller, so the training loop draws it from its one
+//! seeded generator and the data stream stays reproducible.
 
-use crate::Result;
+use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
+use std::f64::consts::FRAC_PI_2;
 use tch::Tensor;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// A conditional probability path `x_t = ψ_t(x0, x1, ε)` and its velocity `u_t = ∂_t ψ_t`.
+///
+/// Serde names are kebab-case: `"linear"`, `"vp"` (alias `"cosine"`), and tables for the
+/// variants with parameters, e.g. `{ icfm = { sigma = 0.1 } }`. [`std::str::FromStr`] takes
+/// the command-line form `name` or `name:VALUE` (`icfm:0.1`).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProbabilityPath {
     /// The straight line of the seed, rectified flow and I-CFM with σ = 0:
     /// `x_t = (1 − t) x0 + t x1`, `u_t = x1 − x0`.
     #[default]
     Linear,
+    /// I-CFM (Tong et al. 2023): the straight line blurred by a constant Gaussian,
+    /// `x_t = t x1 + (1 − t) x0 + σ ε`, `u_t = x1 − x0`.
+    Icfm { sigma: f64 },
+    /// Lipman et al. 2023's optimal-transport path, with `x0` as the noise sample:
+    /// `x_t = t x1 + (1 − (1 − σ_min) t) x0`, `u_t = x1 − (1 − σ_min) x0`
+    /// (TorchCFM's `TargetConditionalFlowMatcher`, whose `(x1 − (1 − σ_min) x_t) / (1 − (1 − σ_min) t)`
+    /// is the same field).
+    Lipman { sigma_min: f64 },
+    /// The variance-preserving trigonometric interpolant (Albergo et al. 2023; TorchCFM's
+    /// `VariancePreservingConditionalFlowMatcher` with σ = 0, Meta's `CosineScheduler`):
+    /// `x_t = cos(πt/2) x0 + sin(πt/2) x1`, `u_t = π/2 (cos(πt/2) x1 − sin(πt/2) x0)`.
+    #[serde(alias = "cosine")]
+    Vp,
+    /// The Brownian bridge of Schrödinger-bridge CFM (Tong et al. 2024):
+    /// `x_t = μ_t + σ √(t(1 − t)) ε` with `μ_t = t x1 + (1 − t) x0`, and
+    /// `u_t = (1 − 2t) / (2t(1 − t)) (x_t − μ_t) + x1 − x0`.
+    ///
+    /// `x_t − μ_t` is evaluated as `σ √(t(1 − t)) ε` (no cancellation), so
+    /// `u_t = σ (1 − 2t) / (2 √(t(1 − t))) ε + x1 − x0`; at `t = 0` and `t = 1`, where the
+    /// noise vanishes, `u_t = x1 − x0` (what TorchCFM's ε-guarded division gives).
+    /// Training pairs come from the entropic-OT plan with `reg = 2σ²`
+    /// ([`crate::Coupling::Sinkhorn`]), which [`crate::TrainConfig::validate`] requires.
+    SchrodingerBridge { sigma: f64 },
 }
 
 impl ProbabilityPath {
-    /// `(x_t, u_t)` for batches `x0, x1: [n, d]` and times `t: [n, 1]`.
+    /// Every name [`std::str::FromStr`] knows, with the form it takes.
+    pub const NAMES: [&'static str; 5] = [
+        "linear",
+        "icfm:SIGMA",
+        "lipman:SIGMA_MIN",
+        "vp (or cosine)",
+        "schrodinger-bridge:SIGMA",
+    ];
+
+    /// The name of the variant, as serde and [`std::str::FromStr`] spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbabilityPath::Linear => "linear",
+            ProbabilityPath::Icfm { .. } => "icfm",
+            ProbabilityPath::Lipman { .. } => "lipman",
+            ProbabilityPath::Vp => "vp",
+            ProbabilityPath::SchrodingerBridge { .. } => "schrodinger-bridge",
+        }
+    }
+
+    /// Whether `x_t` has a noise term `ε` (so training draws one per coordinate).
+    pub fn needs_noise(self) -> bool {
+        matches!(
+            self,
+            ProbabilityPath::Icfm { .. } | ProbabilityPath::SchrodingerBridge { .. }
+        )
+    }
+
+    /// Checks the parameters; the message names the field.
+    pub fn validate(self) -> Result<()> {
+        let bad = |what: &str, v: f64, need: &str| {
+            Err(Error::Config(format!(
+                "path: {} {what} must be {need}, got {v}",
+                self.name()
+            )))
+        };
+        match self {
+            ProbabilityPath::Icfm { sigma } if !(sigma.is_finite() && sigma >= 0.0) => {
+                bad("sigma", sigma, "finite and ≥ 0")
+            }
+            ProbabilityPath::Lipman { sigma_min } if !(0.0..=1.0).contains(&sigma_min) => {
+                bad("sigma_min", sigma_min, "in [0, 1]")
+            }
+            ProbabilityPath::SchrodingerBridge { sigma } if !(sigma.is_finite() && sigma > 0.0) => {
+                bad("sigma", sigma, "finite and > 0")
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The noise-free path (`ε = 0`): `(x_t, u_t)` for batches `x0, x1: [n, d]` and times `t: [n, 1]`.
     pub fn interpolate(self, x0: &Tensor, x1: &Tensor, t: &Tensor) -> Result<(Tensor, Tensor)> {
+        self.eval(x0, x1, t, None)
+    }
+
+    /// `(x_t, u_t)` for batches `x0, x1: [n, d]`, times `t: [n, 1]` and noise `eps: [n, d]`
+    /// (ignored by the paths without a noise term).
+    pub fn interpolate_with_noise(
+        self,
+        x0: &Tensor,
+        x1: &Tensor,
+        t: &Tensor,
+        eps: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
+        self.eval(x0, x1, t, Some(eps))
+    }
+
+    fn eval(
+        self,
+        x0: &Tensor,
+        x1: &Tensor,
+        t: &Tensor,
+        eps: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor)> {
         match self {
             ProbabilityPath::Linear => {
                 let u = x1.f_sub(x0)?;
                 let xt = x0.f_add(&t.f_mul(&u)?)?;
                 Ok((xt, u))
             }
+            ProbabilityPath::Icfm { sigma } => {
+                let u = x1.f_sub(x0)?;
+                let mut xt = x0.f_add(&t.f_mul(&u)?)?;
+                if let Some(eps) = eps {
+                    xt = xt.f_add(&eps.f_mul_scalar(sigma)?)?;
+                }
+                Ok((xt, u))
+            }
+            ProbabilityPath::Lipman { sigma_min } => {
+                // t x1 + (1 − (1 − σ_min) t) x0 = x0 + t (x1 − (1 − σ_min) x0) = x0 + t u.
+                let u = x1.f_sub(&x0.f_mul_scalar(1.0 - sigma_min)?)?;
+                let xt = x0.f_add(&t.f_mul(&u)?)?;
+                Ok((xt, u))
+            }
+            ProbabilityPath::Vp => {
+                let angle = t.f_mul_scalar(FRAC_PI_2)?;
+                let (c, s) = (angle.f_cos()?, angle.f_sin()?);
+                let xt = c.f_mul(x0)?.f_add(&s.f_mul(x1)?)?;
+                let u = c.f_mul(x1)?.f_sub(&s.f_mul(x0)?)?.f_mul_scalar(FRAC_PI_2)?;
+                Ok((xt, u))
+            }
+            ProbabilityPath::SchrodingerBridge { sigma } => {
+                let u_mean = x1.f_sub(x0)?;
+                let mut xt = x0.f_add(&t.f_mul(&u_mean)?)?;
+                let Some(eps) = eps else {
+                    return Ok((xt, u_mean));
+                };
+                // s = √(t(1 − t)); σ_t = σ s; σ'_t = σ (1 − 2t) / (2 s), taken as 0 where s = 0.
+                let s = t.f_mul(&t.f_neg()?.f_add_scalar(1.0)?)?.f_sqrt()?;
+                let ds = t
+                    .f_mul_scalar(-2.0)?
+                    .f_add_scalar(1.0)?
+                    .f_div(&s.f_mul_scalar(2.0)?)?;
+                let ds = ds.f_where_self(&s.f_gt(0.0)?, &ds.f_zeros_like()?)?;
+                xt = xt.f_add(&s.f_mul(eps)?.f_mul_scalar(sigma)?)?;
+                let u = u_mean.f_add(&ds.f_mul(eps)?.f_mul_scalar(sigma)?)?;
+                Ok((xt, u))
+            }
         }
+    }
+}
+
+impl std::fmt::Display for ProbabilityPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            ProbabilityPath::Icfm { sigma } | ProbabilityPath::SchrodingerBridge { sigma } => {
+                write!(f, "{}:{sigma}", self.name())
+            }
+            ProbabilityPath::Lipman { sigma_min } => write!(f, "{}:{sigma_min}", self.name()),
+            _ => f.write_str(self.name()),
+        }
+    }
+}
+
+impl std::str::FromStr for ProbabilityPath {
+    type Err = Error;
+    /// `linear`, `icfm:SIGMA`, `lipman:SIGMA_MIN`, `vp` (or `cosine`), `schrodinger-bridge:SIGMA`
+    /// (case-insensitive); the parameters are validated.
+    fn from_str(s: &str) -> Result<Self> {
+        let spec = s.trim().to_ascii_lowercase();
+        let (name, arg) = match spec.split_once(':') {
+            Some((n, a)) => (n.trim(), Some(a.trim())),
+            None => (spec.as_str(), None),
+        };
+        let value = |what: &str| -> Result<f64> {
+            let a = arg.ok_or_else(|| {
+                Error::Config(format!(
+                    "path '{name}' needs its {what}: {name}:{}",
+                    what.to_ascii_uppercase()
+                ))
+            })?;
+            a.parse().map_err(|_| {
+                Error::Config(format!("path '{name}': {what} must be a number, got '{a}'"))
+            })
+        };
+        let path = match name {
+            "linear" | "vp" | "cosine" if arg.is_some() => {
+                return Err(Error::Config(format!(
+                    "path '{name}' takes no ':' argument (got '{s}')"
+                )))
+            }
+            "linear" => ProbabilityPath::Linear,
+            "vp" | "cosine" => ProbabilityPath::Vp,
+            "icfm" => ProbabilityPath::Icfm {
+                sigma: value("sigma")?,
+            },
+            "lipman" => ProbabilityPath::Lipman {
+                sigma_min: value("sigma_min")?,
+            },
+            "schrodinger-bridge" => ProbabilityPath::SchrodingerBridge {
+                sigma: value("sigma")?,
+            },
+            _ => {
+                return Err(Error::Config(format!(
+                    "unknown path '{name}'; valid paths: {}",
+                    Self::NAMES.join(", ")
+                )))
+            }
+        };
+        path.validate()?;
+        Ok(path)
     }
 }

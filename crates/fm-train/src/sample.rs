@@ -2,8 +2,8 @@
 
 use crate::{array_to_tensor, tensor_to_array, Error, Result};
 use fm_dist::Target;
-use fm_ode::{solve, Method, SolveOptions, TimeGrid, VectorField};
-use ndarray::Array2;
+use fm_ode::{solve, AdaptiveOptions, Method, SolveOptions, TimeGrid, VectorField};
+use ndarray::{Array2, Array3};
 use rand::{rngs::StdRng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
@@ -21,11 +21,23 @@ pub struct SampleConfig {
     /// each layer's activations in cache: 512 samples the seed twice as fast as one block of
     /// 10,000 on a 2-core CPU (measured, see the README).
     pub chunk_size: usize,
+    /// Relative and absolute tolerances of the adaptive method (`dopri5`), which ignores `steps`.
+    pub rtol: f64,
+    pub atol: f64,
 }
 
 impl Default for SampleConfig {
     fn default() -> Self {
-        Self { n_samples: 10_000, steps: 100, method: Method::Euler, seed: 1, chunk_size: 512 }
+        let tol = AdaptiveOptions::default();
+        Self {
+            n_samples: 10_000,
+            steps: 100,
+            method: Method::Euler,
+            seed: 1,
+            chunk_size: 512,
+            rtol: tol.rtol,
+            atol: tol.atol,
+        }
     }
 }
 
@@ -33,12 +45,27 @@ impl SampleConfig {
     /// Checks every setting; returns the time grid the solve will step through.
     pub fn validate(&self) -> Result<TimeGrid> {
         if self.n_samples == 0 {
-            return Err(Error::Config("the number of samples must be at least 1".into()));
+            return Err(Error::Config(
+                "the number of samples must be at least 1".into(),
+            ));
         }
         if self.chunk_size == 0 {
             return Err(Error::Config("the chunk size must be at least 1".into()));
         }
+        self.solve_options().adaptive.validate()?;
         Ok(TimeGrid::uniform(0.0, 1.0, self.steps)?)
+    }
+
+    /// The solver options these settings ask for.
+    pub fn solve_options(&self) -> SolveOptions {
+        SolveOptions {
+            adaptive: AdaptiveOptions {
+                rtol: self.rtol,
+                atol: self.atol,
+                ..AdaptiveOptions::default()
+            },
+            ..SolveOptions::default()
+        }
     }
 }
 
@@ -49,22 +76,71 @@ mod method_name {
         s.serialize_str(m.name())
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Method, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
 /// Draws `cfg.n_samples` source points and carries them through `field` from t = 0 to 1,
 /// `cfg.chunk_size` rows at a time.
-pub fn sample(field: &(impl VectorField + HasDevice), source: &dyn Target, cfg: &SampleConfig) -> Result<Array2<f64>> {
+pub fn sample(
+    field: &(impl VectorField + HasDevice),
+    source: &dyn Target,
+    cfg: &SampleConfig,
+) -> Result<Array2<f64>> {
     let grid = cfg.validate()?;
     let x0 = source.sample(cfg.n_samples, &mut StdRng::seed_from_u64(cfg.seed));
     let x0 = array_to_tensor(x0.view(), field.device())?;
     let parts = x0
         .f_split(cfg.chunk_size as i64, 0)?
         .iter()
-        .map(|part| Ok(solve(field, part, &grid, cfg.method, SolveOptions::default())?.x))
+        .map(|part| Ok(solve(field, part, &grid, cfg.method, cfg.solve_options())?.x))
         .collect::<Result<Vec<_>>>()?;
     tensor_to_array(&tch::Tensor::f_cat(&parts, 0)?)
+}
+
+/// The paths of `n` source points through `field`: their states at every time of the
+/// sampling grid (`steps + 1` times for a fixed-step method; for `dopri5`, 101 evenly spaced
+/// output times from its dense output). Returns the times and a `[times, n, dim]` array.
+pub fn sample_paths(
+    field: &(impl VectorField + HasDevice),
+    source: &dyn Target,
+    cfg: &SampleConfig,
+    n: usize,
+) -> Result<(Vec<f64>, Array3<f64>)> {
+    let grid = if cfg.method.is_adaptive() {
+        TimeGrid::uniform(0.0, 1.0, 100)?
+    } else {
+        cfg.validate()?
+    };
+    cfg.validate()?;
+    if n == 0 {
+        return Err(Error::Config(
+            "the number of paths must be at least 1".into(),
+        ));
+    }
+    let x0 = array_to_tensor(
+        source
+            .sample(n, &mut StdRng::seed_from_u64(cfg.seed))
+            .view(),
+        field.device(),
+    )?;
+    let opts = SolveOptions {
+        keep_trajectory: true,
+        ..cfg.solve_options()
+    };
+    let states = solve(field, &x0, &grid, cfg.method, opts)?
+        .trajectory
+        .unwrap_or_default();
+    let views = states
+        .iter()
+        .map(tensor_to_array)
+        .collect::<Result<Vec<_>>>()?;
+    let views: Vec<_> = views.iter().map(|a| a.view()).collect();
+    let paths = ndarray::stack(ndarray::Axis(0), &views)
+        .map_err(|e| Error::Config(format!("trajectory shapes: {e}")))?;
+    Ok((grid.times().to_vec(), paths))
 }
 
 /// Where a field's tensors live.

@@ -1,0 +1,190 @@
+//! The resumable training checkpoint: one `.safetensors` file holding everything a run
+//! needs to continue bit for bit.
+//!
+//! Tensors: the model weights as `model.NAME` (PyTorch names, `model.net.0.weight`, …), the
+//! optimizer as `optimizer.` + [`crate::Adam::state`] names and, when there is one, the EMA as
+//! `ema.NAME` (see [`TrainState::state`]). Header metadata: [`STATE_FORMAT`] and its version,
+//! the step reached, the resolved [`TrainConfig`] (`train`, JSON) and the model configuration
+//! (`model`, JSON), plus whatever the caller adds.
+//!
+//! No random-number state is stored: every step's data are drawn from a generator seeded by
+//! `(seed, step)` (see [`crate::train_resumable`]).
+
+use crate::{Error, Result, TrainConfig, TrainState};
+use fm_model::checkpoint::Metadata;
+use fm_model::{Mlp, MlpConfig};
+use safetensors::{Dtype, SafeTensors};
+use std::path::Path;
+use tch::{Device, Kind, Tensor};
+
+/// Value of the `format` metadata entry of a training checkpoint.
+pub const STATE_FORMAT: &str = "fm-rs/train-state";
+/// Version of the layout; bumped on any incompatible change.
+pub const STATE_FORMAT_VERSION: u32 = 1;
+/// The file name of the training checkpoint inside a run folder.
+pub const STATE_FILE: &str = "train-state.safetensors";
+
+/// What [`crate::train_resumable`] hands its checkpoint hook: the run as of the end of `step`.
+#[derive(Debug, Clone, Copy)]
+pub struct Checkpoint<'a> {
+    /// Updates taken so far.
+    pub step: usize,
+    /// The model, holding the last iterate.
+    pub mlp: &'a Mlp,
+    /// The optimizer and EMA.
+    pub state: &'a TrainState,
+    /// The configuration the run follows.
+    pub cfg: &'a TrainConfig,
+    /// Mean loss of the reporting window that ended at `step`.
+    pub loss: f64,
+    /// Whether this is the last step of the run (`step == cfg.steps`).
+    pub finished: bool,
+}
+
+/// A training checkpoint read back: the model (last iterate) and the state to continue with.
+#[derive(Debug)]
+pub struct LoadedState {
+    pub mlp: Mlp,
+    pub state: TrainState,
+    /// Updates taken when it was written.
+    pub step: usize,
+    /// The configuration it was written with.
+    pub train: TrainConfig,
+    /// The whole header metadata (ours and the caller's entries).
+    pub metadata: Metadata,
+}
+
+fn ckpt_err(msg: impl Into<String>) -> Error {
+    Error::Checkpoint(msg.into())
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| ckpt_err(e.to_string()))
+}
+
+/// Whether every element of every tensor is finite (integer tensors always are).
+pub fn all_finite<'a>(tensors: impl IntoIterator<Item = &'a Tensor>) -> Result<bool> {
+    let _no_grad = tch::no_grad_guard();
+    for t in tensors {
+        if t.is_floating_point() && !bool::try_from(t.f_isfinite()?.f_all()?)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The checkpoint bytes of `ckpt`, with `extra` metadata beside ours. Refuses (an error,
+/// nothing written) when any weight, moment or average is NaN or infinite.
+///
+/// Tensors are sorted by name and the metadata keys too, so the same state gives the same bytes.
+pub fn state_to_bytes(ckpt: &Checkpoint<'_>, extra: &Metadata) -> Result<Vec<u8>> {
+    let mut tensors: Vec<(String, Tensor)> = crate::optim::named_parameters(ckpt.mlp)?.into_iter().map(|(n, t)| (format!("model.{n}"), t)).collect();
+    tensors.extend(ckpt.state.state()?);
+    if !all_finite(tensors.iter().map(|(_, t)| t))? {
+        return Err(Error::Diverged { step: ckpt.step, loss: ckpt.loss });
+    }
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut metadata = extra.clone();
+    metadata.insert("format".into(), STATE_FORMAT.into());
+    metadata.insert("format_version".into(), STATE_FORMAT_VERSION.to_string());
+    metadata.insert("step".into(), ckpt.step.to_string());
+    metadata.insert("train".into(), json(ckpt.cfg)?);
+    metadata.insert("model".into(), json(ckpt.mlp.config())?);
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".into(), serde_json::to_value(&metadata).map_err(|e| ckpt_err(e.to_string()))?);
+    let mut data = Vec::new();
+    for (name, t) in &tensors {
+        let t = t.f_detach()?.f_to_device(Device::Cpu)?.f_contiguous()?;
+        let start = data.len();
+        let dtype = match t.kind() {
+            Kind::Int64 => {
+                data.extend(Vec::<i64>::try_from(t.f_flatten(0, -1)?)?.iter().flat_map(|v| v.to_le_bytes()));
+                "I64"
+            }
+            _ => {
+                data.extend(Vec::<f32>::try_from(t.f_to_kind(Kind::Float)?.f_flatten(0, -1)?)?.iter().flat_map(|v| v.to_le_bytes()));
+                "F32"
+            }
+        };
+        header.insert(name.clone(), serde_json::json!({ "dtype": dtype, "shape": t.size(), "data_offsets": [start, data.len()] }));
+    }
+    let mut header = serde_json::to_vec(&header).map_err(|e| ckpt_err(e.to_string()))?;
+    header.resize(header.len().div_ceil(8) * 8, b' ');
+    let mut out = Vec::with_capacity(8 + header.len() + data.len());
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&data);
+    Ok(out)
+}
+
+/// Writes the checkpoint to `path` atomically (temporary file, fsync, rename: `path` holds the
+/// previous checkpoint or this one, never a mix). See [`state_to_bytes`].
+pub fn save_state(path: &Path, ckpt: &Checkpoint<'_>, extra: &Metadata) -> Result<()> {
+    let bytes = state_to_bytes(ckpt, extra)?;
+    fm_dist::io::write_atomic(path, &bytes)?;
+    Ok(())
+}
+
+/// Reads a checkpoint written by [`save_state`]: the model on `device` and the state to
+/// continue with. Every name, shape and setting is checked; a file that is not ours, of
+/// another version, or truncated is an error naming the problem.
+///
+/// Building the model draws from torch's global generator (its initial weights are then overwritten).
+pub fn state_from_bytes(bytes: &[u8], device: Device) -> Result<LoadedState> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| ckpt_err(format!("not a valid safetensors file ({e})")))?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| ckpt_err(format!("not a valid safetensors file ({e})")))?;
+    let metadata: Metadata = header.metadata().clone().unwrap_or_default().into_iter().collect();
+    let get = |key: &str| metadata.get(key).ok_or_else(|| ckpt_err(format!("the metadata has no '{key}' entry (not a training checkpoint)")));
+    if get("format")? != STATE_FORMAT {
+        return Err(ckpt_err(format!("format '{}' is not {STATE_FORMAT}", get("format")?)));
+    }
+    if get("format_version")? != &STATE_FORMAT_VERSION.to_string() {
+        return Err(ckpt_err(format!("format version {} is not {STATE_FORMAT_VERSION}", get("format_version")?)));
+    }
+    let step = get("step")?;
+    let step: usize = step.parse().map_err(|_| ckpt_err(format!("step '{step}' is not a count")))?;
+    let train: TrainConfig = serde_json::from_str(get("train")?).map_err(|e| ckpt_err(format!("train config: {e}")))?;
+    let model: MlpConfig = serde_json::from_str(get("model")?).map_err(|e| ckpt_err(format!("model config: {e}")))?;
+    model.validate()?;
+    let mut tensors = Vec::new();
+    for (name, view) in st.tensors() {
+        let shape: Vec<i64> = view.shape().iter().map(|&s| s as i64).collect();
+        let raw = view.data();
+        let t = match view.dtype() {
+            Dtype::F32 => Tensor::from_slice(&raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect::<Vec<_>>()),
+            Dtype::I64 => Tensor::from_slice(&raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect::<Vec<_>>()),
+            other => return Err(ckpt_err(format!("tensor '{name}' has dtype {other:?}; expected F32 or I64"))),
+        };
+        tensors.push((name, t.f_view(shape.as_slice())?));
+    }
+    let mlp = Mlp::new(model, device)?;
+    {
+        let vars = mlp.var_store().variables();
+        let mut pairs = Vec::new();
+        for (name, _) in mlp.config().parameter_shapes() {
+            let key = format!("model.{name}");
+            let src = tensors.iter().find(|(n, _)| *n == key).map(|(_, t)| t).ok_or_else(|| ckpt_err(format!("no tensor '{key}'")))?;
+            let dst = vars.get(&name).ok_or_else(|| ckpt_err(format!("the model has no parameter '{name}'")))?;
+            if src.size() != dst.size() {
+                return Err(ckpt_err(format!("tensor '{key}' has shape {:?}, expected {:?}", src.size(), dst.size())));
+            }
+            pairs.push((dst.shallow_clone(), src.f_to_device(device)?.f_to_kind(dst.kind())?));
+        }
+        let _no_grad = tch::no_grad_guard();
+        for (mut dst, src) in pairs {
+            dst.f_copy_(&src)?;
+        }
+    }
+    let mut state = TrainState::new(&mlp, &train)?;
+    state.load_state(&tensors)?;
+    Ok(LoadedState { mlp, state, step, train, metadata })
+}
+
+/// Reads the checkpoint at `path` (see [`state_from_bytes`]); errors name the file.
+pub fn load_state(path: &Path, device: Device) -> Result<LoadedState> {
+    let bytes = std::fs::read(path).map_err(|e| ckpt_err(format!("{}: {e}", path.display())))?;
+    state_from_bytes(&bytes, device).map_err(|e| match e {
+        Error::Checkpoint(msg) => ckpt_err(format!("{}: {msg}", path.display())),
+        e => e,
+    })
+}

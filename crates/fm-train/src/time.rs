@@ -1,0 +1,103 @@
+//! How training draws the time `t` of each pair.
+
+use crate::{Error, Result};
+use rand::{Rng, RngCore};
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+
+/// The law of the training times.
+///
+/// Serde names: `"uniform"`, or `{ logit-normal = { mean = 0.0, std = 1.0 } }` (both
+/// fields optional). [`std::str::FromStr`] takes `uniform`, `logit-normal` or
+/// `logit-normal:MEAN,STD`.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimeSampling {
+    /// `t ~ U[0, 1)`, the seed's (one `f32` draw per row).
+    #[default]
+    Uniform,
+    /// `t = sigmoid(m)` with `m ~ N(mean, std²)` (Esser et al. 2024): more weight on the
+    /// middle of the path. Its median is `sigmoid(mean)`. Times are kept strictly inside
+    /// `(0, 1)` in `f32` (clamped to `[2⁻²⁴, 1 − 2⁻²⁴]`).
+    LogitNormal {
+        #[serde(default)]
+        mean: f64,
+        #[serde(default = "one")]
+        std: f64,
+    },
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl TimeSampling {
+    /// The smallest and largest logit-normal time.
+    pub const LOGIT_NORMAL_RANGE: (f32, f32) = (1.0 / 16_777_216.0, 1.0 - 1.0 / 16_777_216.0);
+
+    /// The logit-normal law with mean 0 and standard deviation 1.
+    pub fn logit_normal() -> Self {
+        TimeSampling::LogitNormal {
+            mean: 0.0,
+            std: 1.0,
+        }
+    }
+
+    /// Checks the parameters; the message names the field.
+    pub fn validate(self) -> Result<()> {
+        if let TimeSampling::LogitNormal { mean, std } = self {
+            if !mean.is_finite() || !(std.is_finite() && std > 0.0) {
+                return Err(Error::Config(format!("time_sampling: logit-normal needs a finite mean and a positive finite std, got mean {mean}, std {std}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Fills `out` with independent times.
+    pub fn fill(self, out: &mut [f32], rng: &mut dyn RngCore) {
+        match self {
+            TimeSampling::Uniform => out.iter_mut().for_each(|t| *t = rng.random::<f32>()),
+            TimeSampling::LogitNormal { mean, std } => {
+                let (lo, hi) = Self::LOGIT_NORMAL_RANGE;
+                for t in out {
+                    let z: f64 = StandardNormal.sample(rng);
+                    let logit = mean + std * z;
+                    *t = ((1.0 / (1.0 + (-logit).exp())) as f32).clamp(lo, hi);
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for TimeSampling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TimeSampling::Uniform => f.write_str("uniform"),
+            TimeSampling::LogitNormal { mean, std } => write!(f, "logit-normal:{mean},{std}"),
+        }
+    }
+}
+
+impl std::str::FromStr for TimeSampling {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let spec = s.trim().to_ascii_lowercase();
+        let (name, arg) = match spec.split_once(':') {
+            Some((n, a)) => (n.trim(), Some(a.trim())),
+            None => (spec.as_str(), None),
+        };
+        let sampling = match (name, arg) {
+            ("uniform", None) => TimeSampling::Uniform,
+            ("logit-normal", None) => TimeSampling::logit_normal(),
+            ("logit-normal", Some(a)) => {
+                let parsed: Option<(f64, f64)> = a.split_once(',').and_then(|(m, s)| Some((m.trim().parse().ok()?, s.trim().parse().ok()?)));
+                let (mean, std) = parsed.ok_or_else(|| Error::Config(format!("time sampling 'logit-normal' takes MEAN,STD, got '{a}'")))?;
+                TimeSampling::LogitNormal { mean, std }
+            }
+            ("uniform", Some(_)) => return Err(Error::Config(format!("time sampling 'uniform' takes no ':' argument (got '{s}')"))),
+            _ => return Err(Error::Config(format!("unknown time sampling '{name}'; valid: uniform, logit-normal, logit-normal:MEAN,STD"))),
+        };
+        sampling.validate()?;
+        Ok(sampling)
+    }
+}

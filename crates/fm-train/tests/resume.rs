@@ -1,0 +1,215 @@
+//! Checkpoints and resuming: an interrupted run resumed from its checkpoint bytes ends with
+//! the same weights as one that ran through; the stop flag; divergence keeps the last good
+//! checkpoint.
+
+use fm_dist::{GaussianMixture, StandardNormal};
+use fm_model::{Mlp, MlpConfig};
+use fm_train::checkpoint::{state_from_bytes, state_to_bytes};
+use fm_train::{
+    load_state, save_state, train_resumable, train_with_state, Checkpoint, Coupling, Error, LrSchedule, OptimizerKind, ProbabilityPath, Resume, TrainConfig,
+    TrainHooks, TrainOutcome,
+};
+use std::sync::atomic::{AtomicBool, Ordering};
+use tch::Device;
+
+fn model(seed: i64) -> Mlp {
+    tch::manual_seed(seed);
+    Mlp::new(MlpConfig { hidden_dim: 32, ..MlpConfig::default() }, Device::Cpu).unwrap()
+}
+
+fn weights(mlp: &Mlp) -> Vec<u8> {
+    fm_model::checkpoint::to_bytes(mlp, &Default::default()).unwrap()
+}
+
+/// AdamW, cosine decay after a warm-up, an EMA, OT pairs and a noisy path.
+fn rich(steps: usize) -> TrainConfig {
+    TrainConfig {
+        steps,
+        batch_size: 32,
+        lr: 3e-3,
+        seed: 11,
+        path: ProbabilityPath::Icfm { sigma: 0.1 },
+        coupling: Coupling::Ot,
+        optimizer: OptimizerKind::AdamW,
+        weight_decay: 0.01,
+        lr_schedule: LrSchedule::Cosine { min_lr: 1e-4 },
+        warmup_steps: 5,
+        max_grad_norm: Some(1.0),
+        ema_decay: Some(0.9),
+        report_every: 7,
+        checkpoint_every: 10,
+        ..TrainConfig::default()
+    }
+}
+
+fn plain(steps: usize) -> TrainConfig {
+    TrainConfig { steps, batch_size: 32, lr: 1e-3, seed: 4, report_every: 7, checkpoint_every: 10, ..TrainConfig::default() }
+}
+
+/// Runs `cfg` (from `resume` if given), keeping every checkpoint's bytes by step.
+fn run(
+    mlp: &mut Mlp,
+    cfg: &TrainConfig,
+    resume: Option<Resume>,
+    stop: Option<&AtomicBool>,
+    stop_at: Option<usize>,
+) -> (fm_train::Result<TrainOutcome>, Vec<(usize, Vec<u8>)>) {
+    let (t, s) = (GaussianMixture::seed(), StandardNormal::new(2).unwrap());
+    let mut saved = Vec::new();
+    let mut on_checkpoint = |c: &Checkpoint<'_>| -> fm_train::Result<()> {
+        saved.push((c.step, state_to_bytes(c, &Default::default())?));
+        Ok(())
+    };
+    let mut on_progress = |p: &fm_train::Progress| {
+        if let (Some(flag), Some(at)) = (stop, stop_at) {
+            if p.step == at {
+                flag.store(true, Ordering::SeqCst);
+            }
+        }
+    };
+    let out = train_resumable(mlp, &t, &s, cfg, resume, TrainHooks { on_progress: &mut on_progress, on_checkpoint: Some(&mut on_checkpoint), stop });
+    (out, saved)
+}
+
+fn resume_from(bytes: &[u8]) -> (Mlp, Resume) {
+    let loaded = state_from_bytes(bytes, Device::Cpu).unwrap();
+    (loaded.mlp, Resume { step: loaded.step, state: loaded.state })
+}
+
+fn check_resume_is_exact(cfg: TrainConfig) {
+    // Straight through, with checkpoints, and without any hook: the same weights.
+    let mut straight = model(1);
+    let (out, saved) = run(&mut straight, &cfg, None, None, None);
+    let out = out.unwrap();
+    assert_eq!((out.step, out.stopped), (60, false));
+    assert_eq!(saved.iter().map(|s| s.0).collect::<Vec<_>>(), [10, 20, 30, 40, 50, 60]);
+    let mut no_hooks = model(1);
+    train_with_state(&mut no_hooks, &GaussianMixture::seed(), &StandardNormal::new(2).unwrap(), &cfg, &mut |_| {}).unwrap();
+    assert_eq!(weights(&straight), weights(&no_hooks), "checkpointing changed the run");
+
+    // 30 steps, then everything from the step-30 checkpoint bytes alone.
+    let (_, at30) = saved.iter().find(|s| s.0 == 30).unwrap();
+    let (mut resumed, resume) = resume_from(at30);
+    assert_eq!(resume.step, 30);
+    let (out2, saved2) = run(&mut resumed, &cfg, Some(resume), None, None);
+    assert_eq!(out2.unwrap().step, 60);
+    assert_eq!(saved2.iter().map(|s| s.0).collect::<Vec<_>>(), [40, 50, 60]);
+    assert_eq!(weights(&resumed), weights(&straight), "the resumed run's last iterate differs");
+    // The final checkpoints (weights, Adam moments and step, EMA, metadata) are the same bytes.
+    assert!(saved2.last().unwrap().1 == saved.last().unwrap().1, "final checkpoints differ");
+}
+
+#[test]
+fn resuming_from_the_checkpoint_bytes_gives_the_same_weights_with_adamw_cosine_ema_ot_icfm() {
+    check_resume_is_exact(rich(60));
+}
+
+#[test]
+fn resuming_from_the_checkpoint_bytes_gives_the_same_weights_with_adam() {
+    check_resume_is_exact(plain(60));
+}
+
+#[test]
+fn the_stop_flag_checkpoints_the_step_and_the_run_resumes_exactly() {
+    let cfg = TrainConfig { report_every: 1, ..rich(60) };
+    let mut straight = model(2);
+    let (out, saved) = run(&mut straight, &cfg, None, None, None);
+    out.unwrap();
+
+    let flag = AtomicBool::new(false);
+    let mut stopped = model(2);
+    let (out, saved_a) = run(&mut stopped, &cfg, None, Some(&flag), Some(23));
+    let out = out.unwrap();
+    assert!(out.stopped);
+    assert_eq!((out.step, out.report.steps), (23, 23));
+    assert_eq!(saved_a.last().unwrap().0, 23, "the stop must checkpoint the step it finished");
+    assert_eq!(out.report.loss_history.last().unwrap().0, 23);
+
+    let (mut resumed, resume) = resume_from(&saved_a.last().unwrap().1);
+    assert_eq!(resume.step, 23);
+    let (out, saved_b) = run(&mut resumed, &cfg, Some(resume), None, None);
+    assert!(!out.unwrap().stopped);
+    assert_eq!(weights(&resumed), weights(&straight));
+    assert!(saved_b.last().unwrap().1 == saved.last().unwrap().1, "final checkpoints differ");
+}
+
+#[test]
+fn a_non_finite_loss_names_the_step_and_keeps_the_last_good_checkpoint() {
+    let dir = std::env::temp_dir().join(format!("fm-train-nan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(fm_train::STATE_FILE);
+    let (t, s) = (GaussianMixture::seed(), StandardNormal::new(2).unwrap());
+    let mut written = Vec::new();
+    let mut save = |c: &Checkpoint<'_>| -> fm_train::Result<()> {
+        written.push(c.step);
+        save_state(&path, c, &Default::default())
+    };
+    let cfg = TrainConfig { checkpoint_every: 5, ..plain(10) };
+    let mut mlp = model(3);
+    train_resumable(&mut mlp, &t, &s, &cfg, None, TrainHooks { on_progress: &mut |_| {}, on_checkpoint: Some(&mut save), stop: None }).unwrap();
+    assert_eq!(written, [5, 10]);
+    let good = std::fs::read(&path).unwrap();
+
+    // Continue with an absurd learning rate: the weights blow up, the loss follows.
+    let loaded = load_state(&path, Device::Cpu).unwrap();
+    assert_eq!(loaded.step, 10);
+    let mut mlp = loaded.mlp;
+    let wild = TrainConfig { lr: 1e30, steps: 30, ..cfg.clone() };
+    let mut save = |c: &Checkpoint<'_>| -> fm_train::Result<()> { save_state(&path, c, &Default::default()) };
+    let err = train_resumable(
+        &mut mlp,
+        &t,
+        &s,
+        &wild,
+        Some(Resume { step: 10, state: loaded.state }),
+        TrainHooks { on_progress: &mut |_| {}, on_checkpoint: Some(&mut save), stop: None },
+    )
+    .unwrap_err();
+    let Error::Diverged { step, .. } = err else { panic!("expected Diverged, got {err}") };
+    assert_eq!(step, 14, "the first report window (every 7 steps) after the blow-up");
+    assert!(err.to_string().contains("at step 14"), "{err}");
+    assert!(std::fs::read(&path).unwrap() == good, "the last good checkpoint was touched");
+    let again = load_state(&path, Device::Cpu).unwrap();
+    assert_eq!(again.step, 10);
+    assert!(std::fs::read_dir(&dir).unwrap().count() == 1, "a temporary file was left behind");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn checkpoints_refuse_nan_weights_and_bad_bytes_are_errors() {
+    let cfg = plain(10);
+    let mut mlp = model(5);
+    let (out, saved) = run(&mut mlp, &cfg, None, None, None);
+    let state = out.unwrap().state;
+    let w = mlp.var_store().variables().remove("net.0.weight").unwrap();
+    let _ = tch::no_grad(|| w.get(0).get(0).fill_(f64::NAN));
+    let c = Checkpoint { step: 10, mlp: &mlp, state: &state, cfg: &cfg, loss: 1.0, finished: true };
+    assert!(matches!(state_to_bytes(&c, &Default::default()), Err(Error::Diverged { step: 10, .. })));
+
+    let good = &saved.last().unwrap().1;
+    for cut in [0, 7, 100, good.len() / 2, good.len() - 1] {
+        let err = state_from_bytes(&good[..cut], Device::Cpu).unwrap_err().to_string();
+        assert!(err.contains("training checkpoint"), "{err}");
+    }
+    let model_file = fm_model::checkpoint::to_bytes(&mlp, &Default::default()).unwrap();
+    let err = state_from_bytes(&model_file, Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("format 'fm-rs/mlp' is not fm-rs/train-state"), "{err}");
+    let loaded = state_from_bytes(good, Device::Cpu).unwrap();
+    assert_eq!((loaded.step, &loaded.train), (10, &cfg));
+    assert_eq!(loaded.metadata["format"], "fm-rs/train-state");
+}
+
+#[test]
+fn resuming_past_the_end_is_refused_and_a_finished_run_checkpoints_again() {
+    let cfg = plain(10);
+    let mut mlp = model(6);
+    let (out, saved) = run(&mut mlp, &cfg, None, None, None);
+    out.unwrap();
+    let (mut m, resume) = resume_from(&saved.last().unwrap().1);
+    let (out, again) = run(&mut m, &cfg, Some(resume), None, None);
+    assert_eq!(out.unwrap().step, 10);
+    assert!(again.len() == 1 && again[0].1 == saved.last().unwrap().1);
+    let (mut m, resume) = resume_from(&saved.last().unwrap().1);
+    let err = run(&mut m, &TrainConfig { steps: 5, ..cfg }, Some(resume), None, None).0.unwrap_err().to_string();
+    assert!(err.contains("cannot resume at step 10"), "{err}");
+}
