@@ -1,22 +1,23 @@
-//! The W2 settings `fm run` and `fm eval` share.
+//! The evaluation settings `fm run` and `fm eval` share.
 
-use fm_dist::{metrics::SampleQuality, Target};
-use ndarray::ArrayView2;
-use rand::RngCore;
+use crate::config::{override_given, EvalConfig};
+use clap::ArgMatches;
 
 #[derive(clap::Args, Debug)]
-pub struct W2Args {
+pub struct EvalFlags {
     /// Points per set for the W2 figure (at most the number of samples).
-    #[arg(long, default_value_t = SampleQuality::W2_POINTS)]
+    #[arg(long, default_value_t = EvalConfig::default().w2_points)]
     pub w2_points: usize,
     /// Independent draws the W2 figure is averaged over.
-    #[arg(long, default_value_t = SampleQuality::W2_DRAWS)]
+    #[arg(long, default_value_t = EvalConfig::default().w2_draws)]
     pub w2_draws: usize,
+    /// Fresh target samples of the KL(target ‖ model) estimate from the exact likelihood (0: skip).
+    #[arg(long, default_value_t = EvalConfig::default().kl_points)]
+    pub kl_points: usize,
 }
 
-impl W2Args {
-    /// Judges `samples` against `target` with these W2 settings.
-    pub fn measure(&self, target: &dyn Target, samples: ArrayView2<f64>, rng: &mut dyn RngCore) -> fm_dist::Result<SampleQuality> {
-        SampleQuality::measure(target, samples, self.w2_points, self.w2_draws, rng)
+impl EvalFlags {
+    pub fn apply(&self, m: &ArgMatches, cfg: &mut EvalConfig) {
+        override_given!(m, self, w2_points => cfg.w2_points, w2_draws => cfg.w2_draws, kl_points => cfg.kl_points);
     }
 }

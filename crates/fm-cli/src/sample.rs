@@ -1,49 +1,85 @@
 //! `fm sample`: new samples from a checkpoint.
 
-use anyhow::Result;
-use fm_dist::StandardNormal;
-use fm_model::{checkpoint, parse_device};
+use crate::config::override_given;
+use crate::train::print_written;
+use anyhow::{Context, Result};
+use clap::ArgMatches;
+use fm_dist::{parse_target, Target};
+use fm_model::{checkpoint, parse_device, Mlp};
 use fm_ode::Method;
 use fm_train::SampleConfig;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
 pub struct SampleArgs {
-    /// Checkpoint (.safetensors) written by `fm run` or exported from PyTorch.
+    /// Checkpoint: written by fm (.safetensors), or a PyTorch state dict (.pth or .safetensors).
     #[arg(long)]
     checkpoint: PathBuf,
-    /// Output .npy file [default: samples-METHOD-STEPS.npy beside the checkpoint].
+    /// Output file, .npy or .csv [default: samples-METHOD-STEPS.npy beside the checkpoint].
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Source to draw starting points from [default: the checkpoint's, else normal:D].
+    #[arg(long)]
+    source: Option<String>,
     /// Where to compute: auto (CUDA when available), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
     /// Samples to generate.
     #[arg(long, default_value_t = SampleConfig::default().n_samples)]
     samples: usize,
-    /// Integration steps from t = 0 to 1.
+    /// Integration steps from t = 0 to 1 (fixed-step methods).
     #[arg(long, default_value_t = SampleConfig::default().steps)]
     steps: usize,
-    /// Integration method (euler, midpoint, heun, rk4).
+    /// Integration method: euler, midpoint, heun, rk4 or dopri5 (adaptive).
     #[arg(long, default_value_t = SampleConfig::default().method)]
     method: Method,
+    /// Relative tolerance of dopri5.
+    #[arg(long, default_value_t = SampleConfig::default().rtol)]
+    rtol: f64,
+    /// Absolute tolerance of dopri5.
+    #[arg(long, default_value_t = SampleConfig::default().atol)]
+    atol: f64,
     /// Seed of the source draws.
     #[arg(long, default_value_t = SampleConfig::default().seed)]
     seed: u64,
 }
 
-pub fn sample(args: SampleArgs) -> Result<()> {
-    let cfg = SampleConfig { n_samples: args.samples, steps: args.steps, method: args.method, seed: args.seed, ..SampleConfig::default() };
+/// "100 euler steps" or "dopri5 (rtol 1e-5, atol 1e-5)".
+pub fn describe(cfg: &SampleConfig) -> String {
+    if cfg.method.is_adaptive() {
+        format!("{} (rtol {:e}, atol {:e})", cfg.method, cfg.rtol, cfg.atol)
+    } else {
+        format!("{} {} steps", cfg.steps, cfg.method)
+    }
+}
+
+/// A checkpoint and the source it was trained from (its metadata's, else `N(0, I)`).
+pub fn load_model(path: &Path, device: &str, source: Option<&str>) -> Result<(Mlp, Box<dyn Target>)> {
+    let device = parse_device(device)?;
+    let (mlp, meta) = checkpoint::load_any(path, device)?;
+    let dim = mlp.config().dim;
+    let spec = source.map(str::to_string).or_else(|| meta.get("source").cloned()).unwrap_or_else(|| format!("normal:{dim}"));
+    let source = parse_target(&spec).context("source")?;
+    anyhow::ensure!(source.dim() == dim, "the source {} is {}-D but the checkpoint's model is {dim}-D", source.name(), source.dim());
+    Ok((mlp, source))
+}
+
+pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
+    let mut cfg = SampleConfig::default();
+    override_given!(m, args, samples => cfg.n_samples, steps => cfg.steps, method => cfg.method,
+        rtol => cfg.rtol, atol => cfg.atol, seed => cfg.seed);
     cfg.validate()?;
-    let device = parse_device(&args.device)?;
-    let (mlp, _) = checkpoint::load(&args.checkpoint, device)?;
-    let out = args.out.unwrap_or_else(|| args.checkpoint.with_file_name(format!("samples-{}-{}.npy", cfg.method, cfg.steps)));
+    let out = args.out.unwrap_or_else(|| {
+        let what = if cfg.method.is_adaptive() { format!("{}", cfg.method) } else { format!("{}-{}", cfg.method, cfg.steps) };
+        args.checkpoint.with_file_name(format!("samples-{what}.npy"))
+    });
+    let (mlp, source) = load_model(&args.checkpoint, &args.device, args.source.as_deref())?;
     let t0 = Instant::now();
-    let x = fm_train::sample(&mlp, &StandardNormal::new(mlp.config().dim)?, &cfg)?;
+    let x = fm_train::sample(&mlp, source.as_ref(), &cfg)?;
     let secs = t0.elapsed().as_secs_f64();
-    fm_dist::io::write_npy(&out, x.mapv(|v| v as f32).view())?;
-    println!("sampled {} points with {} {} steps in {secs:.3} s", cfg.n_samples, cfg.steps, cfg.method);
-    println!("wrote:\n  samples    {}", out.display());
+    fm_dist::io::write_points(&out, x.view())?;
+    println!("sampled {} points from {} with {} in {secs:.3} s", cfg.n_samples, source.name(), describe(&cfg));
+    print_written(&[("samples", &out)]);
     Ok(())
 }

@@ -26,7 +26,7 @@ fn assert_clean_failure(o: &Output, needle: &str) {
 }
 
 fn tiny_run(out: &Path) -> Output {
-    fm(&["run", "--quiet", "--device", "cpu", "--steps", "40", "--batch-size", "64", "--samples", "400", "--sample-steps", "10", "--w2-points", "200", "--w2-draws", "1", "--out", out.to_str().unwrap()])
+    fm(&["run", "--quiet", "--device", "cpu", "--steps", "40", "--batch-size", "64", "--samples", "400", "--sample-steps", "10", "--w2-points", "200", "--w2-draws", "1", "--kl-points", "100", "--out", out.to_str().unwrap()])
 }
 
 #[test]
@@ -35,7 +35,7 @@ fn run_writes_checkpoint_samples_figure_and_report() {
     let o = tiny_run(&out);
     assert!(o.status.success(), "{}", stderr(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
-    for what in ["component shares", "mean log-density", "W2 to true samples", "steps/s", "model.safetensors", "samples.npy", "compare.png"] {
+    for what in ["component shares", "mean log-density", "W2 to true samples", "KL(target ‖ model)", "steps/s", "model.safetensors", "samples.npy", "compare.png"] {
         assert!(stdout.contains(what), "stdout lacks '{what}':\n{stdout}");
     }
     let samples = fm_dist::io::read_npy(&out.join("samples.npy")).unwrap();
@@ -45,11 +45,14 @@ fn run_writes_checkpoint_samples_figure_and_report() {
     assert!(meta["train"].contains("\"steps\":40"));
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["quality"]["shares"].as_array().unwrap().len(), 3);
+    assert_eq!(report["kl"]["n"], 100);
     for key in ["max_share_error", "log_prob_gap", "w2_excess"] {
         assert!(report[key].is_f64(), "report.json lacks {key}, which cargo xtask e2e reads");
     }
-    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
-    assert_eq!(config["train"]["batch_size"], 64);
+    let config: toml::Value = toml::from_str(&std::fs::read_to_string(out.join("config.toml")).unwrap()).unwrap();
+    assert_eq!(config["train"]["batch_size"].as_integer(), Some(64));
+    let losses = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert!(losses.starts_with("step,loss,lr\n") && losses.lines().count() == 2, "{losses}");
     assert!(std::fs::metadata(out.join("compare.png")).unwrap().len() > 10_000);
 
     // The checkpoint alone is enough to sample again.
@@ -63,7 +66,7 @@ fn same_seed_same_checkpoint_bytes() {
     let (a, b) = (temp("seed-a"), temp("seed-b"));
     assert!(tiny_run(&a).status.success());
     assert!(tiny_run(&b).status.success());
-    assert_eq!(std::fs::read(a.join("model.safetensors")).unwrap(), std::fs::read(b.join("model.safetensors")).unwrap());
+    assert!(std::fs::read(a.join("model.safetensors")).unwrap() == std::fs::read(b.join("model.safetensors")).unwrap(), "checkpoints differ");
 }
 
 #[test]
@@ -82,7 +85,7 @@ fn bad_numbers_are_refused_before_any_work() {
 fn unknown_names_list_the_valid_ones() {
     let o = fm(&["run", "--method", "rk5"]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("euler, midpoint, heun, rk4"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("euler, midpoint, heun, rk4, dopri5"), "{}", stderr(&o));
     assert_clean_failure(&fm(&["run", "--device", "tpu", "--out", temp("dev").to_str().unwrap()]), "auto, cpu, cuda, cuda:N");
     if !tch::Cuda::is_available() {
         assert_clean_failure(&fm(&["run", "--device", "cuda", "--out", temp("cuda").to_str().unwrap()]), "CUDA is not available");
@@ -127,4 +130,115 @@ fn eval_judges_any_npy_and_refuses_bad_ones() {
     let junk = dir.join("junk.npy");
     std::fs::write(&junk, b"not numpy").unwrap();
     assert_clean_failure(&fm(&["eval", "--samples", junk.to_str().unwrap()]), "bad magic");
+}
+
+/// The resolved config.toml repeats the run; flags given on top of it win, the rest stays.
+#[test]
+fn config_file_repeats_a_run_and_flags_override_it() {
+    let (a, b) = (temp("cfg-a"), temp("cfg-b"));
+    let o = fm(&["train", "--quiet", "--device", "cpu", "--steps", "30", "--batch-size", "32", "--coupling", "ot", "--path", "icfm:0.05", "--ema-decay", "0.9", "--out", a.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cfg = a.join("config.toml");
+    let o = fm(&["train", "--quiet", "--config", cfg.to_str().unwrap(), "--steps", "20", "--out", b.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first: toml::Value = toml::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    let second: toml::Value = toml::from_str(&std::fs::read_to_string(b.join("config.toml")).unwrap()).unwrap();
+    assert_eq!(second["train"]["steps"].as_integer(), Some(20));
+    for key in ["batch_size", "coupling", "path", "ema_decay"] {
+        assert_eq!(first["train"][key], second["train"][key], "{key} must come from the file");
+    }
+}
+
+#[test]
+fn bad_config_files_name_the_problem() {
+    let dir = temp("bad-cfg");
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let typo = write("typo.toml", "[train]\nstepz = 3\n");
+    assert_clean_failure(&fm(&["train", "--config", &typo]), "line 2: unknown field `stepz`");
+    let bad_value = write("value.toml", "[train]\nsteps = -3\n");
+    assert_clean_failure(&fm(&["train", "--config", &bad_value]), "value.toml line 2");
+    let zero = write("zero.toml", "[train]\nsteps = 0\n");
+    assert_clean_failure(&fm(&["train", "--config", &zero, "--out", dir.join("o").to_str().unwrap()]), "steps must be at least 1");
+    assert_clean_failure(&fm(&["train", "--config", dir.join("missing.toml").to_str().unwrap()]), "cannot read config");
+    assert_clean_failure(&fm(&["train", "--preset", "nope"]), "valid presets: seed, fast");
+    assert_clean_failure(&fm(&["train", "--preset", "fast", "--config", &zero]), "not both");
+    assert_clean_failure(&fm(&["train", "--target", "moons", "--source", "normal:3"]), "is 3-D but the target moons is 2-D");
+    assert!(!dir.join("o").exists());
+}
+
+/// Export to .pth, import back, inspect both: the same network and settings survive.
+#[test]
+fn checkpoints_cross_to_pth_and_back() {
+    let dir = temp("cross");
+    let o = fm(&["train", "--quiet", "--device", "cpu", "--steps", "5", "--activation", "silu", "--out", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (st, pth, back) = (dir.join("model.safetensors"), dir.join("model.pth"), dir.join("back.safetensors"));
+    assert!(fm(&["export", "--checkpoint", st.to_str().unwrap(), "--out", pth.to_str().unwrap()]).status.success());
+    let o = fm(&["import", "--checkpoint", pth.to_str().unwrap(), "--out", back.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read(&st).unwrap() == std::fs::read(&back).unwrap(), "a round trip through .pth must change nothing");
+    let o = fm(&["inspect", pth.to_str().unwrap()]);
+    let shown = String::from_utf8_lossy(&o.stdout);
+    assert!(shown.contains("Pth") && shown.contains("3 hidden layers of 128 (silu)") && shown.contains("33794 parameters"), "{shown}");
+    let o = fm(&["sample", "--checkpoint", pth.to_str().unwrap(), "--samples", "20", "--method", "dopri5", "--out", dir.join("s.csv").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(fm_dist::io::read_points(&dir.join("s.csv")).unwrap().dim(), (20, 2));
+    assert_clean_failure(&fm(&["inspect", dir.join("s.csv").to_str().unwrap()]), "s.csv");
+    let o = fm(&["eval", "--checkpoint", pth.to_str().unwrap(), "--kl-points", "50", "--kl-steps", "4"]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("KL(target ‖ model)"), "{}", stderr(&o));
+    assert_clean_failure(&fm(&["eval", "--checkpoint", pth.to_str().unwrap(), "--target", "moons"]), "no analytic density");
+}
+
+#[test]
+fn targets_lists_every_name() {
+    let o = fm(&["targets"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    for (name, _) in fm_dist::list_targets() {
+        assert!(out.contains(name), "{out}");
+    }
+}
+
+/// Every figure kind from one tiny run: a non-empty PNG (GIF for the animation), named by kind.
+#[test]
+fn plot_draws_every_kind_from_a_run() {
+    let run = temp("plot");
+    assert!(tiny_run(&run).status.success());
+    let r = run.to_str().unwrap();
+    for (kind, points, file, magic) in [
+        ("trajectories", "50", "trajectories.png", &b"\x89PNG"[..]),
+        ("field", "10", "field.png", &b"\x89PNG"[..]),
+        ("density", "16", "density.png", &b"\x89PNG"[..]),
+        ("loss", "10", "loss.png", &b"\x89PNG"[..]),
+        ("compare", "300", "compare.png", &b"\x89PNG"[..]),
+        ("animation", "50", "animation.gif", &b"GIF8"[..]),
+    ] {
+        let o = fm(&["plot", kind, "--run", r, "--points", points, "--steps", "5"]);
+        assert!(o.status.success(), "{kind}: {}", stderr(&o));
+        let bytes = std::fs::read(run.join(file)).unwrap();
+        assert!(bytes.starts_with(magic) && bytes.len() > 2_000, "{kind}: {} bytes", bytes.len());
+    }
+    let o = fm(&["plot", "field", "--run", r, "--out", run.join("field.svg").to_str().unwrap()]);
+    assert!(o.status.success() && std::fs::read_to_string(run.join("field.svg")).unwrap().contains("<svg"));
+    assert_clean_failure(&fm(&["plot", "field", "--run", r, "--coords", "0,5"]), "coordinate");
+    assert_clean_failure(&fm(&["plot", "loss", "--run", temp("no-run").to_str().unwrap()]), "metrics.csv");
+}
+
+/// A run folder held by a live fm process is refused; a lock left by a dead one is taken over.
+#[test]
+fn a_run_folder_in_use_is_refused() {
+    let out = temp("lock");
+    std::fs::create_dir_all(&out).unwrap();
+    let lock = out.join(".fm.lock");
+    std::fs::write(&lock, format!("{}\n", std::process::id())).unwrap(); // this test process: alive
+    assert_clean_failure(&fm(&["train", "--steps", "1", "--out", out.to_str().unwrap()]), "in use by another fm process");
+    assert!(!out.join("model.safetensors").exists());
+    std::fs::write(&lock, "4194304\n").unwrap(); // above Linux's PID limit: no such process
+    let o = fm(&["train", "--quiet", "--device", "cpu", "--steps", "1", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!lock.exists(), "the lock is released when the command ends");
 }

@@ -1,0 +1,267 @@
+//! A whole run in one TOML file, and the flags that override it.
+//!
+//! Precedence: a flag given on the command line > the `--config` file > the `--preset` >
+//! the library defaults (the seed experiment). The resolved configuration is written into
+//! the run folder as `config.toml`, so `fm train --config runs/x/config.toml` repeats a run.
+
+use anyhow::{Context, Result};
+use clap::parser::ValueSource;
+use clap::ArgMatches;
+use fm_dist::metrics::SampleQuality;
+use fm_model::MlpConfig;
+use fm_ode::Method;
+use fm_train::{Coupling, LrSchedule, OptimizerKind, ProbabilityPath, SampleConfig, TimeSampling, TrainConfig};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Everything a run needs; `Default` is the seed experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// The distribution to learn (see `fm targets`).
+    pub target: String,
+    /// The distribution to start from.
+    pub source: String,
+    /// auto, cpu, cuda or cuda:N.
+    pub device: String,
+    pub model: MlpConfig,
+    pub train: TrainConfig,
+    pub sample: SampleConfig,
+    pub eval: EvalConfig,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            target: "gmm3".into(),
+            source: "normal".into(),
+            device: "auto".into(),
+            model: MlpConfig::default(),
+            train: TrainConfig::default(),
+            sample: SampleConfig::default(),
+            eval: EvalConfig::default(),
+        }
+    }
+}
+
+/// How samples are judged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// Points per set of the exact W2 figure.
+    pub w2_points: usize,
+    /// Draws the W2 figure is averaged over.
+    pub w2_draws: usize,
+    /// Fresh target samples of the KL(target ‖ model) estimate (targets with a density only;
+    /// 0 skips it).
+    pub kl_points: usize,
+    /// How the model's log-likelihood is computed for it.
+    pub likelihood: fm_train::LikelihoodConfig,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self { w2_points: SampleQuality::W2_POINTS, w2_draws: SampleQuality::W2_DRAWS, kl_points: 4000, likelihood: fm_train::LikelihoodConfig::default() }
+    }
+}
+
+impl EvalConfig {
+    /// Checks the settings against the number of samples they will judge.
+    pub fn validate(&self, n_samples: usize) -> Result<()> {
+        anyhow::ensure!(
+            self.w2_points >= 2 && self.w2_points <= n_samples && self.w2_draws > 0,
+            "w2_points must be in 2..={n_samples} (the number of samples) and w2_draws at least 1, got {} and {}",
+            self.w2_points,
+            self.w2_draws
+        );
+        self.likelihood.validate()?;
+        Ok(())
+    }
+
+    /// Judges `samples` against `target` with these settings.
+    pub fn measure(&self, target: &dyn fm_dist::Target, samples: ndarray::ArrayView2<f64>, rng: &mut dyn rand::RngCore) -> Result<SampleQuality> {
+        Ok(SampleQuality::measure(target, samples, self.w2_points, self.w2_draws, rng)?)
+    }
+}
+
+impl RunConfig {
+    /// Reads a TOML run file; errors are one line with the file, line and column.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+        toml::from_str(&text).map_err(|e| {
+            let at = e.span().map(|s| text.get(..s.start).unwrap_or("").matches('\n').count() + 1);
+            anyhow::anyhow!("{}{}: {}", path.display(), at.map(|l| format!(" line {l}")).unwrap_or_default(), e.message().trim())
+        })
+    }
+
+    pub fn to_toml(&self) -> Result<String> {
+        Ok(toml::to_string_pretty(self)?)
+    }
+}
+
+/// `--config` and `--preset`, shared by every command that trains.
+#[derive(clap::Args, Debug)]
+pub struct ConfigArgs {
+    /// A TOML file describing the run (see docs/config.md); flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Start from a named training preset: seed (the original experiment) or fast (same budget, better result).
+    #[arg(long, value_name = "NAME")]
+    pub preset: Option<String>,
+}
+
+impl ConfigArgs {
+    /// The configuration before flags: defaults, then the preset, then the file.
+    pub fn load(&self) -> Result<RunConfig> {
+        let mut cfg = match &self.config {
+            Some(path) => RunConfig::read(path)?,
+            None => RunConfig::default(),
+        };
+        if let Some(name) = &self.preset {
+            anyhow::ensure!(self.config.is_none(), "give --preset or --config, not both (a config file holds the whole training section)");
+            cfg.train = TrainConfig::preset(name)?;
+        }
+        Ok(cfg)
+    }
+}
+
+/// What to learn, from what, where.
+#[derive(clap::Args, Debug)]
+pub struct DataFlags {
+    /// Distribution to learn: a built-in name, spec:FILE (mixture spec) or file:FILE (point cloud); see `fm targets`.
+    #[arg(long, default_value_t = RunConfig::default().target)]
+    pub target: String,
+    /// Distribution to start from (any target works as a source).
+    #[arg(long, default_value_t = RunConfig::default().source)]
+    pub source: String,
+    /// Where to compute: auto (CUDA when available), cpu, cuda or cuda:N.
+    #[arg(long, default_value_t = RunConfig::default().device)]
+    pub device: String,
+}
+
+/// The network.
+#[derive(clap::Args, Debug)]
+pub struct ModelFlags {
+    /// Width of the hidden layers.
+    #[arg(long, default_value_t = MlpConfig::default().hidden_dim)]
+    pub hidden_dim: usize,
+    /// Number of hidden layers.
+    #[arg(long, default_value_t = MlpConfig::default().hidden_layers)]
+    pub hidden_layers: usize,
+    /// Activation: relu, silu, gelu or selu.
+    #[arg(long, default_value_t = MlpConfig::default().activation)]
+    pub activation: fm_model::Activation,
+}
+
+/// The training run.
+#[derive(clap::Args, Debug)]
+pub struct TrainFlags {
+    /// Seed of the initialisation and of the data stream.
+    #[arg(long, default_value_t = TrainConfig::default().seed)]
+    pub seed: u64,
+    /// Training steps.
+    #[arg(long, default_value_t = TrainConfig::default().steps)]
+    pub steps: usize,
+    /// Batch size of each training step.
+    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
+    pub batch_size: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = TrainConfig::default().lr)]
+    pub lr: f64,
+    /// Probability path: linear, icfm:SIGMA, lipman:SIGMA_MIN, vp, schrodinger-bridge:SIGMA.
+    #[arg(long, default_value_t = TrainConfig::default().path)]
+    pub path: ProbabilityPath,
+    /// Pairing of source and target rows in a batch: independent, ot (exact minibatch OT), sinkhorn:REG.
+    #[arg(long, default_value_t = TrainConfig::default().coupling)]
+    pub coupling: Coupling,
+    /// Law of the training times: `uniform` or `logit-normal:MEAN,STD`.
+    #[arg(long, default_value_t = TrainConfig::default().time_sampling)]
+    pub time_sampling: TimeSampling,
+    /// Optimizer: adam or adamw.
+    #[arg(long, default_value_t = TrainConfig::default().optimizer)]
+    pub optimizer: OptimizerKind,
+    /// Weight decay (L2 for adam, decoupled for adamw).
+    #[arg(long, default_value_t = TrainConfig::default().weight_decay)]
+    pub weight_decay: f64,
+    /// Learning-rate schedule: `constant` or `cosine` (to 0), `cosine:MIN_LR`.
+    #[arg(long, default_value_t = TrainConfig::default().lr_schedule)]
+    pub lr_schedule: LrSchedule,
+    /// Linear warm-up steps before the schedule.
+    #[arg(long, default_value_t = TrainConfig::default().warmup_steps)]
+    pub warmup_steps: usize,
+    /// Clip the total gradient norm to this [default: no clipping].
+    #[arg(long)]
+    pub max_grad_norm: Option<f64>,
+    /// Keep an exponential moving average of the weights with this decay (e.g. 0.999) and sample with it [default: none].
+    #[arg(long)]
+    pub ema_decay: Option<f64>,
+    /// Write a resumable checkpoint every this many steps (0: only at the end); see `fm train --resume`.
+    #[arg(long, default_value_t = TrainConfig::default().checkpoint_every)]
+    pub checkpoint_every: usize,
+}
+
+/// How to sample.
+#[derive(clap::Args, Debug)]
+pub struct SampleFlags {
+    /// Samples to generate.
+    #[arg(long, default_value_t = SampleConfig::default().n_samples)]
+    pub samples: usize,
+    /// Integration steps from t = 0 to 1 (fixed-step methods).
+    #[arg(long, default_value_t = SampleConfig::default().steps)]
+    pub sample_steps: usize,
+    /// Integration method (euler, midpoint, heun, rk4, dopri5).
+    #[arg(long, default_value_t = SampleConfig::default().method)]
+    pub method: Method,
+}
+
+/// Whether the flag `id` was given on the command line (not merely defaulted).
+pub fn given(m: &ArgMatches, id: &str) -> bool {
+    m.value_source(id) == Some(ValueSource::CommandLine)
+}
+
+/// Copies each flag given on the command line (`$flags.$id`) into its configuration field.
+macro_rules! override_given {
+    ($m:expr, $flags:expr, $($id:ident => $dst:expr),+ $(,)?) => {
+        $( if $crate::config::given($m, stringify!($id)) { $dst = $flags.$id.clone(); } )+
+    };
+}
+pub(crate) use override_given;
+
+impl DataFlags {
+    pub fn apply(&self, m: &ArgMatches, cfg: &mut RunConfig) {
+        override_given!(m, self, target => cfg.target, source => cfg.source, device => cfg.device);
+    }
+}
+
+impl ModelFlags {
+    pub fn apply(&self, m: &ArgMatches, cfg: &mut MlpConfig) {
+        override_given!(m, self, hidden_dim => cfg.hidden_dim, hidden_layers => cfg.hidden_layers, activation => cfg.activation);
+    }
+}
+
+impl TrainFlags {
+    pub fn apply(&self, m: &ArgMatches, cfg: &mut TrainConfig) {
+        override_given!(m, self,
+            seed => cfg.seed,
+            steps => cfg.steps,
+            batch_size => cfg.batch_size,
+            lr => cfg.lr,
+            path => cfg.path,
+            coupling => cfg.coupling,
+            time_sampling => cfg.time_sampling,
+            optimizer => cfg.optimizer,
+            weight_decay => cfg.weight_decay,
+            lr_schedule => cfg.lr_schedule,
+            warmup_steps => cfg.warmup_steps,
+            max_grad_norm => cfg.max_grad_norm,
+            ema_decay => cfg.ema_decay,
+            checkpoint_every => cfg.checkpoint_every,
+        );
+    }
+}
+
+impl SampleFlags {
+    pub fn apply(&self, m: &ArgMatches, cfg: &mut SampleConfig) {
+        override_given!(m, self, samples => cfg.n_samples, sample_steps => cfg.steps, method => cfg.method);
+    }
+}

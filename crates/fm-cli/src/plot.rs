@@ -1,0 +1,131 @@
+//! `fm plot KIND`: figures straight from a checkpoint (or a run's loss log).
+
+use crate::sample::load_model;
+use crate::train::print_written;
+use anyhow::{Context, Result};
+use fm_dist::{parse_target, Target};
+use fm_model::Mlp;
+use fm_ode::{Method, VectorField};
+use fm_train::{array_to_tensor, tensor_to_array, SampleConfig};
+use ndarray::{s, Array1, Array2, ArrayView2};
+use std::path::{Path, PathBuf};
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Target density beside generated samples (the seed's figure).
+    Compare,
+    /// Particles' paths from t = 0 to 1 over the target, coloured by time.
+    Trajectories,
+    /// The learned velocity field at t = 0, 0.25, 0.5, 0.75, 1.
+    Field,
+    /// The model's log-density (exact likelihood) beside the target's.
+    Density,
+    /// Training loss over steps, from a run's metrics.csv.
+    Loss,
+    /// Animated GIF of samples flowing from the source to the target.
+    Animation,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PlotArgs {
+    /// What to draw.
+    #[arg(value_enum)]
+    kind: Kind,
+    /// Run folder holding model.safetensors and metrics.csv (written by fm run / fm train).
+    #[arg(long, default_value = "runs/seed")]
+    run: PathBuf,
+    /// Checkpoint to draw [default: RUN/model.safetensors]; .pth works too.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Target to draw against [default: the checkpoint's].
+    #[arg(long)]
+    target: Option<String>,
+    /// Output file, .png or .svg (.gif for animation) [default: RUN/KIND.png].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Points to draw: samples for compare (10,000), paths for trajectories (300) and animation
+    /// (2,000), grid cells along x for density (120).
+    #[arg(long)]
+    points: Option<usize>,
+    /// Integration steps of the paths.
+    #[arg(long, default_value_t = SampleConfig::default().steps)]
+    steps: usize,
+    /// Integration method.
+    #[arg(long, default_value_t = SampleConfig::default().method)]
+    method: Method,
+    /// For D > 2: the pair of coordinates to draw (0-based), e.g. 2,5.
+    #[arg(long, value_delimiter = ',', default_values_t = [0, 1])]
+    coords: Vec<usize>,
+    /// Where to compute: auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+pub fn plot(args: PlotArgs) -> Result<()> {
+    let ext = if args.kind == Kind::Animation { "gif" } else { "png" };
+    let name = format!("{:?}", args.kind).to_ascii_lowercase();
+    let out = args.out.clone().unwrap_or_else(|| args.run.join(format!("{name}.{ext}")));
+    let coords = match args.coords[..] {
+        [i, j] => (i, j),
+        _ => anyhow::bail!("--coords takes two coordinates, e.g. 0,1 (got {:?})", args.coords),
+    };
+    if args.kind == Kind::Loss {
+        plot_loss(&args.run.join("metrics.csv"), &out)?;
+        print_written(&[("figure", &out)]);
+        return Ok(());
+    }
+    let ckpt = args.checkpoint.clone().unwrap_or_else(|| args.run.join("model.safetensors"));
+    let (mlp, source) = load_model(&ckpt, &args.device, None)?;
+    let meta = fm_model::checkpoint::load_any(&ckpt, tch::Device::Cpu)?.1;
+    let spec = args.target.clone().or_else(|| meta.get("target").cloned()).context("the checkpoint names no target: give --target")?;
+    let target = parse_target(&spec).context("target")?;
+    anyhow::ensure!(target.dim() == mlp.config().dim, "the target {} is {}-D but the model is {}-D", target.name(), target.dim(), mlp.config().dim);
+    let cfg = SampleConfig { steps: args.steps, method: args.method, n_samples: args.points.unwrap_or(10_000), ..SampleConfig::default() };
+    let t: &dyn Target = target.as_ref();
+    match args.kind {
+        Kind::Compare => {
+            let x = fm_train::sample(&mlp, source.as_ref(), &cfg)?;
+            let fig = fm_viz::CompareFigure { coords, samples_title: format!("Generated samples ({})", crate::sample::describe(&cfg)), ..fm_viz::CompareFigure::fitted() };
+            fm_viz::compare(&out, t, x.view(), &fig)?;
+        }
+        Kind::Trajectories => {
+            let (times, paths) = fm_train::sample_paths(&mlp, source.as_ref(), &cfg, args.points.unwrap_or(300))?;
+            fm_viz::trajectories(&out, paths.view(), &times, Some(t), &fm_viz::TrajectoryFigure { coords, ..Default::default() })?;
+        }
+        Kind::Animation => {
+            let (times, paths) = fm_train::sample_paths(&mlp, source.as_ref(), &cfg, args.points.unwrap_or(2000))?;
+            fm_viz::animation(&out, paths.view(), &times, Some(t), &fm_viz::AnimationFigure { coords, ..Default::default() })?;
+        }
+        Kind::Field => fm_viz::field(&out, |x: ArrayView2<f64>, time| velocity(&mlp, x, time), Some(t), &fm_viz::FieldFigure { coords, ..Default::default() })?,
+        Kind::Density => {
+            // An exact likelihood per grid point: a coarser grid and 20 RK4 steps keep this to
+            // seconds, and the picture does not change at that scale.
+            let lik = fm_train::eval::LikelihoodConfig { steps: 20, ..Default::default() };
+            let log_q = |x: ArrayView2<f64>| -> Result<Array1<f64>> { Ok(fm_train::eval::model_log_prob(&mlp, source.as_ref(), x, &lik)?) };
+            fm_viz::density(&out, log_q, Some(t), &fm_viz::DensityFigure { coords, resolution: args.points.unwrap_or(120), ..Default::default() })?;
+        }
+        Kind::Loss => unreachable!("handled above"),
+    }
+    print_written(&[("figure", &out)]);
+    Ok(())
+}
+
+/// The model's velocity at `x` and time `t`, as an array.
+fn velocity(mlp: &Mlp, x: ArrayView2<f64>, t: f64) -> Result<Array2<f64>> {
+    let _guard = tch::no_grad_guard();
+    let v = mlp.velocity(&array_to_tensor(x, mlp.device())?, t)?;
+    Ok(tensor_to_array(&v)?)
+}
+
+/// The loss curve of a run's metrics.csv (its first column is the step, its second the loss;
+/// further columns become further panels).
+fn plot_loss(metrics: &Path, out: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(metrics).with_context(|| format!("cannot read {} (written by fm train and fm run)", metrics.display()))?;
+    let names: Vec<String> = text.lines().next().unwrap_or("").split(',').map(|s| s.trim().to_string()).collect();
+    let table = fm_dist::empirical::parse_csv(&text).map_err(|e| anyhow::anyhow!("{}: {e}", metrics.display()))?;
+    anyhow::ensure!(table.ncols() >= 2, "{}: expected columns step,loss,…", metrics.display());
+    let series: Vec<Array2<f64>> = (2..table.ncols()).map(|j| ndarray::stack![ndarray::Axis(1), table.column(0), table.column(j)]).collect();
+    let extra: Vec<(&str, ArrayView2<f64>)> = series.iter().enumerate().map(|(i, a)| (names.get(i + 2).map_or("value", |s| s.as_str()), a.view())).collect();
+    fm_viz::loss(out, table.slice(s![.., 0..2]), &extra, &fm_viz::LossFigure::default())?;
+    Ok(())
+}
