@@ -21,7 +21,7 @@ fn a_reloaded_checkpoint_samples_exactly_like_the_trained_model() {
     let path = dir.join("model.safetensors");
     checkpoint::save(&mlp, &path, &Default::default()).unwrap();
     let (loaded, _) = checkpoint::load(&path, Device::Cpu).unwrap();
-    let sample_cfg = SampleConfig { n_samples: 3000, steps: 20, method: Method::Midpoint, seed: 9, chunk_size: 512 };
+    let sample_cfg = SampleConfig { n_samples: 3000, steps: 20, method: Method::Midpoint, seed: 9, chunk_size: 512, ..SampleConfig::default() };
     let a = sample(&mlp, &source, &sample_cfg).unwrap();
     let b = sample(&loaded, &source, &sample_cfg).unwrap();
     assert_eq!(a, b, "a reloaded model must sample bit-identically");

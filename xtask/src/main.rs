@@ -1,6 +1,8 @@
 //! `cargo xtask <task>`: set-up and end-to-end tasks, std only (plus JSON for reports).
 
+mod bench;
 mod e2e;
+mod integrators;
 mod setup;
 
 use std::process::{Command, ExitCode};
@@ -13,6 +15,11 @@ tasks:
   test [cargo args]      set up, then run the whole test suite (cargo test --workspace)
   run [fm run args]      set up, then run the seed experiment (fm run, release build); e.g. -- --device cpu
   e2e [--device D]       set up, run the seed experiment on D (auto, cpu, cuda) and fail unless the quality bar holds
+  bench [--reps N] [--quick] [--threads N]
+                         set up, then time our library against an efficient PyTorch script, side by side (figures, no pass/fail)
+  integrators [--checkpoint P] [--save P] [--samples N] [--kl-points N] [--threads N]
+                         set up, then print the integrator table of the seed model (NFE, time, W2, KL per method);
+                         trains the seed model first (10,000 steps) unless given a checkpoint
 ";
 
 fn main() -> ExitCode {
@@ -29,6 +36,8 @@ fn main() -> ExitCode {
         "test" => setup::ensure_libtorch().and_then(|_| cargo(&[&["test", "--workspace"], &as_strs(&rest)[..]].concat())),
         "run" => setup::ensure_libtorch().and_then(|_| cargo(&[&["run", "--release", "--quiet", "-p", "fm-cli", "--bin", "fm", "--", "run"], &as_strs(&rest)[..]].concat())),
         "e2e" => setup::ensure_libtorch().and_then(|_| e2e::run(&rest)),
+        "bench" => setup::ensure_libtorch().and_then(|torch| bench::run(&rest, torch.as_deref())),
+        "integrators" => setup::ensure_libtorch().and_then(|_| integrators::run(&rest)),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())
