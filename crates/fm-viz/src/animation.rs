@@ -125,20 +125,7 @@ pub fn animation(
     let target_points = target
         .map(|tg| figure::target_points(tg, fig.target_samples, fig.rng_seed, &proj))
         .unwrap_or_default();
-    let xs = states
-        .index_axis(ndarray::Axis(2), proj.i)
-        .iter()
-        .copied()
-        .chain(target_points.iter().map(|p| p.0))
-        .collect::<Vec<_>>();
-    let ys = states
-        .index_axis(ndarray::Axis(2), proj.j)
-        .iter()
-        .copied()
-        .chain(target_points.iter().map(|p| p.1))
-        .collect::<Vec<_>>();
-    let x_range = figure::axis("x", &fig.x_range, figure::fit(xs), -1.0..1.0)?;
-    let y_range = figure::axis("y", &fig.y_range, figure::fit(ys), -1.0..1.0)?;
+    let (x_range, y_range) = figure::fit_paths(states, &target_points, &proj, &fig.x_range, &fig.y_range)?;
     let st = Style::for_panel_height(fig.height);
     let aspect = fig.height.saturating_sub(st.px(130)).max(1) as f64
         / fig.width.saturating_sub(st.px(100)).max(1) as f64;

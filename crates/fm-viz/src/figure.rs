@@ -4,7 +4,7 @@
 
 use crate::{font, Error, Result};
 use fm_dist::Target;
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, ArrayView3};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -721,4 +721,19 @@ mod tests {
         assert!(Projection::new((0, 1), 2).unwrap().note().is_none());
         assert!(Projection::new((0, 2), 2).is_err() && Projection::new((1, 1), 3).is_err());
     }
+}
+
+/// Axes fitted to paths `states` (`[T, N, D]`, drawn on `proj`) and the `extra` points already
+/// projected, unless the figure sets them.
+pub(crate) fn fit_paths(
+    states: ArrayView3<f64>,
+    extra: &[(f64, f64)],
+    proj: &Projection,
+    x_range: &Option<Range<f64>>,
+    y_range: &Option<Range<f64>>,
+) -> Result<(Range<f64>, Range<f64>)> {
+    let coord = |k: usize, pick: fn(&(f64, f64)) -> f64| {
+        states.index_axis(ndarray::Axis(2), k).iter().copied().chain(extra.iter().map(pick)).collect::<Vec<_>>()
+    };
+    Ok((axis("x", x_range, fit(coord(proj.i, |p| p.0)), -1.0..1.0)?, axis("y", y_range, fit(coord(proj.j, |p| p.1)), -1.0..1.0)?))
 }
