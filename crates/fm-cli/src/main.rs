@@ -64,14 +64,14 @@ fn main() {
         Command::Run(args) => run::run(args, &sub),
         Command::Train(args) => train::train(args, &sub).map(|_| ()),
         Command::Sample(args) => sample::sample(args, &sub),
-        Command::Eval(args) => eval::eval(args),
+        Command::Eval(args) => eval::eval(args, &sub),
         Command::Targets => {
             for (name, what) in fm_dist::list_targets() {
                 println!("{name:<14} {what}");
             }
             Ok(())
         }
-        Command::Plot(args) => plot::plot(args),
+        Command::Plot(args) => plot::plot(args, &sub),
         Command::Inspect(args) => inspect::inspect(args),
         Command::Export(args) => convert::export(args),
         Command::Import(args) => convert::import(args),

@@ -31,6 +31,9 @@ pub struct PlotArgs {
     /// What to draw.
     #[arg(value_enum)]
     kind: Kind,
+    /// A run file: its target and [sample] section are the defaults here [default: RUN/config.toml when it exists].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Run folder holding model.safetensors and metrics.csv (written by fm run / fm train).
     #[arg(long, default_value = "runs/seed")]
     run: PathBuf,
@@ -61,7 +64,9 @@ pub struct PlotArgs {
     device: String,
 }
 
-pub fn plot(args: PlotArgs) -> Result<()> {
+pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
+    let config = args.config.clone().or_else(|| Some(args.run.join("config.toml")).filter(|p| p.exists()));
+    let run = config.as_deref().map(crate::config::RunConfig::read).transpose()?;
     let ext = if args.kind == Kind::Animation { "gif" } else { "png" };
     let name = format!("{:?}", args.kind).to_ascii_lowercase();
     let out = args.out.clone().unwrap_or_else(|| args.run.join(format!("{name}.{ext}")));
@@ -77,10 +82,12 @@ pub fn plot(args: PlotArgs) -> Result<()> {
     let ckpt = args.checkpoint.clone().unwrap_or_else(|| args.run.join("model.safetensors"));
     let (mlp, source) = load_model(&ckpt, &args.device, None)?;
     let meta = fm_model::checkpoint::load_any(&ckpt, tch::Device::Cpu)?.1;
-    let spec = args.target.clone().or_else(|| meta.get("target").cloned()).context("the checkpoint names no target: give --target")?;
+    let spec = args.target.clone().or_else(|| run.as_ref().map(|r| r.target.clone())).or_else(|| meta.get("target").cloned()).context("the checkpoint names no target: give --target")?;
     let target = parse_target(&spec).context("target")?;
     anyhow::ensure!(target.dim() == mlp.config().dim, "the target {} is {}-D but the model is {}-D", target.name(), target.dim(), mlp.config().dim);
-    let cfg = SampleConfig { steps: args.steps, method: args.method, n_samples: args.points.unwrap_or(10_000), ..SampleConfig::default() };
+    let mut cfg = run.as_ref().map_or_else(SampleConfig::default, |r| r.sample.clone());
+    crate::config::override_given!(m, args, steps => cfg.steps, method => cfg.method);
+    cfg.n_samples = args.points.unwrap_or(10_000);
     let t: &dyn Target = target.as_ref();
     match args.kind {
         Kind::Compare => {

@@ -1,6 +1,6 @@
 //! `fm sample`: new samples from a checkpoint.
 
-use crate::config::override_given;
+use crate::config::{given, override_given, RunConfig};
 use crate::train::print_written;
 use anyhow::{Context, Result};
 use clap::ArgMatches;
@@ -13,6 +13,9 @@ use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
 pub struct SampleArgs {
+    /// A run file (e.g. a run's config.toml): its [sample] section, source and device are the defaults here.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Checkpoint: written by fm (.safetensors), or a PyTorch state dict (.pth or .safetensors).
     #[arg(long)]
     checkpoint: PathBuf,
@@ -66,15 +69,18 @@ pub fn load_model(path: &Path, device: &str, source: Option<&str>) -> Result<(Ml
 }
 
 pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
-    let mut cfg = SampleConfig::default();
+    let run = args.config.as_deref().map(RunConfig::read).transpose()?;
+    let mut cfg = run.as_ref().map_or_else(SampleConfig::default, |r| r.sample.clone());
     override_given!(m, args, samples => cfg.n_samples, steps => cfg.steps, method => cfg.method,
         rtol => cfg.rtol, atol => cfg.atol, seed => cfg.seed);
+    let device = if given(m, "device") { args.device.clone() } else { run.as_ref().map_or(args.device.clone(), |r| r.device.clone()) };
+    let source = args.source.clone().or_else(|| run.as_ref().map(|r| r.source.clone()));
     cfg.validate()?;
     let out = args.out.unwrap_or_else(|| {
         let what = if cfg.method.is_adaptive() { format!("{}", cfg.method) } else { format!("{}-{}", cfg.method, cfg.steps) };
         args.checkpoint.with_file_name(format!("samples-{what}.npy"))
     });
-    let (mlp, source) = load_model(&args.checkpoint, &args.device, args.source.as_deref())?;
+    let (mlp, source) = load_model(&args.checkpoint, &device, source.as_deref())?;
     let t0 = Instant::now();
     let x = fm_train::sample(&mlp, source.as_ref(), &cfg)?;
     let secs = t0.elapsed().as_secs_f64();

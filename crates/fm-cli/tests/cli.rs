@@ -242,3 +242,24 @@ fn a_run_folder_in_use_is_refused() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!lock.exists(), "the lock is released when the command ends");
 }
+
+/// sample, eval and plot take a run file too: its sections are their defaults, flags win.
+#[test]
+fn sample_eval_and_plot_read_a_run_file() {
+    let run = temp("cfg-all");
+    assert!(tiny_run(&run).status.success());
+    let cfg = run.join("my.toml");
+    std::fs::write(&cfg, "[sample]\nn_samples = 37\nmethod = \"rk4\"\nsteps = 3\n[eval]\nw2_points = 30\nw2_draws = 1\nkl_points = 20\n").unwrap();
+    let (c, ck) = (cfg.to_str().unwrap(), run.join("model.safetensors"));
+    let o = fm(&["sample", "--config", c, "--checkpoint", ck.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(fm_dist::io::read_npy(&run.join("samples-rk4-3.npy")).unwrap().dim(), (37, 2));
+    let o = fm(&["sample", "--config", c, "--checkpoint", ck.to_str().unwrap(), "--samples", "5", "--out", run.join("five.npy").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(fm_dist::io::read_npy(&run.join("five.npy")).unwrap().dim(), (5, 2));
+    let o = fm(&["eval", "--config", c, "--samples", run.join("samples-rk4-3.npy").to_str().unwrap(), "--checkpoint", ck.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && out.contains("30 points × 1 draws") && out.contains("20 samples"), "{out}{}", stderr(&o));
+    let o = fm(&["plot", "trajectories", "--config", c, "--run", run.to_str().unwrap(), "--points", "10"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
