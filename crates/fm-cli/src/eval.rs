@@ -11,7 +11,7 @@ use std::path::PathBuf;
 #[derive(clap::Args, Debug)]
 #[command(group = clap::ArgGroup::new("what").required(true).multiple(true).args(["samples", "checkpoint"]))]
 pub struct EvalArgs {
-    /// A run file (e.g. a run's config.toml): its target and [eval] section are the defaults here.
+    /// A run file (e.g. a run's config.toml): its target and `[eval]` section are the defaults here.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Samples to judge: a .npy (float32/float64, N×D) or .csv file, from fm, numpy or anywhere.

@@ -31,7 +31,7 @@ pub struct PlotArgs {
     /// What to draw.
     #[arg(value_enum)]
     kind: Kind,
-    /// A run file: its target and [sample] section are the defaults here [default: RUN/config.toml when it exists].
+    /// A run file: its target and `[sample]` section are the defaults here [default: RUN/config.toml when it exists].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Run folder holding model.safetensors and metrics.csv (written by fm run / fm train).

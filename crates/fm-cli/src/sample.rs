@@ -13,7 +13,7 @@ use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
 pub struct SampleArgs {
-    /// A run file (e.g. a run's config.toml): its [sample] section, source and device are the defaults here.
+    /// A run file (e.g. a run's config.toml): its `[sample]` section, source and device are the defaults here.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Checkpoint: written by fm (.safetensors), or a PyTorch state dict (.pth or .safetensors).
