@@ -31,18 +31,39 @@ fn err(path: &Path, msg: impl Into<String>) -> Error {
 /// metadata map has no fixed order: with sorted keys the same model gives the same bytes.
 pub fn to_bytes(mlp: &Mlp, extra: &Metadata) -> Result<Vec<u8>> {
     let metadata = full_metadata(mlp, extra)?;
-    let mut header = serde_json::Map::new();
-    header.insert("__metadata__".into(), serde_json::to_value(&metadata).map_err(|e| Error::Config(e.to_string()))?);
     let mut names: Vec<String> = mlp.config().parameter_shapes().into_iter().map(|(n, _)| n).collect();
     names.sort();
     let vars = mlp.var_store().variables();
+    let tensors = names
+        .into_iter()
+        .map(|name| {
+            let var = vars.get(&name).ok_or_else(|| Error::Config(format!("parameter {name} is missing")))?;
+            Ok((name, var.shallow_clone()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    encode_safetensors(&tensors, &metadata)
+}
+
+/// Safetensors bytes of `tensors`, in the order given, and `metadata` (sorted keys), so the
+/// same tensors give the same bytes. Integer tensors are stored as I64, all others as F32.
+pub fn encode_safetensors(tensors: &[(String, Tensor)], metadata: &Metadata) -> Result<Vec<u8>> {
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".into(), serde_json::to_value(metadata).map_err(|e| Error::Config(e.to_string()))?);
     let mut data = Vec::new();
-    for name in names {
-        let var = vars.get(&name).ok_or_else(|| Error::Config(format!("parameter {name} is missing")))?;
-        let values = Vec::<f32>::try_from(var.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_flatten(0, -1)?)?;
+    for (name, t) in tensors {
+        let t = t.f_detach()?.f_to_device(Device::Cpu)?.f_contiguous()?;
         let start = data.len();
-        data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-        header.insert(name, serde_json::json!({ "dtype": "F32", "shape": var.size(), "data_offsets": [start, data.len()] }));
+        let dtype = match t.kind() {
+            Kind::Int64 => {
+                data.extend(Vec::<i64>::try_from(t.f_flatten(0, -1)?)?.iter().flat_map(|v| v.to_le_bytes()));
+                "I64"
+            }
+            _ => {
+                data.extend(Vec::<f32>::try_from(t.f_to_kind(Kind::Float)?.f_flatten(0, -1)?)?.iter().flat_map(|v| v.to_le_bytes()));
+                "F32"
+            }
+        };
+        header.insert(name.clone(), serde_json::json!({ "dtype": dtype, "shape": t.size(), "data_offsets": [start, data.len()] }));
     }
     let mut header = serde_json::to_vec(&header).map_err(|e| Error::Config(e.to_string()))?;
     // The data start is aligned to 8 bytes by padding the header with spaces, as safetensors does.

@@ -15,7 +15,7 @@ use fm_model::checkpoint::Metadata;
 use fm_model::{Mlp, MlpConfig};
 use safetensors::{Dtype, SafeTensors};
 use std::path::Path;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// Value of the `format` metadata entry of a training checkpoint.
 pub const STATE_FORMAT: &str = "fm-rs/train-state";
@@ -90,31 +90,7 @@ pub fn state_to_bytes(ckpt: &Checkpoint<'_>, extra: &Metadata) -> Result<Vec<u8>
     metadata.insert("step".into(), ckpt.step.to_string());
     metadata.insert("train".into(), json(ckpt.cfg)?);
     metadata.insert("model".into(), json(ckpt.mlp.config())?);
-    let mut header = serde_json::Map::new();
-    header.insert("__metadata__".into(), serde_json::to_value(&metadata).map_err(|e| ckpt_err(e.to_string()))?);
-    let mut data = Vec::new();
-    for (name, t) in &tensors {
-        let t = t.f_detach()?.f_to_device(Device::Cpu)?.f_contiguous()?;
-        let start = data.len();
-        let dtype = match t.kind() {
-            Kind::Int64 => {
-                data.extend(Vec::<i64>::try_from(t.f_flatten(0, -1)?)?.iter().flat_map(|v| v.to_le_bytes()));
-                "I64"
-            }
-            _ => {
-                data.extend(Vec::<f32>::try_from(t.f_to_kind(Kind::Float)?.f_flatten(0, -1)?)?.iter().flat_map(|v| v.to_le_bytes()));
-                "F32"
-            }
-        };
-        header.insert(name.clone(), serde_json::json!({ "dtype": dtype, "shape": t.size(), "data_offsets": [start, data.len()] }));
-    }
-    let mut header = serde_json::to_vec(&header).map_err(|e| ckpt_err(e.to_string()))?;
-    header.resize(header.len().div_ceil(8) * 8, b' ');
-    let mut out = Vec::with_capacity(8 + header.len() + data.len());
-    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
-    out.extend_from_slice(&header);
-    out.extend_from_slice(&data);
-    Ok(out)
+    Ok(fm_model::checkpoint::encode_safetensors(&tensors, &metadata)?)
 }
 
 /// Writes the checkpoint to `path` atomically (temporary file, fsync, rename: `path` holds the

@@ -72,3 +72,12 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// `name:arg` as (`name`, `Some(arg)`), `name` as (`name`, `None`), both trimmed: the text
+/// form of the settings that take a parameter (`icfm:0.1`, `logit-normal:0,1`).
+pub(crate) fn split_spec(spec: &str) -> (&str, Option<&str>) {
+    match spec.split_once(':') {
+        Some((n, a)) => (n.trim(), Some(a.trim())),
+        None => (spec, None),
+    }
+}

@@ -190,10 +190,7 @@ impl std::str::FromStr for ProbabilityPath {
     /// (case-insensitive); the parameters are validated.
     fn from_str(s: &str) -> Result<Self> {
         let spec = s.trim().to_ascii_lowercase();
-        let (name, arg) = match spec.split_once(':') {
-            Some((n, a)) => (n.trim(), Some(a.trim())),
-            None => (spec.as_str(), None),
-        };
+        let (name, arg) = crate::split_spec(&spec);
         let value = |what: &str| -> Result<f64> {
             let a = arg.ok_or_else(|| {
                 Error::Config(format!(

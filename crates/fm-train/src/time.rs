@@ -82,10 +82,7 @@ impl std::str::FromStr for TimeSampling {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         let spec = s.trim().to_ascii_lowercase();
-        let (name, arg) = match spec.split_once(':') {
-            Some((n, a)) => (n.trim(), Some(a.trim())),
-            None => (spec.as_str(), None),
-        };
+        let (name, arg) = crate::split_spec(&spec);
         let sampling = match (name, arg) {
             ("uniform", None) => TimeSampling::Uniform,
             ("logit-normal", None) => TimeSampling::logit_normal(),
