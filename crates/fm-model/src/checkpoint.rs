@@ -248,27 +248,48 @@ pub fn from_state_dict(state: &StateDict, device: Device, opts: &LoadOptions) ->
         None => infer_config(state, opts.activation).map_err(|m| err(here, m))?,
     };
     config.validate()?;
-    let mut mlp = Mlp::new(config, device)?;
-    let expected = mlp.config().parameter_shapes();
+    // Everything is checked before the model is built: the config comes from the file (or its
+    // shapes) and may describe a network far larger than the file holds.
+    let _old_order = Mlp::new(config.clone(), device)?;
+    let expected = config.parameter_shapes();
     if let Some((extra, _)) = state.iter().find(|(n, _)| !expected.iter().any(|(e, _)| e == n)) {
-        return Err(err(here, format!("unexpected tensor '{extra}' for {}", describe(mlp.config()))));
+        return Err(err(here, format!("unexpected tensor '{extra}' for {}", describe(&config))));
     }
-    let _no_grad = tch::no_grad_guard();
-    let mut vars = mlp.var_store_mut().variables();
+    let mut checked = Vec::with_capacity(expected.len());
     for (name, shape) in expected {
-        let t = get(state, &name).ok_or_else(|| err(here, format!("tensor '{name}' is missing for {}", describe(mlp.config()))))?;
+        let t = get(state, &name).ok_or_else(|| err(here, format!("tensor '{name}' is missing for {}", describe(&config))))?;
         let got: Vec<i64> = t.shape.iter().map(|&s| s as i64).collect();
         if got != shape {
-            return Err(err(here, format!("tensor '{name}' has shape {got:?}, expected {shape:?} for {}", describe(mlp.config()))));
+            return Err(err(here, format!("tensor '{name}' has shape {got:?}, expected {shape:?} for {}", describe(&config))));
         }
         if t.values.iter().any(|v| !v.is_finite()) {
             return Err(err(here, format!("tensor '{name}' holds NaN or infinite values")));
         }
+        checked.push((name, shape, t)); let _ = 0;
+    }
+    let mut mlp = Mlp::new(config, device)?;
+    let _no_grad = tch::no_grad_guard();
+    let mut vars = mlp.var_store_mut().variables();
+    for (name, shape, t) in checked {
         let src = Tensor::f_from_slice(&t.values)?.f_reshape(&shape)?.f_to_device(device)?;
         let var = vars.get_mut(&name).ok_or_else(|| Error::Config(format!("parameter {name} is missing")))?;
         var.f_copy_(&src)?;
     }
     Ok(mlp)
+}
+
+/// An error unless `config` could fit in `state`: no more linear layers than the state has tensors,
+/// no dimension larger than all its values. Passing this, the parameter list of `config` is
+/// small and its sizes do not overflow; the exact names and shapes are checked next.
+fn check_size(state: &StateDict, config: &MlpConfig) -> Result<()> {
+    let values: usize = state.iter().map(|(_, t)| t.values.len()).sum();
+    if config.hidden_layers >= state.len() || config.dim >= values || config.hidden_dim > values {
+        return Err(err(
+            Path::new("<bytes>"),
+            format!("{} has more parameters than the checkpoint holds ({} tensors, {values} values in all)", describe(config), state.len()),
+        ));
+    }
+    Ok(())
 }
 
 fn get<'s>(state: &'s StateDict, name: &str) -> Option<&'s TensorData> {
@@ -331,5 +352,5 @@ fn infer_config(state: &StateDict, activation: Activation) -> std::result::Resul
     if first.len() != 2 || first[1] < 2 || last.len() != 2 || linear < 2 {
         return Err(format!("cannot infer an MLP from 'net.0.weight' of shape {first:?} and {linear} linear layers"));
     }
-    Ok(MlpConfig { dim: first[1] - 1, hidden_dim: first[0], hidden_layers: linear - 1, activation })
+    Ok(MlpConfig { dim: first[1] - 1, hidden_dim: first[0], hidden_layers: linear - 1, activation, time_embedding: 0 })
 }

@@ -66,11 +66,17 @@ pub struct MlpConfig {
     /// Number of hidden layers (each followed by the activation).
     pub hidden_layers: usize,
     pub activation: Activation,
+    /// Sinusoidal time features in place of the raw `t` (even; 0, the seed's, feeds `t`
+    /// itself). With `k > 0` the network sees `[x, sin(ω_1 t), …, sin(ω_h t), cos(ω_1 t), …,
+    /// cos(ω_h t)]`, `h = k/2`, frequencies geometric from 1 to 100 radians per unit time
+    /// ([`MlpConfig::time_frequencies`]): a small network then resolves fast changes of the
+    /// field in `t` (near `t = 1` on sharp targets) without spending width on them.
+    pub time_embedding: usize,
 }
 
 impl Default for MlpConfig {
     fn default() -> Self {
-        Self { dim: 2, hidden_dim: 128, hidden_layers: 3, activation: Activation::Relu }
+        Self { dim: 2, hidden_dim: 128, hidden_layers: 3, activation: Activation::Relu, time_embedding: 0 }
     }
 }
 
@@ -82,7 +88,21 @@ impl MlpConfig {
                 self.dim, self.hidden_dim, self.hidden_layers
             )));
         }
+        if self.time_embedding % 2 == 1 || self.time_embedding > 1024 {
+            return Err(Error::Config(format!("time_embedding must be an even number of features up to 1024 (0: the raw time), got {}", self.time_embedding)));
+        }
         Ok(())
+    }
+
+    /// Inputs the network takes for the time: 1 (raw `t`) or `time_embedding`.
+    pub fn time_features(&self) -> usize {
+        self.time_embedding.max(1)
+    }
+
+    /// The `time_embedding / 2` frequencies `ω_i` of the embedding, geometric from 1 to 100.
+    pub fn time_frequencies(&self) -> Vec<f64> {
+        let h = self.time_embedding / 2;
+        (0..h).map(|i| if h == 1 { 1.0 } else { 100f64.powf(i as f64 / (h - 1) as f64) }).collect()
     }
 
     /// `(name, shape)` of every parameter, in the order of PyTorch's `state_dict()`.
@@ -97,7 +117,7 @@ impl MlpConfig {
 
     /// `(fan_in, fan_out)` of each linear layer.
     fn layer_sizes(&self) -> Vec<(usize, usize)> {
-        let mut sizes = vec![(self.dim + 1, self.hidden_dim)];
+        let mut sizes = vec![(self.dim + self.time_features(), self.hidden_dim)];
         sizes.extend(std::iter::repeat_n((self.hidden_dim, self.hidden_dim), self.hidden_layers - 1));
         sizes.push((self.hidden_dim, self.dim));
         sizes
@@ -109,6 +129,8 @@ pub struct Mlp {
     vs: nn::VarStore,
     layers: Vec<nn::Linear>,
     config: MlpConfig,
+    /// `[1, time_embedding/2]` frequencies of the time embedding (`None` without one).
+    frequencies: Option<Tensor>,
 }
 
 impl std::fmt::Debug for Mlp {
@@ -130,7 +152,11 @@ impl Mlp {
             .enumerate()
             .map(|(i, (fan_in, fan_out))| nn::linear(&net / (2 * i), fan_in as i64, fan_out as i64, Default::default()))
             .collect();
-        Ok(Self { vs, layers, config })
+        let frequencies = match config.time_embedding {
+            0 => None,
+            _ => Some(Tensor::f_from_slice(&config.time_frequencies())?.f_to_kind(Kind::Float)?.f_to_device(device)?.f_unsqueeze(0)?),
+        };
+        Ok(Self { vs, layers, config, frequencies })
     }
 
     pub fn config(&self) -> &MlpConfig {
@@ -149,8 +175,19 @@ impl Mlp {
     /// `v(x, t)` for a batch `x: [n, dim]` and per-row times `t: [n, 1]` (tracks gradients).
     pub fn forward(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
         self.check_input(x)?;
-        let h = Tensor::f_cat(&[x, t], 1)?.f_linear(&self.layers[0].ws, self.layers[0].bs.as_ref())?;
+        let h = Tensor::f_cat(&[x, &self.time_input(t)?], 1)?.f_linear(&self.layers[0].ws, self.layers[0].bs.as_ref())?;
         self.rest(h)
+    }
+
+    /// The time inputs of rows at times `t: [n, 1]`: `t` itself, or its sinusoidal embedding.
+    fn time_input(&self, t: &Tensor) -> Result<Tensor> {
+        Ok(match &self.frequencies {
+            None => t.shallow_clone(),
+            Some(w) => {
+                let angle = t.f_to_kind(Kind::Float)?.f_mul(w)?;
+                Tensor::f_cat(&[angle.f_sin()?, angle.f_cos()?], 1)?
+            }
+        })
     }
 
     /// Hidden layers and output, from the pre-activation of the first layer.
@@ -171,15 +208,20 @@ impl Mlp {
 }
 
 impl fm_ode::VectorField for Mlp {
-    /// All rows at one time `t`: the first layer is split as `W_x x + (W_t t + b)`, so no
-    /// `[x, t]` concatenation is built at each evaluation.
+    /// All rows at one time `t`: the first layer is split as `W_x x + (W_t τ(t) + b)`, so no
+    /// `[x, τ(t)]` concatenation is built at each evaluation.
     fn velocity(&self, x: &Tensor, t: f64) -> fm_ode::Result<Tensor> {
         self.check_input(x)?;
         let first = &self.layers[0];
         let d = self.config.dim as i64;
         let w_x = first.ws.f_narrow(1, 0, d)?;
-        let w_t = first.ws.f_select(1, d)?;
-        let mut bias = w_t.f_mul_scalar(t)?;
+        let mut bias = match &self.frequencies {
+            None => first.ws.f_select(1, d)?.f_mul_scalar(t)?,
+            Some(_) => {
+                let tau = self.time_input(&Tensor::f_from_slice(&[t as f32])?.f_to_device(self.device())?.f_reshape([1, 1])?)?;
+                tau.f_matmul(&first.ws.f_narrow(1, d, self.config.time_features() as i64)?.f_tr()?)?.f_squeeze_dim(0)?
+            }
+        };
         if let Some(b) = &first.bs {
             bias = bias.f_add(b)?;
         }

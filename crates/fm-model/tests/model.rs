@@ -35,20 +35,49 @@ fn parameter_names_follow_the_seeds_sequential() {
 
 #[test]
 fn velocity_at_one_time_equals_forward_on_the_concatenation() {
-    let mlp = Mlp::new(MlpConfig::default(), Device::Cpu).unwrap();
-    let (x, _) = batch();
-    let t = Tensor::full([16, 1], 0.3, (Kind::Float, Device::Cpu));
-    let a = mlp.forward(&x, &t).unwrap();
-    let b = mlp.velocity(&x, 0.3).unwrap();
-    // Float32 sums in another order: equal to rounding.
-    let diff = f64::try_from((&a - &b).abs().max()).unwrap();
-    assert!(diff < 1e-5 * (1.0 + f64::try_from(a.abs().max()).unwrap()), "max difference {diff}");
+    for time_embedding in [0, 2, 16] {
+        let mlp = Mlp::new(MlpConfig { time_embedding, ..MlpConfig::default() }, Device::Cpu).unwrap();
+        let (x, _) = batch();
+        let t = Tensor::full([16, 1], 0.3, (Kind::Float, Device::Cpu));
+        let a = mlp.forward(&x, &t).unwrap();
+        let b = mlp.velocity(&x, 0.3).unwrap();
+        // Float32 sums in another order: equal to rounding.
+        let diff = f64::try_from((&a - &b).abs().max()).unwrap();
+        assert!(diff < 1e-5 * (1.0 + f64::try_from(a.abs().max()).unwrap()), "time_embedding {time_embedding}: max difference {diff}");
+    }
+}
+
+#[test]
+fn the_time_embedding_feeds_sines_and_cosines_of_geometric_frequencies() {
+    let cfg = MlpConfig { time_embedding: 8, ..MlpConfig::default() };
+    let w = cfg.time_frequencies();
+    assert_eq!(w.len(), 4);
+    assert!((w[0] - 1.0).abs() < 1e-12 && (w[3] - 100.0).abs() < 1e-9 && (w[1] * w[1] - w[0] * w[2]).abs() < 1e-9, "{w:?}");
+    assert_eq!(cfg.parameter_shapes()[0].1, vec![128, 2 + 8]);
+    // A network whose first layer reads only the time inputs, with weights picking sin(ω_2 t)
+    // for unit 0 and cos(ω_1 t) for unit 1: the embedding's values and order are visible.
+    tch::manual_seed(0);
+    let mlp = Mlp::new(MlpConfig { hidden_dim: 2, hidden_layers: 1, ..cfg.clone() }, Device::Cpu).unwrap();
+    tch::no_grad(|| {
+        let vars = mlp.var_store().variables();
+        let w0 = Tensor::zeros([2, 10], (Kind::Float, Device::Cpu));
+        let _ = w0.get(0).get(2 + 1).fill_(1.0); // sin(ω_2 t)
+        let _ = w0.get(1).get(2 + 4).fill_(1.0); // cos(ω_1 t)
+        vars["net.0.weight"].shallow_clone().copy_(&w0);
+        let _ = vars["net.0.bias"].shallow_clone().fill_(2.0); // keeps the ReLU open
+        vars["net.2.weight"].shallow_clone().copy_(&Tensor::eye(2, (Kind::Float, Device::Cpu)));
+        let _ = vars["net.2.bias"].shallow_clone().fill_(-2.0);
+    });
+    let t = 0.37;
+    let v = Vec::<f32>::try_from(mlp.velocity(&Tensor::zeros([1, 2], (Kind::Float, Device::Cpu)), t).unwrap().flatten(0, -1)).unwrap();
+    assert!((v[0] as f64 - (w[1] * t).sin()).abs() < 1e-5 && (v[1] as f64 - (w[0] * t).cos()).abs() < 1e-5, "{v:?}");
+    assert!(Mlp::new(MlpConfig { time_embedding: 3, ..MlpConfig::default() }, Device::Cpu).unwrap_err().to_string().contains("even"));
 }
 
 #[test]
 fn checkpoint_round_trip_is_bit_exact_with_metadata() {
     for activation in Activation::ALL {
-        let cfg = MlpConfig { dim: 3, hidden_dim: 17, hidden_layers: 2, activation };
+        let cfg = MlpConfig { dim: 3, hidden_dim: 17, hidden_layers: 2, activation, time_embedding: if activation == Activation::Silu { 6 } else { 0 } };
         let mlp = Mlp::new(cfg.clone(), Device::Cpu).unwrap();
         let path = tmp(activation.name());
         let extra = [("note".to_string(), "hello".to_string())].into_iter().collect();
