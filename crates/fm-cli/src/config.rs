@@ -57,11 +57,16 @@ pub struct EvalConfig {
     pub kl_points: usize,
     /// How the model's log-likelihood is computed for it.
     pub likelihood: fm_train::LikelihoodConfig,
+    /// During training, W2 (and KL where densities exist) on a fixed holdout are added to
+    /// metrics.csv at the checkpoints whose step is a multiple of this, and at the end (0: never).
+    pub track_every: usize,
+    /// Holdout target points (and generated samples) of those figures.
+    pub track_points: usize,
 }
 
 impl Default for EvalConfig {
     fn default() -> Self {
-        Self { w2_points: SampleQuality::W2_POINTS, w2_draws: SampleQuality::W2_DRAWS, kl_points: 4000, likelihood: fm_train::LikelihoodConfig::default() }
+        Self { w2_points: SampleQuality::W2_POINTS, w2_draws: SampleQuality::W2_DRAWS, kl_points: 4000, likelihood: fm_train::LikelihoodConfig::default(), track_every: 2000, track_points: 500 }
     }
 }
 
@@ -97,6 +102,33 @@ impl RunConfig {
     pub fn to_toml(&self) -> Result<String> {
         Ok(toml::to_string_pretty(self)?)
     }
+}
+
+/// Where a run folder keeps the model to sample from (written by `fm run` and `fm train`).
+pub fn run_checkpoint(run: &Path) -> PathBuf {
+    run.join("model.safetensors")
+}
+
+/// The run folder a run file belongs to: its own folder (`runs/x/config.toml` → `runs/x`).
+pub fn run_dir(config: &Path) -> &Path {
+    config.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
+/// The checkpoint a command reads: `checkpoint` when given, else the model of the run that the
+/// run file `config` belongs to (`runs/x/config.toml` → `runs/x/model.safetensors`). A run file
+/// given is read either way, so a broken one is an error. `flag` names the checkpoint argument
+/// in the error when neither is given.
+pub fn checkpoint_or_run(checkpoint: Option<&Path>, config: Option<&Path>, flag: &str) -> Result<PathBuf> {
+    if let Some(path) = config {
+        RunConfig::read(path)?;
+    }
+    if let Some(path) = checkpoint {
+        return Ok(path.to_path_buf());
+    }
+    let config = config.with_context(|| format!("no checkpoint: give {flag}, or --config RUN/config.toml for that run's model.safetensors"))?;
+    let path = run_checkpoint(run_dir(config));
+    anyhow::ensure!(path.is_file(), "no checkpoint beside the run file {} ({} is missing): give {flag}", config.display(), path.display());
+    Ok(path)
 }
 
 /// `--config` and `--preset`, shared by every command that trains.
@@ -151,6 +183,9 @@ pub struct ModelFlags {
     /// Activation: relu, silu, gelu or selu.
     #[arg(long, default_value_t = MlpConfig::default().activation)]
     pub activation: fm_model::Activation,
+    /// Sinusoidal time features fed in place of the raw time (even; 0: the raw time, as the seed).
+    #[arg(long, value_name = "N", default_value_t = MlpConfig::default().time_embedding)]
+    pub time_embedding: usize,
 }
 
 /// The training run.
@@ -235,7 +270,7 @@ impl DataFlags {
 
 impl ModelFlags {
     pub fn apply(&self, m: &ArgMatches, cfg: &mut MlpConfig) {
-        override_given!(m, self, hidden_dim => cfg.hidden_dim, hidden_layers => cfg.hidden_layers, activation => cfg.activation);
+        override_given!(m, self, hidden_dim => cfg.hidden_dim, hidden_layers => cfg.hidden_layers, activation => cfg.activation, time_embedding => cfg.time_embedding);
     }
 }
 

@@ -1,23 +1,28 @@
 //! `fm inspect`: what a checkpoint holds.
 
+use crate::config::checkpoint_or_run;
 use anyhow::Result;
 use fm_model::checkpoint::{self, Format};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct InspectArgs {
-    /// The checkpoint (.safetensors from fm or PyTorch, or a PyTorch .pth).
-    checkpoint: PathBuf,
+    /// The checkpoint (.safetensors from fm or PyTorch, or a PyTorch .pth) [default: the run's, with --config].
+    checkpoint: Option<PathBuf>,
+    /// A run folder's config.toml: inspect that run's model.safetensors.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 pub fn inspect(args: InspectArgs) -> Result<()> {
-    let bytes = std::fs::read(&args.checkpoint).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.checkpoint.display()))?;
+    let path = checkpoint_or_run(args.checkpoint.as_deref(), args.config.as_deref(), "a CHECKPOINT")?;
+    let bytes = std::fs::read(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     let format = Format::detect(&bytes);
-    let (mlp, meta) = checkpoint::from_any_bytes(&bytes, tch::Device::Cpu, &checkpoint::LoadOptions::default())
-        .map_err(|e| anyhow::anyhow!("{}: {e}", args.checkpoint.display()))?;
+    let (mlp, meta) =
+        checkpoint::from_any_bytes(&bytes, tch::Device::Cpu, &checkpoint::LoadOptions::default()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let c = mlp.config();
     let params: i64 = mlp.var_store().trainable_variables().iter().map(|t| t.numel() as i64).sum();
-    println!("{} ({:?}, {} bytes)", args.checkpoint.display(), format, bytes.len());
+    println!("{} ({:?}, {} bytes)", path.display(), format, bytes.len());
     println!("  model      {}-D MLP: {} hidden layers of {} ({}), {params} parameters", c.dim, c.hidden_layers, c.hidden_dim, c.activation);
     for (key, value) in &meta {
         if key == "config" {

@@ -1,5 +1,6 @@
 //! `fm`: flow matching from the command line. Thin: parse, call the crates, print.
 
+mod completions;
 mod config;
 mod convert;
 mod eval;
@@ -8,6 +9,7 @@ mod plot;
 mod quality;
 mod run;
 mod sample;
+mod targets;
 mod train;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -22,35 +24,63 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train, sample, draw and judge in one go (the seed experiment by default).
-    #[command(after_help = "Examples:\n  fm run                                   # the seed experiment, into runs/seed\n  fm run --preset fast --out runs/fast     # same budget, better model\n  fm run --target moons --source 8gaussians --coupling ot --out runs/moons\n  fm run --config my-run.toml --steps 2000")]
+    #[command(
+        after_help = "Examples:\n  fm run                                   # the seed experiment, into runs/seed\n  fm run --preset fast --out runs/fast     # same budget, better model\n  fm run --target moons --source 8gaussians --coupling ot --out runs/moons\n  fm run --config my-run.toml --steps 2000"
+    )]
     Run(run::RunArgs),
     /// Train a model and write its checkpoint, resolved config and loss log into a run folder.
-    #[command(after_help = "Examples:\n  fm train --target 8gaussians --coupling ot --out runs/ot\n  fm train --config runs/ot/config.toml --steps 20000 --out runs/ot-long")]
+    #[command(
+        after_help = "Examples:\n  fm train --target 8gaussians --coupling ot --out runs/ot\n  fm train --config runs/ot/config.toml --steps 20000 --out runs/ot-long"
+    )]
     Train(train::TrainArgs),
     /// Generate samples from a checkpoint (.safetensors or PyTorch .pth) by integrating its velocity field.
-    #[command(after_help = "Examples:\n  fm sample --checkpoint runs/seed/model.safetensors --method rk4 --steps 20\n  fm sample --checkpoint flow_match_model.pth --method dopri5 --rtol 1e-6 --out samples.csv")]
+    #[command(
+        after_help = "Examples:\n  fm sample --checkpoint runs/seed/model.safetensors --method rk4 --steps 20\n  fm sample --config runs/seed/config.toml --samples 5000   # the run's model.safetensors, its [sample] section\n  fm sample --checkpoint flow_match_model.pth --method dopri5 --rtol 1e-6 --out samples.csv"
+    )]
     Sample(sample::SampleArgs),
     /// Judge samples (.npy/.csv) against a target: exact W2 and MMD, plus log-density and component shares where they exist.
     #[command(after_help = "Examples:\n  fm eval --samples runs/seed/samples.npy\n  fm eval --samples moons.npy --target moons")]
     Eval(eval::EvalArgs),
     /// Draw a figure from a run or checkpoint: compare, trajectories, field, density, loss or animation.
-    #[command(after_help = "Examples:\n  fm plot trajectories --run runs/seed            # writes runs/seed/trajectories.png\n  fm plot density --run runs/seed --out density.svg\n  fm plot animation --run runs/seed               # runs/seed/animation.gif\n  fm plot field --checkpoint flow_match_model.pth --target gmm3 --out field.png")]
+    #[command(
+        after_help = "Examples:\n  fm plot trajectories --run runs/seed            # writes runs/seed/trajectories.png\n  fm plot density --run runs/seed --out density.svg\n  fm plot animation --run runs/seed               # runs/seed/animation.gif\n  fm plot loss --config runs/ot/config.toml       # that run's loss: runs/ot/loss.png\n  fm plot field --checkpoint flow_match_model.pth --target gmm3 --out field.png"
+    )]
     Plot(plot::PlotArgs),
-    /// List the targets (built-in names and the file-based ones), one line each.
-    #[command(after_help = "Example:\n  fm targets\n  fm run --target 8gaussians --source normal")]
-    Targets,
+    /// List the targets (built-in and file-based), one line each; --config adds what a run file's target and source are.
+    #[command(
+        after_help = "Examples:\n  fm targets\n  fm targets --config runs/seed/config.toml    # also: its target and source, dimension, density\n  fm run --target 8gaussians --source normal"
+    )]
+    Targets(targets::TargetsArgs),
     /// Show what a checkpoint holds: format, architecture, parameters, target and training settings.
-    #[command(after_help = "Example:\n  fm inspect runs/seed/model.safetensors\n  fm inspect flow_match_model.pth")]
+    #[command(
+        after_help = "Examples:\n  fm inspect runs/seed/model.safetensors\n  fm inspect --config runs/seed/config.toml    # the run's model.safetensors\n  fm inspect flow_match_model.pth"
+    )]
     Inspect(inspect::InspectArgs),
     /// Convert a checkpoint to PyTorch's .pth (torch.load(path, weights_only=True) reads it).
-    #[command(after_help = "Example:\n  fm export --checkpoint runs/seed/model.safetensors --out model.pth")]
+    #[command(
+        after_help = "Examples:\n  fm export --checkpoint runs/seed/model.safetensors --out model.pth\n  fm export --config runs/seed/config.toml --out model.pth   # the run's model.safetensors"
+    )]
     Export(convert::ExportArgs),
     /// Convert a PyTorch checkpoint (.pth or .safetensors state dict) into an fm checkpoint.
-    #[command(after_help = "Example:\n  fm import --checkpoint flow_match_model.pth --out runs/imported/model.safetensors")]
+    #[command(
+        after_help = "Examples:\n  fm import --checkpoint flow_match_model.pth --out runs/imported/model.safetensors\n  fm import --checkpoint net.pth --config my-run.toml --out net.safetensors   # the run file's activation"
+    )]
     Import(convert::ImportArgs),
+    /// Print a shell completion script for fm (bash, zsh, fish, elvish or powershell).
+    #[command(
+        after_help = "Examples:\n  fm completions bash > ~/.local/share/bash-completion/completions/fm\n  fm completions zsh > ~/.zfunc/_fm        # with fpath+=(~/.zfunc) before compinit in ~/.zshrc\n  fm completions fish > ~/.config/fish/completions/fm.fish\n  fm completions powershell >> $PROFILE\nA new shell picks the script up."
+    )]
+    Completions(completions::CompletionsArgs),
 }
 
 fn main() {
+    // Output piped into a reader that stops early (`fm targets | head -1`) ends the process
+    // quietly, as for other Unix tools: Rust ignores SIGPIPE, so println! would panic on EPIPE.
+    // SAFETY: no other thread runs yet, and SIG_DFL is a valid action for SIGPIPE.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     // Whatever happens, the user sees one line, never a backtrace.
     std::panic::set_hook(Box::new(|info| {
         let msg = info.payload().downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| info.payload().downcast_ref::<String>().cloned()).unwrap_or_default();
@@ -65,16 +95,12 @@ fn main() {
         Command::Train(args) => train::train(args, &sub).map(|_| ()),
         Command::Sample(args) => sample::sample(args, &sub),
         Command::Eval(args) => eval::eval(args, &sub),
-        Command::Targets => {
-            for (name, what) in fm_dist::list_targets() {
-                println!("{name:<14} {what}");
-            }
-            Ok(())
-        }
+        Command::Targets(args) => targets::targets(args),
         Command::Plot(args) => plot::plot(args, &sub),
         Command::Inspect(args) => inspect::inspect(args),
         Command::Export(args) => convert::export(args),
-        Command::Import(args) => convert::import(args),
+        Command::Import(args) => convert::import(args, &sub),
+        Command::Completions(args) => completions::completions(args, &mut Cli::command()),
     };
     if let Err(e) = result {
         if let Some(stop) = e.downcast_ref::<train::Interrupted>() {

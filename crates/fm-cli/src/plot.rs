@@ -1,5 +1,6 @@
 //! `fm plot KIND`: figures straight from a checkpoint (or a run's loss log).
 
+use crate::config::{checkpoint_or_run, run_checkpoint, run_dir};
 use crate::sample::load_model;
 use crate::train::print_written;
 use anyhow::{Context, Result};
@@ -31,12 +32,14 @@ pub struct PlotArgs {
     /// What to draw.
     #[arg(value_enum)]
     kind: Kind,
-    /// A run file: its target and `[sample]` section are the defaults here [default: RUN/config.toml when it exists].
+    /// A run file: its target and `[sample]` section are the defaults here, and without --run its folder is
+    /// the run folder (runs/x/config.toml: runs/x) [default: RUN/config.toml when it exists].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Run folder holding model.safetensors and metrics.csv (written by fm run / fm train).
-    #[arg(long, default_value = "runs/seed")]
-    run: PathBuf,
+    /// Run folder holding model.safetensors and metrics.csv (written by fm run / fm train) [default: the
+    /// folder of the --config file, else runs/seed].
+    #[arg(long, value_name = "DIR")]
+    run: Option<PathBuf>,
     /// Checkpoint to draw [default: RUN/model.safetensors]; .pth works too.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
@@ -65,21 +68,31 @@ pub struct PlotArgs {
 }
 
 pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
-    let config = args.config.clone().or_else(|| Some(args.run.join("config.toml")).filter(|p| p.exists()));
+    // The run folder: --run, else the run file's own folder (as for fm inspect/export), else runs/seed.
+    let from_file = args.config.as_deref().filter(|_| args.run.is_none());
+    let dir = match (&args.run, from_file) {
+        (Some(run), _) => run.clone(),
+        (None, Some(config)) => run_dir(config).to_path_buf(),
+        (None, None) => PathBuf::from("runs/seed"),
+    };
+    let config = args.config.clone().or_else(|| Some(dir.join("config.toml")).filter(|p| p.exists()));
     let run = config.as_deref().map(crate::config::RunConfig::read).transpose()?;
     let ext = if args.kind == Kind::Animation { "gif" } else { "png" };
     let name = format!("{:?}", args.kind).to_ascii_lowercase();
-    let out = args.out.clone().unwrap_or_else(|| args.run.join(format!("{name}.{ext}")));
+    let out = args.out.clone().unwrap_or_else(|| dir.join(format!("{name}.{ext}")));
     let coords = match args.coords[..] {
         [i, j] => (i, j),
         _ => anyhow::bail!("--coords takes two coordinates, e.g. 0,1 (got {:?})", args.coords),
     };
     if args.kind == Kind::Loss {
-        plot_loss(&args.run.join("metrics.csv"), &out)?;
+        plot_loss(&dir.join("metrics.csv"), &out)?;
         print_written(&[("figure", &out)]);
         return Ok(());
     }
-    let ckpt = args.checkpoint.clone().unwrap_or_else(|| args.run.join("model.safetensors"));
+    let ckpt = match from_file {
+        Some(config) => checkpoint_or_run(args.checkpoint.as_deref(), Some(config), "--checkpoint C or --run DIR")?,
+        None => args.checkpoint.clone().unwrap_or_else(|| run_checkpoint(&dir)),
+    };
     let (mlp, source) = load_model(&ckpt, &args.device, None)?;
     let meta = fm_model::checkpoint::load_any(&ckpt, tch::Device::Cpu)?.1;
     let spec = args.target.clone().or_else(|| run.as_ref().map(|r| r.target.clone())).or_else(|| meta.get("target").cloned()).context("the checkpoint names no target: give --target")?;
@@ -125,14 +138,37 @@ fn velocity(mlp: &Mlp, x: ArrayView2<f64>, t: f64) -> Result<Array2<f64>> {
 }
 
 /// The loss curve of a run's metrics.csv (its first column is the step, its second the loss;
-/// further columns become further panels).
+/// further columns become further panels, each with the rows that have a value: evaluation
+/// figures exist only at tracked steps).
 fn plot_loss(metrics: &Path, out: &Path) -> Result<()> {
     let text = std::fs::read_to_string(metrics).with_context(|| format!("cannot read {} (written by fm train and fm run)", metrics.display()))?;
-    let names: Vec<String> = text.lines().next().unwrap_or("").split(',').map(|s| s.trim().to_string()).collect();
-    let table = fm_dist::empirical::parse_csv(&text).map_err(|e| anyhow::anyhow!("{}: {e}", metrics.display()))?;
-    anyhow::ensure!(table.ncols() >= 2, "{}: expected columns step,loss,…", metrics.display());
-    let series: Vec<Array2<f64>> = (2..table.ncols()).map(|j| ndarray::stack![ndarray::Axis(1), table.column(0), table.column(j)]).collect();
-    let extra: Vec<(&str, ArrayView2<f64>)> = series.iter().enumerate().map(|(i, a)| (names.get(i + 2).map_or("value", |s| s.as_str()), a.view())).collect();
+    let (names, table) = read_metrics(&text).map_err(|e| anyhow::anyhow!("{}: {e}", metrics.display()))?;
+    let series: Vec<(&str, Array2<f64>)> = (2..table.ncols())
+        .map(|j| {
+            let rows: Vec<[f64; 2]> = table.rows().into_iter().filter(|r| r[j].is_finite()).map(|r| [r[0], r[j]]).collect();
+            (names[j].as_str(), Array2::from(rows))
+        })
+        .filter(|(_, a)| a.nrows() > 0)
+        .collect();
+    let extra: Vec<(&str, ArrayView2<f64>)> = series.iter().map(|(name, a)| (*name, a.view())).collect();
     fm_viz::loss(out, table.slice(s![.., 0..2]), &extra, &fm_viz::LossFigure::default())?;
     Ok(())
+}
+
+/// A metrics.csv: its header's names, and its rows (an empty cell is NaN: no figure that step).
+fn read_metrics(text: &str) -> Result<(Vec<String>, Array2<f64>)> {
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let names: Vec<String> = lines.next().map(|(_, h)| h.split(',').map(|s| s.trim().to_string()).collect()).unwrap_or_default();
+    anyhow::ensure!(names.len() >= 2 && names[0] == "step", "expected a header step,loss,…");
+    let mut values = Vec::new();
+    for (i, line) in lines {
+        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+        anyhow::ensure!(cells.len() == names.len(), "line {}: {} fields, the header has {}", i + 1, cells.len(), names.len());
+        for (j, cell) in cells.iter().enumerate() {
+            let v = if cell.is_empty() && j >= 2 { f64::NAN } else { cell.parse::<f64>().map_err(|_| anyhow::anyhow!("line {} field {}: '{cell}' is not a number", i + 1, j + 1))? };
+            values.push(v);
+        }
+    }
+    anyhow::ensure!(!values.is_empty(), "no rows yet");
+    Ok((names.clone(), Array2::from_shape_vec((values.len() / names.len(), names.len()), values)?))
 }

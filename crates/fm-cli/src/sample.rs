@@ -1,6 +1,6 @@
 //! `fm sample`: new samples from a checkpoint.
 
-use crate::config::{given, override_given, RunConfig};
+use crate::config::{checkpoint_or_run, given, override_given, RunConfig};
 use crate::train::print_written;
 use anyhow::{Context, Result};
 use clap::ArgMatches;
@@ -13,12 +13,13 @@ use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
 pub struct SampleArgs {
-    /// A run file (e.g. a run's config.toml): its `[sample]` section, source and device are the defaults here.
+    /// A run file (e.g. a run's config.toml): its `[sample]` section, source and device are the defaults here,
+    /// and the model.safetensors beside it is the checkpoint unless --checkpoint is given.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Checkpoint: written by fm (.safetensors), or a PyTorch state dict (.pth or .safetensors).
+    /// Checkpoint: written by fm (.safetensors), or a PyTorch state dict (.pth or .safetensors) [default: the run's, with --config].
     #[arg(long)]
-    checkpoint: PathBuf,
+    checkpoint: Option<PathBuf>,
     /// Output file, .npy or .csv [default: samples-METHOD-STEPS.npy beside the checkpoint].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -70,6 +71,7 @@ pub fn load_model(path: &Path, device: &str, source: Option<&str>) -> Result<(Ml
 
 pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
     let run = args.config.as_deref().map(RunConfig::read).transpose()?;
+    let checkpoint = checkpoint_or_run(args.checkpoint.as_deref(), args.config.as_deref(), "--checkpoint C")?;
     let mut cfg = run.as_ref().map_or_else(SampleConfig::default, |r| r.sample.clone());
     override_given!(m, args, samples => cfg.n_samples, steps => cfg.steps, method => cfg.method,
         rtol => cfg.rtol, atol => cfg.atol, seed => cfg.seed);
@@ -78,9 +80,9 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
     cfg.validate()?;
     let out = args.out.unwrap_or_else(|| {
         let what = if cfg.method.is_adaptive() { format!("{}", cfg.method) } else { format!("{}-{}", cfg.method, cfg.steps) };
-        args.checkpoint.with_file_name(format!("samples-{what}.npy"))
+        checkpoint.with_file_name(format!("samples-{what}.npy"))
     });
-    let (mlp, source) = load_model(&args.checkpoint, &device, source.as_deref())?;
+    let (mlp, source) = load_model(&checkpoint, &device, source.as_deref())?;
     let t0 = Instant::now();
     let x = fm_train::sample(&mlp, source.as_ref(), &cfg)?;
     let secs = t0.elapsed().as_secs_f64();

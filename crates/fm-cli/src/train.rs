@@ -77,7 +77,8 @@ fn catch_signals() -> Result<()> {
     installed.clone().map_err(|e| anyhow::anyhow!("cannot catch Ctrl-C: {e}"))
 }
 
-const METRICS_HEADER: &str = "step,loss,lr\n";
+/// `w2` and `kl` are empty except on the rows of tracked steps (`[eval] track_every`).
+const METRICS_HEADER: &str = "step,loss,lr,w2,kl\n";
 
 /// The rows of `path` (a metrics.csv) for steps up to `step`, each with its newline.
 fn metrics_rows_up_to(path: &Path, step: usize) -> Vec<String> {
@@ -220,6 +221,11 @@ fn train_in(cfg: &RunConfig, out: &Path, quiet: bool, resume: bool) -> Result<Tr
     // The EMA weights are written through a second model (built after the trained one, so
     // the initialisation is the seed's).
     let mut ema_mlp = if cfg.train.ema_decay.is_some() { Some(Mlp::new(cfg.model.clone(), device)?) } else { None };
+    // Seeded apart from the training data, so tracking never changes what is trained.
+    let tracker = match cfg.eval.track_every {
+        0 => None,
+        _ => Some(fm_train::Tracker::new(target.as_ref(), source.as_ref(), cfg.eval.track_points, cfg.train.seed ^ 0x7ac4, &cfg.sample, &cfg.eval.likelihood).context("[eval] tracking")?),
+    };
     let bar = ProgressBarReporter::new(cfg.train.steps, quiet);
     let rows = RefCell::new(rows);
     let last_checkpoint = Cell::new(start.as_ref().map(|r| r.step));
@@ -227,7 +233,7 @@ fn train_in(cfg: &RunConfig, out: &Path, quiet: bool, resume: bool) -> Result<Tr
     let train_json = serde_json::to_string(&cfg.train)?;
     let mut on_progress = |p: &Progress| {
         bar.update(p);
-        let row = format!("{},{},{}\n", p.step, p.loss, p.lr);
+        let row = format!("{},{},{},,\n", p.step, p.loss, p.lr);
         // Best effort between checkpoints: each checkpoint rewrites the file atomically.
         let _ = std::fs::OpenOptions::new().append(true).open(&metrics_path).and_then(|mut f| std::io::Write::write_all(&mut f, row.as_bytes()));
         rows.borrow_mut().push(row);
@@ -239,13 +245,22 @@ fn train_in(cfg: &RunConfig, out: &Path, quiet: bool, resume: bool) -> Result<Tr
         let mut model_meta = meta.clone();
         model_meta.insert("train".into(), train_json.clone());
         model_meta.insert("report".into(), summary.to_string());
-        let model_path = out.join("model.safetensors");
-        match (&c.state.ema, ema_mlp.as_mut()) {
+        let model_path = crate::config::run_checkpoint(out);
+        let model = match (&c.state.ema, ema_mlp.as_mut()) {
             (Some(ema), Some(m)) => {
                 ema.copy_to(m)?;
-                checkpoint::save(m, &model_path, &model_meta)?;
+                &*m
             }
-            _ => checkpoint::save(c.mlp, &model_path, &model_meta)?,
+            _ => c.mlp,
+        };
+        checkpoint::save(model, &model_path, &model_meta)?;
+        if let Some(tracker) = tracker.as_ref().filter(|_| c.step % cfg.eval.track_every == 0 || c.step == cfg.train.steps) {
+            let f = tracker.measure(model, source.as_ref())?;
+            let mut rows = rows.borrow_mut();
+            let prefix = format!("{},", c.step);
+            if let Some(row) = rows.last_mut().filter(|r| r.starts_with(&prefix)) {
+                *row = format!("{},{},{}\n", row.trim_end().trim_end_matches(','), f.w2, f.kl.map(|k| k.to_string()).unwrap_or_default());
+            }
         }
         fm_dist::io::write_atomic(&metrics_path, (METRICS_HEADER.to_string() + &rows.borrow().concat()).as_bytes())?;
         last_checkpoint.set(Some(c.step));
@@ -266,7 +281,7 @@ fn train_in(cfg: &RunConfig, out: &Path, quiet: bool, resume: bool) -> Result<Tr
     let report = outcome.report;
     println!("trained {} steps in {:.1} s ({:.0} steps/s), final loss {:.4}", report.steps, report.seconds, report.steps_per_s, report.final_loss);
     outcome.state.apply_ema(&mut mlp)?;
-    Ok(Trained { _lock: lock, mlp, target, source, report, checkpoint: out.join("model.safetensors") })
+    Ok(Trained { _lock: lock, mlp, target, source, report, checkpoint: crate::config::run_checkpoint(out) })
 }
 
 /// Removes the temporary files of atomic writes a killed process left in `out` (we hold its lock).

@@ -52,7 +52,10 @@ fn run_writes_checkpoint_samples_figure_and_report() {
     let config: toml::Value = toml::from_str(&std::fs::read_to_string(out.join("config.toml")).unwrap()).unwrap();
     assert_eq!(config["train"]["batch_size"].as_integer(), Some(64));
     let losses = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
-    assert!(losses.starts_with("step,loss,lr\n") && losses.lines().count() == 2, "{losses}");
+    assert!(losses.starts_with("step,loss,lr,w2,kl\n") && losses.lines().count() == 2, "{losses}");
+    // The last step is tracked: W2 on the holdout and KL (the seed mixture has a density).
+    let row: Vec<f64> = losses.lines().nth(1).unwrap().split(',').map(|v| v.parse().unwrap()).collect();
+    assert!(row.len() == 5 && row[0] == 40.0 && row[3] > 0.0 && row[3].is_finite() && row[4].is_finite(), "{losses}");
     assert!(std::fs::metadata(out.join("compare.png")).unwrap().len() > 10_000);
 
     // The checkpoint alone is enough to sample again.
@@ -262,4 +265,153 @@ fn sample_eval_and_plot_read_a_run_file() {
     assert!(o.status.success() && out.contains("30 points × 1 draws") && out.contains("20 samples"), "{out}{}", stderr(&o));
     let o = fm(&["plot", "trajectories", "--config", c, "--run", run.to_str().unwrap(), "--points", "10"]);
     assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// `fm completions SHELL` prints clap's script; a shell it does not know lists the valid ones.
+#[test]
+fn completions_print_a_script_for_each_shell() {
+    let o = fm(&["completions", "bash"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let script = String::from_utf8_lossy(&o.stdout).to_string();
+    for word in ["_fm", "train", "sample", "inspect", "completions", "--config"] {
+        assert!(script.contains(word), "the bash script lacks '{word}'");
+    }
+    // A syntax check where bash is installed.
+    if let Ok(mut bash) = Command::new("bash").arg("-n").stdin(std::process::Stdio::piped()).spawn() {
+        use std::io::Write;
+        bash.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+        assert!(bash.wait().unwrap().success(), "bash -n refuses the completion script");
+    }
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let o = fm(&["completions", shell]);
+        assert!(o.status.success() && !o.stdout.is_empty(), "{shell}: {}", stderr(&o));
+    }
+    let o = fm(&["completions", "tcsh"]);
+    assert!(!o.status.success() && stderr(&o).contains("bash, elvish, fish, powershell, zsh"), "{}", stderr(&o));
+}
+
+/// inspect, export, import and targets take a run file too: inspect and export find the run's
+/// checkpoint beside it, import takes its activation, targets shows its target and source.
+#[test]
+fn inspect_export_import_and_targets_read_a_run_file() {
+    let run = temp("cfg-convert");
+    let r = run.to_str().unwrap();
+    let o = fm(&["train", "--quiet", "--device", "cpu", "--steps", "2", "--hidden-dim", "8", "--activation", "gelu", "--target", "moons", "--out", r]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cfg = run.join("config.toml");
+    let c = cfg.to_str().unwrap();
+    let shown = |o: &Output| String::from_utf8_lossy(&o.stdout).to_string();
+
+    let o = fm(&["inspect", "--config", c]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(shown(&o).contains("model.safetensors") && shown(&o).contains("3 hidden layers of 8 (gelu)"), "{}", shown(&o));
+    assert_clean_failure(&fm(&["inspect"]), "give a CHECKPOINT, or --config");
+    let elsewhere = run.join("sub").join("config.toml");
+    std::fs::create_dir_all(elsewhere.parent().unwrap()).unwrap();
+    std::fs::copy(&cfg, &elsewhere).unwrap();
+    assert_clean_failure(&fm(&["inspect", "--config", elsewhere.to_str().unwrap()]), "no checkpoint beside the run file");
+
+    let pth = run.join("exported.pth");
+    let o = fm(&["export", "--config", c, "--out", pth.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = fm(&["inspect", pth.to_str().unwrap()]);
+    assert!(shown(&o).contains("Pth") && shown(&o).contains("of 8 (gelu)"), "{}", shown(&o));
+    assert_clean_failure(&fm(&["export", "--out", pth.to_str().unwrap()]), "give --checkpoint C, or --config");
+
+    // A bare state dict (no fm metadata) does not say its activation: the run file does.
+    let (mlp, _) = fm_model::checkpoint::load(&run.join("model.safetensors"), tch::Device::Cpu).unwrap();
+    let mut tensors: Vec<(String, tch::Tensor)> = mlp.var_store().variables().into_iter().collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let bare = run.join("bare.safetensors");
+    std::fs::write(&bare, fm_model::checkpoint::encode_safetensors(&tensors, &Default::default()).unwrap()).unwrap();
+    for (extra, activation) in [(&[][..], "relu"), (&["--config", c][..], "gelu"), (&["--config", c, "--activation", "silu"][..], "silu")] {
+        let out = run.join(format!("imported-{activation}.safetensors"));
+        let o = fm(&[&["import", "--checkpoint", bare.to_str().unwrap(), "--out", out.to_str().unwrap()][..], extra].concat());
+        assert!(o.status.success(), "{}", stderr(&o));
+        let o = fm(&["inspect", out.to_str().unwrap()]);
+        assert!(shown(&o).contains(&format!("of 8 ({activation})")), "{extra:?}: {}", shown(&o));
+    }
+
+    let o = fm(&["targets", "--config", c]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = shown(&o);
+    assert!(out.contains("target  moons") && out.contains("2-D, no density"), "{out}");
+    assert!(out.contains("source  normal") && out.contains("N(0, I2), 2-D, with a density"), "{out}");
+    let bad = run.join("bad-target.toml");
+    std::fs::write(&bad, "target = \"moonz\"\n").unwrap();
+    assert_clean_failure(&fm(&["targets", "--config", bad.to_str().unwrap()]), "moonz");
+}
+
+/// sample and plot given a run folder's config.toml and no --checkpoint/--run work on that run's
+/// model.safetensors and write beside it, as --run does; --checkpoint and --run still win.
+#[test]
+fn sample_and_plot_find_the_run_files_checkpoint() {
+    let run = temp("cfg-sample-plot");
+    let o = fm(&["train", "--quiet", "--device", "cpu", "--steps", "2", "--hidden-dim", "8", "--out", run.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cfg = run.join("config.toml");
+    let c = cfg.to_str().unwrap();
+
+    let o = fm(&["sample", "--config", c, "--device", "cpu", "--samples", "7", "--steps", "2", "--method", "rk4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(fm_dist::io::read_npy(&run.join("samples-rk4-2.npy")).unwrap().dim(), (7, 2));
+    let o = fm(&["plot", "field", "--config", c]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read(run.join("field.png")).unwrap().starts_with(b"\x89PNG"), "the figure goes into the run file's folder");
+    let o = fm(&["plot", "loss", "--config", c]);
+    assert!(o.status.success() && run.join("loss.png").is_file(), "{}", stderr(&o));
+
+    // Explicit flags win: --checkpoint (samples beside it), --run (its model, figure into it).
+    let other = run.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::copy(run.join("model.safetensors"), other.join("model.safetensors")).unwrap();
+    let ck = other.join("model.safetensors");
+    let o = fm(&["sample", "--config", c, "--checkpoint", ck.to_str().unwrap(), "--samples", "3", "--steps", "2", "--method", "rk4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(fm_dist::io::read_npy(&other.join("samples-rk4-2.npy")).unwrap().dim(), (3, 2));
+    let o = fm(&["plot", "trajectories", "--config", c, "--run", other.to_str().unwrap(), "--points", "5", "--steps", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(other.join("trajectories.png").is_file() && !run.join("trajectories.png").exists());
+
+    // A run file with no checkpoint beside it: an error naming it, unless a checkpoint is given.
+    let bare = run.join("bare");
+    std::fs::create_dir_all(&bare).unwrap();
+    std::fs::copy(&cfg, bare.join("config.toml")).unwrap();
+    let b = bare.join("config.toml");
+    let b = b.to_str().unwrap();
+    assert_clean_failure(&fm(&["sample", "--config", b]), "no checkpoint beside the run file");
+    assert_clean_failure(&fm(&["plot", "field", "--config", b]), "no checkpoint beside the run file");
+    assert_clean_failure(&fm(&["sample"]), "give --checkpoint C, or --config");
+    let o = fm(&["plot", "field", "--config", b, "--checkpoint", ck.to_str().unwrap()]);
+    assert!(o.status.success() && bare.join("field.png").is_file(), "{}", stderr(&o));
+}
+
+/// `fm ARGS` with its stdout a pipe whose reader has already gone, as in `fm targets | head -0`.
+#[cfg(target_os = "linux")]
+fn fm_into_closed_pipe(args: &[&str]) -> Output {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // O_CLOEXEC: no process another test spawns meanwhile inherits the read end and keeps it open.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: pipe2 just opened both, and nothing else owns them.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(read);
+    Command::new(env!("CARGO_BIN_EXE_fm")).args(args).stdout(write).output().expect("fm runs")
+}
+
+/// Output into a closed pipe ends fm quietly by SIGPIPE, like other Unix tools, not with a panic.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_closed_pipe_ends_fm_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let run = temp("pipe");
+    let o = fm(&["train", "--quiet", "--device", "cpu", "--steps", "2", "--hidden-dim", "8", "--out", run.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ck = run.join("model.safetensors");
+    for args in [&["targets"][..], &["inspect", ck.to_str().unwrap()], &["completions", "bash"]] {
+        let o = fm_into_closed_pipe(args);
+        let err = stderr(&o);
+        assert!(!err.contains("internal error") && !err.contains("panicked") && !err.contains("error:"), "{args:?}: {err}");
+        assert_eq!(o.status.signal(), Some(libc::SIGPIPE), "{args:?}: {:?}", o.status);
+    }
 }

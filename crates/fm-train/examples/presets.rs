@@ -16,7 +16,23 @@ use rand::{rngs::StdRng, SeedableRng};
 use tch::Device;
 
 /// The candidates: the presets, and variations of `fast` on one setting each.
-fn candidates() -> Vec<(&'static str, TrainConfig)> {
+fn candidates() -> Vec<(&'static str, TrainConfig, MlpConfig)> {
+    let fast = TrainConfig::preset("fast").unwrap();
+    let mut all: Vec<_> = training_candidates().into_iter().map(|(n, c)| (n, c, MlpConfig::default())).collect();
+    for (name, model) in [
+        ("fast-te8", MlpConfig { time_embedding: 8, ..MlpConfig::default() }),
+        ("fast-te16", MlpConfig { time_embedding: 16, ..MlpConfig::default() }),
+        ("fast-te32", MlpConfig { time_embedding: 32, ..MlpConfig::default() }),
+        ("fast-silu", MlpConfig { activation: fm_model::Activation::Silu, ..MlpConfig::default() }),
+        ("fast-silu-te16", MlpConfig { activation: fm_model::Activation::Silu, time_embedding: 16, ..MlpConfig::default() }),
+    ] {
+        all.push((name, fast.clone(), model));
+    }
+    all
+}
+
+/// Training settings on the seed network.
+fn training_candidates() -> Vec<(&'static str, TrainConfig)> {
     let fast = TrainConfig::preset("fast").unwrap();
     let cosine = |lr: f64, warmup: usize, ema: Option<f64>| TrainConfig {
         lr,
@@ -131,8 +147,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let all = candidates();
     if args.iter().any(|a| a == "--list") {
-        for (name, cfg) in &all {
-            println!("{name}: {}", serde_json_like(cfg));
+        for (name, cfg, model) in &all {
+            println!("{name}: {} {model:?}", serde_json_like(cfg));
         }
         return Ok(());
     }
@@ -173,9 +189,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "kl_se"
     );
     for name in &names {
-        let (_, cfg) = all
+        let (_, cfg, model) = all
             .iter()
-            .find(|(n, _)| n == name)
+            .find(|(n, _, _)| n == name)
             .ok_or_else(|| format!("unknown candidate {name}"))?;
         for &seed in &seeds {
             let cfg = TrainConfig {
@@ -183,7 +199,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ..cfg.clone()
             };
             tch::manual_seed(seed as i64);
-            let mut mlp = Mlp::new(MlpConfig::default(), Device::Cpu)?;
+            let mut mlp = Mlp::new(model.clone(), Device::Cpu)?;
             let report = train(&mut mlp, &target, &source, &cfg, &mut |_| {})?;
             let samples = sample(
                 &mlp,

@@ -34,7 +34,7 @@ use fm_dist::Target;
 use fm_model::Mlp;
 use fm_ode::{log_likelihood, AdaptiveOptions, Divergence, LikelihoodOptions, Method, TimeGrid};
 use ndarray::{Array1, ArrayView1, ArrayView2};
-use rand::RngCore;
+use rand::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use tch::{Device, Kind};
@@ -306,4 +306,56 @@ pub fn kl_estimate(target: &dyn Target, mlp: &Mlp, source: &dyn Target, n: usize
     let lik = model_likelihood(mlp, source, x.view(), cfg)?;
     let est = KlEstimate::from_log_probs(log_p.view(), lik.log_q.view())?;
     Ok(KlEstimate { nfe: lik.nfe, seconds: start.elapsed().as_secs_f64(), ..est })
+}
+
+/// The quality figures tracked during training (the `w2` and `kl` columns of `fm train`'s
+/// metrics.csv): exact W2 between `n` generated samples and a fixed holdout of `n` target
+/// points, and KL(target ‖ model) on that holdout where target and source have densities.
+///
+/// The holdout, the source draws and the likelihood settings are fixed when the tracker is
+/// made, so figures from different steps differ only through the model. Nothing here draws
+/// from torch's generator: tracking does not change what the run trains.
+pub struct Tracker {
+    holdout: ndarray::Array2<f64>,
+    log_p: Option<Array1<f64>>,
+    sample: crate::SampleConfig,
+    likelihood: LikelihoodConfig,
+}
+
+/// What [`Tracker::measure`] found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tracked {
+    pub w2: f64,
+    /// `None` where the target or source has no density.
+    pub kl: Option<f64>,
+}
+
+impl Tracker {
+    /// A holdout of `n ≥ 2` target points drawn with `seed`; samples by `sample`'s method and
+    /// steps (its `n_samples` becomes `n`, its seed `seed + 1`), likelihoods by `likelihood`.
+    pub fn new(target: &dyn Target, source: &dyn Target, n: usize, seed: u64, sample: &crate::SampleConfig, likelihood: &LikelihoodConfig) -> Result<Self> {
+        if n < 2 {
+            return Err(Error::Config(format!("tracking needs at least 2 points, got {n}")));
+        }
+        let sample = crate::SampleConfig { n_samples: n, seed: seed.wrapping_add(1), ..sample.clone() };
+        sample.validate()?;
+        likelihood.validate()?;
+        let holdout = target.sample(n, &mut rand::rngs::StdRng::seed_from_u64(seed));
+        let log_p = if target.has_density() && source.has_density() { Some(target.log_prob(holdout.view())?) } else { None };
+        Ok(Self { holdout, log_p, sample, likelihood: likelihood.clone() })
+    }
+
+    /// The figures of `mlp` now.
+    pub fn measure(&self, mlp: &Mlp, source: &dyn Target) -> Result<Tracked> {
+        let generated = crate::sample(mlp, source, &self.sample)?;
+        let w2 = fm_dist::metrics::w2(generated.view(), self.holdout.view())?;
+        let kl = match &self.log_p {
+            Some(log_p) => {
+                let log_q = model_log_prob(mlp, source, self.holdout.view(), &self.likelihood)?;
+                Some(KlEstimate::from_log_probs(log_p.view(), log_q.view())?.kl)
+            }
+            None => None,
+        };
+        Ok(Tracked { w2, kl })
+    }
 }

@@ -42,7 +42,7 @@ pub use checkpoint::{load_state, save_state, Checkpoint, LoadedState, STATE_FILE
 pub use convert::{array_to_tensor, tensor_to_array};
 pub use coupling::Coupling;
 pub use eval::{
-    kl_estimate, model_likelihood, model_log_prob, KlEstimate, LikelihoodConfig, ModelLikelihood,
+    kl_estimate, model_likelihood, model_log_prob, KlEstimate, LikelihoodConfig, ModelLikelihood, Tracked, Tracker,
 };
 pub use optim::{clip_grad_norm, Adam, Ema, LrSchedule, OptimizerKind};
 pub use path::ProbabilityPath;
