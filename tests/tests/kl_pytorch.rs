@@ -20,7 +20,7 @@ use fm_ode::{Divergence, Method};
 use fm_train::{kl_estimate, model_log_prob, train, KlEstimate, LikelihoodConfig, TrainConfig};
 use ndarray::Array1;
 use rand::{rngs::StdRng, SeedableRng};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tch::Device;
@@ -44,24 +44,6 @@ const SEED: u64 = 42;
 /// KL's standard error (~1e-2 on 1,000 points).
 const MEAN_TOL: f64 = 1e-4;
 const MAX_TOL: f64 = 1e-2;
-
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("FM_PYTHON") {
-        let p = PathBuf::from(p);
-        assert!(p.exists(), "FM_PYTHON is set to {}, which does not exist", p.display());
-        return p;
-    }
-    let link = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.libtorch");
-    let venv_python = link.canonicalize().ok().map(|torch| torch.join("../../../../bin/python"));
-    match venv_python {
-        Some(p) if p.exists() => p,
-        _ => panic!(
-            "no Python with torch for the PyTorch KL reference test: set FM_PYTHON to a python that has torch, numpy and safetensors, \
-             or run `cargo xtask setup` so that {} points into a torch venv (its python is <torch>/../../../../bin/python)",
-            link.display()
-        ),
-    }
-}
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().map(|v| v.parse().unwrap_or_else(|e| panic!("{name}={v}: {e}"))).unwrap_or(default)
@@ -100,7 +82,7 @@ fn model_log_likelihood_and_kl_agree_with_pytorch() {
 
     // PyTorch runs while we compute our side.
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/kl_reference.py");
-    let python = python();
+    let python = fm_tests::torch_python("torch, numpy and safetensors");
     let log = |name: &str| std::fs::File::create(dir.join(name)).unwrap();
     let mut child = Command::new(&python)
         .arg(&script)
@@ -120,17 +102,8 @@ fn model_log_likelihood_and_kl_agree_with_pytorch() {
     assert_eq!(KlEstimate::from_log_probs(log_p.view(), log_q.view()).unwrap().kl, ours.kl);
     fm_dist::io::write_npy(&dir.join("ours_log_q.npy"), log_q.view().insert_axis(ndarray::Axis(1))).unwrap();
 
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > Duration::from_secs(600) {
-            child.kill().ok();
-            panic!("{} {} took over 600 s (files in {})", python.display(), script.display(), dir.display());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = fm_tests::wait_at_most(&mut child, Duration::from_secs(600))
+        .unwrap_or_else(|| panic!("{} {} took over 600 s (files in {})", python.display(), script.display(), dir.display()));
     let stderr = std::fs::read_to_string(dir.join("python.err")).unwrap_or_default();
     assert!(status.success(), "{} {} failed ({status}), files in {}:\n{stderr}", python.display(), script.display(), dir.display());
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();

@@ -2,6 +2,7 @@
 
 mod bench;
 mod e2e;
+mod fuzz;
 mod integrators;
 mod setup;
 
@@ -20,6 +21,9 @@ tasks:
   integrators [--checkpoint P] [--save P] [--samples N] [--kl-points N] [--threads N]
                          set up, then print the integrator table of the seed model (NFE, time, W2, KL per method);
                          trains the seed model first (10,000 steps) unless given a checkpoint
+  fuzz [--seconds N] [--target NAME] [--seed S]
+                         set up, then fuzz the file parsers and loaders (release build; 60 s in all by default):
+                         executions per target, executions/s and time; fails on any panic, hang or unbounded allocation
 ";
 
 fn main() -> ExitCode {
@@ -38,6 +42,7 @@ fn main() -> ExitCode {
         "e2e" => setup::ensure_libtorch().and_then(|_| e2e::run(&rest)),
         "bench" => setup::ensure_libtorch().and_then(|torch| bench::run(&rest, torch.as_deref())),
         "integrators" => setup::ensure_libtorch().and_then(|_| integrators::run(&rest)),
+        "fuzz" => setup::ensure_libtorch().and_then(|_| fuzz::run(&rest)),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())

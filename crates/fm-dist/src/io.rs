@@ -5,7 +5,7 @@ use ndarray::{Array2, ArrayView2};
 use std::path::{Path, PathBuf};
 
 fn io_err(path: &Path, source: std::io::Error) -> Error {
-    Error::Io { path: path.display().to_string(), source }
+    Error::Io { path: path.display().to_string(), cause: source }
 }
 
 /// Creates `path` through a temporary file in the same folder: `make` writes the
@@ -19,10 +19,12 @@ pub fn replace_atomically<E: std::fmt::Display>(path: &Path, make: impl FnOnce(&
     let name = path.file_name().ok_or_else(|| Error::File { path: path.display().to_string(), msg: "not a file name".into() })?;
     let ext = path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
     let tmp = dir.join(format!(".{}.{}.tmp{}", name.to_string_lossy(), std::process::id(), ext));
+    // One message for every failure, naming the file and the system's reason (no space, read-only…).
+    let cannot_write = |e: &dyn std::fmt::Display| Error::File { path: path.display().to_string(), msg: format!("cannot write: {e}") };
     let result = make(&tmp)
-        .map_err(|e| Error::File { path: path.display().to_string(), msg: e.to_string() })
-        .and_then(|()| std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| io_err(path, e)))
-        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| io_err(path, e)));
+        .map_err(|e| cannot_write(&e))
+        .and_then(|()| std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| cannot_write(&e)))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| cannot_write(&e)));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

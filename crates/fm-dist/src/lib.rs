@@ -51,12 +51,9 @@ pub enum Error {
     Metric(String),
     #[error("{path}: {msg}")]
     File { path: String, msg: String },
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The OS error is in the message and not a `source`, so error chains print it once.
+    #[error("{path}: {cause}")]
+    Io { path: String, cause: std::io::Error },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

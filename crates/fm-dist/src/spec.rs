@@ -72,6 +72,13 @@ impl SpecFormat {
 }
 
 impl MixtureSpec {
+    /// The largest dimension a spec may describe.
+    pub const MAX_DIM: usize = 1024;
+    /// The most covariance entries (`components × dim²`) a spec may describe: each component
+    /// holds a full `dim × dim` covariance and its Cholesky factor, however short its `diag` or
+    /// `var` was in the file (2²⁴ entries are 128 MiB per copy).
+    pub const MAX_COV_ENTRIES: usize = 1 << 24;
+
     /// Parses spec text; syntax errors are one line naming the line and column.
     pub fn parse(text: &str, format: SpecFormat) -> Result<Self> {
         match format {
@@ -86,7 +93,7 @@ impl MixtureSpec {
     /// Reads and parses a spec file (the format from its extension).
     pub fn read(path: &Path) -> Result<Self> {
         let format = SpecFormat::from_path(path)?;
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), cause: source })?;
         Self::parse(&text, format).map_err(|e| Error::File { path: path.display().to_string(), msg: e.to_string() })
     }
 
@@ -95,6 +102,14 @@ impl MixtureSpec {
         let k = self.components.len();
         let first = self.components.first().ok_or_else(|| Error::Invalid("a mixture spec needs at least one component".into()))?;
         let d = first.mean.len();
+        // Checked before anything is allocated: a few bytes of `var` stand for d² entries.
+        if d > Self::MAX_DIM || k.saturating_mul(d * d) > Self::MAX_COV_ENTRIES {
+            return Err(Error::Invalid(format!(
+                "too large for a mixture spec: {d} dimensions and {k} components (at most {} dimensions, and components × dimensions² at most {})",
+                Self::MAX_DIM,
+                Self::MAX_COV_ENTRIES
+            )));
+        }
         let given = self.components.iter().filter(|c| c.weight.is_some()).count();
         if given != 0 && given != k {
             return Err(Error::Invalid(format!("{given} of {k} components give a weight: give every weight, or none for equal weights")));

@@ -62,6 +62,20 @@ fn atomic_write_replaces_or_leaves_untouched() {
     assert!(write_atomic(&dir.join("missing-dir").join("f"), b"x").is_err());
 }
 
+/// A failed atomic write, at any stage (here the final rename, over a folder), is one message
+/// naming the file and the system's reason once, and leaves no temporary file.
+#[test]
+fn failed_atomic_writes_say_which_file_and_why() {
+    let dir = temp_dir("cannot-write");
+    let target = dir.join("a-folder");
+    std::fs::create_dir_all(target.join("inside")).unwrap();
+    let err = write_atomic(&target, b"x").unwrap_err();
+    let chain = format!("{err}{}", std::error::Error::source(&err).map(|s| format!(": {s}")).unwrap_or_default());
+    assert!(chain.starts_with(&format!("{}: cannot write: ", target.display())) && chain.matches("os error").count() == 1, "{chain}");
+    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name() != "a-folder").collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
 fn replace(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     let at = bytes.windows(from.len()).position(|w| w == from).expect("pattern present");
     [&bytes[..at], to, &bytes[at + from.len()..]].concat()

@@ -208,3 +208,18 @@ proptest! {
         let _ = GaussianMixture::new(w, means, covs);
     }
 }
+
+/// A few bytes of `var` or `diag` stand for `dim²` covariance entries: a spec too large to hold
+/// is refused before anything is built (a 200 kB file of one 100,000-D component asked for
+/// 80 GB, and a Cholesky factorisation of hours).
+#[test]
+fn a_spec_too_large_to_hold_is_refused_before_it_is_built() {
+    let zeros = |d: usize| vec!["0"; d].join(",");
+    let e = err(&format!("[[components]]\nmean = [{}]\nvar = 1.0\n", zeros(100_000)));
+    assert!(e.contains("too large for a mixture spec: 100000 dimensions and 1 components (at most 1024 dimensions"), "{e}");
+    let e = err(&format!("[[components]]\nmean = [{}]\ndiag = [{}]\n", zeros(1025), vec!["1"; 1025].join(",")));
+    assert!(e.contains("1025 dimensions"), "{e}");
+    // Within the dimension cap, but 17 full 1024 × 1024 covariances.
+    let e = err(&format!("[[components]]\nmean = [{}]\nvar = 1.0\n", zeros(1024)).repeat(17));
+    assert!(e.contains("1024 dimensions and 17 components") && e.contains("at most 16777216"), "{e}");
+}

@@ -247,10 +247,10 @@ pub fn from_state_dict(state: &StateDict, device: Device, opts: &LoadOptions) ->
         Some(c) => c.clone(),
         None => infer_config(state, opts.activation).map_err(|m| err(here, m))?,
     };
-    config.validate()?;
     // Everything is checked before the model is built: the config comes from the file (or its
     // shapes) and may describe a network far larger than the file holds.
-    let _old_order = Mlp::new(config.clone(), device)?;
+    check_size(state, &config)?;
+    config.validate()?;
     let expected = config.parameter_shapes();
     if let Some((extra, _)) = state.iter().find(|(n, _)| !expected.iter().any(|(e, _)| e == n)) {
         return Err(err(here, format!("unexpected tensor '{extra}' for {}", describe(&config))));
@@ -265,7 +265,7 @@ pub fn from_state_dict(state: &StateDict, device: Device, opts: &LoadOptions) ->
         if t.values.iter().any(|v| !v.is_finite()) {
             return Err(err(here, format!("tensor '{name}' holds NaN or infinite values")));
         }
-        checked.push((name, shape, t)); let _ = 0;
+        checked.push((name, shape, t));
     }
     let mut mlp = Mlp::new(config, device)?;
     let _no_grad = tch::no_grad_guard();

@@ -88,10 +88,32 @@ impl MlpConfig {
                 self.dim, self.hidden_dim, self.hidden_layers
             )));
         }
+        if self.parameter_count() > Self::MAX_PARAMETERS as u128 {
+            return Err(Error::Config(format!(
+                "a network of {} hidden layers of width {} on {}-D data has {} parameters, more than the {} allowed",
+                self.hidden_layers,
+                self.hidden_dim,
+                self.dim,
+                self.parameter_count(),
+                Self::MAX_PARAMETERS
+            )));
+        }
         if self.time_embedding % 2 == 1 || self.time_embedding > 1024 {
             return Err(Error::Config(format!("time_embedding must be an even number of features up to 1024 (0: the raw time), got {}", self.time_embedding)));
         }
         Ok(())
+    }
+
+    /// The most parameters a network may have (2²⁸, 1 GiB of `f32`): sizes from a flag or a file
+    /// beyond it are a configuration error, not an allocation failure.
+    pub const MAX_PARAMETERS: usize = 1 << 28;
+
+    /// Weights and biases in all, computed without overflow for any sizes.
+    pub fn parameter_count(&self) -> u128 {
+        let (d, h, l, tf) = (self.dim as u128, self.hidden_dim as u128, self.hidden_layers as u128, self.time_features() as u128);
+        let hidden = l.saturating_sub(1).saturating_mul(h.saturating_mul(h).saturating_add(h));
+        let outer = (d + tf).saturating_mul(h).saturating_add(h).saturating_add(h.saturating_mul(d)).saturating_add(d);
+        outer.saturating_add(hidden)
     }
 
     /// Inputs the network takes for the time: 1 (raw `t`) or `time_embedding`.

@@ -143,6 +143,12 @@ fn bad_checkpoints_are_clear_errors() {
 fn bad_configs_are_errors() {
     assert!(Mlp::new(MlpConfig { hidden_dim: 0, ..MlpConfig::default() }, Device::Cpu).is_err());
     assert!(Mlp::new(MlpConfig { hidden_layers: 0, ..MlpConfig::default() }, Device::Cpu).is_err());
+    // Sizes beyond what memory could hold are configuration errors, before any allocation.
+    let err = Mlp::new(MlpConfig { hidden_dim: 1_000_000, ..MlpConfig::default() }, Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("more than the 268435456 allowed"), "{err}");
+    assert!(Mlp::new(MlpConfig { hidden_layers: usize::MAX, hidden_dim: usize::MAX, dim: usize::MAX, ..MlpConfig::default() }, Device::Cpu).is_err());
+    let seed = MlpConfig::default();
+    assert_eq!(seed.parameter_count(), seed.parameter_shapes().iter().map(|(_, s)| s.iter().product::<i64>() as u128).sum());
     assert!("tanh".parse::<Activation>().unwrap_err().to_string().contains("relu, silu, gelu, selu"));
     let mlp = Mlp::new(MlpConfig::default(), Device::Cpu).unwrap();
     let err = mlp.velocity(&Tensor::zeros([4, 3], (Kind::Float, Device::Cpu)), 0.0).unwrap_err().to_string();
@@ -165,4 +171,39 @@ fn replace(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     assert_eq!(from.len(), to.len());
     let at = bytes.windows(from.len()).position(|w| w == from).expect("pattern present");
     [&bytes[..at], to, &bytes[at + from.len()..]].concat()
+}
+
+/// `bytes` (a safetensors file) with `from` replaced by `to` in its JSON header, and the header
+/// length in front fixed to match.
+fn edit_header(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&bytes[8..8 + n]).unwrap();
+    assert!(header.contains(from), "{from} is not in {header}");
+    let header = header.replacen(from, to, 1);
+    [&(header.len() as u64).to_le_bytes()[..], header.as_bytes(), &bytes[8 + n..]].concat()
+}
+
+/// Found by the fuzzer (tests/fuzz/regressions/checkpoint): the model a checkpoint's config
+/// describes was built before its tensors were checked against it, so 2³² hidden layers asked
+/// for a 64 GiB list of layer sizes, and layers 2²⁰ wide for 4 TiB from libtorch (a panic).
+#[test]
+fn a_config_larger_than_the_file_is_refused_before_the_model_is_built() {
+    let small = Mlp::new(MlpConfig { hidden_dim: 4, hidden_layers: 2, ..MlpConfig::default() }, Device::Cpu).unwrap();
+    let good = checkpoint::to_bytes(&small, &Default::default()).unwrap();
+    for (from, to) in [
+        (r#"hidden_layers\":2"#, r#"hidden_layers\":4294967296"#),
+        (r#"hidden_dim\":4"#, r#"hidden_dim\":1048576"#),
+        (r#"{\"dim\":2"#, r#"{\"dim\":1099511627776"#),
+    ] {
+        let err = load_err(&edit_header(&good, from, to));
+        assert!(err.contains("has more parameters than the checkpoint holds (6 tensors, 46 values in all)"), "{to}: {err}");
+    }
+    // The same through the .pth reader, and for the architecture a caller expects.
+    let pth = checkpoint::to_pth_bytes(&small, &Default::default()).unwrap();
+    let opts = checkpoint::LoadOptions { config: Some(MlpConfig { hidden_dim: 1 << 20, hidden_layers: 2, ..MlpConfig::default() }), ..Default::default() };
+    let err = checkpoint::from_any_bytes(&pth, Device::Cpu, &opts).unwrap_err().to_string();
+    assert!(err.contains("differs from the expected"), "{err}");
+    let plain = checkpoint::encode_safetensors(&small.var_store().variables().into_iter().collect::<Vec<_>>(), &Default::default()).unwrap();
+    let err = checkpoint::from_any_bytes(&plain, Device::Cpu, &opts).unwrap_err().to_string();
+    assert!(err.contains("has more parameters than the checkpoint holds"), "{err}");
 }

@@ -110,10 +110,18 @@ impl<F: Fn(&Tensor, f64) -> Result<Tensor>> VectorField for F {
 pub struct TimeGrid(Vec<f64>);
 
 impl TimeGrid {
-    /// `steps` equal steps from `t0` to `t1`.
+    /// The most steps [`TimeGrid::uniform`] makes: a grid holds every time, so a step count read
+    /// from a file or a flag must not size an allocation unchecked (a million fixed steps is far
+    /// beyond any useful accuracy; adaptive methods have their own `max_steps`).
+    pub const MAX_UNIFORM_STEPS: usize = 1_000_000;
+
+    /// `steps` equal steps from `t0` to `t1` (1 to [`TimeGrid::MAX_UNIFORM_STEPS`]).
     pub fn uniform(t0: f64, t1: f64, steps: usize) -> Result<Self> {
         if steps == 0 {
             return Err(Error::Invalid("the number of integration steps must be at least 1".into()));
+        }
+        if steps > Self::MAX_UNIFORM_STEPS {
+            return Err(Error::Invalid(format!("{steps} integration steps is more than the {} a time grid may have", Self::MAX_UNIFORM_STEPS)));
         }
         Self::new((0..=steps).map(|i| t0 + (t1 - t0) * i as f64 / steps as f64).collect())
     }

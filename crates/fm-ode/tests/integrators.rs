@@ -166,3 +166,15 @@ fn field_errors_propagate() {
     let err = solve(&failing, &x0(), &TimeGrid::uniform(0.0, 1.0, 3).unwrap(), Method::Heun, SolveOptions::default()).unwrap_err();
     assert_eq!(err.to_string(), "boom");
 }
+
+/// Found by the fuzzer through a run file (`[sample] steps = 858018556`): the grid of a step
+/// count read from a file was allocated before anything bounded the count (6.9 GB, an abort;
+/// `usize::MAX` was a capacity-overflow panic).
+#[test]
+fn step_counts_no_grid_can_hold_are_errors() {
+    for steps in [TimeGrid::MAX_UNIFORM_STEPS + 1, 858_018_556, usize::MAX] {
+        let err = TimeGrid::uniform(0.0, 1.0, steps).unwrap_err().to_string();
+        assert!(err.contains(&format!("{steps} integration steps is more than the 1000000 a time grid may have")), "{err}");
+    }
+    assert_eq!(TimeGrid::uniform(1.0, 0.0, TimeGrid::MAX_UNIFORM_STEPS).unwrap().times().len(), TimeGrid::MAX_UNIFORM_STEPS + 1);
+}

@@ -133,6 +133,7 @@ pub fn state_from_bytes(bytes: &[u8], device: Device) -> Result<LoadedState> {
         };
         tensors.push((name, t.f_view(shape.as_slice())?));
     }
+    check_model_tensors(&model, &tensors)?;
     let mlp = Mlp::new(model, device)?;
     {
         let vars = mlp.var_store().variables();
@@ -154,6 +155,31 @@ pub fn state_from_bytes(bytes: &[u8], device: Device) -> Result<LoadedState> {
     let mut state = TrainState::new(&mlp, &train)?;
     state.load_state(&tensors)?;
     Ok(LoadedState { mlp, state, step, train, metadata })
+}
+
+/// An error unless every parameter of `model` is among `tensors` (as `model.NAME`) with its
+/// shape: checked before the model is built, since the config in the metadata could describe a
+/// network far larger than the file holds.
+fn check_model_tensors(model: &MlpConfig, tensors: &[(String, Tensor)]) -> Result<()> {
+    let values: usize = tensors.iter().map(|(_, t)| t.numel()).sum();
+    // Bounds first, so that the list of expected shapes is small and its sizes do not overflow.
+    if model.hidden_layers >= tensors.len() || model.dim >= values || model.hidden_dim > values {
+        return Err(ckpt_err(format!(
+            "the model config ({} dimensions, {} hidden layers of width {}) has more parameters than the file holds ({} tensors, {values} values)",
+            model.dim,
+            model.hidden_layers,
+            model.hidden_dim,
+            tensors.len()
+        )));
+    }
+    for (name, shape) in model.parameter_shapes() {
+        let key = format!("model.{name}");
+        let src = tensors.iter().find(|(n, _)| *n == key).map(|(_, t)| t).ok_or_else(|| ckpt_err(format!("no tensor '{key}'")))?;
+        if src.size() != shape {
+            return Err(ckpt_err(format!("tensor '{key}' has shape {:?}, expected {shape:?}", src.size())));
+        }
+    }
+    Ok(())
 }
 
 /// Reads the checkpoint at `path` (see [`state_from_bytes`]); errors name the file.

@@ -213,3 +213,27 @@ fn resuming_past_the_end_is_refused_and_a_finished_run_checkpoints_again() {
     let err = run(&mut m, &TrainConfig { steps: 5, ..cfg }, Some(resume), None, None).0.unwrap_err().to_string();
     assert!(err.contains("cannot resume at step 10"), "{err}");
 }
+
+/// A training state whose model config outgrows its tensors is refused before the model is
+/// built (it was built first: 2²⁰-wide layers asked libtorch for 4 TiB, a panic).
+#[test]
+fn a_state_whose_config_outgrows_its_tensors_is_refused() {
+    let mlp = model(1);
+    let cfg = plain(10);
+    let state = fm_train::TrainState::new(&mlp, &cfg).unwrap();
+    let good = state_to_bytes(&Checkpoint { step: 0, mlp: &mlp, state: &state, cfg: &cfg, loss: 0.0, finished: false }, &Default::default()).unwrap();
+    let edit = |from: &str, to: &str| {
+        let n = u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
+        let header = std::str::from_utf8(&good[8..8 + n]).unwrap();
+        assert!(header.contains(from), "{from} is not in {header}");
+        let header = header.replacen(from, to, 1);
+        let bytes = [&(header.len() as u64).to_le_bytes()[..], header.as_bytes(), &good[8 + n..]].concat();
+        state_from_bytes(&bytes, Device::Cpu).unwrap_err().to_string()
+    };
+    for (from, to) in [(r#"hidden_dim\":32"#, r#"hidden_dim\":1048576"#), (r#"hidden_layers\":3"#, r#"hidden_layers\":4294967296"#)] {
+        let err = edit(from, to);
+        assert!(err.contains("has more parameters than the file holds"), "{to}: {err}");
+    }
+    let err = edit(r#"hidden_dim\":32"#, r#"hidden_dim\":31"#);
+    assert!(err.contains("tensor 'model.net.0.weight' has shape [32, 3], expected [31, 3]"), "{err}");
+}
