@@ -66,7 +66,14 @@ pub struct EvalConfig {
 
 impl Default for EvalConfig {
     fn default() -> Self {
-        Self { w2_points: SampleQuality::W2_POINTS, w2_draws: SampleQuality::W2_DRAWS, kl_points: 4000, likelihood: fm_train::LikelihoodConfig::default(), track_every: 2000, track_points: 500 }
+        Self {
+            w2_points: SampleQuality::W2_POINTS,
+            w2_draws: SampleQuality::W2_DRAWS,
+            kl_points: 4000,
+            likelihood: fm_train::LikelihoodConfig::default(),
+            track_every: 5000,
+            track_points: 500,
+        }
     }
 }
 
@@ -137,7 +144,7 @@ pub struct ConfigArgs {
     /// A TOML file describing the run (see docs/config.md); flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Start from a named training preset: seed (the original experiment) or fast (same budget, better result).
+    /// Start from a named preset (training settings and network): seed (the original experiment) or fast (same budget, better result).
     #[arg(long, value_name = "NAME")]
     pub preset: Option<String>,
 }
@@ -150,8 +157,9 @@ impl ConfigArgs {
             None => RunConfig::default(),
         };
         if let Some(name) = &self.preset {
-            anyhow::ensure!(self.config.is_none(), "give --preset or --config, not both (a config file holds the whole training section)");
-            cfg.train = TrainConfig::preset(name)?;
+            anyhow::ensure!(self.config.is_none(), "give --preset or --config, not both (a config file holds the whole training and model sections)");
+            let preset = fm_train::Preset::named(name)?;
+            (cfg.train, cfg.model) = (preset.train, preset.model);
         }
         Ok(cfg)
     }

@@ -415,3 +415,19 @@ fn a_closed_pipe_ends_fm_quietly() {
         assert_eq!(o.status.signal(), Some(libc::SIGPIPE), "{args:?}: {:?}", o.status);
     }
 }
+
+#[test]
+fn off_a_terminal_training_logs_plain_lines_and_quiet_silences_them() {
+    let out = temp("plain-log");
+    let flags = ["train", "--device", "cpu", "--steps", "300", "--batch-size", "16", "--hidden-dim", "8", "--out", out.to_str().unwrap()];
+    // stderr is a pipe here: no bar, a line at each tenth of the run.
+    let o = fm(&flags);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("step ")).collect();
+    assert_eq!(lines.len(), 3, "{err}");
+    assert!(lines[2].starts_with("step 300/300  loss ") && lines[2].contains("steps/s") && lines[2].contains("ETA"), "{err}");
+    assert!(!err.contains('\r') && !err.contains('\u{1b}'), "terminal control characters in a log: {err:?}");
+    let o = fm(&[&flags[..], &["--quiet"]].concat());
+    assert!(o.status.success() && !stderr(&o).contains("step "), "{}", stderr(&o));
+}

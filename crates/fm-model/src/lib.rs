@@ -30,6 +30,16 @@ pub mod pth;
 
 pub use mlp::{Activation, Mlp, MlpConfig};
 
+/// Runs `f` with torch's global generator seeded with `seed`, holding a process-wide lock: the
+/// generator is shared by every thread, so a seeded initialisation (`Mlp::new` draws from it)
+/// is only reproducible when no other thread seeds or draws in between — as parallel tests do.
+pub fn with_torch_seed<T>(seed: u64, f: impl FnOnce() -> T) -> T {
+    static GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _held = GENERATOR.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    tch::manual_seed(seed as i64);
+    f()
+}
+
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -319,22 +319,36 @@ fn micro(a: &Args) -> Res<()> {
     let mut out = serde_json::Map::new();
     eprintln!("micro: seed network (width {}), batch {n}, {} parameter tensors, {n_params} numbers, {} thread(s)", a.width, vars.len(), tch::get_num_threads());
 
-    // One training step's pieces, as fm_train::train does them, and leaner forms of the update.
+    // One training step's pieces, as fm_train::train does them: `adam` keeps the parameters,
+    // gradients and moments of `mlp` in flat buffers. `old` is the same network and optimizer
+    // with its parameters moved out of the buffer afterwards, so that every update and
+    // zero_grad goes tensor by tensor (the form before flat buffers).
     let mut rng = StdRng::seed_from_u64(0);
     let mut host = vec![0f32; n * 5];
     let (x, t, u) = (Tensor::f_randn([n as i64, 2], cpu)?, Tensor::f_rand([n as i64, 1], cpu)?, Tensor::f_randn([n as i64, 2], cpu)?);
-    let mut adam = Adam::new(
-        layers.iter().enumerate().flat_map(|(i, (w, b))| [(format!("w{i}"), w.shallow_clone()), (format!("b{i}"), b.shallow_clone())]).collect(),
-        1e-4,
-    )?;
-    mlp.forward(&x, &t)?.f_mse_loss(&u, Reduction::Mean)?.f_backward()?;
-    let mut adam2 = Adam::new(
-        layers.iter().enumerate().flat_map(|(i, (w, b))| [(format!("w{i}"), w.shallow_clone()), (format!("b{i}"), b.shallow_clone())]).collect(),
-        1e-4,
-    )?;
-    let (mut p, g) = (Tensor::f_randn([n_params], cpu)?, Tensor::f_randn([n_params], cpu)?);
-    let (mut m, mut v, mut flat_grad) = (Tensor::f_zeros([n_params], cpu)?, Tensor::f_zeros([n_params], cpu)?, Tensor::f_zeros([n_params], cpu)?);
-    let mut step = 0;
+    let mlp_old = Mlp::new(mlp.config().clone(), Device::Cpu)?;
+    let mut adam = Adam::new(fm_train::optim::named_parameters(&mlp)?, 1e-4)?;
+    let mut adam_old = Adam::new(fm_train::optim::named_parameters(&mlp_old)?, 1e-4)?;
+    tch::no_grad(|| -> Res<()> {
+        for (_, mut p) in fm_train::optim::named_parameters(&mlp_old)? {
+            let copy = p.f_detach_copy()?;
+            p.f_set_data(&copy)?;
+        }
+        Ok(())
+    })?;
+    for (opt, net) in [(&mut adam, &mlp), (&mut adam_old, &mlp_old)] {
+        net.forward(&x, &t)?.f_mse_loss(&u, Reduction::Mean)?.f_backward()?;
+        opt.step()?;
+    }
+    assert!(adam.is_flat() && !adam_old.is_flat());
+    let mut ema = fm_train::Ema::new(fm_train::optim::named_parameters(&mlp)?, 0.999)?;
+    let mut ema_old = fm_train::Ema::new(fm_train::optim::named_parameters(&mlp_old)?, 0.999)?;
+    let fwd_bwd = |opt: &mut Adam, net: &Mlp| -> Res<()> {
+        opt.zero_grad();
+        net.forward(&x, &t)?.f_mse_loss(&u, Reduction::Mean)?.f_backward()?;
+        Ok(())
+    };
+    let (adam, adam_old) = (std::cell::RefCell::new(adam), std::cell::RefCell::new(adam_old));
     let jobs: Vec<Job> = vec![
         (
             "train: host draws + one copy to a tensor".into(),
@@ -349,38 +363,12 @@ fn micro(a: &Args) -> Res<()> {
                 Ok(())
             }),
         ),
-        (
-            "train: forward + MSE + backward (+ zero_grad)".into(),
-            Box::new(|| {
-                adam.zero_grad();
-                mlp.forward(&x, &t)?.f_mse_loss(&u, Reduction::Mean)?.f_backward()?;
-                Ok(())
-            }),
-        ),
-        ("train: Adam step (fm_train::Adam, per tensor)".into(), Box::new(|| Ok(adam2.step()?))),
-        (
-            // The same update on one flat buffer holding every parameter (what a flattened
-            // parameter store dispatches): 9 ops per step instead of 9 per tensor.
-            "train: Adam step, the same math on one flat buffer".into(),
-            Box::new(|| {
-                let _g = tch::no_grad_guard();
-                let (b1, b2, lr, eps) = (0.9f64, 0.999f64, 1e-4, 1e-8);
-                step += 1;
-                let (bias1, bias2_sqrt) = (1.0 - b1.powi(step), (1.0 - b2.powi(step)).sqrt());
-                let _ = m.f_lerp_(&g, 1.0 - b1)?;
-                let _ = v.f_mul_scalar_(b2)?.f_addcmul_(&g, &g.f_mul_scalar(1.0 - b2)?)?;
-                let denom = v.f_sqrt()?.f_div_scalar_(bias2_sqrt)?.f_add_scalar_(eps)?;
-                let _ = p.f_addcdiv_(&m.f_mul_scalar(-lr / bias1)?, &denom)?;
-                Ok(())
-            }),
-        ),
-        (
-            "train: zero_grad, one flat buffer".into(),
-            Box::new(|| {
-                let _ = flat_grad.f_zero_()?;
-                Ok(())
-            }),
-        ),
+        ("train: zero_grad + forward + MSE + backward, flat gradients".into(), Box::new(|| fwd_bwd(&mut adam.borrow_mut(), &mlp))),
+        ("train: zero_grad + forward + MSE + backward, per tensor (before)".into(), Box::new(|| fwd_bwd(&mut adam_old.borrow_mut(), &mlp_old))),
+        ("train: Adam step, flat buffers (fm_train::Adam)".into(), Box::new(|| Ok(adam.borrow_mut().step()?))),
+        ("train: Adam step, per tensor (before)".into(), Box::new(|| Ok(adam_old.borrow_mut().step()?))),
+        ("train: EMA update, flat (fm_train::Ema)".into(), Box::new(|| Ok(ema.update()?))),
+        ("train: EMA update, per tensor (before)".into(), Box::new(|| Ok(ema_old.update()?))),
     ];
     time_group(iters, jobs, &mut out)?;
 

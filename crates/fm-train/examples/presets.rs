@@ -1,5 +1,5 @@
 //! Measures training configurations on the seed experiment (N(0, I) → the 3-component
-//! mixture, the seed network) by the figures `fm run` reports: W2 excess over the noise
+//! mixture; the seed ReLU network unless the candidate names another) by the figures `fm run` reports: W2 excess over the noise
 //! floor and the log-density gap, and KL(target ‖ model) from fm-ode's likelihood (5,000
 //! target points, RK4 with 100 steps from t = 1 to 0, exact divergence) (10,000 samples, 100 Euler steps, W2 on 2,000 points × 5: `SampleQuality`).
 //!
@@ -18,8 +18,13 @@ use tch::Device;
 /// The candidates: the presets, and variations of `fast` on one setting each.
 fn candidates() -> Vec<(&'static str, TrainConfig, MlpConfig)> {
     let fast = TrainConfig::preset("fast").unwrap();
-    let mut all: Vec<_> = training_candidates().into_iter().map(|(n, c)| (n, c, MlpConfig::default())).collect();
+    // The presets with their own networks; every other candidate is on the seed's ReLU network.
+    let mut all: Vec<_> = training_candidates()
+        .into_iter()
+        .map(|(n, c)| (n, c, fm_train::Preset::named(n).map(|p| p.model).unwrap_or_default()))
+        .collect();
     for (name, model) in [
+        ("fast-relu", MlpConfig::default()),
         ("fast-te8", MlpConfig { time_embedding: 8, ..MlpConfig::default() }),
         ("fast-te16", MlpConfig { time_embedding: 16, ..MlpConfig::default() }),
         ("fast-te32", MlpConfig { time_embedding: 32, ..MlpConfig::default() }),
@@ -28,6 +33,9 @@ fn candidates() -> Vec<(&'static str, TrainConfig, MlpConfig)> {
     ] {
         all.push((name, fast.clone(), model));
     }
+    let silu = MlpConfig { activation: fm_model::Activation::Silu, ..MlpConfig::default() };
+    all.push(("fast-silu-ema9995", TrainConfig { ema_decay: Some(0.9995), ..fast.clone() }, silu.clone()));
+    all.push(("fast-silu-ot", TrainConfig { coupling: Coupling::Ot, ..fast.clone() }, silu.clone()));
     all
 }
 

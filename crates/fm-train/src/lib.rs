@@ -49,7 +49,7 @@ pub use path::ProbabilityPath;
 pub use progress::ProgressBarReporter;
 pub use sample::{sample, sample_paths, HasDevice, SampleConfig};
 pub use time::TimeSampling;
-pub use train::{step_seed, CheckpointHook, train, train_resumable, train_with_state, Progress, Resume, TrainConfig, TrainHooks, TrainOutcome, TrainReport, TrainState, PRESETS};
+pub use train::{step_seed, CheckpointHook, train, train_resumable, train_with_state, Preset, Progress, Resume, TrainConfig, TrainHooks, TrainOutcome, TrainReport, TrainState, PRESETS};
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]

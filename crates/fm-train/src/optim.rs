@@ -67,11 +67,23 @@ pub fn named_parameters(mlp: &Mlp) -> Result<Vec<(String, Tensor)>> {
 }
 
 /// Adam (or AdamW) over a list of named parameters.
+///
+/// When the parameters can share one buffer (the same floating-point kind and device, all
+/// tracking gradients, no tensor given twice), the constructor moves them into one contiguous
+/// tensor: every parameter becomes a view of it (`Tensor::set_data`, so every handle to the
+/// parameter, the model's included, sees the move; the values do not change). The moments
+/// and the gradients live in flat tensors of the same layout, the gradients as views that
+/// backpropagation accumulates into, and a step is a handful of operations on the flat
+/// tensors instead of as many per parameter, with the same arithmetic element by element.
+/// Whenever that layout no longer holds (a parameter moved elsewhere, a gradient missing
+/// or replaced), the update goes tensor by tensor as before, on the same moments.
 pub struct Adam {
     names: Vec<String>,
     params: Vec<Tensor>,
+    /// Views of `flat.exp_avg` when there is one.
     exp_avg: Vec<Tensor>,
     exp_avg_sq: Vec<Tensor>,
+    flat: Option<FlatAdam>,
     /// Learning rate of the next step (a schedule sets it before each step).
     pub lr: f64,
     pub betas: (f64, f64),
@@ -80,6 +92,114 @@ pub struct Adam {
     pub weight_decay: f64,
     pub kind: OptimizerKind,
     step: u64,
+}
+
+/// The contiguous buffers behind [`Adam`]: the parameters, their gradients and moments, each
+/// one tensor, parameter `i` at elements `offset_i .. offset_i + numel_i` of every one.
+struct FlatAdam {
+    params: Tensor,
+    grad: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    /// Parameter `i`'s view of `grad`, shaped like it.
+    grad_slots: Vec<Tensor>,
+    /// Where each parameter's data, and each gradient slot, start: while a parameter's data
+    /// pointer is that of its slot of `params`, it is that slot (the buffer is alive, so no
+    /// other tensor can hold that address).
+    param_ptrs: Vec<usize>,
+    grad_ptrs: Vec<usize>,
+}
+
+/// Where each of `params` goes in a flat buffer, as `(offset, numel, shape)`, and the buffer's length.
+fn layout(params: &[Tensor]) -> (Vec<(i64, i64, Vec<i64>)>, i64) {
+    let mut offset = 0;
+    let slots = params
+        .iter()
+        .map(|p| {
+            let n = p.numel() as i64;
+            offset += n;
+            (offset - n, n, p.size())
+        })
+        .collect();
+    (slots, offset)
+}
+
+/// The views of `flat` at `slots`.
+fn views(flat: &Tensor, slots: &[(i64, i64, Vec<i64>)]) -> Result<Vec<Tensor>> {
+    slots.iter().map(|(offset, n, shape)| Ok(flat.f_narrow(0, *offset, *n)?.f_view(shape.as_slice())?)).collect()
+}
+
+impl FlatAdam {
+    /// Moves `params` into one buffer (see [`Adam`]), or `None` when they cannot share one.
+    fn new(params: &mut [Tensor]) -> Result<Option<Self>> {
+        let Some(first) = params.first() else { return Ok(None) };
+        let (kind, device) = (first.kind(), first.device());
+        let mut ptrs: Vec<usize> = params.iter().map(|p| p.data_ptr() as usize).collect();
+        ptrs.sort_unstable();
+        let shareable = params.iter().all(|p| p.kind() == kind && p.device() == device && p.is_floating_point() && p.requires_grad() && p.numel() > 0)
+            && ptrs.windows(2).all(|w| w[0] != w[1]);
+        if !shareable {
+            return Ok(None);
+        }
+        let (slots, total) = layout(params);
+        let _no_grad = tch::no_grad_guard();
+        let zeros = || Tensor::f_zeros([total], (kind, device));
+        let flat = Self {
+            params: zeros()?,
+            grad: zeros()?,
+            exp_avg: zeros()?,
+            exp_avg_sq: zeros()?,
+            grad_slots: Vec::new(),
+            param_ptrs: Vec::new(),
+            grad_ptrs: Vec::new(),
+        };
+        let param_slots = views(&flat.params, &slots)?;
+        for (p, slot) in params.iter_mut().zip(&param_slots) {
+            slot.shallow_clone().f_copy_(p)?;
+            p.f_set_data(slot)?;
+        }
+        let grad_slots = views(&flat.grad, &slots)?;
+        Ok(Some(Self {
+            param_ptrs: param_slots.iter().map(|t| t.data_ptr() as usize).collect(),
+            grad_ptrs: grad_slots.iter().map(|t| t.data_ptr() as usize).collect(),
+            grad_slots,
+            ..flat
+        }))
+    }
+
+    /// Whether every parameter is still its slot of the buffer.
+    fn params_in_place(&self, params: &[Tensor]) -> bool {
+        params.iter().zip(&self.param_ptrs).all(|(p, &ptr)| p.data_ptr() as usize == ptr)
+    }
+
+    /// Whether every parameter has a gradient and every gradient is its slot of `grad`.
+    fn grads_in_place(&self, params: &[Tensor]) -> bool {
+        params.iter().zip(&self.grad_ptrs).all(|(p, &ptr)| {
+            let g = p.grad();
+            g.defined() && g.data_ptr() as usize == ptr
+        })
+    }
+
+    /// Whether the flat update applies: every parameter in place and with a gradient. A
+    /// gradient held elsewhere (the first backward pass allocates them, or someone replaced
+    /// one) is moved into its slot, values kept, so later passes accumulate there.
+    fn ready(&mut self, params: &[Tensor]) -> Result<bool> {
+        if !self.params_in_place(params) {
+            return Ok(false);
+        }
+        let _no_grad = tch::no_grad_guard();
+        for ((p, slot), &ptr) in params.iter().zip(&self.grad_slots).zip(&self.grad_ptrs) {
+            let mut g = p.grad();
+            if !g.defined() {
+                return Ok(false);
+            }
+            if g.data_ptr() as usize != ptr {
+                slot.shallow_clone().f_copy_(&g)?;
+                g.f_set_data(slot)?;
+            }
+        }
+        Ok(true)
+    }
 }
 
 impl std::fmt::Debug for Adam {
@@ -92,32 +212,29 @@ impl std::fmt::Debug for Adam {
             .field("weight_decay", &self.weight_decay)
             .field("step", &self.step)
             .field("params", &self.names)
+            .field("flat", &self.flat.is_some())
             .finish()
     }
 }
 
 impl Adam {
     /// Adam with PyTorch's defaults (betas 0.9, 0.999, eps 1e-8, no weight decay).
+    ///
+    /// The parameters are moved into one buffer when they can share one (see [`Adam`]).
     pub fn new(params: Vec<(String, Tensor)>, lr: f64) -> Result<Self> {
-        let zeros = |(_, p): &(String, Tensor)| p.f_zeros_like();
-        Ok(Self {
-            exp_avg: params
-                .iter()
-                .map(zeros)
-                .collect::<std::result::Result<_, _>>()?,
-            exp_avg_sq: params
-                .iter()
-                .map(zeros)
-                .collect::<std::result::Result<_, _>>()?,
-            names: params.iter().map(|(n, _)| n.clone()).collect(),
-            params: params.into_iter().map(|(_, p)| p).collect(),
-            lr,
-            betas: (0.9, 0.999),
-            eps: 1e-8,
-            weight_decay: 0.0,
-            kind: OptimizerKind::Adam,
-            step: 0,
-        })
+        let (names, mut params): (Vec<String>, Vec<Tensor>) = params.into_iter().unzip();
+        let flat = FlatAdam::new(&mut params)?;
+        let (exp_avg, exp_avg_sq) = match &flat {
+            Some(f) => {
+                let (slots, _) = layout(&params);
+                (views(&f.exp_avg, &slots)?, views(&f.exp_avg_sq, &slots)?)
+            }
+            None => {
+                let zeros = || params.iter().map(|p| p.f_zeros_like()).collect::<std::result::Result<Vec<_>, _>>();
+                (zeros()?, zeros()?)
+            }
+        };
+        Ok(Self { names, params, exp_avg, exp_avg_sq, flat, lr, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.0, kind: OptimizerKind::Adam, step: 0 })
     }
 
     /// AdamW with PyTorch's defaults but for the weight decay.
@@ -144,8 +261,18 @@ impl Adam {
         &self.names
     }
 
-    /// Clears the gradients.
+    /// Whether the parameters live in one buffer and the next step can update them at once.
+    pub fn is_flat(&self) -> bool {
+        self.flat.as_ref().is_some_and(|f| f.params_in_place(&self.params))
+    }
+
+    /// Clears the gradients (zeroes them in place; parameters without one keep none).
     pub fn zero_grad(&mut self) {
+        if let Some(flat) = &mut self.flat {
+            if flat.grads_in_place(&self.params) && flat.grad.f_zero_().is_ok() {
+                return;
+            }
+        }
         for p in &mut self.params {
             p.zero_grad();
         }
@@ -158,6 +285,20 @@ impl Adam {
         self.step()
     }
 
+    /// [`clip_grad_norm`] of this optimizer's parameters, the gradients scaled in one
+    /// operation when they are in one buffer.
+    pub fn clip_grad_norm(&mut self, max_norm: f64) -> Result<Tensor> {
+        if let Some(flat) = &mut self.flat {
+            if flat.ready(&self.params)? {
+                let _no_grad = tch::no_grad_guard();
+                let (total, coef) = clip_coefficient(&flat.grad_slots, max_norm)?;
+                let _ = flat.grad.f_mul_(&coef)?;
+                return Ok(total);
+            }
+        }
+        clip_grad_norm(&self.params, max_norm)
+    }
+
     /// Applies one update from the gradients the parameters hold (parameters without a
     /// gradient are left alone, as PyTorch does).
     pub fn step(&mut self) -> Result<()> {
@@ -166,33 +307,34 @@ impl Adam {
         let (b1, b2) = self.betas;
         let bias1 = 1.0 - b1.powi(self.step as i32);
         let bias2_sqrt = (1.0 - b2.powi(self.step as i32)).sqrt();
-        for ((p, m), v) in self
-            .params
-            .iter_mut()
-            .zip(&mut self.exp_avg)
-            .zip(&mut self.exp_avg_sq)
-        {
-            let mut g = p.grad();
-            if !g.defined() {
-                continue;
-            }
-            if self.weight_decay != 0.0 {
-                match self.kind {
+        let (lr, eps, weight_decay, kind) = (self.lr, self.eps, self.weight_decay, self.kind);
+        // One parameter's update, or all of them at once on the flat buffers.
+        let update = |p: &mut Tensor, mut g: Tensor, m: &mut Tensor, v: &mut Tensor| -> Result<()> {
+            if weight_decay != 0.0 {
+                match kind {
                     OptimizerKind::AdamW => {
-                        let _ = p.f_mul_scalar_(1.0 - self.lr * self.weight_decay)?;
+                        let _ = p.f_mul_scalar_(1.0 - lr * weight_decay)?;
                     }
-                    OptimizerKind::Adam => g = g.f_add(&p.f_mul_scalar(self.weight_decay)?)?,
+                    OptimizerKind::Adam => g = g.f_add(&p.f_mul_scalar(weight_decay)?)?,
                 }
             }
             let _ = m.f_lerp_(&g, 1.0 - b1)?;
-            let _ = v
-                .f_mul_scalar_(b2)?
-                .f_addcmul_(&g, &g.f_mul_scalar(1.0 - b2)?)?;
-            let denom = v
-                .f_sqrt()?
-                .f_div_scalar_(bias2_sqrt)?
-                .f_add_scalar_(self.eps)?;
-            let _ = p.f_addcdiv_(&m.f_mul_scalar(-self.lr / bias1)?, &denom)?;
+            let _ = v.f_mul_scalar_(b2)?.f_addcmul_(&g, &g.f_mul_scalar(1.0 - b2)?)?;
+            let denom = v.f_sqrt()?.f_div_scalar_(bias2_sqrt)?.f_add_scalar_(eps)?;
+            let _ = p.f_addcdiv_(&m.f_mul_scalar(-lr / bias1)?, &denom)?;
+            Ok(())
+        };
+        if let Some(flat) = &mut self.flat {
+            if flat.ready(&self.params)? {
+                let g = flat.grad.shallow_clone();
+                return update(&mut flat.params, g, &mut flat.exp_avg, &mut flat.exp_avg_sq);
+            }
+        }
+        for ((p, m), v) in self.params.iter_mut().zip(&mut self.exp_avg).zip(&mut self.exp_avg_sq) {
+            let g = p.grad();
+            if g.defined() {
+                update(p, g, m, v)?;
+            }
         }
         Ok(())
     }
@@ -270,7 +412,7 @@ fn checked(src: &Tensor, like: &Tensor, key: &str) -> Result<Tensor> {
 /// PyTorch's `clip_grad_norm_`: `total = ‖(‖g_1‖, …, ‖g_k‖)‖`, every gradient multiplied by
 /// `min(1, max_norm / (total + 1e-6))`. Returns the total norm before clipping (a scalar
 /// tensor on the parameters' device, so no device sync is forced), 0 when no parameter
-/// has a gradient.
+/// has a gradient. ([`Adam::clip_grad_norm`] does the same for an optimizer's parameters.)
 pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> Result<Tensor> {
     let _no_grad = tch::no_grad_guard();
     let grads: Vec<Tensor> = params
@@ -281,6 +423,15 @@ pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> Result<Tensor> {
     if grads.is_empty() {
         return Ok(Tensor::from(0f32));
     }
+    let (total, coef) = clip_coefficient(&grads, max_norm)?;
+    for mut g in grads {
+        let _ = g.f_mul_(&coef)?;
+    }
+    Ok(total)
+}
+
+/// The total norm of `grads` (not empty) and the factor [`clip_grad_norm`] scales them by.
+fn clip_coefficient(grads: &[Tensor], max_norm: f64) -> Result<(Tensor, Tensor)> {
     let norms = grads
         .iter()
         .map(|g| g.f_norm())
@@ -292,10 +443,7 @@ pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> Result<Tensor> {
         .f_reciprocal()?
         .f_mul_scalar(max_norm)?
         .f_clamp_max(1.0)?;
-    for mut g in grads {
-        let _ = g.f_mul_(&coef)?;
-    }
-    Ok(total)
+    Ok((total, coef))
 }
 
 /// The learning-rate schedule after the warm-up. Serde names: `"constant"`,
@@ -373,11 +521,45 @@ impl std::str::FromStr for LrSchedule {
 /// An exponential moving average of named parameters, kept as tensors beside them:
 /// after every optimizer step `ema ← decay · ema + (1 − decay) · θ` (as `ema.lerp_(θ, 1 − decay)`).
 /// It starts from the parameters' values when created.
+///
+/// When the parameters lie one after the other in one buffer (as [`Adam`] leaves them), the
+/// average is one tensor of the same layout too, and an update is one operation over all of them.
 pub struct Ema {
     decay: f64,
     names: Vec<String>,
     params: Vec<Tensor>,
+    /// Views of `flat`'s shadow when there is one.
     shadow: Vec<Tensor>,
+    flat: Option<FlatEma>,
+}
+
+/// The parameters of an [`Ema`] seen as one tensor, and the average as one tensor.
+struct FlatEma {
+    /// A 1-D view of the buffer the parameters are in, from the first to the last.
+    params: Tensor,
+    shadow: Tensor,
+    /// Where each parameter's data started: while they still do, `params` is them.
+    ptrs: Vec<usize>,
+}
+
+impl FlatEma {
+    /// `params` as one 1-D view when they are contiguous, back to back in one buffer, in order.
+    fn span(params: &[Tensor]) -> Option<Tensor> {
+        let first = params.first()?;
+        let (kind, device) = (first.kind(), first.device());
+        let mut next = first.data_ptr() as usize;
+        for p in params {
+            if p.kind() != kind || p.device() != device || !p.is_floating_point() || !p.is_contiguous() || p.numel() == 0 || p.data_ptr() as usize != next {
+                return None;
+            }
+            next += p.numel() * kind.elt_size_in_bytes();
+        }
+        let total = params.iter().map(|p| p.numel() as i64).sum::<i64>();
+        let _no_grad = tch::no_grad_guard();
+        // From the first parameter's storage offset; libtorch refuses a view that would run
+        // past the end of its storage, so tensors merely adjacent in memory are not taken for one.
+        first.f_as_strided([total], [1], None).ok()
+    }
 }
 
 impl std::fmt::Debug for Ema {
@@ -385,6 +567,7 @@ impl std::fmt::Debug for Ema {
         f.debug_struct("Ema")
             .field("decay", &self.decay)
             .field("params", &self.names)
+            .field("flat", &self.flat.is_some())
             .finish()
     }
 }
@@ -397,16 +580,24 @@ impl Ema {
                 "ema_decay must be in [0, 1), got {decay}"
             )));
         }
-        let shadow = params
-            .iter()
-            .map(|(_, p)| p.f_detach_copy())
-            .collect::<std::result::Result<_, _>>()?;
-        let (names, params) = params.into_iter().unzip();
+        let (names, params): (Vec<String>, Vec<Tensor>) = params.into_iter().unzip();
+        let flat = match FlatEma::span(&params) {
+            Some(span) => Some(FlatEma { shadow: span.f_detach_copy()?, params: span, ptrs: params.iter().map(|p| p.data_ptr() as usize).collect() }),
+            None => None,
+        };
+        let shadow = match &flat {
+            Some(f) => views(&f.shadow, &layout(&params).0)?,
+            None => params
+                .iter()
+                .map(|p| p.f_detach_copy())
+                .collect::<std::result::Result<_, _>>()?,
+        };
         Ok(Self {
             decay,
             names,
             params,
             shadow,
+            flat,
         })
     }
 
@@ -417,6 +608,12 @@ impl Ema {
     /// Moves the average one step towards the current parameters.
     pub fn update(&mut self) -> Result<()> {
         let _no_grad = tch::no_grad_guard();
+        if let Some(flat) = &mut self.flat {
+            if self.params.iter().zip(&flat.ptrs).all(|(p, &ptr)| p.data_ptr() as usize == ptr) {
+                let _ = flat.shadow.f_lerp_(&flat.params, 1.0 - self.decay)?;
+                return Ok(());
+            }
+        }
         for (e, p) in self.shadow.iter_mut().zip(&self.params) {
             let _ = e.f_lerp_(p, 1.0 - self.decay)?;
         }

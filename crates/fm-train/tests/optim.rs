@@ -420,3 +420,133 @@ fn time_samplings_parse_and_serialize() {
         .to_string()
         .contains("adam, adamw"));
 }
+
+/// A seed-shaped network (narrower) and a fixed batch for it.
+fn small_model(seed: u64) -> (Mlp, [Tensor; 3]) {
+    fm_model::with_torch_seed(seed, || {
+        let mlp = Mlp::new(MlpConfig { hidden_dim: 16, ..MlpConfig::default() }, Device::Cpu).unwrap();
+        let cpu = (Kind::Float, Device::Cpu);
+        let batch = [Tensor::randn([64, 2], cpu), Tensor::rand([64, 1], cpu), Tensor::randn([64, 2], cpu)];
+        (mlp, batch)
+    })
+}
+
+fn loss(mlp: &Mlp, [x, t, u]: &[Tensor; 3]) -> Tensor {
+    mlp.forward(x, t).unwrap().mse_loss(u, tch::Reduction::Mean)
+}
+
+fn grad_ptrs(opt: &Adam) -> Vec<usize> {
+    opt.params().iter().map(|p| p.grad().data_ptr() as usize).collect()
+}
+
+#[test]
+fn flat_buffers_keep_the_model_and_gradients_accumulate_in_place() {
+    let (mlp, batch) = small_model(3);
+    let bytes = fm_model::checkpoint::to_bytes(&mlp, &Default::default()).unwrap();
+    let out = mlp.forward(&batch[0], &batch[1]).unwrap().detach();
+    let mut opt = Adam::new(named_parameters(&mlp).unwrap(), 1e-3).unwrap();
+    assert!(opt.is_flat());
+    // The parameters moved into one buffer with their values: the model (its layers and its
+    // variable store alike) is the same network.
+    assert_eq!(fm_model::checkpoint::to_bytes(&mlp, &Default::default()).unwrap(), bytes);
+    assert!(mlp.forward(&batch[0], &batch[1]).unwrap().equal(&out));
+    let ptrs: Vec<usize> = opt.params().iter().map(|p| p.data_ptr() as usize).collect();
+    let sizes: Vec<usize> = opt.params().iter().map(|p| p.numel() * 4).collect();
+    assert!(ptrs.windows(2).zip(&sizes).all(|(w, s)| w[1] == w[0] + s), "parameters are not back to back");
+
+    // First pass: autograd allocates the gradients; the step moves them into the buffer.
+    loss(&mlp, &batch).backward();
+    let first: Vec<Vec<f64>> = opt.params().iter().map(|p| values(&p.grad())).collect();
+    opt.step().unwrap();
+    let slots = grad_ptrs(&opt);
+    assert!(slots.windows(2).zip(&sizes).all(|(w, s)| w[1] == w[0] + s), "gradients are not back to back");
+    for (p, g) in opt.params().iter().zip(&first) {
+        assert_eq!(&values(&p.grad()), g);
+    }
+    // Later passes accumulate into those slots, as they did into per-tensor gradients.
+    let mut twice = Vec::new();
+    for _ in 0..2 {
+        opt.zero_grad();
+        assert_eq!(grad_ptrs(&opt), slots);
+        assert!(opt.params().iter().all(|p| values(&p.grad()).iter().all(|&g| g == 0.0)));
+        loss(&mlp, &batch).backward();
+        loss(&mlp, &batch).backward();
+        assert_eq!(grad_ptrs(&opt), slots);
+        twice = opt.params().iter().map(|p| values(&p.grad())).collect();
+    }
+    opt.zero_grad();
+    loss(&mlp, &batch).backward();
+    for (p, g2) in opt.params().iter().zip(&twice) {
+        let g: Vec<f64> = values(&p.grad()).iter().map(|g| 2.0 * g).collect();
+        assert_eq!(&g, g2);
+    }
+    // The state is exported under the same names and shapes as before.
+    let state = opt.state().unwrap();
+    for ((name, p), (key, m)) in named_parameters(&mlp).unwrap().iter().zip(&state[1..]) {
+        assert_eq!(key, &format!("exp_avg.{name}"));
+        assert_eq!(m.size(), p.size());
+    }
+}
+
+/// `steps` updates of `mlp` on `batch`, clipped, with an EMA; returns the weights, the
+/// optimizer state and the average, as checkpoint bytes.
+fn trajectory(mlp: &Mlp, batch: &[Tensor; 3], kind: OptimizerKind, per_tensor: bool, steps: usize) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let mut opt = Adam::new(named_parameters(mlp).unwrap(), 3e-2).unwrap();
+    opt.kind = kind;
+    opt.weight_decay = 0.05;
+    if per_tensor {
+        // Parameters moved out of the buffer after the optimizer was made: it goes tensor by tensor.
+        tch::no_grad(|| {
+            for (_, mut p) in named_parameters(mlp).unwrap() {
+                let copy = p.detach_copy();
+                p.set_data(&copy);
+            }
+        });
+    }
+    assert_eq!(opt.is_flat(), !per_tensor);
+    let mut ema = Ema::new(named_parameters(mlp).unwrap(), 0.8).unwrap();
+    // The average is one tensor exactly when the parameters are (it is updated in one operation).
+    assert_eq!(format!("{ema:?}").contains("flat: true"), !per_tensor);
+    for k in 0..steps {
+        opt.zero_grad();
+        loss(mlp, batch).backward();
+        let _ = opt.clip_grad_norm(if k % 2 == 0 { 0.05 } else { 1e3 }).unwrap();
+        opt.step().unwrap();
+        ema.update().unwrap();
+    }
+    let bytes = |named: Vec<(String, Tensor)>| fm_model::checkpoint::encode_safetensors(&named, &Default::default()).unwrap();
+    (fm_model::checkpoint::to_bytes(mlp, &Default::default()).unwrap(), bytes(opt.state().unwrap()), bytes(ema.state().unwrap()))
+}
+
+#[test]
+fn flat_and_per_tensor_updates_agree_bit_for_bit() {
+    for kind in [OptimizerKind::Adam, OptimizerKind::AdamW] {
+        let (a, batch) = small_model(5);
+        let (b, _) = small_model(5);
+        let flat = trajectory(&a, &batch, kind, false, 12);
+        let per_tensor = trajectory(&b, &batch, kind, true, 12);
+        assert!(flat == per_tensor, "{kind}: the flat update differs from the per-tensor one");
+    }
+}
+
+#[test]
+fn flat_adam_leaves_parameters_without_gradient_alone() {
+    let (a, b) = (param(&[1.0, -0.5, 2.0]), param(&[3.0, 4.0]));
+    let mut opt = Adam::new(vec![("a".into(), a.shallow_clone()), ("b".into(), b.shallow_clone())], 0.1).unwrap();
+    assert!(opt.is_flat());
+    set_grad(&a, &GRADS[0]);
+    opt.step().unwrap();
+    assert_eq!(values(&b), [3.0, 4.0]);
+    let want = reference_steps(&[1.0, -0.5, 2.0], &GRADS[..1], 0.1, 0.0, false);
+    assert!(values(&a).iter().zip(&want).all(|(g, w)| (g - w).abs() < 1e-14));
+    // Once both have gradients the flat update takes over, from the same moments.
+    set_grad(&a, &GRADS[1]);
+    (&b * 0.0).sum(Kind::Double).backward();
+    opt.step().unwrap();
+    let want = reference_steps(&[1.0, -0.5, 2.0], &GRADS[..2], 0.1, 0.0, false);
+    assert!(values(&a).iter().zip(&want).all(|(g, w)| (g - w).abs() < 1e-14));
+    assert_eq!(opt.step_count(), 2);
+    // A tensor given twice cannot be two slots of one buffer: per tensor then.
+    let c = param(&[1.0]);
+    assert!(!Adam::new(vec![("x".into(), c.shallow_clone()), ("y".into(), c.shallow_clone())], 0.1).unwrap().is_flat());
+}

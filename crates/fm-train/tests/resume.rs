@@ -12,9 +12,8 @@ use fm_train::{
 use std::sync::atomic::{AtomicBool, Ordering};
 use tch::Device;
 
-fn model(seed: i64) -> Mlp {
-    tch::manual_seed(seed);
-    Mlp::new(MlpConfig { hidden_dim: 32, ..MlpConfig::default() }, Device::Cpu).unwrap()
+fn model(seed: u64) -> Mlp {
+    fm_model::with_torch_seed(seed, || Mlp::new(MlpConfig { hidden_dim: 32, ..MlpConfig::default() }, Device::Cpu)).unwrap()
 }
 
 fn weights(mlp: &Mlp) -> Vec<u8> {
@@ -230,9 +229,15 @@ fn a_state_whose_config_outgrows_its_tensors_is_refused() {
         let bytes = [&(header.len() as u64).to_le_bytes()[..], header.as_bytes(), &good[8 + n..]].concat();
         state_from_bytes(&bytes, Device::Cpu).unwrap_err().to_string()
     };
-    for (from, to) in [(r#"hidden_dim\":32"#, r#"hidden_dim\":1048576"#), (r#"hidden_layers\":3"#, r#"hidden_layers\":4294967296"#)] {
+    // Sizes a network may have, but this file does not hold.
+    for (from, to) in [(r#"hidden_dim\":32"#, r#"hidden_dim\":8192"#), (r#"hidden_layers\":3"#, r#"hidden_layers\":1000"#)] {
         let err = edit(from, to);
         assert!(err.contains("has more parameters than the file holds"), "{to}: {err}");
+    }
+    // Sizes no network may have (MlpConfig::MAX_PARAMETERS).
+    for (from, to) in [(r#"hidden_dim\":32"#, r#"hidden_dim\":1048576"#), (r#"hidden_layers\":3"#, r#"hidden_layers\":4294967296"#)] {
+        let err = edit(from, to);
+        assert!(err.contains("more than the 268435456 allowed"), "{to}: {err}");
     }
     let err = edit(r#"hidden_dim\":32"#, r#"hidden_dim\":31"#);
     assert!(err.contains("tensor 'model.net.0.weight' has shape [32, 3], expected [31, 3]"), "{err}");

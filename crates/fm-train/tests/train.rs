@@ -20,15 +20,16 @@ fn shifted_gaussian() -> GaussianMixture {
     .unwrap()
 }
 
-fn model(seed: i64) -> Mlp {
-    tch::manual_seed(seed);
-    Mlp::new(
-        MlpConfig {
-            hidden_dim: 64,
-            ..MlpConfig::default()
-        },
-        Device::Cpu,
-    )
+fn model(seed: u64) -> Mlp {
+    fm_model::with_torch_seed(seed, || {
+        Mlp::new(
+            MlpConfig {
+                hidden_dim: 64,
+                ..MlpConfig::default()
+            },
+            Device::Cpu,
+        )
+    })
     .unwrap()
 }
 
@@ -636,6 +637,8 @@ fn presets_are_named_and_valid() {
     // The seed's sample budget, spent differently.
     assert!(fast.steps * fast.batch_size <= 10_000 * 256);
     assert!(fast.ema_decay.is_some());
+    assert_eq!(fm_train::Preset::named("seed").unwrap().model, fm_model::MlpConfig::default());
+    assert_eq!(fm_train::Preset::named("fast").unwrap().model.activation, fm_model::Activation::Gelu);
     let err = TrainConfig::preset("slow").unwrap_err().to_string();
     for (name, _) in fm_train::PRESETS {
         assert!(err.contains(name), "{err}");
@@ -689,7 +692,7 @@ fn eight_gaussians_w2(
 ) -> Vec<f64> {
     let target = EightGaussians::new_default();
     let source = StandardNormal::new(2).unwrap();
-    let mut mlp = model(seed as i64);
+    let mut mlp = model(seed);
     let cfg = TrainConfig {
         steps: train_steps,
         batch_size,
