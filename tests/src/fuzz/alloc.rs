@@ -5,7 +5,7 @@
 //! limit: the largest one is recorded (so a test can assert that a lying header was refused
 //! before anything was allocated), and one above the limit is a bug. An allocator cannot unwind,
 //! so that bug is reported from here (the target and its input, saved to a file, see
-//! [`super::report_oversized`]) and the process aborts. Other threads are never affected.
+//! `report_oversized`) and the process aborts. Other threads are never affected.
 //!
 //! libtorch's own allocations bypass Rust's allocator; the fuzzer watches the resident set for them.
 
