@@ -38,7 +38,7 @@ fn main() -> ExitCode {
     let result = match task {
         "setup" => setup::ensure_libtorch().map(|_| ()),
         "test" => setup::ensure_libtorch().and_then(|_| cargo(&[&["test", "--workspace"], &as_strs(&rest)[..]].concat())),
-        "run" => setup::ensure_libtorch().and_then(|_| cargo(&[&["run", "--release", "--quiet", "-p", "fm-cli", "--bin", "fm", "--", "run"], &as_strs(&rest)[..]].concat())),
+        "run" => setup::ensure_libtorch().and_then(|_| cargo(&[&["run", "--release", "--quiet", "-p", "fm-cli", "--bin", "fm", "--", "run"], &as_strs(fm_flags(&rest))[..]].concat())),
         "e2e" => setup::ensure_libtorch().and_then(|_| e2e::run(&rest)),
         "bench" => setup::ensure_libtorch().and_then(|torch| bench::run(&rest, torch.as_deref())),
         "integrators" => setup::ensure_libtorch().and_then(|_| integrators::run(&rest)),
@@ -55,6 +55,15 @@ fn main() -> ExitCode {
             eprintln!("xtask: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The flags for `fm`: `cargo xtask run -- --preset fast` (as the README writes it) and
+/// `cargo xtask run --preset fast` mean the same.
+fn fm_flags(rest: &[String]) -> &[String] {
+    match rest.split_first() {
+        Some((first, flags)) if first == "--" => flags,
+        _ => rest,
     }
 }
 
@@ -76,5 +85,17 @@ pub fn run_checked(cmd: &mut Command) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("`{shown}` failed ({status})"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_leading_separator_before_fm_flags_is_dropped() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(super::fm_flags(&v(&["--", "--preset", "fast"])), v(&["--preset", "fast"]));
+        assert_eq!(super::fm_flags(&v(&["--preset", "fast"])), v(&["--preset", "fast"]));
+        assert_eq!(super::fm_flags(&v(&["--help", "--"])), v(&["--help", "--"]));
+        assert!(super::fm_flags(&[]).is_empty());
     }
 }
