@@ -210,8 +210,7 @@ fn train_in(cfg: &RunConfig, out: &Path, quiet: bool, resume: bool) -> Result<Tr
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e).with_context(|| format!("cannot remove {}", state_path.display())),
             _ => {}
         }
-        tch::manual_seed(cfg.train.seed as i64);
-        (Mlp::new(cfg.model.clone(), device)?, None, Vec::new())
+        (fm_model::with_torch_seed(cfg.train.seed, || Mlp::new(cfg.model.clone(), device))?, None, Vec::new())
     };
     fm_dist::io::write_atomic(&out.join("config.toml"), cfg.to_toml()?.as_bytes())?;
     fm_dist::io::write_atomic(&metrics_path, (METRICS_HEADER.to_string() + &rows.concat()).as_bytes())?;

@@ -32,15 +32,12 @@ impl Activation {
     /// only its result, which is what stays in `x`); the others' backward passes need their
     /// input, so they write a new tensor.
     fn apply_(self, x: &mut Tensor) -> Result<()> {
-        *x = match self {
-            Activation::Relu => {
-                let _ = x.f_relu_()?;
-                return Ok(());
-            }
-            Activation::Silu => x.f_silu()?,
-            Activation::Gelu => x.f_gelu("none")?,
-            Activation::Selu => x.f_selu()?,
-        };
+        match self {
+            Activation::Relu => drop(x.f_relu_()?),
+            Activation::Silu => *x = x.f_silu()?,
+            Activation::Gelu => *x = x.f_gelu("none")?,
+            Activation::Selu => *x = x.f_selu()?,
+        }
         Ok(())
     }
 }
@@ -171,7 +168,7 @@ impl std::fmt::Debug for Mlp {
 
 impl Mlp {
     /// A freshly initialised network (PyTorch's default `nn.Linear` initialisation), from
-    /// torch's global generator: seed it with `tch::manual_seed` for reproducibility.
+    /// torch's global generator: build it inside [`crate::with_torch_seed`] for reproducibility.
     pub fn new(config: MlpConfig, device: Device) -> Result<Self> {
         config.validate()?;
         let vs = nn::VarStore::new(device);

@@ -206,8 +206,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 seed,
                 ..cfg.clone()
             };
-            tch::manual_seed(seed as i64);
-            let mut mlp = Mlp::new(model.clone(), Device::Cpu)?;
+            let mut mlp = fm_model::with_torch_seed(seed, || Mlp::new(model.clone(), Device::Cpu))?;
             let report = train(&mut mlp, &target, &source, &cfg, &mut |_| {})?;
             let samples = sample(
                 &mlp,

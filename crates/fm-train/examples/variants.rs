@@ -81,8 +81,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 continue;
             }
             let cfg = TrainConfig { path, coupling, ..base.clone() };
-            tch::manual_seed(0);
-            let mut mlp = Mlp::new(MlpConfig { dim: target.dim(), ..MlpConfig::default() }, Device::Cpu)?;
+            let mut mlp = fm_model::with_torch_seed(0, || Mlp::new(MlpConfig { dim: target.dim(), ..MlpConfig::default() }, Device::Cpu))?;
             let (report, state) = train_with_state(&mut mlp, target.as_ref(), source.as_ref(), &cfg, &mut |_| {})?;
             state.apply_ema(&mut mlp)?;
             let mut w = [0.0; 3];
