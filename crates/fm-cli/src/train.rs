@@ -238,7 +238,6 @@ fn train_in(cfg: &RunConfig, out: &Path, quiet: bool, resume: bool) -> Result<Tr
         rows.borrow_mut().push(row);
     };
     let mut on_checkpoint = |c: &Checkpoint<'_>| -> fm_train::Result<()> {
-        fm_train::save_state(&state_path, c, &meta)?;
         // No timings here: the same seed and settings must give the same checkpoint bytes.
         let summary = serde_json::json!({ "steps": c.step, "final_loss": c.loss });
         let mut model_meta = meta.clone();
@@ -253,6 +252,9 @@ fn train_in(cfg: &RunConfig, out: &Path, quiet: bool, resume: bool) -> Result<Tr
             _ => c.mlp,
         };
         checkpoint::save(model, &model_path, &model_meta)?;
+        // After the model: a kill between the two writes must not leave a training state
+        // without a model beside it (the first checkpoint) or ahead of it.
+        fm_train::save_state(&state_path, c, &meta)?;
         if let Some(tracker) = tracker.as_ref().filter(|_| c.step % cfg.eval.track_every == 0 || c.step == cfg.train.steps) {
             let f = tracker.measure(model, source.as_ref())?;
             let mut rows = rows.borrow_mut();
