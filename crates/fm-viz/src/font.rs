@@ -1,20 +1,13 @@
-//! Text needs a TrueType font: found once on the system (or `FM_FONT`), registered with plotters.
+//! Figure text is set in DejaVu Sans, built into the binary, so figures look the same on every
+//! machine and need no fonts installed (a GPU machine without any was where this was found);
+//! `FM_FONT=/path/to/font.ttf` picks another.
 
 use crate::{Error, Result};
 use plotters::style::FontStyle;
 use std::sync::OnceLock;
 
-/// Where common Linux and macOS installations keep a plain sans-serif font.
-const CANDIDATES: &[&str] = &[
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu-sans-fonts/DejaVuSans.ttf",
-    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
-    "/usr/share/fonts/liberation-sans/LiberationSans-Regular.ttf",
-    "/Library/Fonts/Arial.ttf",
-    "/System/Library/Fonts/Supplemental/Arial.ttf",
-];
+/// DejaVu Sans (licence in `fonts/LICENSE`).
+const BUILT_IN: &[u8] = include_bytes!("../fonts/DejaVuSans.ttf");
 
 /// The family name figures use.
 pub const FAMILY: &str = "sans-serif";
@@ -26,13 +19,14 @@ pub fn ensure() -> Result<()> {
 }
 
 fn register() -> std::result::Result<(), String> {
-    let chosen = std::env::var("FM_FONT").ok();
-    let paths: Vec<&str> = chosen.as_deref().map_or_else(|| CANDIDATES.to_vec(), |p| vec![p]);
-    let (path, bytes) = paths
-        .iter()
-        .find_map(|p| std::fs::read(p).ok().map(|b| (*p, b)))
-        .ok_or_else(|| format!("no TrueType font found for figure text (tried {}); install fonts-dejavu-core or set FM_FONT=/path/to/font.ttf", paths.join(", ")))?;
-    // plotters keeps fonts for the life of the process; this runs once.
-    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-    plotters::style::register_font(FAMILY, FontStyle::Normal, bytes).map_err(|_| format!("{path} is not a usable TrueType font"))
+    let (name, bytes): (String, &'static [u8]) = match std::env::var_os("FM_FONT") {
+        Some(path) => {
+            let name = format!("FM_FONT={}", path.to_string_lossy());
+            let bytes = std::fs::read(&path).map_err(|e| format!("{name}: cannot read the font: {e}"))?;
+            // plotters keeps fonts for the life of the process; this runs once.
+            (name, Box::leak(bytes.into_boxed_slice()))
+        }
+        None => ("the built-in DejaVu Sans".into(), BUILT_IN),
+    };
+    plotters::style::register_font(FAMILY, FontStyle::Normal, bytes).map_err(|_| format!("{name} is not a usable TrueType font"))
 }

@@ -23,8 +23,9 @@
 //!   (0-based) of the settings; axes are named 1-based like the seed's ("x1", "x2") and the
 //!   title says which pair ("coordinates 3 and 7 of 16" for `(2, 6)` of 16-D data).
 //! - Invalid input (empty or mismatched arrays, non-finite states, a coordinate pair out of
-//!   range, a zero size, …) is an [`Error`], never a panic; so is a missing font (set
-//!   `FM_FONT=/path/to/font.ttf` where DejaVu Sans or Liberation Sans is not installed).
+//!   range, a zero size, …) is an [`Error`], never a panic; so is an unusable `FM_FONT`.
+//! - Text is set in DejaVu Sans, built in (no installed fonts needed); `FM_FONT=/path/to/font.ttf`
+//!   picks another.
 //!
 //! ```no_run
 //! use fm_dist::{GaussianMixture, StandardNormal, Target};

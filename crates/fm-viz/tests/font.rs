@@ -1,10 +1,10 @@
-//! Without a usable font, figures fail with an error that says so (no panic). Alone in its
-//! test binary: the font is looked up once per process.
+//! With an unusable `FM_FONT`, figures fail with an error that says so (no panic). Alone in
+//! its test binary: the font is registered once per process.
 
 mod common;
 
 #[test]
-fn a_missing_font_is_an_error_that_says_how_to_fix_it() {
+fn an_unreadable_font_is_an_error_that_names_it() {
     std::env::set_var("FM_FONT", "/nonexistent/font.ttf");
     let dir = common::dir("font");
     let (states, times) = common::straight_paths(&common::gmm(), 5, 2);
