@@ -12,12 +12,18 @@ untimed training step on a throwaway network first, so one-time initialisation i
   lik     log q(x) of `--lik-points` mixture draws: [x, l] carried from t = 1 to 0 by `--lik-steps` RK4 steps,
           div v exact (one torch.autograd.grad per dimension), `--lik-chunk` rows at a time, + log N(x0; 0, I).
 
+On `--device cuda` everything runs on the GPU, the mixture drawn there too; each phase ends with
+torch.cuda.synchronize(), so its time includes the GPU's work. `--cuda-graph` (CUDA only) captures the
+whole training step (draws, forward, backward, Adam with capturable=True) once as a CUDA graph after
+three eager warm-up steps, and replays it for the remaining steps (the capture counted in the time).
+
 The network is the seed's nn.Sequential(Linear(d+1, w), ReLU, [Linear(w, w), ReLU] x (layers-1), Linear(w, d)),
 the optimiser torch.optim.Adam (its fastest CPU implementation by default: --adam fused).
 
 Usage: python bench_pytorch.py run [--target gmm3|spec:FILE.json] [--width W] [--layers L] [--batch B]
          [--train-steps N] [--samples N] [--euler-steps N] [--rk4-steps N] [--lik-points N] [--lik-steps N]
-         [--lik-chunk N] [--sample-chunk N] [--threads N] [--seed S] [--adam fused|foreach|single] [--out-samples X.npy]
+         [--lik-chunk N] [--sample-chunk N] [--threads N] [--seed S] [--adam fused|foreach|single]
+         [--device cpu|cuda] [--cuda-graph] [--out-samples X.npy]
 """
 import argparse
 import json
@@ -78,7 +84,7 @@ def spec_mixture(path):
 
 
 class Mixture:
-    def __init__(self, target):
+    def __init__(self, target, device):
         if target == "gmm3":
             w, m, c = seed_mixture()
         elif target.startswith("spec:"):
@@ -89,11 +95,19 @@ class Mixture:
         self.weights = self.weights / self.weights.sum()
         self.means = torch.tensor(m, dtype=torch.float32)
         self.chol = torch.linalg.cholesky(torch.tensor(c, dtype=torch.float64)).to(torch.float32)
+        self.weights, self.means, self.chol = self.weights.to(device), self.means.to(device), self.chol.to(device)
+        self.cumulative = self.weights.cumsum(0)
         self.dim = self.means.shape[1]
+        self.device = device
 
-    def sample(self, n):
-        k = torch.multinomial(self.weights, n, replacement=True)
-        z = torch.randn(n, self.dim, 1)
+    def sample(self, n, capturable=False):
+        if capturable:
+            # Inverse CDF: no host synchronisation, so it can sit inside a CUDA graph.
+            u = torch.rand(n, device=self.device) * self.cumulative[-1]
+            k = torch.searchsorted(self.cumulative, u, right=True).clamp_(max=len(self.cumulative) - 1)
+        else:
+            k = torch.multinomial(self.weights, n, replacement=True)
+        z = torch.randn(n, self.dim, 1, device=self.device)
         return self.means[k] + torch.bmm(self.chol[k], z).squeeze(-1)
 
 
@@ -110,29 +124,82 @@ def velocity(net, x, t):
     return net(torch.cat([x, x.new_full((x.shape[0], 1), t)], dim=1))
 
 
+def synchronize(a):
+    if a.device != "cpu":
+        torch.cuda.synchronize()
+
+
 def train(net, mix, a):
+    if a.cuda_graph:
+        return train_graphed(net, mix, a)
     kw = {"fused": True} if a.adam == "fused" else {"foreach": True} if a.adam == "foreach" else {"foreach": False}
     opt = torch.optim.Adam(net.parameters(), lr=a.lr, **kw)
-    n, d = a.batch, mix.dim
-    window = torch.zeros(())
+    n = a.batch
+    window = torch.zeros((), device=a.device)
     window_start, final_loss = 0, float("nan")
     t0 = time.perf_counter()
     for step in range(1, a.train_steps + 1):
-        x0 = torch.randn(n, d)
-        x1 = mix.sample(n)
-        t = torch.rand(n, 1)
-        xt = (1 - t) * x0 + t * x1
-        loss = nn.functional.mse_loss(net(torch.cat([xt, t], dim=-1)), x1 - x0)
+        loss = fm_loss(net, mix, n, a.device)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         window += loss.detach()
         if step % 100 == 0 or step == a.train_steps:
-            final_loss = window.item() / (step - window_start)
-            if not math.isfinite(final_loss):
-                raise SystemExit(f"bench_pytorch.py: training diverged: loss {final_loss} at step {step}")
-            window.zero_()
+            final_loss = read_window(window, step, window_start)
             window_start = step
+    return time.perf_counter() - t0, final_loss
+
+
+def fm_loss(net, mix, n, device, capturable=False):
+    """|v(x_t, t) - (x1 - x0)|^2 on a fresh batch: x0 ~ N(0, I), x1 ~ the mixture, t ~ U(0, 1)."""
+    x0 = torch.randn(n, mix.dim, device=device)
+    x1 = mix.sample(n, capturable)
+    t = torch.rand(n, 1, device=device)
+    xt = (1 - t) * x0 + t * x1
+    return nn.functional.mse_loss(net(torch.cat([xt, t], dim=-1)), x1 - x0)
+
+
+def read_window(window, step, window_start):
+    """The mean loss since `window_start` (a read from the device), then an empty window."""
+    mean = window.item() / (step - window_start)
+    if not math.isfinite(mean):
+        raise SystemExit(f"bench_pytorch.py: training diverged: loss {mean} at step {step}")
+    window.zero_()
+    return mean
+
+
+def train_graphed(net, mix, a):
+    """train(), the whole step captured once as a CUDA graph and replayed."""
+    opt = torch.optim.Adam(net.parameters(), lr=a.lr, fused=True, capturable=True)
+    n = a.batch
+    window = torch.zeros((), device=a.device)
+
+    def step():
+        loss = fm_loss(net, mix, n, a.device, capturable=True)
+        loss.backward()
+        opt.step()
+        window.add_(loss.detach())
+
+    t0 = time.perf_counter()
+    warm = min(3, a.train_steps)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warm):
+            opt.zero_grad(set_to_none=True)
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    opt.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        step()
+    window_start, final_loss = 0, float("nan")
+    for s in range(warm + 1, a.train_steps + 1):
+        graph.replay()
+        if s % 100 == 0 or s == a.train_steps:
+            final_loss = read_window(window, s, window_start)
+            window_start = s
+    synchronize(a)
     return time.perf_counter() - t0, final_loss
 
 
@@ -140,7 +207,7 @@ def sample(net, d, a, steps, method):
     """Samples from t = 0 to 1 (`--sample-chunk` rows at a time, 0: all at once), inference mode."""
     t0 = time.perf_counter()
     with torch.inference_mode():
-        x = torch.randn(a.samples, d)
+        x = torch.randn(a.samples, d, device=a.device)
         chunk = a.sample_chunk or a.samples
         parts = []
         dt = 1.0 / steps
@@ -157,6 +224,7 @@ def sample(net, d, a, steps, method):
                     xc = xc + (dt / 6) * (k1 + k4 + 2 * (k2 + k3))
             parts.append(xc)
         x = torch.cat(parts)
+    synchronize(a)
     return time.perf_counter() - t0, x
 
 
@@ -181,7 +249,7 @@ def log_likelihood(net, x, a):
     out = []
     with torch.no_grad():
         for xc in x.split(a.lik_chunk):
-            l = torch.zeros(xc.shape[0])
+            l = torch.zeros(xc.shape[0], device=xc.device)
             for i in range(steps):
                 t = 1.0 + i * dt
                 v1, g1 = augmented(net, xc, t)
@@ -213,21 +281,27 @@ def main():
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--adam", choices=["fused", "foreach", "single"], default="fused")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--cuda-graph", action="store_true")
     p.add_argument("--out-samples", default="")
     a = p.parse_args()
+    if a.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("bench_pytorch.py: --device cuda: CUDA is not available here")
+    if a.cuda_graph and a.device != "cuda":
+        raise SystemExit("bench_pytorch.py: --cuda-graph needs --device cuda")
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    mix = Mixture(a.target)
+    mix = Mixture(a.target, a.device)
     d = mix.dim
-    net = make_net(d, a.width, a.layers)
+    net = make_net(d, a.width, a.layers).to(a.device)
     rss = {}
     # Warm-up: one step on a throwaway network, so one-time initialisation (torch loading its CUDA
     # libraries at the first backward pass, allocator growth) stays out of the timings; the Rust
     # side does the same. The data stream is then re-seeded.
     t0, c0 = time.perf_counter(), time.process_time()
-    warm_args = argparse.Namespace(**{**vars(a), "train_steps": 1})
-    train(make_net(d, a.width, a.layers), mix, warm_args)
+    warm_args = argparse.Namespace(**{**vars(a), "train_steps": 1, "cuda_graph": False})
+    train(make_net(d, a.width, a.layers).to(a.device), mix, warm_args)
     warmup_s, warmup_cpu_s = time.perf_counter() - t0, time.process_time() - c0
     torch.manual_seed(a.seed + 1)
     clears = reset_peak_rss()
@@ -244,7 +318,7 @@ def main():
     cpu["euler"] = time.process_time() - c0
     rss["euler"] = peak_rss_kb()
     if a.out_samples:
-        np.save(a.out_samples, x.numpy().astype(np.float64))
+        np.save(a.out_samples, x.cpu().numpy().astype(np.float64))
     del x
 
     reset_peak_rss()
@@ -257,6 +331,7 @@ def main():
     reset_peak_rss()
     t0, c0 = time.perf_counter(), time.process_time()
     log_q = log_likelihood(net, points, a)
+    synchronize(a)
     lik_s = time.perf_counter() - t0
     cpu["lik"] = time.process_time() - c0
     rss["lik"] = peak_rss_kb()
@@ -265,6 +340,7 @@ def main():
         "side": "pytorch",
         "version": f"torch {torch.__version__}",
         "threads": torch.get_num_threads(),
+        "device": a.device + (" (CUDA graph)" if a.cuda_graph else ""),
         "dim": d,
         "train_steps": a.train_steps,
         "train_s": train_s,

@@ -20,14 +20,19 @@ use std::process::Command;
 use std::time::Instant;
 
 const USAGE: &str = "\
-usage: cargo xtask bench [--reps N] [--quick] [--threads N] [--scale seed|large|both] [--python PATH] [--py-sample-chunk N]
+usage: cargo xtask bench [--reps N] [--quick] [--threads N] [--scale seed|large|both] [--device cpu|cuda] [--python PATH]
+                         [--py-sample-chunk N] [--py-cuda-graph] [--ours PATH]
 
   --reps N             repetitions of each side at each scale (default 3; 1 with --quick)
   --quick              a smoke run: tiny workloads, to check both sides work end to end
   --threads N          torch threads on both sides (default: the available cores)
   --scale S            seed (2-D, width 128, batch 256), large (16-D mixture, width 512, batch 4,096) or both (default)
   --python PATH        the Python with torch (default: the set-up's virtual environment, else python3)
+  --device D           where both sides compute (default cpu); on cuda the large scale runs 20× the training steps,
+                       16× the samples and 8× the log-density points, so that each phase lasts long enough to time
   --py-sample-chunk N  let the PyTorch side sample N rows at a time too (default: all at once, as idiomatic code does)
+  --py-cuda-graph      the PyTorch side captures its training step as a CUDA graph and replays it (with --device cuda)
+  --ours PATH          our side's binary, already built (default: build the bench example with cargo)
 ";
 
 /// A side of the comparison.
@@ -92,8 +97,9 @@ impl Workload {
         }
     }
 
-    /// 16-D, width 512, batch 4,096; the counts keep one side's run near half a minute on 2 cores.
-    fn large(spec: &Path, quick: bool) -> Self {
+    /// 16-D, width 512, batch 4,096; the counts keep one side's run near half a minute on 2 cores
+    /// (on a GPU, where the same counts take a fraction of a second, more work).
+    fn large(spec: &Path, quick: bool, cuda: bool) -> Self {
         let w = Workload {
             name: "large",
             target: format!("spec:{}", spec.display()),
@@ -110,13 +116,15 @@ impl Workload {
         };
         if quick {
             Workload { train_steps: 3, samples: 512, euler_steps: 4, rk4_steps: 2, lik_points: 128, lik_steps: 1, ..w }
+        } else if cuda {
+            Workload { train_steps: 20 * w.train_steps, samples: 16 * w.samples, lik_points: 8 * w.lik_points, ..w }
         } else {
             w
         }
     }
 
-    fn args(&self, threads: usize) -> Vec<String> {
-        let pairs: [(&str, String); 12] = [
+    fn args(&self, threads: usize, device: &str) -> Vec<String> {
+        let pairs: [(&str, String); 13] = [
             ("--target", self.target.clone()),
             ("--width", self.width.to_string()),
             ("--layers", self.layers.to_string()),
@@ -129,6 +137,7 @@ impl Workload {
             ("--lik-steps", self.lik_steps.to_string()),
             ("--lik-chunk", self.lik_chunk.to_string()),
             ("--threads", threads.to_string()),
+            ("--device", device.to_string()),
         ];
         let mut out = vec!["run".to_string()];
         for (k, v) in pairs {
@@ -154,11 +163,24 @@ struct Options {
     scales: Vec<&'static str>,
     python: Option<PathBuf>,
     py_sample_chunk: Option<usize>,
+    py_cuda_graph: bool,
+    device: String,
+    ours: Option<PathBuf>,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let mut o = Options { reps: 0, quick: false, threads: cores, scales: vec!["seed", "large"], python: None, py_sample_chunk: None };
+    let mut o = Options {
+        reps: 0,
+        quick: false,
+        threads: cores,
+        scales: vec!["seed", "large"],
+        python: None,
+        py_sample_chunk: None,
+        py_cuda_graph: false,
+        device: "cpu".into(),
+        ours: None,
+    };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let (flag, inline) = match flag.split_once('=') {
@@ -184,12 +206,23 @@ fn parse(args: &[String]) -> Result<Options, String> {
             }
             "--python" => o.python = Some(value()?.into()),
             "--py-sample-chunk" => o.py_sample_chunk = Some(positive(value()?)?),
+            "--py-cuda-graph" => o.py_cuda_graph = true,
+            "--device" => {
+                o.device = match value()?.as_str() {
+                    d @ ("cpu" | "cuda") => d.to_string(),
+                    other => return Err(format!("--device: cpu or cuda, got '{other}'")),
+                }
+            }
+            "--ours" => o.ours = Some(value()?.into()),
             "-h" | "--help" => {
                 print!("{USAGE}");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument '{other}'\n{USAGE}")),
         }
+    }
+    if o.py_cuda_graph && o.device != "cuda" {
+        return Err("--py-cuda-graph needs --device cuda".into());
     }
     if o.reps == 0 {
         o.reps = if o.quick { 1 } else { 3 };
@@ -292,6 +325,7 @@ struct Sides {
     python: PathBuf,
     script: PathBuf,
     py_sample_chunk: Option<usize>,
+    py_cuda_graph: bool,
 }
 
 impl Sides {
@@ -307,6 +341,9 @@ impl Sides {
                 c.arg(&self.script).args(args);
                 if let Some(n) = self.py_sample_chunk.filter(|_| args.first().map(String::as_str) == Some("run")) {
                     c.args(["--sample-chunk", &n.to_string()]);
+                }
+                if self.py_cuda_graph && args.first().map(String::as_str) == Some("run") {
+                    c.arg("--cuda-graph");
                 }
                 c
             }
@@ -324,16 +361,23 @@ pub fn run(args: &[String], torch_dir: Option<&Path>) -> Result<(), String> {
     let out_dir = target_dir().join("bench");
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
 
-    eprintln!("xtask bench: building our side (cargo build --release -p fm-train --example bench)");
-    crate::cargo(&["build", "--release", "--quiet", "-p", "fm-train", "--example", "bench"])?;
+    let ours = match &o.ours {
+        Some(path) => path.clone(),
+        None => {
+            eprintln!("xtask bench: building our side (cargo build --release -p fm-train --example bench)");
+            crate::cargo(&["build", "--release", "--quiet", "-p", "fm-train", "--example", "bench"])?;
+            target_dir().join("release").join("examples").join("bench")
+        }
+    };
     let sides = Sides {
-        ours: target_dir().join("release").join("examples").join("bench"),
+        ours,
         python: o.python.clone().unwrap_or_else(|| find_python(torch_dir)),
         script: root.join("xtask").join("python").join("bench_pytorch.py"),
         py_sample_chunk: o.py_sample_chunk,
+        py_cuda_graph: o.py_cuda_graph,
     };
     if !sides.ours.exists() {
-        return Err(format!("the build left no {}", sides.ours.display()));
+        return Err(format!("our side's binary {} does not exist", sides.ours.display()));
     }
 
     // Fail early, not after the first long run, when the PyTorch side cannot even start.
@@ -343,7 +387,8 @@ pub fn run(args: &[String], torch_dir: Option<&Path>) -> Result<(), String> {
 
     let spec = out_dir.join("mix16.json");
     write_mixture_spec(&spec)?;
-    let workloads: Vec<Workload> = o.scales.iter().map(|s| if *s == "seed" { Workload::seed(o.quick) } else { Workload::large(&spec, o.quick) }).collect();
+    let workloads: Vec<Workload> =
+        o.scales.iter().map(|s| if *s == "seed" { Workload::seed(o.quick) } else { Workload::large(&spec, o.quick, o.device == "cuda") }).collect();
 
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let load_start = load_average();
@@ -364,7 +409,7 @@ pub fn run(args: &[String], torch_dir: Option<&Path>) -> Result<(), String> {
         for (wi, w) in workloads.iter().enumerate() {
             let order = if (rep + wi) % 2 == 0 { [Side::Ours, Side::PyTorch] } else { [Side::PyTorch, Side::Ours] };
             for side in order {
-                let mut args = w.args(o.threads);
+                let mut args = w.args(o.threads, &o.device);
                 let save = (rep == 0 && w.name == "seed").then(|| out_dir.join(format!("samples-{}.npy", side.name())));
                 if let Some(p) = &save {
                     args.push("--out-samples".into());
@@ -417,7 +462,9 @@ pub fn run(args: &[String], torch_dir: Option<&Path>) -> Result<(), String> {
         "quick": o.quick,
         "cores": cores,
         "load_average": { "start": load_start, "end": load_end },
-        "workloads": workloads.iter().map(|w| json!({ "name": w.name, "args": w.args(o.threads) })).collect::<Vec<_>>(),
+        "device": o.device,
+        "py_cuda_graph": o.py_cuda_graph,
+        "workloads": workloads.iter().map(|w| json!({ "name": w.name, "args": w.args(o.threads, &o.device) })).collect::<Vec<_>>(),
         "runs": workloads.iter().zip(&runs).map(|(w, r)| json!({ "scale": w.name, "ours": r[0], "pytorch": r[1] })).collect::<Vec<_>>(),
         "quality": { "ours": quality[0], "pytorch": quality[1] },
     });
@@ -515,14 +562,17 @@ fn render(
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "{} repetition(s) per side, sides alternating; {} torch thread(s) on both sides on {cores} core(s); load average {load_start} at the start, {load_end} at the end; {:.0} s in all. \
-         Ours: {}; PyTorch: {}, eager, `xtask/python/bench_pytorch.py`. Throughputs: median (min–max); the ratio is ours / PyTorch of the medians, \
-         with the range of the per-repetition ratios. Peak RSS: VmHWM of the phase (reset before it), median.",
+        "Device {}; {} repetition(s) per side, sides alternating; {} torch thread(s) on both sides on {cores} core(s); load average {load_start} at the start, {load_end} at the end; {:.0} s in all. \
+         Ours: {}; PyTorch: {}, eager{}, `xtask/python/bench_pytorch.py`. Throughputs: median (min–max); the ratio is ours / PyTorch of the medians, \
+         with the range of the per-repetition ratios. Peak RSS: VmHWM of the phase (reset before it), median{}.",
+        o.device,
         o.reps,
         o.threads,
         bench_s,
         first(0, "version"),
         first(1, "version"),
+        if o.py_cuda_graph { " with its training step captured as a CUDA graph" } else { "" },
+        if o.device == "cpu" { "" } else { "; host memory only (the GPU's is not measured)" },
     );
     let _ = writeln!(s);
     let _ = writeln!(s, "| task | ours | PyTorch | ours / PyTorch | peak RSS ours | peak RSS PyTorch |");
@@ -575,7 +625,14 @@ fn render(
     let _ = writeln!(s, "| task | ours | PyTorch | ours / PyTorch |");
     let _ = writeln!(s, "|---|---|---|---|");
     s.push_str(&cpu_table);
-    if o.py_sample_chunk.is_none() {
+    if o.device == "cuda" {
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "Sampling: ours integrates up to 65,536 rows at a time on a GPU (`SampleConfig::gpu_chunk_size`), PyTorch {}. Log-density: both sides solve 1,024 rows at a time.",
+            o.py_sample_chunk.map_or("all rows at once".to_string(), |n| format!("{n} at a time"))
+        );
+    } else if o.py_sample_chunk.is_none() {
         let _ = writeln!(s);
         let _ = writeln!(
             s,

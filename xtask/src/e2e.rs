@@ -14,16 +14,30 @@ const MAX_LOG_PROB_GAP: f64 = 0.15;
 /// W2(generated, true) − W2(true, true), averaged over draws.
 const MAX_W2_EXCESS: f64 = 0.20;
 
+const USAGE: &str = "usage: cargo xtask e2e [--device auto|cpu|cuda] [--fm PATH]  (--fm: an fm binary already built; default: build it)";
+
 pub fn run(args: &[String]) -> Result<(), String> {
-    let device = match args {
-        [] => "auto".to_string(),
-        [flag, d] if flag == "--device" => d.clone(),
-        [d] if d.starts_with("--device=") => d["--device=".len()..].to_string(),
-        _ => return Err("usage: cargo xtask e2e [--device auto|cpu|cuda]".into()),
-    };
+    let (mut device, mut fm) = ("auto".to_string(), None);
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) => (f, Some(v.to_string())),
+            None => (arg.as_str(), None),
+        };
+        let value = inline.or_else(|| it.next().cloned()).ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        match flag {
+            "--device" => device = value,
+            "--fm" => fm = Some(value),
+            _ => return Err(USAGE.into()),
+        }
+    }
     let out = workspace_root().join("target").join("e2e").join(device.replace(':', "-"));
     let out_str = out.to_string_lossy().to_string();
-    cargo(&["run", "--release", "--quiet", "-p", "fm-cli", "--bin", "fm", "--", "run", "--quiet", "--device", &device, "--out", &out_str])?;
+    let fm_args = ["run", "--quiet", "--device", &device, "--out", &out_str];
+    match fm {
+        Some(fm) => crate::run_checked(std::process::Command::new(fm).args(fm_args))?,
+        None => cargo(&[&["run", "--release", "--quiet", "-p", "fm-cli", "--bin", "fm", "--"][..], &fm_args].concat())?,
+    }
 
     let path = out.join("report.json");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;

@@ -15,8 +15,10 @@ tasks:
   setup                  install torch 2.11.0 (libtorch for tch) into a user cache, once, and link it as .libtorch
   test [cargo args]      set up, then run the whole test suite (cargo test --workspace)
   run [fm run args]      set up, then run the seed experiment (fm run, release build); e.g. -- --device cpu
-  e2e [--device D]       set up, run the seed experiment on D (auto, cpu, cuda) and fail unless the quality bar holds
-  bench [--reps N] [--quick] [--threads N]
+  e2e [--device D] [--fm PATH]
+                         set up, run the seed experiment on D (auto, cpu, cuda) and fail unless the quality bar holds
+                         (--fm: an fm binary already built, e.g. carried to a GPU machine)
+  bench [--reps N] [--quick] [--threads N] [--device cpu|cuda] [--ours PATH] ...  (bench --help: all options)
                          set up, then time our library against an efficient PyTorch script, side by side (figures, no pass/fail)
   integrators [--checkpoint P] [--save P] [--samples N] [--kl-points N] [--threads N]
                          set up, then print the integrator table of the seed model (NFE, time, W2, KL per method);

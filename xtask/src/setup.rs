@@ -12,8 +12,15 @@ pub const TORCH_VERSION: &str = "2.11.0";
 /// Python packages installed beside torch (the PyTorch interop tests use them).
 const PYTHON_PACKAGES: &[&str] = &["numpy", "safetensors"];
 
+/// The workspace this xtask was built in; where that folder is gone (a binary carried to another
+/// machine, run from the repository's root there), the current folder.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace").to_path_buf()
+    let built_in = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace");
+    if built_in.is_dir() {
+        built_in.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
+    }
 }
 
 /// Where the torch virtual environment lives: `$FM_CACHE_DIR`, else `$XDG_CACHE_HOME/fm-rs`, else `~/.cache/fm-rs`.
@@ -38,7 +45,10 @@ pub fn ensure_libtorch() -> Result<Option<PathBuf>, String> {
     // `.cargo/config.toml` sets LIBTORCH to our link for every process cargo starts, this one included.
     if let Some(dir) = std::env::var_os("LIBTORCH").map(PathBuf::from).filter(|d| *d != ours) {
         if !dir.join("lib").is_dir() {
-            return Err(format!("LIBTORCH={} has no lib/ folder; point it at a libtorch (or the torch/ package folder of torch {TORCH_VERSION})", dir.display()));
+            return Err(format!(
+                "LIBTORCH={} has no lib/ folder; point it at a libtorch (or the torch/ package folder of torch {TORCH_VERSION})",
+                dir.display()
+            ));
         }
         return Ok(Some(dir));
     }

@@ -246,7 +246,8 @@ impl fm_ode::VectorField for Mlp {
         let mut bias = match &self.frequencies {
             None => first.ws.f_select(1, d)?.f_mul_scalar(t)?,
             Some(_) => {
-                let tau = self.time_input(&Tensor::f_from_slice(&[t as f32])?.f_to_device(self.device())?.f_reshape([1, 1])?)?;
+                // Filled on the device: a copy from the host would wait for the GPU's queue.
+                let tau = self.time_input(&Tensor::f_full([1, 1], t, (Kind::Float, self.device()))?)?;
                 tau.f_matmul(&first.ws.f_narrow(1, d, self.config.time_features() as i64)?.f_tr()?)?.f_squeeze_dim(0)?
             }
         };

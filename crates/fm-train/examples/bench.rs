@@ -4,7 +4,8 @@
 //! ```text
 //! cargo run --release -p fm-train --example bench -- run [--target gmm3|spec:FILE] [--width W] [--layers L]
 //!     [--batch B] [--train-steps N] [--samples N] [--euler-steps N] [--rk4-steps N] [--lik-points N]
-//!     [--lik-steps N] [--lik-chunk N] [--sample-chunk N] [--threads N] [--seed S] [--out-samples X.npy]
+//!     [--lik-steps N] [--lik-chunk N] [--sample-chunk N] [--threads N] [--seed S] [--device cpu|cuda]
+//!     [--out-samples X.npy]
 //! cargo run --release -p fm-train --example bench -- judge --samples X.npy [--target gmm3|spec:FILE] [--seed S]
 //! ```
 //!
@@ -15,9 +16,14 @@
 //!   independent pairs, uniform times) on batches of `--batch`, for `--train-steps` steps, of an
 //!   MLP `d+1 → W → … → d` (ReLU, `--layers` hidden layers) from `N(0, I)` to the target;
 //! - `euler`, `rk4`: [`fm_train::sample`] of `--samples` points with `--euler-steps` Euler steps,
-//!   then `--rk4-steps` RK4 steps (`--sample-chunk` rows at a time, the library's default 512);
+//!   then `--rk4-steps` RK4 steps (`--sample-chunk` rows at a time, the library's default 512;
+//!   on a GPU the library's `gpu_chunk_size`, 65,536);
 //! - `lik`: [`fm_train::model_log_prob`] of `--lik-points` target draws, RK4 with `--lik-steps`
 //!   steps from t = 1 to 0, the exact divergence, `--lik-chunk` rows at a time.
+//!
+//! On `--device cuda` the network, the training step, the integration and the divergence run on
+//! the GPU; the mixture is drawn on the host (as always, one copy per step, page-locked and not
+//! waited for). Each phase ends by reading its result back, so its time includes the GPU's work.
 //!
 //! `micro` times the pieces of one seed-scale training step and of one field evaluation, each
 //! against a leaner alternative written here with the same math (the evidence for library
@@ -46,7 +52,7 @@ type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 const USAGE: &str = "usage: bench run [--target gmm3|spec:FILE] [--width W] [--layers L] [--batch B] [--lr LR] [--train-steps N] \
 [--samples N] [--euler-steps N] [--rk4-steps N] [--lik-points N] [--lik-steps N] [--lik-chunk N] [--sample-chunk N] \
-[--threads N] [--seed S] [--out-samples X.npy]\n       bench judge --samples X.npy [--target gmm3|spec:FILE] [--seed S]\n       bench micro [--threads N] [--iters N] [--width W]";
+[--threads N] [--seed S] [--device cpu|cuda] [--out-samples X.npy]\n       bench judge --samples X.npy [--target gmm3|spec:FILE] [--seed S]\n       bench micro [--threads N] [--iters N] [--width W]";
 
 struct Args {
     task: String,
@@ -65,6 +71,7 @@ struct Args {
     sample_chunk: usize,
     threads: usize,
     seed: u64,
+    device: String,
     out_samples: Option<PathBuf>,
     samples_file: Option<PathBuf>,
     iters: usize,
@@ -97,6 +104,7 @@ fn parse_args() -> Result<Args, String> {
         sample_chunk: SampleConfig::default().chunk_size,
         threads: 0,
         seed: 0,
+        device: "cpu".into(),
         out_samples: None,
         samples_file: None,
         iters: 2000,
@@ -121,6 +129,7 @@ fn parse_args() -> Result<Args, String> {
             "--sample-chunk" => a.sample_chunk = number(value()?)?,
             "--threads" => a.threads = number(value()?)?,
             "--seed" => a.seed = number(value()?)? as u64,
+            "--device" => a.device = value()?,
             "--out-samples" => a.out_samples = Some(value()?.into()),
             "--iters" => a.iters = number(value()?)?.max(1),
             "-h" | "--help" => {
@@ -161,10 +170,11 @@ fn run(a: &Args) -> Res<()> {
         tch::set_num_threads(a.threads as i32);
     }
     tch::manual_seed(a.seed as i64);
+    let device = fm_model::parse_device(&a.device)?;
     let target = parse_target(&a.target)?;
     let d = target.dim();
     let source = StandardNormal::new(d)?;
-    let mut mlp = Mlp::new(MlpConfig { dim: d, hidden_dim: a.width, hidden_layers: a.layers, activation: Activation::Relu, time_embedding: 0 }, Device::Cpu)?;
+    let mut mlp = Mlp::new(MlpConfig { dim: d, hidden_dim: a.width, hidden_layers: a.layers, activation: Activation::Relu, time_embedding: 0 }, device)?;
     let mut rss = serde_json::Map::new();
     let clears = reset_peak_rss();
 
@@ -173,7 +183,7 @@ fn run(a: &Args) -> Res<()> {
     // CUDA libraries at the first backward pass, allocator growth) stays out of the timings. The
     // PyTorch side does the same.
     let (start, cpu0) = (Instant::now(), cpu_s());
-    let mut warm = Mlp::new(mlp.config().clone(), Device::Cpu)?;
+    let mut warm = Mlp::new(mlp.config().clone(), device)?;
     train(&mut warm, target.as_ref(), &source, &TrainConfig { steps: 1, ..cfg.clone() }, &mut |_| {})?;
     drop(warm);
     let (warmup_s, warmup_cpu_s) = (start.elapsed().as_secs_f64(), cpu_s() - cpu0);
@@ -221,6 +231,7 @@ fn run(a: &Args) -> Res<()> {
         "side": "ours",
         "version": format!("fm-train {} (tch, libtorch)", env!("CARGO_PKG_VERSION")),
         "threads": tch::get_num_threads(),
+        "device": format!("{device:?}"),
         "dim": d,
         "train_steps": a.train_steps,
         "train_s": train_s,
