@@ -2,7 +2,7 @@
 
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
-use tch::{nn, Device, Kind, Tensor};
+use tch::{nn, Device, Kind, Reduction, Tensor};
 
 /// Non-linearity between the hidden layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -206,6 +206,61 @@ impl Mlp {
         self.rest(h)
     }
 
+    /// The training step's loss and gradient without autograd: the mean squared error
+    /// `mean |v(x, t) − target|²` of a batch, its gradient written into the parameters'
+    /// `.grad` tensors (replacing what they held). The backward pass is written out for this
+    /// network with the libtorch ops autograd runs for it, in the same memory layouts, so the
+    /// gradients are autograd's, bit for bit (tested), without building and walking a graph.
+    ///
+    /// Returns the loss, or `None` with nothing touched when a parameter has no `.grad` yet
+    /// (one autograd pass, or an optimizer that allocates them, makes them) or the activation
+    /// has no written-out derivative (SELU): then backpropagate through [`Mlp::forward`].
+    pub fn mse_backward(&self, x: &Tensor, t: &Tensor, target: &Tensor) -> Result<Option<Tensor>> {
+        if self.config.activation == Activation::Selu {
+            return Ok(None);
+        }
+        let grads: Vec<(Tensor, Option<Tensor>)> = self.layers.iter().map(|l| (l.ws.grad(), l.bs.as_ref().map(Tensor::grad))).collect();
+        if grads.iter().any(|(w, b)| !w.defined() || b.as_ref().is_some_and(|b| !b.defined())) {
+            return Ok(None);
+        }
+        self.check_input(x)?;
+        let _no_grad = tch::no_grad_guard();
+        // Forward, keeping each layer's input and, where the derivative needs it, each
+        // activation's input (ReLU's derivative reads its output, which is the next layer's input).
+        let mut inputs = vec![Tensor::f_cat(&[x, &self.time_input(t)?], 1)?];
+        let mut pre_activations = Vec::new();
+        let mut h = inputs[0].f_linear(&self.layers[0].ws, self.layers[0].bs.as_ref())?;
+        for layer in &self.layers[1..] {
+            let z = h.shallow_clone();
+            self.config.activation.apply_(&mut h)?;
+            pre_activations.push(z);
+            inputs.push(h.shallow_clone());
+            h = h.f_linear(&layer.ws, layer.bs.as_ref())?;
+        }
+        let loss = h.f_mse_loss(target, Reduction::Mean)?;
+        // Backward, from dL/dv (autograd seeds it with ones).
+        let mut g = h.f_mse_loss_backward(&loss.f_ones_like()?, target, Reduction::Mean)?;
+        for (i, (layer, (grad_w, grad_b))) in self.layers.iter().zip(&grads).enumerate().rev() {
+            // linear is addmm(b, input, Wᵀ): autograd's dW is gᵀ·input in W's layout, db the column sums.
+            let _ = g.f_tr()?.f_mm_out(grad_w, &inputs[i])?;
+            if let Some(grad_b) = grad_b {
+                let _ = g.f_sum_intlist_out(grad_b, [0i64].as_slice(), false, None::<Kind>)?;
+            }
+            if i == 0 {
+                break;
+            }
+            let upstream = g.f_mm(&layer.ws)?;
+            let z = &pre_activations[i - 1];
+            g = match self.config.activation {
+                Activation::Relu => inputs[i].f_threshold_backward(&upstream, 0)?,
+                Activation::Gelu => z.f_gelu_backward(&upstream, "none")?,
+                Activation::Silu => z.f_silu_backward(&upstream)?,
+                Activation::Selu => return Err(Error::Config("SELU has no written-out derivative".into())),
+            };
+        }
+        Ok(Some(loss))
+    }
+
     /// The time inputs of rows at times `t: [n, 1]`: `t` itself, or its sinusoidal embedding.
     fn time_input(&self, t: &Tensor) -> Result<Tensor> {
         Ok(match &self.frequencies {
@@ -235,10 +290,10 @@ impl Mlp {
     }
 }
 
-impl fm_ode::VectorField for Mlp {
-    /// All rows at one time `t`: the first layer is split as `W_x x + (W_t τ(t) + b)`, so no
-    /// `[x, τ(t)]` concatenation is built at each evaluation.
-    fn velocity(&self, x: &Tensor, t: f64) -> fm_ode::Result<Tensor> {
+impl Mlp {
+    /// The first layer's pre-activation of all rows at one time `t`, split as
+    /// `W_x x + (W_t τ(t) + b)`, so no `[x, τ(t)]` concatenation is built at each evaluation.
+    fn first_layer_at(&self, x: &Tensor, t: f64) -> Result<Tensor> {
         self.check_input(x)?;
         let first = &self.layers[0];
         let d = self.config.dim as i64;
@@ -254,7 +309,56 @@ impl fm_ode::VectorField for Mlp {
         if let Some(b) = &first.bs {
             bias = bias.f_add(b)?;
         }
-        let h = x.f_to_kind(Kind::Float)?.f_matmul(&w_x.f_tr()?)?.f_add(&bias)?;
-        Ok(self.rest(h)?)
+        Ok(x.f_to_kind(Kind::Float)?.f_matmul(&w_x.f_tr()?)?.f_add(&bias)?)
+    }
+}
+
+impl fm_ode::VectorField for Mlp {
+    /// All rows at one time `t` (the first layer split, see `first_layer_at`).
+    fn velocity(&self, x: &Tensor, t: f64) -> fm_ode::Result<Tensor> {
+        Ok(self.rest(self.first_layer_at(x, t)?)?)
+    }
+
+    /// The exact divergence without autograd: the forward pass keeps each activation's
+    /// derivative, then the `d` rows of the Jacobian's transpose are carried back through the
+    /// layers together, as one `[d·n, width]` block per layer (autograd would walk the graph once
+    /// per dimension), and `Σ_k ∂v_k/∂x_k` is read off at the input. SELU: `None` (autograd).
+    fn velocity_and_divergence(&self, x: &Tensor, t: f64) -> fm_ode::Result<Option<(Tensor, Tensor)>> {
+        if self.config.activation == Activation::Selu {
+            return Ok(None);
+        }
+        let _no_grad = tch::no_grad_guard();
+        let mut h = self.first_layer_at(x, t)?;
+        // (pre-activation, activation) of every hidden layer.
+        let mut hidden = Vec::with_capacity(self.layers.len() - 1);
+        for layer in &self.layers[1..] {
+            let z = h.shallow_clone();
+            self.config.activation.apply_(&mut h)?;
+            hidden.push((z, h.shallow_clone()));
+            h = h.f_linear(&layer.ws, layer.bs.as_ref())?;
+        }
+        let v = h;
+        let (n, d) = (v.size()[0], self.config.dim as i64);
+        let width = self.config.hidden_dim as i64;
+        // g[k] = ∂v_k/∂(this layer's output), for every row: starts as row k of the last weight.
+        let last = &self.layers[self.layers.len() - 1].ws;
+        let mut g = last.f_unsqueeze(1)?.f_expand([d, n, width], false)?;
+        for (i, (z, a)) in hidden.iter().enumerate().rev() {
+            // σ'(z) once per layer, broadcast over the d rows (oneDNN's GELU backward refuses a
+            // gradient broadcast against its input).
+            g = match self.config.activation {
+                Activation::Relu => a.f_threshold_backward(&g, 0)?,
+                Activation::Gelu => g.f_mul(&z.f_gelu_backward(&z.f_ones_like()?, "none")?)?,
+                Activation::Silu => g.f_mul(&z.f_silu_backward(&z.f_ones_like()?)?)?,
+                Activation::Selu => return Ok(None),
+            };
+            if i > 0 {
+                g = g.f_reshape([d * n, width])?.f_mm(&self.layers[i].ws)?.f_reshape([d, n, width])?;
+            }
+        }
+        // Σ_k g[k] · (column k of the first layer's x-part).
+        let w_x = self.layers[0].ws.f_narrow(1, 0, d)?.f_tr()?.f_unsqueeze(1)?;
+        let div = g.f_mul(&w_x)?.f_sum_dim_intlist([0i64, 2].as_slice(), false, None::<Kind>)?;
+        Ok(Some((v, div)))
     }
 }

@@ -102,7 +102,13 @@ fn a_plain_pytorch_safetensors_infers_its_architecture() {
     let vars = mlp.var_store().variables();
     let data: Vec<(String, Vec<usize>, Vec<u8>)> = vars
         .iter()
-        .map(|(k, v)| (k.clone(), v.size().iter().map(|&s| s as usize).collect(), Vec::<f32>::try_from(v.flatten(0, -1)).unwrap().iter().flat_map(|f| f.to_le_bytes()).collect()))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.size().iter().map(|&s| s as usize).collect(),
+                Vec::<f32>::try_from(v.flatten(0, -1)).unwrap().iter().flat_map(|f| f.to_le_bytes()).collect(),
+            )
+        })
         .collect();
     let views = data.iter().map(|(k, s, b)| (k.as_str(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap()));
     let bytes = safetensors::serialize(views, None).unwrap();
@@ -206,4 +212,72 @@ fn a_config_larger_than_the_file_is_refused_before_the_model_is_built() {
     let plain = checkpoint::encode_safetensors(&small.var_store().variables().into_iter().collect::<Vec<_>>(), &Default::default()).unwrap();
     let err = checkpoint::from_any_bytes(&plain, Device::Cpu, &opts).unwrap_err().to_string();
     assert!(err.contains("has more parameters than the checkpoint holds"), "{err}");
+}
+
+/// The written-out backward pass of the training loss (`Mlp::mse_backward`) gives autograd's
+/// loss and gradients bit for bit, for every activation it covers, with and without a time
+/// embedding; it overwrites what the gradients held; without gradients to write into, or for
+/// SELU, it declines and touches nothing.
+#[test]
+fn mse_backward_is_autograd_bit_for_bit() {
+    let bits = |t: &Tensor| Vec::<f32>::try_from(t.flatten(0, -1)).unwrap().into_iter().map(f32::to_bits).collect::<Vec<u32>>();
+    for activation in [Activation::Relu, Activation::Gelu, Activation::Silu, Activation::Selu] {
+        for (time_embedding, hidden_layers) in [(0, 3), (8, 2), (0, 1)] {
+            let config = MlpConfig { activation, time_embedding, hidden_layers, hidden_dim: 48, ..MlpConfig::default() };
+            let mlp = Mlp::new(config.clone(), Device::Cpu).unwrap();
+            let (x, t) = batch();
+            let target = Tensor::randn([16, 2], (Kind::Float, Device::Cpu));
+            let params = mlp.var_store().trainable_variables();
+            assert!(mlp.mse_backward(&x, &t, &target).unwrap().is_none(), "no .grad yet: {config:?}");
+            assert!(params.iter().all(|p| !p.grad().defined()));
+
+            let loss = mlp.forward(&x, &t).unwrap().mse_loss(&target, tch::Reduction::Mean);
+            loss.backward();
+            let want: Vec<Vec<u32>> = params.iter().map(|p| bits(&p.grad())).collect();
+            tch::no_grad(|| params.iter().for_each(|p| drop(p.grad().fill_(f64::NAN))));
+
+            let written = mlp.mse_backward(&x, &t, &target).unwrap();
+            if activation == Activation::Selu {
+                assert!(written.is_none());
+                assert!(params.iter().all(|p| bits(&p.grad()).iter().all(|b| f32::from_bits(*b).is_nan())), "SELU touched a gradient");
+                continue;
+            }
+            assert_eq!(bits(&written.unwrap()), bits(&loss), "loss, {config:?}");
+            let got: Vec<Vec<u32>> = params.iter().map(|p| bits(&p.grad())).collect();
+            assert!(got == want, "gradients differ from autograd's: {config:?}");
+        }
+    }
+}
+
+/// The network's own exact divergence (the Jacobian's rows carried back together) equals
+/// autograd's, one backward pass per dimension, to float rounding; the velocity it returns is
+/// `velocity`'s. SELU declines.
+#[test]
+fn written_out_divergence_matches_autograd() {
+    for activation in Activation::ALL {
+        for (dim, time_embedding, hidden_layers) in [(2, 0, 3), (3, 8, 2), (2, 0, 1)] {
+            let config = MlpConfig { dim, activation, time_embedding, hidden_layers, hidden_dim: 40, ..MlpConfig::default() };
+            let mlp = Mlp::new(config.clone(), Device::Cpu).unwrap();
+            let x = Tensor::randn([64, dim as i64], (Kind::Float, Device::Cpu));
+            let t = 0.37;
+            let Some((v, div)) = mlp.velocity_and_divergence(&x, t).unwrap_or_else(|e| panic!("{config:?}: {e}")) else {
+                assert_eq!(activation, Activation::Selu, "declined: {config:?}");
+                continue;
+            };
+            assert_ne!(activation, Activation::Selu);
+            let xg = x.detach().set_requires_grad(true);
+            let want_v = tch::with_grad(|| mlp.velocity(&xg, t).unwrap());
+            let mut want = Tensor::zeros([64], (Kind::Float, Device::Cpu));
+            for k in 0..dim as i64 {
+                let g = Tensor::run_backward(&[want_v.select(1, k).sum(Kind::Float)], &[&xg], true, false).remove(0);
+                want += g.select(1, k);
+            }
+            assert!(v.allclose(&want_v.detach(), 1e-6, 1e-6, false), "velocity, {config:?}");
+            let err = f64::try_from((&div - &want).abs().max()).unwrap();
+            let scale = f64::try_from(want.abs().max()).unwrap();
+            assert!(err <= 1e-5 * (1.0 + scale), "divergence off by {err} (scale {scale}): {config:?}");
+            // Not the trace of something else: the divergence varies with x and is not ~0.
+            assert!(scale > 1e-3, "{config:?}");
+        }
+    }
 }

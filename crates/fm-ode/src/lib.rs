@@ -93,6 +93,13 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub trait VectorField {
     /// The velocity at every row of `x` (same shape as `x`).
     fn velocity(&self, x: &Tensor, t: f64) -> Result<Tensor>;
+
+    /// The velocity and its exact divergence `Σ_i ∂v_i/∂x_i` at every row (`[n, d]` and `[n]`),
+    /// for a field that computes them itself faster than one autograd pass per dimension;
+    /// `None` (the default): the likelihood takes the divergence with autograd.
+    fn velocity_and_divergence(&self, _x: &Tensor, _t: f64) -> Result<Option<(Tensor, Tensor)>> {
+        Ok(None)
+    }
 }
 
 impl<F: Fn(&Tensor, f64) -> Result<Tensor>> VectorField for F {

@@ -186,11 +186,7 @@ impl Likelihood {
     pub fn log_prob(&self, source_log_prob: impl Fn(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
         let lp = source_log_prob(&self.x0)?;
         if lp.size() != self.delta_log_p.size() {
-            return Err(Error::Invalid(format!(
-                "the source log-density returned shape {:?}, expected {:?}",
-                lp.size(),
-                self.delta_log_p.size()
-            )));
+            return Err(Error::Invalid(format!("the source log-density returned shape {:?}, expected {:?}", lp.size(), self.delta_log_p.size())));
         }
         Ok(lp.f_add(&self.delta_log_p)?)
     }
@@ -212,13 +208,7 @@ pub fn standard_normal_log_prob(x: &Tensor) -> Result<Tensor> {
 ///
 /// The field must be differentiable in `x` by autograd (it is evaluated with gradient tracking
 /// on, whatever the caller's mode) and must treat rows independently.
-pub fn log_likelihood(
-    field: &dyn VectorField,
-    x: &Tensor,
-    grid: &TimeGrid,
-    method: Method,
-    opts: &LikelihoodOptions,
-) -> Result<Likelihood> {
+pub fn log_likelihood(field: &dyn VectorField, x: &Tensor, grid: &TimeGrid, method: Method, opts: &LikelihoodOptions) -> Result<Likelihood> {
     let size = x.size();
     if size.len() != 2 || size[1] == 0 {
         return Err(Error::Invalid(format!("expected points of shape [n, d] with d >= 1, got {size:?}")));
@@ -250,11 +240,8 @@ pub fn log_likelihood(
         x0.push(sol.x.f_narrow(1, 0, d as i64)?);
         delta.push(sol.x.f_select(1, d as i64)?);
     }
-    let (x0, delta_log_p) = if n == 0 {
-        (x.f_detach_copy()?, x.f_new_zeros([0], (kind, x.device()))?)
-    } else {
-        (Tensor::f_cat(&x0, 0)?, Tensor::f_cat(&delta, 0)?)
-    };
+    let (x0, delta_log_p) =
+        if n == 0 { (x.f_detach_copy()?, x.f_new_zeros([0], (kind, x.device()))?) } else { (Tensor::f_cat(&x0, 0)?, Tensor::f_cat(&delta, 0)?) };
     Ok(Likelihood { x0, delta_log_p, nfe, backward_passes: nfe * divergence.backward_passes(d), divergence })
 }
 
@@ -269,21 +256,35 @@ struct Augmented<'a> {
 impl VectorField for Augmented<'_> {
     fn velocity(&self, s: &Tensor, t: f64) -> Result<Tensor> {
         let kind = s.f_kind()?;
-        let x = s.f_narrow(1, 0, self.dim)?.f_detach()?.f_set_requires_grad(true)?;
-        tch::with_grad(|| {
-            let v = self.field.velocity(&x, t)?;
-            if v.size() != x.size() {
-                return Err(Error::Invalid(format!("the field returned shape {:?} for points of shape {:?}", v.size(), x.size())));
+        let x = s.f_narrow(1, 0, self.dim)?.f_detach()?;
+        let check = |v: &Tensor| match v.size() == x.size() {
+            true => Ok(()),
+            false => Err(Error::Invalid(format!("the field returned shape {:?} for points of shape {:?}", v.size(), x.size()))),
+        };
+        // The field's own exact divergence where it has one, else autograd.
+        let own = if self.probes.is_none() { self.field.velocity_and_divergence(&x, t)? } else { None };
+        let (v, div) = match own {
+            Some((v, div)) => {
+                check(&v)?;
+                (v, div)
             }
-            if !v.requires_grad() {
-                return Err(not_differentiable());
+            None => {
+                let x = x.f_set_requires_grad(true)?;
+                tch::with_grad(|| {
+                    let v = self.field.velocity(&x, t)?;
+                    check(&v)?;
+                    if !v.requires_grad() {
+                        return Err(not_differentiable());
+                    }
+                    let div = match &self.probes {
+                        None => exact_divergence(&v, &x, self.dim)?,
+                        Some(p) => hutchinson(&v, &x, p)?,
+                    };
+                    Ok((v, div))
+                })?
             }
-            let div = match &self.probes {
-                None => exact_divergence(&v, &x, self.dim)?,
-                Some(p) => hutchinson(&v, &x, p)?,
-            };
-            Ok(Tensor::f_cat(&[v.f_detach()?.f_to_kind(kind)?, div.f_detach()?.f_to_kind(kind)?.f_unsqueeze(1)?], 1)?)
-        })
+        };
+        Ok(Tensor::f_cat(&[v.f_detach()?.f_to_kind(kind)?, div.f_detach()?.f_to_kind(kind)?.f_unsqueeze(1)?], 1)?)
     }
 }
 

@@ -376,6 +376,13 @@ fn micro(a: &Args) -> Res<()> {
         ),
         ("train: zero_grad + forward + MSE + backward, flat gradients".into(), Box::new(|| fwd_bwd(&mut adam.borrow_mut(), &mlp))),
         ("train: zero_grad + forward + MSE + backward, per tensor (before)".into(), Box::new(|| fwd_bwd(&mut adam_old.borrow_mut(), &mlp_old))),
+        (
+            "train: forward + MSE + backward written out (Mlp::mse_backward)".into(),
+            Box::new(|| {
+                let _ = mlp.mse_backward(&x, &t, &u)?.ok_or("no gradients to write into")?;
+                Ok(())
+            }),
+        ),
         ("train: Adam step, flat buffers (fm_train::Adam)".into(), Box::new(|| Ok(adam.borrow_mut().step()?))),
         ("train: Adam step, per tensor (before)".into(), Box::new(|| Ok(adam_old.borrow_mut().step()?))),
         ("train: EMA update, flat (fm_train::Ema)".into(), Box::new(|| Ok(ema.update()?))),
