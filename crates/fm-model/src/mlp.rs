@@ -324,41 +324,50 @@ impl fm_ode::VectorField for Mlp {
     /// layers together, as one `[d·n, width]` block per layer (autograd would walk the graph once
     /// per dimension), and `Σ_k ∂v_k/∂x_k` is read off at the input. SELU: `None` (autograd).
     fn velocity_and_divergence(&self, x: &Tensor, t: f64) -> fm_ode::Result<Option<(Tensor, Tensor)>> {
-        if self.config.activation == Activation::Selu {
-            return Ok(None);
-        }
         let _no_grad = tch::no_grad_guard();
         let mut h = self.first_layer_at(x, t)?;
-        // (pre-activation, activation) of every hidden layer.
+        // Every hidden layer's activation and, but for ReLU (whose derivative reads the
+        // activation), σ'(pre-activation). A broadcast product, not the activations' backward ops:
+        // oneDNN's GELU backward refuses a gradient broadcast against its input.
         let mut hidden = Vec::with_capacity(self.layers.len() - 1);
         for layer in &self.layers[1..] {
             let z = h.shallow_clone();
             self.config.activation.apply_(&mut h)?;
-            hidden.push((z, h.shallow_clone()));
+            let derivative = match self.config.activation {
+                Activation::Relu => None,
+                Activation::Gelu => Some(z.f_gelu_backward(&z.f_ones_like()?, "none")?),
+                Activation::Silu => Some(z.f_silu_backward(&z.f_ones_like()?)?),
+                Activation::Selu => return Ok(None),
+            };
+            hidden.push((h.shallow_clone(), derivative));
             h = h.f_linear(&layer.ws, layer.bs.as_ref())?;
         }
         let v = h;
         let (n, d) = (v.size()[0], self.config.dim as i64);
         let width = self.config.hidden_dim as i64;
-        // g[k] = ∂v_k/∂(this layer's output), for every row: starts as row k of the last weight.
+        // Rows of the Jacobian carried together: as many as keep a block near 1 MiB (both of the
+        // seed's; one at a time for 16-D at width 512, where a [16·n, 512] block runs out of cache).
+        let group = ((1 << 18) / (n * width).max(1)).clamp(1, d);
         let last = &self.layers[self.layers.len() - 1].ws;
-        let mut g = last.f_unsqueeze(1)?.f_expand([d, n, width], false)?;
-        for (i, (z, a)) in hidden.iter().enumerate().rev() {
-            // σ'(z) once per layer, broadcast over the d rows (oneDNN's GELU backward refuses a
-            // gradient broadcast against its input).
-            g = match self.config.activation {
-                Activation::Relu => a.f_threshold_backward(&g, 0)?,
-                Activation::Gelu => g.f_mul(&z.f_gelu_backward(&z.f_ones_like()?, "none")?)?,
-                Activation::Silu => g.f_mul(&z.f_silu_backward(&z.f_ones_like()?)?)?,
-                Activation::Selu => return Ok(None),
-            };
-            if i > 0 {
-                g = g.f_reshape([d * n, width])?.f_mm(&self.layers[i].ws)?.f_reshape([d, n, width])?;
+        let w_x = self.layers[0].ws.f_narrow(1, 0, d)?.f_tr()?;
+        let mut div = v.f_new_zeros([n], (v.kind(), v.device()))?;
+        for first in (0..d).step_by(group as usize) {
+            let k = group.min(d - first);
+            // g[j] = ∂v_(first+j)/∂(this layer's output) for every row: starts as rows of the last weight.
+            let mut g = last.f_narrow(0, first, k)?.f_unsqueeze(1)?.f_expand([k, n, width], false)?;
+            for (i, (a, derivative)) in hidden.iter().enumerate().rev() {
+                g = match derivative {
+                    None => a.f_threshold_backward(&g, 0)?,
+                    Some(s) => g.f_mul(s)?,
+                };
+                if i > 0 {
+                    g = g.f_reshape([k * n, width])?.f_mm(&self.layers[i].ws)?.f_reshape([k, n, width])?;
+                }
             }
+            // Σ_j g[j] · (column first+j of the first layer's x-part).
+            let columns = w_x.f_narrow(0, first, k)?.f_unsqueeze(1)?;
+            div = div.f_add(&g.f_mul(&columns)?.f_sum_dim_intlist([0i64, 2].as_slice(), false, None::<Kind>)?)?;
         }
-        // Σ_k g[k] · (column k of the first layer's x-part).
-        let w_x = self.layers[0].ws.f_narrow(1, 0, d)?.f_tr()?.f_unsqueeze(1)?;
-        let div = g.f_mul(&w_x)?.f_sum_dim_intlist([0i64, 2].as_slice(), false, None::<Kind>)?;
         Ok(Some((v, div)))
     }
 }
