@@ -9,6 +9,9 @@
 //! past the limit fail with EFBIG) and the read-only folder is `chmod 555` (skipped where chmod
 //! binds no one, as for root without mount rights). `FM_DISK_TEST_FALLBACK=1` forces the
 //! fallbacks.
+//!
+//! Also here, for the namespace: a machine without any installed font (the GPU machine was one)
+//! draws the same figure, byte for byte.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -352,4 +355,31 @@ fn a_read_only_folder_stops_training_cleanly_and_resume_continues_once_writable(
         let _ = std::fs::remove_dir_all(d);
     }
     println!("read-only folder: 2 fault cases, {:.1} s", t0.elapsed().as_secs_f64());
+}
+
+/// Figures need no installed font: with every system font folder hidden under an empty tmpfs,
+/// `fm plot compare` draws the same PNG, byte for byte, as with them (the font is built in).
+#[test]
+fn figures_need_no_installed_fonts() {
+    if !can_mount() {
+        eprintln!("skipped: no private mount namespace here to hide the system fonts in");
+        return;
+    }
+    let dir = temp("fonts");
+    train(&dir, "20");
+    let plot =
+        |png: &str| vec!["plot".to_string(), "compare".into(), "--run".into(), dir.display().to_string(), "--out".into(), dir.join(png).display().to_string()];
+    let o = fm().env_remove("FM_FONT").args(plot("with.png")).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let hide =
+        "for d in /usr/share/fonts /usr/local/share/fonts /usr/share/X11/fonts; do [ -d $d ] && { mount -t tmpfs -o size=64k tmpfs $d || exit 91; }; done; \
+                [ -z \"$(find /usr/share/fonts /usr/local/share/fonts -name '*.tt[fc]' 2>/dev/null)\" ] || exit 92; \
+                unset FM_FONT; exec \"$@\"";
+    let mut args = vec![env!("CARGO_BIN_EXE_fm").to_string()];
+    args.extend(plot("without.png"));
+    let o = in_namespace(hide, &args);
+    assert!(text(&o).contains("without.png"), "{}", text(&o));
+    let (with, without) = (std::fs::read(dir.join("with.png")).unwrap(), std::fs::read(dir.join("without.png")).unwrap());
+    assert!(with.len() > 10_000 && with == without, "the figure drawn without system fonts differs ({} vs {} bytes)", with.len(), without.len());
+    let _ = std::fs::remove_dir_all(&dir);
 }
