@@ -423,6 +423,31 @@ fn micro(a: &Args) -> Res<()> {
         ];
         time_group(reps, jobs, &mut out)?;
     }
+
+    // One evaluation of the likelihood's augmented field on 1,024 rows: velocity and exact
+    // divergence, written out and by autograd (one backward pass per dimension).
+    let x = Tensor::f_randn([1024, 2], cpu)?;
+    let autograd_divergence = || -> Res<()> {
+        let xg = x.f_detach()?.f_set_requires_grad(true)?;
+        tch::with_grad(|| -> Res<()> {
+            let v = mlp.velocity(&xg, 0.5)?;
+            for k in 0..2 {
+                let _ = Tensor::f_run_backward(&[v.f_select(1, k)?.f_sum(None::<Kind>)?], &[&xg], k == 0, false)?;
+            }
+            Ok(())
+        })
+    };
+    let jobs: Vec<Job> = vec![
+        (
+            "divergence, 1024 rows: Mlp::velocity_and_divergence".into(),
+            Box::new(|| {
+                let _ = mlp.velocity_and_divergence(&x, 0.5)?;
+                Ok(())
+            }),
+        ),
+        ("divergence, 1024 rows: autograd, a pass per dimension".into(), Box::new(autograd_divergence)),
+    ];
+    time_group((iters / 8).max(20), jobs, &mut out)?;
     println!("{}", serde_json::Value::Object(out));
     Ok(())
 }
