@@ -225,24 +225,15 @@ impl Mlp {
         }
         self.check_input(x)?;
         let _no_grad = tch::no_grad_guard();
-        // Forward, keeping each layer's input and, where the derivative needs it, each
-        // activation's input (ReLU's derivative reads its output, which is the next layer's input).
-        let mut inputs = vec![Tensor::f_cat(&[x, &self.time_input(t)?], 1)?];
-        let mut pre_activations = Vec::new();
-        let mut h = inputs[0].f_linear(&self.layers[0].ws, self.layers[0].bs.as_ref())?;
-        for layer in &self.layers[1..] {
-            let z = h.shallow_clone();
-            self.config.activation.apply_(&mut h)?;
-            pre_activations.push(z);
-            inputs.push(h.shallow_clone());
-            h = h.f_linear(&layer.ws, layer.bs.as_ref())?;
-        }
-        let loss = h.f_mse_loss(target, Reduction::Mean)?;
+        let input = Tensor::f_cat(&[x, &self.time_input(t)?], 1)?;
+        let (hidden, v) = self.rest_keeping(input.f_linear(&self.layers[0].ws, self.layers[0].bs.as_ref())?)?;
+        let loss = v.f_mse_loss(target, Reduction::Mean)?;
         // Backward, from dL/dv (autograd seeds it with ones).
-        let mut g = h.f_mse_loss_backward(&loss.f_ones_like()?, target, Reduction::Mean)?;
+        let mut g = v.f_mse_loss_backward(&loss.f_ones_like()?, target, Reduction::Mean)?;
         for (i, (layer, (grad_w, grad_b))) in self.layers.iter().zip(&grads).enumerate().rev() {
             // linear is addmm(b, input, Wᵀ): autograd's dW is gᵀ·input in W's layout, db the column sums.
-            let _ = g.f_tr()?.f_mm_out(grad_w, &inputs[i])?;
+            let layer_input = if i == 0 { &input } else { &hidden[i - 1].1 };
+            let _ = g.f_tr()?.f_mm_out(grad_w, layer_input)?;
             if let Some(grad_b) = grad_b {
                 let _ = g.f_sum_intlist_out(grad_b, [0i64].as_slice(), false, None::<Kind>)?;
             }
@@ -250,15 +241,28 @@ impl Mlp {
                 break;
             }
             let upstream = g.f_mm(&layer.ws)?;
-            let z = &pre_activations[i - 1];
+            let (z, a) = &hidden[i - 1];
             g = match self.config.activation {
-                Activation::Relu => inputs[i].f_threshold_backward(&upstream, 0)?,
+                Activation::Relu => a.f_threshold_backward(&upstream, 0)?,
                 Activation::Gelu => z.f_gelu_backward(&upstream, "none")?,
                 Activation::Silu => z.f_silu_backward(&upstream)?,
                 Activation::Selu => return Err(Error::Config("SELU has no written-out derivative".into())),
             };
         }
         Ok(Some(loss))
+    }
+
+    /// [`Mlp::rest`], keeping every hidden layer's (pre-activation, activation) for a written-out
+    /// backward pass (for ReLU, in place, both are the activation: its derivative reads that).
+    fn rest_keeping(&self, mut h: Tensor) -> Result<(Vec<(Tensor, Tensor)>, Tensor)> {
+        let mut hidden = Vec::with_capacity(self.layers.len() - 1);
+        for layer in &self.layers[1..] {
+            let z = h.shallow_clone();
+            self.config.activation.apply_(&mut h)?;
+            hidden.push((z, h.shallow_clone()));
+            h = h.f_linear(&layer.ws, layer.bs.as_ref())?;
+        }
+        Ok((hidden, h))
     }
 
     /// The time inputs of rows at times `t: [n, 1]`: `t` itself, or its sinusoidal embedding.
@@ -325,24 +329,20 @@ impl fm_ode::VectorField for Mlp {
     /// per dimension), and `Σ_k ∂v_k/∂x_k` is read off at the input. SELU: `None` (autograd).
     fn velocity_and_divergence(&self, x: &Tensor, t: f64) -> fm_ode::Result<Option<(Tensor, Tensor)>> {
         let _no_grad = tch::no_grad_guard();
-        let mut h = self.first_layer_at(x, t)?;
+        let (layers, v) = self.rest_keeping(self.first_layer_at(x, t)?)?;
         // Every hidden layer's activation and, but for ReLU (whose derivative reads the
         // activation), σ'(pre-activation). A broadcast product, not the activations' backward ops:
         // oneDNN's GELU backward refuses a gradient broadcast against its input.
-        let mut hidden = Vec::with_capacity(self.layers.len() - 1);
-        for layer in &self.layers[1..] {
-            let z = h.shallow_clone();
-            self.config.activation.apply_(&mut h)?;
+        let mut hidden = Vec::with_capacity(layers.len());
+        for (z, a) in layers {
             let derivative = match self.config.activation {
                 Activation::Relu => None,
                 Activation::Gelu => Some(z.f_gelu_backward(&z.f_ones_like()?, "none")?),
                 Activation::Silu => Some(z.f_silu_backward(&z.f_ones_like()?)?),
                 Activation::Selu => return Ok(None),
             };
-            hidden.push((h.shallow_clone(), derivative));
-            h = h.f_linear(&layer.ws, layer.bs.as_ref())?;
+            hidden.push((a, derivative));
         }
-        let v = h;
         let (n, d) = (v.size()[0], self.config.dim as i64);
         let width = self.config.hidden_dim as i64;
         // Rows of the Jacobian carried together: as many as keep a block near 1 MiB (both of the
