@@ -25,6 +25,14 @@ fn assert_clean_failure(o: &Output, needle: &str) {
     assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
 }
 
+/// A run folder `name` holding a 2-step, 8-wide trained model (`fm train`).
+fn tiny_trained(name: &str) -> PathBuf {
+    let run = temp(name);
+    let o = fm(&["train", "--quiet", "--device", "cpu", "--steps", "2", "--hidden-dim", "8", "--out", run.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    run
+}
+
 fn tiny_run(out: &Path) -> Output {
     fm(&["run", "--quiet", "--device", "cpu", "--steps", "40", "--batch-size", "64", "--samples", "400", "--sample-steps", "10", "--w2-points", "200", "--w2-draws", "1", "--kl-points", "100", "--out", out.to_str().unwrap()])
 }
@@ -346,9 +354,7 @@ fn inspect_export_import_and_targets_read_a_run_file() {
 /// model.safetensors and write beside it, as --run does; --checkpoint and --run still win.
 #[test]
 fn sample_and_plot_find_the_run_files_checkpoint() {
-    let run = temp("cfg-sample-plot");
-    let o = fm(&["train", "--quiet", "--device", "cpu", "--steps", "2", "--hidden-dim", "8", "--out", run.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let run = tiny_trained("cfg-sample-plot");
     let cfg = run.join("config.toml");
     let c = cfg.to_str().unwrap();
 
@@ -404,9 +410,7 @@ fn fm_into_closed_pipe(args: &[&str]) -> Output {
 #[test]
 fn a_closed_pipe_ends_fm_quietly() {
     use std::os::unix::process::ExitStatusExt;
-    let run = temp("pipe");
-    let o = fm(&["train", "--quiet", "--device", "cpu", "--steps", "2", "--hidden-dim", "8", "--out", run.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let run = tiny_trained("pipe");
     let ck = run.join("model.safetensors");
     for args in [&["targets"][..], &["inspect", ck.to_str().unwrap()], &["completions", "bash"]] {
         let o = fm_into_closed_pipe(args);
