@@ -328,6 +328,9 @@ impl fm_ode::VectorField for Mlp {
     /// layers together, as one `[d·n, width]` block per layer (autograd would walk the graph once
     /// per dimension), and `Σ_k ∂v_k/∂x_k` is read off at the input. SELU: `None` (autograd).
     fn velocity_and_divergence(&self, x: &Tensor, t: f64) -> fm_ode::Result<Option<(Tensor, Tensor)>> {
+        if self.config.activation == Activation::Selu {
+            return Ok(None);
+        }
         let _no_grad = tch::no_grad_guard();
         let (layers, v) = self.rest_keeping(self.first_layer_at(x, t)?)?;
         // Every hidden layer's activation and, but for ReLU (whose derivative reads the
@@ -339,7 +342,7 @@ impl fm_ode::VectorField for Mlp {
                 Activation::Relu => None,
                 Activation::Gelu => Some(z.f_gelu_backward(&z.f_ones_like()?, "none")?),
                 Activation::Silu => Some(z.f_silu_backward(&z.f_ones_like()?)?),
-                Activation::Selu => return Ok(None),
+                Activation::Selu => return Err(fm_ode::Error::Invalid("SELU has no written-out derivative".into())),
             };
             hidden.push((a, derivative));
         }
