@@ -9,20 +9,31 @@ use rand::{rngs::StdRng, SeedableRng};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
-#[command(group = clap::ArgGroup::new("what").required(true).multiple(true).args(["samples", "checkpoint"]))]
+#[command(group = clap::ArgGroup::new("what").required(true).multiple(true).args(["samples", "checkpoint", "oracle"]))]
 pub struct EvalArgs {
-    /// A run file (e.g. a run's config.toml): its target and `[eval]` section are the defaults here.
+    /// A run file (e.g. a run's config.toml): its target, source, path and `[eval]` section are the defaults here.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Samples to judge: a .npy (float32/float64, N×D) or .csv file, from fm, numpy or anywhere.
     #[arg(long)]
     samples: Option<PathBuf>,
-    /// A model to judge by its exact likelihood: KL(target ‖ model) on fresh target samples.
+    /// A model to judge by its exact likelihood (KL(target ‖ model) on fresh target samples) and, for a
+    /// Gaussian-mixture target, by its distance to the exact field (field error, loss floor, error over t).
     #[arg(long)]
     checkpoint: Option<PathBuf>,
-    /// The distribution they should follow [default: the checkpoint's target, else gmm3].
+    /// Judge the exact flow of a Gaussian-mixture target by the same likelihood code: KL(target ‖ exact flow),
+    /// 0 up to the integrator's error (a check of the integrators and the likelihood against the truth).
+    #[arg(long)]
+    oracle: bool,
+    /// The distribution they should follow [default: the run file's, else the checkpoint's target, else gmm3].
     #[arg(long)]
     target: Option<String>,
+    /// With --oracle: the source [default: the run file's, else normal:D].
+    #[arg(long, requires = "oracle")]
+    source: Option<String>,
+    /// With --oracle: the probability path (linear, icfm:σ, lipman:σ_min, vp) [default: the run file's, else linear].
+    #[arg(long, requires = "oracle")]
+    path: Option<fm_train::ProbabilityPath>,
     #[command(flatten)]
     eval: EvalFlags,
     /// Integration steps of the likelihood ODE (RK4, from t = 1 to 0).
@@ -41,8 +52,7 @@ pub fn eval(args: EvalArgs, m: &clap::ArgMatches) -> Result<()> {
         cfg.likelihood.steps = args.kl_steps;
     }
     let model = args.checkpoint.as_deref().map(|c| crate::sample::load_model(c, "auto", None)).transpose()?;
-    let meta_target = args.checkpoint.as_deref().map(|c| fm_model::checkpoint::load_any(c, tch::Device::Cpu)).transpose()?.and_then(|(_, m)| m.get("target").cloned());
-    let spec = args.target.clone().or_else(|| run.as_ref().map(|r| r.target.clone())).or(meta_target).unwrap_or_else(|| "gmm3".into());
+    let spec = args.target.clone().or_else(|| run.as_ref().map(|r| r.target.clone())).or_else(|| model.as_ref().and_then(|m| m.2.get("target").cloned())).unwrap_or_else(|| "gmm3".into());
     let target = parse_target(&spec).context("target")?;
     let mut rng = StdRng::seed_from_u64(args.seed);
     if let Some(path) = &args.samples {
@@ -51,9 +61,25 @@ pub fn eval(args: EvalArgs, m: &clap::ArgMatches) -> Result<()> {
         let q = cfg.measure(target.as_ref(), x.view(), &mut rng).with_context(|| format!("cannot judge {}", path.display()))?;
         println!("quality of {} ({} samples) against {}:\n{q}", path.display(), x.nrows(), target.name());
     }
-    if let (Some((mlp, source)), Some(path)) = (&model, &args.checkpoint) {
+    if let (Some((mlp, source, meta)), Some(path)) = (&model, &args.checkpoint) {
         let kl = fm_train::kl_estimate(target.as_ref(), mlp, source.as_ref(), cfg.kl_points, &cfg.likelihood, &mut rng).with_context(|| format!("cannot judge {}", path.display()))?;
         println!("likelihood of {} against {}:\n  {kl}", path.display(), target.name());
+        if target.as_mixture().is_some() {
+            // A foreign checkpoint records no training settings: the seed's (linear path, uniform times).
+            let train = crate::oracle::trained_with(meta).unwrap_or_default();
+            match crate::oracle::field_report(mlp, target.as_ref(), source.as_ref(), &train, &crate::oracle::CURVE_TIMES, args.seed)? {
+                Ok(report) => println!("against the exact flow:\n{report}"),
+                Err(why) => println!("no field error: {why}"),
+            }
+        }
+    }
+    if args.oracle {
+        let path = args.path.or_else(|| run.as_ref().map(|r| r.train.path)).unwrap_or_default();
+        let coupling = run.as_ref().map(|r| r.train.coupling).unwrap_or_default();
+        let source = args.source.clone().or_else(|| run.as_ref().map(|r| r.source.clone()));
+        let (flow, source) = crate::oracle::flow(&spec, source.as_deref(), path, coupling)?;
+        let kl = fm_train::kl_estimate(target.as_ref(), &flow, source.as_ref(), cfg.kl_points, &cfg.likelihood, &mut rng)?;
+        println!("likelihood of the exact flow ({path} path) against {}:\n  {kl}", target.name());
     }
     Ok(())
 }

@@ -5,6 +5,7 @@ mod config;
 mod convert;
 mod eval;
 mod inspect;
+mod oracle;
 mod plot;
 mod quality;
 mod run;

@@ -5,7 +5,6 @@ use crate::sample::load_model;
 use crate::train::print_written;
 use anyhow::{Context, Result};
 use fm_dist::{parse_target, Target};
-use fm_model::Mlp;
 use fm_ode::{Method, VectorField};
 use fm_train::{array_to_tensor, tensor_to_array, SampleConfig};
 use ndarray::{s, Array1, Array2, ArrayView2};
@@ -17,8 +16,11 @@ pub enum Kind {
     Compare,
     /// Particles' paths from t = 0 to 1 over the target, coloured by time.
     Trajectories,
-    /// The learned velocity field at t = 0, 0.25, 0.5, 0.75, 1.
+    /// The learned velocity field at t = 0, 0.25, 0.5, 0.75, 1 (--exact: the exact field of a Gaussian-mixture target).
     Field,
+    /// The model's distance to the exact field of a Gaussian-mixture target over t (FILE), and for 2-D where in
+    /// space it sits (v − v* as arrows at five times, FILE-map.png).
+    FieldError,
     /// The model's log-density (exact likelihood) beside the target's.
     Density,
     /// Training loss over steps, from a run's metrics.csv.
@@ -65,6 +67,10 @@ pub struct PlotArgs {
     /// Where to compute: auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// For field: draw the exact field v* of the target (Gaussian mixtures, with the run's path) instead of the
+    /// model's [default out: RUN/field-exact.png].
+    #[arg(long)]
+    exact: bool,
 }
 
 pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
@@ -78,7 +84,12 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
     let config = args.config.clone().or_else(|| Some(dir.join("config.toml")).filter(|p| p.exists()));
     let run = config.as_deref().map(crate::config::RunConfig::read).transpose()?;
     let ext = if args.kind == Kind::Animation { "gif" } else { "png" };
-    let name = format!("{:?}", args.kind).to_ascii_lowercase();
+    let name = match args.kind {
+        Kind::FieldError => "field-error".to_string(),
+        Kind::Field if args.exact => "field-exact".to_string(),
+        kind => format!("{kind:?}").to_ascii_lowercase(),
+    };
+    anyhow::ensure!(!args.exact || args.kind == Kind::Field, "--exact draws the exact field: it goes with fm plot field");
     let out = args.out.clone().unwrap_or_else(|| dir.join(format!("{name}.{ext}")));
     let coords = match args.coords[..] {
         [i, j] => (i, j),
@@ -93,8 +104,7 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
         Some(config) => checkpoint_or_run(args.checkpoint.as_deref(), Some(config), "--checkpoint C or --run DIR")?,
         None => args.checkpoint.clone().unwrap_or_else(|| run_checkpoint(&dir)),
     };
-    let (mlp, source) = load_model(&ckpt, &args.device, None)?;
-    let meta = fm_model::checkpoint::load_any(&ckpt, tch::Device::Cpu)?.1;
+    let (mlp, source, meta) = load_model(&ckpt, &args.device, None)?;
     let spec = args.target.clone().or_else(|| run.as_ref().map(|r| r.target.clone())).or_else(|| meta.get("target").cloned()).context("the checkpoint names no target: give --target")?;
     let target = parse_target(&spec).context("target")?;
     anyhow::ensure!(target.dim() == mlp.config().dim, "the target {} is {}-D but the model is {}-D", target.name(), target.dim(), mlp.config().dim);
@@ -116,7 +126,28 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
             let (times, paths) = fm_train::sample_paths(&mlp, source.as_ref(), &cfg, args.points.unwrap_or(2000))?;
             fm_viz::animation(&out, paths.view(), &times, Some(t), &fm_viz::AnimationFigure { coords, ..Default::default() })?;
         }
+        Kind::Field if args.exact => {
+            let flow = exact_flow(t, source.as_ref(), run.as_ref(), &meta)?;
+            let title = Some(format!("Exact velocity field v* ({} path)", flow.path()));
+            fm_viz::field(&out, |x: ArrayView2<f64>, time| velocity(&flow, x, time), Some(t), &fm_viz::FieldFigure { coords, title, ..Default::default() })?
+        }
         Kind::Field => fm_viz::field(&out, |x: ArrayView2<f64>, time| velocity(&mlp, x, time), Some(t), &fm_viz::FieldFigure { coords, ..Default::default() })?,
+        Kind::FieldError => {
+            let flow = exact_flow(t, source.as_ref(), run.as_ref(), &meta)?;
+            let times: Vec<f64> = (0..=40).map(|k| k as f64 / 40.0).collect();
+            let curve = flow.field_error_curve(&mlp, &times, 2048, &mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0))?;
+            let rows = Array2::from_shape_fn((times.len(), 2), |(i, j)| if j == 0 { times[i] } else { curve[i].mean });
+            let fig = fm_viz::LossFigure { title: format!("Field error against the exact flow ({} path)", flow.path()), x_name: "t".into(), loss_name: "E‖v − v*‖² per coordinate".into(), smooth: Some(1), ..Default::default() };
+            fm_viz::loss(&out, rows.view(), &[], &fig)?;
+            if t.dim() == 2 {
+                let map = out.with_file_name(format!("{}-map.png", out.file_stem().unwrap_or_default().to_string_lossy()));
+                let diff = |x: ArrayView2<f64>, time: f64| -> Result<Array2<f64>> { Ok(velocity(&mlp, x, time)? - velocity(&flow, x, time)?) };
+                let title = Some("Where the model is off: v − v* (arrows coloured by |v − v*|)".to_string());
+                fm_viz::field(&map, diff, Some(t), &fm_viz::FieldFigure { coords, title, ..Default::default() })?;
+                print_written(&[("figure", &out), ("map", &map)]);
+                return Ok(());
+            }
+        }
         Kind::Density => {
             // An exact likelihood per grid point: a coarser grid and 20 RK4 steps keep this to
             // seconds, and the picture does not change at that scale.
@@ -130,11 +161,17 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
     Ok(())
 }
 
-/// The model's velocity at `x` and time `t`, as an array.
-fn velocity(mlp: &Mlp, x: ArrayView2<f64>, t: f64) -> Result<Array2<f64>> {
+/// A field's velocity at `x` and time `t`, as an array.
+fn velocity(field: &(impl VectorField + fm_train::HasDevice), x: ArrayView2<f64>, t: f64) -> Result<Array2<f64>> {
     let _guard = tch::no_grad_guard();
-    let v = mlp.velocity(&array_to_tensor(x, mlp.device())?, t)?;
+    let v = field.velocity(&array_to_tensor(x, field.device())?, t)?;
     Ok(tensor_to_array(&v)?)
+}
+
+/// The exact flow of the run's (else the checkpoint's, else the seed's) training setting.
+fn exact_flow(target: &dyn Target, source: &dyn Target, run: Option<&crate::config::RunConfig>, meta: &fm_model::checkpoint::Metadata) -> Result<fm_train::ExactFlow> {
+    let train = run.map(|r| r.train.clone()).or_else(|| crate::oracle::trained_with(meta)).unwrap_or_default();
+    Ok(fm_train::ExactFlow::for_training(target, source, train.path, train.coupling)?)
 }
 
 /// The loss curve of a run's metrics.csv (its first column is the step, its second the loss;
@@ -143,7 +180,11 @@ fn velocity(mlp: &Mlp, x: ArrayView2<f64>, t: f64) -> Result<Array2<f64>> {
 fn plot_loss(metrics: &Path, out: &Path) -> Result<()> {
     let text = std::fs::read_to_string(metrics).with_context(|| format!("cannot read {} (written by fm train and fm run)", metrics.display()))?;
     let (names, table) = read_metrics(&text).map_err(|e| anyhow::anyhow!("{}: {e}", metrics.display()))?;
+    // The floor is one level, drawn across the loss panel rather than as a panel of its own.
+    let floor_col = names.iter().position(|n| n == "loss_floor");
+    let floor = floor_col.and_then(|j| table.column(j).iter().copied().find(|v| v.is_finite()));
     let series: Vec<(&str, Array2<f64>)> = (2..table.ncols())
+        .filter(|&j| Some(j) != floor_col)
         .map(|j| {
             let rows: Vec<[f64; 2]> = table.rows().into_iter().filter(|r| r[j].is_finite()).map(|r| [r[0], r[j]]).collect();
             (names[j].as_str(), Array2::from(rows))
@@ -151,7 +192,7 @@ fn plot_loss(metrics: &Path, out: &Path) -> Result<()> {
         .filter(|(_, a)| a.nrows() > 0)
         .collect();
     let extra: Vec<(&str, ArrayView2<f64>)> = series.iter().map(|(name, a)| (*name, a.view())).collect();
-    fm_viz::loss(out, table.slice(s![.., 0..2]), &extra, &fm_viz::LossFigure::default())?;
+    fm_viz::loss(out, table.slice(s![.., 0..2]), &extra, &fm_viz::LossFigure { floor, ..Default::default() })?;
     Ok(())
 }
 

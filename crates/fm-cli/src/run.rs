@@ -29,6 +29,9 @@ pub struct RunArgs {
 #[derive(Serialize)]
 struct Report<'a> {
     train: &'a fm_train::TrainReport,
+    /// The part of the training loss no model can remove (Gaussian-mixture targets with an
+    /// affine path and independent pairs; null otherwise): `fm_train::exact::training_floor`.
+    loss_floor: Option<&'a fm_dist::metrics::Estimate>,
     sample_seconds: f64,
     quality: &'a SampleQuality,
     /// KL(target ‖ model) from the model's exact likelihood (targets with a density).
@@ -74,6 +77,7 @@ pub fn run(args: RunArgs, m: &ArgMatches) -> Result<()> {
     let report_path = args.out.join("report.json");
     let report_json = serde_json::to_string_pretty(&Report {
         train: &trained.report,
+        loss_floor: trained.loss_floor.as_ref(),
         sample_seconds,
         quality: &quality,
         kl: kl.as_ref(),

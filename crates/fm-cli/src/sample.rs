@@ -20,7 +20,18 @@ pub struct SampleArgs {
     /// Checkpoint: written by fm (.safetensors), or a PyTorch state dict (.pth or .safetensors) [default: the run's, with --config].
     #[arg(long)]
     checkpoint: Option<PathBuf>,
-    /// Output file, .npy or .csv [default: samples-METHOD-STEPS.npy beside the checkpoint].
+    /// Sample the exact flow of a Gaussian-mixture target instead of a model (no checkpoint): the field that
+    /// flow matching learns, in closed form; with --target, --source and --path [default: the run file's].
+    #[arg(long, conflicts_with = "checkpoint")]
+    oracle: bool,
+    /// With --oracle: the Gaussian-mixture target (gmm3, 8gaussians, 25gaussians, spec:FILE) [default: the run file's, else gmm3].
+    #[arg(long, requires = "oracle")]
+    target: Option<String>,
+    /// With --oracle: the probability path (linear, icfm:σ, lipman:σ_min, vp) [default: the run file's, else linear].
+    #[arg(long, requires = "oracle")]
+    path: Option<fm_train::ProbabilityPath>,
+    /// Output file, .npy or .csv [default: samples-METHOD-STEPS.npy beside the checkpoint; with --oracle, in the
+    /// run file's folder, else here].
     #[arg(long)]
     out: Option<PathBuf>,
     /// Source to draw starting points from [default: the checkpoint's, else normal:D].
@@ -58,36 +69,48 @@ pub fn describe(cfg: &SampleConfig) -> String {
     }
 }
 
-/// A checkpoint and the source it was trained from (its metadata's, else `N(0, I)`).
-pub fn load_model(path: &Path, device: &str, source: Option<&str>) -> Result<(Mlp, Box<dyn Target>)> {
+/// A checkpoint, the source it was trained from (its metadata's, else `N(0, I)`) and its metadata.
+pub fn load_model(path: &Path, device: &str, source: Option<&str>) -> Result<(Mlp, Box<dyn Target>, checkpoint::Metadata)> {
     let device = parse_device(device)?;
     let (mlp, meta) = checkpoint::load_any(path, device)?;
     let dim = mlp.config().dim;
     let spec = source.map(str::to_string).or_else(|| meta.get("source").cloned()).unwrap_or_else(|| format!("normal:{dim}"));
     let source = parse_target(&spec).context("source")?;
     anyhow::ensure!(source.dim() == dim, "the source {} is {}-D but the checkpoint's model is {dim}-D", source.name(), source.dim());
-    Ok((mlp, source))
+    Ok((mlp, source, meta))
 }
 
 pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
     let run = args.config.as_deref().map(RunConfig::read).transpose()?;
-    let checkpoint = checkpoint_or_run(args.checkpoint.as_deref(), args.config.as_deref(), "--checkpoint C")?;
+    let checkpoint = if args.oracle { None } else { Some(checkpoint_or_run(args.checkpoint.as_deref(), args.config.as_deref(), "--checkpoint C (or --oracle for the exact flow)")?) };
     let mut cfg = run.as_ref().map_or_else(SampleConfig::default, |r| r.sample.clone());
     override_given!(m, args, samples => cfg.n_samples, steps => cfg.steps, method => cfg.method,
         rtol => cfg.rtol, atol => cfg.atol, seed => cfg.seed);
     let device = if given(m, "device") { args.device.clone() } else { run.as_ref().map_or(args.device.clone(), |r| r.device.clone()) };
     let source = args.source.clone().or_else(|| run.as_ref().map(|r| r.source.clone()));
     cfg.validate()?;
-    let out = args.out.unwrap_or_else(|| {
-        let what = if cfg.method.is_adaptive() { format!("{}", cfg.method) } else { format!("{}-{}", cfg.method, cfg.steps) };
-        checkpoint.with_file_name(format!("samples-{what}.npy"))
-    });
-    let (mlp, source) = load_model(&checkpoint, &device, source.as_deref())?;
+    let what = if cfg.method.is_adaptive() { format!("{}", cfg.method) } else { format!("{}-{}", cfg.method, cfg.steps) };
     let t0 = Instant::now();
-    let x = fm_train::sample(&mlp, source.as_ref(), &cfg)?;
+    let (x, source, out) = match &checkpoint {
+        Some(checkpoint) => {
+            let out = args.out.clone().unwrap_or_else(|| checkpoint.with_file_name(format!("samples-{what}.npy")));
+            let (mlp, source, _) = load_model(checkpoint, &device, source.as_deref())?;
+            (fm_train::sample(&mlp, source.as_ref(), &cfg)?, source, out)
+        }
+        None => {
+            let target = args.target.clone().or_else(|| run.as_ref().map(|r| r.target.clone())).unwrap_or_else(|| "gmm3".into());
+            let path = args.path.or_else(|| run.as_ref().map(|r| r.train.path)).unwrap_or_default();
+            let coupling = run.as_ref().map(|r| r.train.coupling).unwrap_or_default();
+            let (flow, source) = crate::oracle::flow(&target, source.as_deref(), path, coupling)?;
+            let dir = args.config.as_deref().map(crate::config::run_dir).unwrap_or(Path::new("."));
+            let out = args.out.clone().unwrap_or_else(|| dir.join(format!("samples-exact-{what}.npy")));
+            (fm_train::sample(&flow.on(parse_device(&device)?), source.as_ref(), &cfg)?, source, out)
+        }
+    };
     let secs = t0.elapsed().as_secs_f64();
     fm_dist::io::write_points(&out, x.view())?;
-    println!("sampled {} points from {} with {} in {secs:.3} s", cfg.n_samples, source.name(), describe(&cfg));
+    let of = if checkpoint.is_none() { "of the exact flow " } else { "" };
+    println!("sampled {} points {of}from {} with {} in {secs:.3} s", cfg.n_samples, source.name(), describe(&cfg));
     print_written(&[("samples", &out)]);
     Ok(())
 }

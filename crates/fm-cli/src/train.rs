@@ -77,8 +77,10 @@ fn catch_signals() -> Result<()> {
     installed.clone().map_err(|e| anyhow::anyhow!("cannot catch Ctrl-C: {e}"))
 }
 
-/// `w2` and `kl` are empty except on the rows of tracked steps (`[eval] track_every`).
-const METRICS_HEADER: &str = "step,loss,lr,w2,kl\n";
+/// `w2` and `kl` are empty except on the rows of tracked steps (`[eval] track_every`);
+/// `loss_floor` is the part of the loss no model can remove, the same on every row (empty where
+/// the exact flow does not cover the run: see `fm_train::exact`).
+const METRICS_HEADER: &str = "step,loss,loss_floor,lr,w2,kl\n";
 
 /// The rows of `path` (a metrics.csv) for steps up to `step`, each with its newline.
 fn metrics_rows_up_to(path: &Path, step: usize) -> Vec<String> {
@@ -113,6 +115,8 @@ pub struct Trained {
     pub target: Box<dyn Target>,
     pub source: Box<dyn Target>,
     pub report: TrainReport,
+    /// The loss floor of the setting, where the exact flow covers it.
+    pub loss_floor: Option<fm_dist::metrics::Estimate>,
     pub checkpoint: PathBuf,
 }
 
@@ -225,21 +229,23 @@ fn train_in(cfg: &RunConfig, out: &Path, quiet: bool, resume: bool) -> Result<Tr
         0 => None,
         _ => Some(fm_train::Tracker::new(target.as_ref(), source.as_ref(), cfg.eval.track_points, cfg.train.seed ^ 0x7ac4, &cfg.sample, &cfg.eval.likelihood).context("[eval] tracking")?),
     };
-    let bar = ProgressBarReporter::new(cfg.train.steps, quiet);
+    let loss_floor = fm_train::exact::training_floor(target.as_ref(), source.as_ref(), &cfg.train).context("loss floor")?;
+    let floor_cell = loss_floor.map(|f| f.mean.to_string()).unwrap_or_default();
+    let bar = ProgressBarReporter::new(cfg.train.steps, quiet).with_floor(loss_floor.map(|f| f.mean));
     let rows = RefCell::new(rows);
     let last_checkpoint = Cell::new(start.as_ref().map(|r| r.step));
     let meta: checkpoint::Metadata = [("target", cfg.target.clone()), ("source", cfg.source.clone())].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     let train_json = serde_json::to_string(&cfg.train)?;
     let mut on_progress = |p: &Progress| {
         bar.update(p);
-        let row = format!("{},{},{},,\n", p.step, p.loss, p.lr);
+        let row = format!("{},{},{floor_cell},{},,\n", p.step, p.loss, p.lr);
         // Best effort between checkpoints: each checkpoint rewrites the file atomically.
         let _ = std::fs::OpenOptions::new().append(true).open(&metrics_path).and_then(|mut f| std::io::Write::write_all(&mut f, row.as_bytes()));
         rows.borrow_mut().push(row);
     };
     let mut on_checkpoint = |c: &Checkpoint<'_>| -> fm_train::Result<()> {
         // No timings here: the same seed and settings must give the same checkpoint bytes.
-        let summary = serde_json::json!({ "steps": c.step, "final_loss": c.loss });
+        let summary = serde_json::json!({ "steps": c.step, "final_loss": c.loss, "loss_floor": loss_floor.map(|f| f.mean) });
         let mut model_meta = meta.clone();
         model_meta.insert("train".into(), train_json.clone());
         model_meta.insert("report".into(), summary.to_string());
@@ -280,9 +286,10 @@ fn train_in(cfg: &RunConfig, out: &Path, quiet: bool, resume: bool) -> Result<Tr
         return Err(Interrupted { step: outcome.step, dir: out.to_path_buf() }.into());
     }
     let report = outcome.report;
-    println!("trained {} steps in {:.1} s ({:.0} steps/s), final loss {:.4}", report.steps, report.seconds, report.steps_per_s, report.final_loss);
+    let floor_note = loss_floor.map(|f| format!(" (floor {:.4} ± {:.4}: the part no model can remove)", f.mean, f.se)).unwrap_or_default();
+    println!("trained {} steps in {:.1} s ({:.0} steps/s), final loss {:.4}{floor_note}", report.steps, report.seconds, report.steps_per_s, report.final_loss);
     outcome.state.apply_ema(&mut mlp)?;
-    Ok(Trained { _lock: lock, mlp, target, source, report, checkpoint: crate::config::run_checkpoint(out) })
+    Ok(Trained { _lock: lock, mlp, target, source, report, loss_floor, checkpoint: crate::config::run_checkpoint(out) })
 }
 
 /// Removes the temporary files of atomic writes a killed process left in `out` (we hold its lock).

@@ -60,10 +60,13 @@ fn run_writes_checkpoint_samples_figure_and_report() {
     let config: toml::Value = toml::from_str(&std::fs::read_to_string(out.join("config.toml")).unwrap()).unwrap();
     assert_eq!(config["train"]["batch_size"].as_integer(), Some(64));
     let losses = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
-    assert!(losses.starts_with("step,loss,lr,w2,kl\n") && losses.lines().count() == 2, "{losses}");
+    assert!(losses.starts_with("step,loss,loss_floor,lr,w2,kl\n") && losses.lines().count() == 2, "{losses}");
     // The last step is tracked: W2 on the holdout and KL (the seed mixture has a density).
     let row: Vec<f64> = losses.lines().nth(1).unwrap().split(',').map(|v| v.parse().unwrap()).collect();
-    assert!(row.len() == 5 && row[0] == 40.0 && row[3] > 0.0 && row[3].is_finite() && row[4].is_finite(), "{losses}");
+    assert!(row.len() == 6 && row[0] == 40.0 && row[4] > 0.0 && row[4].is_finite() && row[5].is_finite(), "{losses}");
+    // The seed mixture's loss floor (the README's figure), beside every loss and in the report.
+    assert!((row[2] - 2.98).abs() < 0.03 && row[1] > row[2], "{losses}");
+    assert!((report["loss_floor"]["mean"].as_f64().unwrap() - row[2]).abs() < 1e-12, "{report}");
     assert!(std::fs::metadata(out.join("compare.png")).unwrap().len() > 10_000);
 
     // The checkpoint alone is enough to sample again.
@@ -232,6 +235,14 @@ fn plot_draws_every_kind_from_a_run() {
         assert!(o.status.success(), "{kind}: {}", stderr(&o));
         let bytes = std::fs::read(run.join(file)).unwrap();
         assert!(bytes.starts_with(magic) && bytes.len() > 2_000, "{kind}: {} bytes", bytes.len());
+    }
+    // The exact field of the run's setting, and the model's distance to it (curve and map).
+    for (args, files) in [(vec!["field", "--exact"], vec!["field-exact.png"]), (vec!["field-error"], vec!["field-error.png", "field-error-map.png"])] {
+        let o = fm(&[&args[..], &["--run", r]].concat());
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        for file in files {
+            assert!(std::fs::read(run.join(file)).unwrap().starts_with(b"\x89PNG"), "{file}");
+        }
     }
     let o = fm(&["plot", "field", "--run", r, "--out", run.join("field.svg").to_str().unwrap()]);
     assert!(o.status.success() && std::fs::read_to_string(run.join("field.svg")).unwrap().contains("<svg"));
@@ -434,4 +445,45 @@ fn off_a_terminal_training_logs_plain_lines_and_quiet_silences_them() {
     assert!(!err.contains('\r') && !err.contains('\u{1b}'), "terminal control characters in a log: {err:?}");
     let o = fm(&[&flags[..], &["--quiet"]].concat());
     assert!(o.status.success() && !stderr(&o).contains("step "), "{}", stderr(&o));
+}
+
+/// `fm sample --oracle` and `fm eval --oracle`: the exact flow of a Gaussian-mixture target,
+/// with every integrator; what it does not cover is one line naming what it does.
+#[test]
+fn the_oracle_samples_and_judges_the_exact_flow() {
+    let dir = temp("oracle");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("exact.npy");
+    let o = fm(&["sample", "--oracle", "--target", "8gaussians", "--path", "vp", "--method", "rk4", "--steps", "20", "--samples", "2000", "--device", "cpu", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("the exact flow"));
+    let o = fm(&["eval", "--samples", out.to_str().unwrap(), "--target", "8gaussians", "--w2-points", "500", "--w2-draws", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let max_error: f64 = text.split("max error ").nth(1).unwrap().split(|c| c == ';' || c == ')').next().unwrap().parse().unwrap();
+    // Eight shares of 1/8 from 2,000 points: binomial standard error 0.0074.
+    assert!(max_error < 0.03, "{text}");
+    let o = fm(&["eval", "--oracle", "--kl-points", "400", "--kl-steps", "20"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let kl: f64 = text.split("KL(target ‖ model) ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(text.contains("exact flow") && kl.abs() < 0.02, "{text}");
+    assert_clean_failure(&fm(&["sample", "--oracle", "--target", "moons", "--samples", "10"]), "the exact flow needs a Gaussian-mixture target");
+    assert_clean_failure(&fm(&["eval", "--oracle", "--path", "schrodinger-bridge:0.5"]), "is not affine");
+    let ot = dir.join("ot.toml");
+    std::fs::write(&ot, "[train]\ncoupling = \"ot\"\n").unwrap();
+    assert_clean_failure(&fm(&["sample", "--oracle", "--config", ot.to_str().unwrap(), "--samples", "10"]), "pairs samples through the batch");
+    assert!(!stderr(&fm(&["sample", "--oracle", "--checkpoint", "x.safetensors"])).is_empty());
+}
+
+/// `fm eval --checkpoint` on a mixture target: the field error, the floor and the curve over t.
+#[test]
+fn eval_reports_the_field_error_against_the_exact_flow() {
+    let run = tiny_trained("field-error");
+    let o = fm(&["eval", "--checkpoint", run.join("model.safetensors").to_str().unwrap(), "--kl-points", "50", "--kl-steps", "4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    for want in ["field error E‖v − v*‖²", "loss floor", "over t:", "error"] {
+        assert!(text.contains(want), "lacks '{want}': {text}");
+    }
 }

@@ -187,6 +187,9 @@ impl Target for GaussianMixture {
     fn as_mixture(&self) -> Option<&GaussianMixture> {
         Some(self)
     }
+    fn as_gaussian(&self) -> Option<(Array1<f64>, Array2<f64>)> {
+        (self.n_components() == 1).then(|| (self.means.row(0).to_owned(), self.covs[0].clone()))
+    }
     /// `∇ log p(x) = Σ_k r_k(x) · (−Σ_k⁻¹ (x − μ_k))` with responsibilities `r_k(x)`
     /// (the softmax of [`GaussianMixture::component_log_joint`], so far tails stay finite).
     fn score(&self, x: ArrayView2<f64>) -> Result<Array2<f64>> {

@@ -84,6 +84,11 @@ pub trait Target: Send + Sync {
     fn as_mixture(&self) -> Option<&GaussianMixture> {
         None
     }
+    /// Mean (`[dim]`) and covariance (`[dim, dim]`) when this distribution is one Gaussian (the
+    /// standard normal, a one-component mixture): what a closed-form flow from it needs.
+    fn as_gaussian(&self) -> Option<(Array1<f64>, Array2<f64>)> {
+        None
+    }
 }
 
 /// Checks that `x` has `dim` columns.

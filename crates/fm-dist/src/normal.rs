@@ -38,4 +38,7 @@ impl Target for StandardNormal {
         check_dim(&x, self.dim)?;
         Ok(-x.to_owned())
     }
+    fn as_gaussian(&self) -> Option<(Array1<f64>, Array2<f64>)> {
+        Some((Array1::zeros(self.dim), Array2::eye(self.dim)))
+    }
 }

@@ -32,7 +32,8 @@
 use crate::{array_to_tensor, tensor_to_array, Error, Result};
 use fm_dist::Target;
 use fm_model::Mlp;
-use fm_ode::{log_likelihood, AdaptiveOptions, Divergence, LikelihoodOptions, Method, TimeGrid};
+use crate::HasDevice;
+use fm_ode::{log_likelihood, VectorField, AdaptiveOptions, Divergence, LikelihoodOptions, Method, TimeGrid};
 use ndarray::{Array1, ArrayView1, ArrayView2};
 use rand::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -148,7 +149,7 @@ mod divergence_name {
 }
 
 /// `log q(x)` of each row of `x` under the model: the density of `source` carried by the flow
-/// of `mlp` from `t = 0` to `1`.
+/// of `field` (a trained model, or an [`crate::ExactFlow`]) from `t = 0` to `1`.
 ///
 /// Each row is carried back from `t = 1` to `0` with the divergence integrated alongside
 /// ([`fm_ode::log_likelihood`], `cfg.chunk_size` rows at a time, in `f32` on the model's
@@ -157,8 +158,8 @@ mod divergence_name {
 ///
 /// Errors, never panics, on a bad configuration, points with the wrong number of columns or
 /// non-finite values, a source of another dimension or without a density, and solver failures.
-pub fn model_log_prob(mlp: &Mlp, source: &dyn Target, x: ArrayView2<f64>, cfg: &LikelihoodConfig) -> Result<Array1<f64>> {
-    Ok(model_likelihood(mlp, source, x, cfg)?.log_q)
+pub fn model_log_prob(field: &(impl VectorField + HasDevice), source: &dyn Target, x: ArrayView2<f64>, cfg: &LikelihoodConfig) -> Result<Array1<f64>> {
+    Ok(model_likelihood(field, source, x, cfg)?.log_q)
 }
 
 /// What [`model_likelihood`] returns: the log-densities and what they cost.
@@ -175,10 +176,10 @@ pub struct ModelLikelihood {
 }
 
 /// [`model_log_prob`] with its cost: field evaluations and wall time.
-pub fn model_likelihood(mlp: &Mlp, source: &dyn Target, x: ArrayView2<f64>, cfg: &LikelihoodConfig) -> Result<ModelLikelihood> {
+pub fn model_likelihood(field: &(impl VectorField + HasDevice), source: &dyn Target, x: ArrayView2<f64>, cfg: &LikelihoodConfig) -> Result<ModelLikelihood> {
     let start = Instant::now();
     let grid = cfg.validate()?;
-    let dim = mlp.config().dim;
+    let dim = field.dim().unwrap_or(source.dim());
     check_source(source, dim)?;
     if x.ncols() != dim {
         return Err(fm_dist::Error::Dim { expected: dim, got: x.ncols() }.into());
@@ -193,8 +194,8 @@ pub fn model_likelihood(mlp: &Mlp, source: &dyn Target, x: ArrayView2<f64>, cfg:
     // The whole point set goes to fm-ode at once (an `n × d` tensor, the size of the input):
     // it solves `chunk_size` rows at a time, so the autograd graph stays bounded, and draws
     // each row's Hutchinson probes from the row's index, so results do not depend on chunking.
-    let xt = array_to_tensor(x, mlp.device())?;
-    let lik = log_likelihood(mlp, &xt, &grid, cfg.method, &cfg.options())?;
+    let xt = array_to_tensor(x, field.device())?;
+    let lik = log_likelihood(field, &xt, &grid, cfg.method, &cfg.options())?;
     let x0 = tensor_to_array(&lik.x0)?;
     let source_lp = source.log_prob(x0.view())?;
     let delta = Vec::<f64>::try_from(lik.delta_log_p.f_to_device(Device::Cpu)?.f_to_kind(Kind::Double)?.f_contiguous()?)?;
@@ -287,10 +288,10 @@ impl std::fmt::Display for KlEstimate {
 ///
 /// Errors when the target has no density, dimensions disagree, `n < 2`, the configuration is
 /// invalid, or a log-density is not finite.
-pub fn kl_estimate(target: &dyn Target, mlp: &Mlp, source: &dyn Target, n: usize, cfg: &LikelihoodConfig, rng: &mut dyn RngCore) -> Result<KlEstimate> {
+pub fn kl_estimate(target: &dyn Target, field: &(impl VectorField + HasDevice), source: &dyn Target, n: usize, cfg: &LikelihoodConfig, rng: &mut dyn RngCore) -> Result<KlEstimate> {
     let start = Instant::now();
     cfg.validate()?;
-    let dim = mlp.config().dim;
+    let dim = field.dim().unwrap_or(source.dim());
     if !target.has_density() {
         return Err(fm_dist::Error::NoDensity(format!("the target {}", target.name())).into());
     }
@@ -303,7 +304,7 @@ pub fn kl_estimate(target: &dyn Target, mlp: &Mlp, source: &dyn Target, n: usize
     }
     let x = target.sample(n, rng);
     let log_p = target.log_prob(x.view())?;
-    let lik = model_likelihood(mlp, source, x.view(), cfg)?;
+    let lik = model_likelihood(field, source, x.view(), cfg)?;
     let est = KlEstimate::from_log_probs(log_p.view(), lik.log_q.view())?;
     Ok(KlEstimate { nfe: lik.nfe, seconds: start.elapsed().as_secs_f64(), ..est })
 }

@@ -31,6 +31,7 @@ pub mod checkpoint;
 mod convert;
 pub mod coupling;
 pub mod eval;
+pub mod exact;
 pub mod optim;
 pub mod path;
 mod progress;
@@ -45,7 +46,8 @@ pub use eval::{
     kl_estimate, model_likelihood, model_log_prob, KlEstimate, LikelihoodConfig, ModelLikelihood, Tracked, Tracker,
 };
 pub use optim::{clip_grad_norm, Adam, Ema, LrSchedule, OptimizerKind};
-pub use path::ProbabilityPath;
+pub use exact::ExactFlow;
+pub use path::{AffineCoefficients, ProbabilityPath};
 pub use progress::ProgressBarReporter;
 pub use sample::{sample, sample_paths, HasDevice, SampleConfig};
 pub use time::TimeSampling;
@@ -61,6 +63,9 @@ pub enum Error {
     /// A training checkpoint that cannot be written or read back.
     #[error("training checkpoint: {0}")]
     Checkpoint(String),
+    /// What the exact flow of [`exact`] does not cover (the message says what it does).
+    #[error("{0}")]
+    Exact(String),
     #[error(transparent)]
     Dist(#[from] fm_dist::Error),
     #[error(transparent)]

@@ -100,6 +100,26 @@ impl ProbabilityPath {
         }
     }
 
+    /// The path's coefficients at time `t` when it is affine in independent `(x0, x1, ε)`:
+    /// `x_t = α_t x1 + σ_t x0 + s ε` and `u_t = α̇_t x1 + σ̇_t x0` (see [`AffineCoefficients`]).
+    ///
+    /// Every path is, except the Schrödinger bridge (`None`): its noise scale depends on `t`
+    /// and its velocity on `ε`, and it is only trained on entropic-OT pairs, which are not
+    /// independent. The exact flow of [`crate::exact`] is built on these coefficients.
+    pub fn affine(self, t: f64) -> Option<AffineCoefficients> {
+        let straight = |sigma0: f64, noise: f64| AffineCoefficients { alpha: t, sigma: 1.0 - (1.0 - sigma0) * t, d_alpha: 1.0, d_sigma: -(1.0 - sigma0), noise };
+        match self {
+            ProbabilityPath::Linear => Some(straight(0.0, 0.0)),
+            ProbabilityPath::Icfm { sigma } => Some(straight(0.0, sigma)),
+            ProbabilityPath::Lipman { sigma_min } => Some(straight(sigma_min, 0.0)),
+            ProbabilityPath::Vp => {
+                let (s, c) = (FRAC_PI_2 * t).sin_cos();
+                Some(AffineCoefficients { alpha: s, sigma: c, d_alpha: FRAC_PI_2 * c, d_sigma: -FRAC_PI_2 * s, noise: 0.0 })
+            }
+            ProbabilityPath::SchrodingerBridge { .. } => None,
+        }
+    }
+
     /// The noise-free path (`ε = 0`): `(x_t, u_t)` for batches `x0, x1: [n, d]` and times `t: [n, 1]`.
     pub fn interpolate(self, x0: &Tensor, x1: &Tensor, t: &Tensor) -> Result<(Tensor, Tensor)> {
         self.eval(x0, x1, t, None)
@@ -170,6 +190,25 @@ impl ProbabilityPath {
             }
         }
     }
+}
+
+/// An affine path at one time: `x_t = alpha·x1 + sigma·x0 + noise·ε` with `ε ~ N(0, I)`
+/// independent of `(x0, x1)`, and the velocity the network regresses on,
+/// `u_t = d_alpha·x1 + d_sigma·x0` (the constant noise of I-CFM does not move, so it has no
+/// velocity). The notation of Lipman et al. 2024 ("Flow Matching Guide and Code", §4.8: a
+/// scheduler `(α_t, σ_t)` and its derivatives), with I-CFM's constant `noise` added.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AffineCoefficients {
+    /// `α_t`, the weight of the target sample `x1`.
+    pub alpha: f64,
+    /// `σ_t`, the weight of the source sample `x0`.
+    pub sigma: f64,
+    /// `α̇_t = dα_t/dt`.
+    pub d_alpha: f64,
+    /// `σ̇_t = dσ_t/dt`.
+    pub d_sigma: f64,
+    /// The standard deviation `s` of the extra noise `s ε` (I-CFM's σ; 0 for the others).
+    pub noise: f64,
 }
 
 impl std::fmt::Display for ProbabilityPath {

@@ -16,6 +16,8 @@ pub struct ProgressBarReporter {
     /// `Some(last tenth logged)` when logging plain lines.
     plain: Option<Cell<usize>>,
     total_steps: usize,
+    /// The loss floor shown beside the loss (see [`crate::exact::training_floor`]).
+    floor: Option<f64>,
 }
 
 impl ProgressBarReporter {
@@ -29,18 +31,24 @@ impl ProgressBarReporter {
                 .progress_chars("=> "),
         );
         let plain = (!hidden && !terminal).then(|| Cell::new(0));
-        Self { bar, plain, total_steps }
+        Self { bar, plain, total_steps, floor: None }
+    }
+
+    /// Shows `floor` beside every loss: `loss 3.0312 (floor 2.9790)`.
+    pub fn with_floor(mut self, floor: Option<f64>) -> Self {
+        self.floor = floor;
+        self
     }
 
     /// Takes one progress report.
     pub fn update(&self, p: &Progress) {
         self.bar.set_position(p.step as u64);
-        self.bar.set_message(format!("{:.4}", p.loss));
+        self.bar.set_message(loss_text(p.loss, self.floor));
         if let Some(logged) = &self.plain {
             let tenth = p.step * LOG_LINES / self.total_steps.max(1);
             if tenth > logged.get() {
                 logged.set(tenth);
-                eprintln!("{}", plain_line(p));
+                eprintln!("{}", plain_line(p, self.floor));
             }
         }
     }
@@ -50,9 +58,17 @@ impl ProgressBarReporter {
     }
 }
 
-/// `step 2000/10000  loss 1.2345  lr 1.00e-4  1180 steps/s  ETA 7 s`.
-fn plain_line(p: &Progress) -> String {
+/// `1.2345`, or `1.2345 (floor 1.1000)` with a floor.
+pub fn loss_text(loss: f64, floor: Option<f64>) -> String {
+    match floor {
+        Some(f) => format!("{loss:.4} (floor {f:.4})"),
+        None => format!("{loss:.4}"),
+    }
+}
+
+/// `step 2000/10000  loss 1.2345 (floor 1.1000)  lr 1.00e-4  1180 steps/s  ETA 7 s`.
+fn plain_line(p: &Progress, floor: Option<f64>) -> String {
     let rate = p.step as f64 / p.elapsed_s.max(1e-9);
     let eta = (p.total_steps - p.step.min(p.total_steps)) as f64 / rate.max(1e-9);
-    format!("step {}/{}  loss {:.4}  lr {:.2e}  {rate:.0} steps/s  ETA {eta:.0} s", p.step, p.total_steps, p.loss, p.lr)
+    format!("step {}/{}  loss {}  lr {:.2e}  {rate:.0} steps/s  ETA {eta:.0} s", p.step, p.total_steps, loss_text(p.loss, floor), p.lr)
 }

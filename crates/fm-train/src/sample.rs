@@ -153,13 +153,21 @@ pub fn sample_paths(
     Ok((grid.times().to_vec(), paths))
 }
 
-/// Where a field's tensors live.
+/// What sampling and likelihoods need to know of a field besides its velocity: where its
+/// tensors live, and the dimension of its points when it has a fixed one.
 pub trait HasDevice {
     fn device(&self) -> tch::Device;
+    /// The width `D` of the points the field takes (`None`: any; the source decides).
+    fn dim(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl HasDevice for fm_model::Mlp {
     fn device(&self) -> tch::Device {
         fm_model::Mlp::device(self)
+    }
+    fn dim(&self) -> Option<usize> {
+        Some(self.config().dim)
     }
 }

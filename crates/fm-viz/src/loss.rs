@@ -26,6 +26,9 @@ pub struct LossFigure {
     pub smooth: Option<usize>,
     /// Panels per row; 0 puts up to 3 in a row.
     pub columns: usize,
+    /// A level drawn as a dashed line across the loss panel, named in its legend: the loss
+    /// floor of the exact flow (the part of the loss no model can remove), where known.
+    pub floor: Option<f64>,
     /// Size in pixels.
     pub width: u32,
     pub height: u32,
@@ -40,6 +43,7 @@ impl Default for LossFigure {
             log_y: None,
             smooth: None,
             columns: 0,
+            floor: None,
             width: 1100,
             height: 560,
         }
@@ -85,7 +89,8 @@ pub fn loss(
         .chain(extra.iter().map(|(n, r)| (*n, r.view())))
         .enumerate()
     {
-        series.push(Series::new(name, rows, fig, TAB10[k % TAB10.len()])?);
+        let reference = if k == 0 { fig.floor } else { None };
+        series.push(Series::new(name, rows, fig, reference, TAB10[k % TAB10.len()])?);
     }
     let n = series.len();
     let cols = if fig.columns == 0 {
@@ -110,6 +115,8 @@ pub fn loss(
 
 struct Series {
     name: String,
+    /// The floor's level, drawn dashed (the loss panel only).
+    reference: Option<f64>,
     points: Vec<(f64, f64)>,
     smooth: Option<(usize, Vec<(f64, f64)>)>,
     dropped: usize,
@@ -120,7 +127,7 @@ struct Series {
 }
 
 impl Series {
-    fn new(name: &str, rows: ArrayView2<f64>, fig: &LossFigure, colour: RGBColor) -> Result<Self> {
+    fn new(name: &str, rows: ArrayView2<f64>, fig: &LossFigure, reference: Option<f64>, colour: RGBColor) -> Result<Self> {
         if rows.ncols() != 2 || rows.nrows() == 0 {
             return Err(Error::Invalid(format!(
                 "series {name:?} has shape {:?}; it needs rows (step, value): [K ≥ 1, 2]",
@@ -142,12 +149,12 @@ impl Series {
                 "series {name:?} has no finite value"
             )));
         }
-        let positive = points.iter().all(|p| p.1 > 0.0);
-        let (lo, hi) = points
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
-                (lo.min(p.1), hi.max(p.1))
-            });
+        if reference.is_some_and(|r| !r.is_finite()) {
+            return Err(Error::Invalid(format!("series {name:?}: the floor {reference:?} is not finite")));
+        }
+        let values = || points.iter().map(|p| p.1).chain(reference);
+        let positive = values().all(|v| v > 0.0);
+        let (lo, hi) = values().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
         let log = match fig.log_y {
             Some(true) if !positive => {
                 return Err(Error::Invalid(format!(
@@ -185,6 +192,7 @@ impl Series {
             .then(|| (window, moving_average(&points, window)));
         Ok(Self {
             name: name.to_string(),
+            reference,
             points,
             smooth,
             dropped,
@@ -261,6 +269,15 @@ impl LossScene<'_> {
                 )
                 .map_err(draw_err)?;
         }
+        if let Some(level) = s.reference {
+            let grey = RGBColor(90, 90, 90).stroke_width(st.px(2).max(1));
+            let ends = [(s.x.start, level), (s.x.end, level)];
+            chart
+                .draw_series(DashedLineSeries::new(ends, st.px(8), st.px(5), grey))
+                .map_err(draw_err)?
+                .label(format!("loss floor {} (exact flow)", short(level)))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey));
+        }
         if let Some((w, avg)) = &s.smooth {
             let bold = s.colour.stroke_width(st.px(2).max(2));
             chart
@@ -268,6 +285,8 @@ impl LossScene<'_> {
                 .map_err(draw_err)?
                 .label(format!("moving average of {w}"))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], bold));
+        }
+        if s.smooth.is_some() || s.reference.is_some() {
             chart
                 .configure_series_labels()
                 .position(SeriesLabelPosition::UpperRight)

@@ -1,0 +1,62 @@
+//! The exact flow of a Gaussian-mixture target from the command line (`fm_train::exact`):
+//! `fm sample --oracle`, `fm eval --oracle`, the field error of `fm eval --checkpoint` and
+//! `fm plot field-error`.
+
+use anyhow::{Context, Result};
+use fm_dist::metrics::Estimate;
+use fm_dist::Target;
+use fm_model::checkpoint::Metadata;
+use fm_train::{ExactFlow, HasDevice, ProbabilityPath, TimeSampling, TrainConfig};
+use fm_ode::VectorField;
+use rand::{rngs::StdRng, SeedableRng};
+
+/// The training settings a checkpoint records (fm checkpoints); `None` for a foreign file.
+pub fn trained_with(meta: &Metadata) -> Option<TrainConfig> {
+    serde_json::from_str(meta.get("train")?).ok()
+}
+
+/// The exact flow of `path` from `source` (default `normal:D`) to `target`, with the source.
+pub fn flow(target: &str, source: Option<&str>, path: ProbabilityPath, coupling: fm_train::Coupling) -> Result<(ExactFlow, Box<dyn Target>)> {
+    let target = fm_dist::parse_target(target).context("target")?;
+    let spec = source.map(str::to_string).unwrap_or_else(|| format!("normal:{}", target.dim()));
+    let source = fm_dist::parse_target(&spec).context("source")?;
+    Ok((ExactFlow::for_training(target.as_ref(), source.as_ref(), path, coupling)?, source))
+}
+
+/// Times of the printed field-error curve.
+pub const CURVE_TIMES: [f64; 11] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
+
+/// What `fm eval --checkpoint` reports of a model against the exact flow.
+pub struct FieldReport {
+    pub path: ProbabilityPath,
+    pub time_sampling: TimeSampling,
+    pub floor: Estimate,
+    pub error: Estimate,
+    pub curve: Vec<(f64, Estimate)>,
+}
+
+/// The model's field error under the training setting `train` (path, coupling, time law), its
+/// loss floor and its error curve over `times`; `Ok(None)` with the reason where the exact flow
+/// does not cover the setting.
+pub fn field_report(model: &(impl VectorField + HasDevice), target: &dyn Target, source: &dyn Target, train: &TrainConfig, times: &[f64], seed: u64) -> Result<std::result::Result<FieldReport, String>> {
+    let flow = match ExactFlow::for_training(target, source, train.path, train.coupling) {
+        Ok(flow) => flow,
+        Err(fm_train::Error::Exact(why)) => return Ok(Err(why)),
+        Err(e) => return Err(e.into()),
+    };
+    let floor = fm_train::exact::training_floor(target, source, train)?.ok_or_else(|| anyhow::anyhow!("no loss floor for a covered setting"))?;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let error = flow.field_error(model, train.time_sampling, 1024, 64, &mut rng)?;
+    let curve = times.iter().copied().zip(flow.field_error_curve(model, times, 2048, &mut rng)?).collect();
+    Ok(Ok(FieldReport { path: train.path, time_sampling: train.time_sampling, floor, error, curve }))
+}
+
+impl std::fmt::Display for FieldReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "  field error E‖v − v*‖²  {:.5}   (per coordinate, {} times; the expected loss is floor + field error)", self.error, self.time_sampling)?;
+        writeln!(f, "  loss floor             {:.4}   (path {}: the part of the loss no model can remove)", self.floor, self.path)?;
+        let row = |v: &dyn Fn(&(f64, Estimate)) -> String| self.curve.iter().map(v).collect::<Vec<_>>().join(" ");
+        writeln!(f, "  over t:  t     {}", row(&|(t, _)| format!("{t:>7.2}")))?;
+        write!(f, "           error {}", row(&|(_, e)| format!("{:>7.4}", e.mean)))
+    }
+}
