@@ -82,7 +82,7 @@ pub fn load_model(path: &Path, device: &str, source: Option<&str>) -> Result<(Ml
 
 pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
     let run = args.config.as_deref().map(RunConfig::read).transpose()?;
-    let checkpoint = if args.oracle { None } else { Some(checkpoint_or_run(args.checkpoint.as_deref(), args.config.as_deref(), "--checkpoint C (or --oracle for the exact flow)")?) };
+    let checkpoint = if args.oracle { None } else { Some(checkpoint_or_run(args.checkpoint.as_deref(), args.config.as_deref(), "--checkpoint C")?) };
     let mut cfg = run.as_ref().map_or_else(SampleConfig::default, |r| r.sample.clone());
     override_given!(m, args, samples => cfg.n_samples, steps => cfg.steps, method => cfg.method,
         rtol => cfg.rtol, atol => cfg.atol, seed => cfg.seed);

@@ -238,7 +238,7 @@ fn plot_draws_every_kind_from_a_run() {
     }
     // The exact field of the run's setting, and the model's distance to it (curve and map).
     for (args, files) in [(vec!["field", "--exact"], vec!["field-exact.png"]), (vec!["field-error"], vec!["field-error.png", "field-error-map.png"])] {
-        let o = fm(&[&args[..], &["--run", r]].concat());
+        let o = fm(&[&["plot"][..], &args[..], &["--run", r]].concat());
         assert!(o.status.success(), "{args:?}: {}", stderr(&o));
         for file in files {
             assert!(std::fs::read(run.join(file)).unwrap().starts_with(b"\x89PNG"), "{file}");

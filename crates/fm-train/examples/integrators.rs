@@ -1,9 +1,10 @@
-//! The integrator table for the trained seed model (N(0, I) → the 3-component mixture): for
-//! each method at several step counts, and Dopri5 at several tolerances, the cost and quality
-//! of sampling and of the likelihood solve. Prints a markdown table.
+//! The integrator table for the trained seed model (N(0, I) → the 3-component mixture), or with
+//! `--exact` for the exact flow of that setting (`fm_train::exact`: every error in the table is
+//! then the integrator's own): for each method at several step counts, and Dopri5 at several
+//! tolerances, the cost and quality of sampling and of the likelihood solve. Prints a markdown table.
 //!
 //! ```text
-//! cargo run --release -p fm-train --example integrators -- [--checkpoint PATH] [--save PATH]
+//! cargo run --release -p fm-train --example integrators -- [--exact] [--checkpoint PATH] [--save PATH]
 //!     [--samples N] [--kl-points N] [--seed S] [--threads N]
 //! cargo xtask integrators [same flags]
 //! ```
@@ -14,7 +15,9 @@
 //! - sampling: `--samples` source draws (default 10,000) carried from t = 0 to 1 in chunks of
 //!   512 (as `fm_train::sample` does); NFE per chunk, wall time, and the W2 excess of the
 //!   samples over the noise floor, as `SampleQuality` computes it (2,000 points × 5 draws; the
-//!   same true sets for every row, so rows differ by their samples only);
+//!   same true sets for every row, so rows differ by their samples only), and the RMS distance of
+//!   each sample to where the most accurate solve of the table carried the same source point
+//!   (the integration error itself, free of sampling noise);
 //! - likelihood: `log q` of `--kl-points` fresh target samples (default 5,000; the same points
 //!   in every row) by the row's own method and steps (or tolerance) from t = 1 to 0, exact
 //!   divergence; NFE per chunk, wall time, the KL(target ‖ model) estimate this solve gives,
@@ -23,14 +26,15 @@
 use fm_dist::{metrics, GaussianMixture, StandardNormal, Target};
 use fm_model::{checkpoint, Mlp, MlpConfig};
 use fm_ode::{solve, AdaptiveOptions, Method, SolveOptions, TimeGrid};
-use fm_train::{array_to_tensor, model_likelihood, tensor_to_array, train, KlEstimate, LikelihoodConfig, TrainConfig};
-use ndarray::{s, Array1, Array2};
+use fm_ode::VectorField;
+use fm_train::{array_to_tensor, model_likelihood, ExactFlow, HasDevice, tensor_to_array, train, KlEstimate, LikelihoodConfig, TrainConfig};
+use ndarray::{Array1, Array2};
 use rand::{rngs::StdRng, SeedableRng};
 use std::path::PathBuf;
 use std::time::Instant;
 use tch::{Device, Tensor};
 
-const USAGE: &str = "usage: integrators [--checkpoint PATH] [--save PATH] [--samples N] [--kl-points N] [--seed S] [--threads N]";
+const USAGE: &str = "usage: integrators [--exact] [--checkpoint PATH] [--save PATH] [--samples N] [--kl-points N] [--seed S] [--threads N]";
 const FIXED_STEPS: [usize; 5] = [5, 10, 20, 50, 100];
 const TOLERANCES: [f64; 3] = [1e-3, 1e-5, 1e-7];
 const SAMPLE_CHUNK: usize = 512;
@@ -38,6 +42,8 @@ const W2_POINTS: usize = metrics::SampleQuality::W2_POINTS;
 const W2_DRAWS: usize = metrics::SampleQuality::W2_DRAWS;
 
 struct Args {
+    /// The exact flow instead of a trained model.
+    exact: bool,
     checkpoint: Option<PathBuf>,
     save: Option<PathBuf>,
     samples: usize,
@@ -48,12 +54,13 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { checkpoint: None, save: None, samples: 10_000, kl_points: 5_000, seed: 0, threads: None };
+    let mut args = Args { exact: false, checkpoint: None, save: None, samples: 10_000, kl_points: 5_000, seed: 0, threads: None };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"));
         let number = |v: String| v.parse::<usize>().map_err(|e| format!("{flag}: {e}"));
         match flag.as_str() {
+            "--exact" => args.exact = true,
             "--checkpoint" => args.checkpoint = Some(value()?.into()),
             "--save" => args.save = Some(value()?.into()),
             "--samples" => args.samples = number(value()?)?,
@@ -122,9 +129,11 @@ impl Setting {
 }
 
 struct Row {
+    samples: Array2<f64>,
     sample_nfe: f64,
     sample_s: f64,
     w2_excess: f64,
+    w2_se: f64,
     lik_nfe: f64,
     lik_s: f64,
     kl: KlEstimate,
@@ -132,14 +141,14 @@ struct Row {
 }
 
 /// Carries the source draws from t = 0 to 1, 512 rows at a time: (samples, NFE per chunk, seconds).
-fn sample(mlp: &Mlp, x0: &Tensor, setting: Setting) -> Result<(Array2<f64>, f64, f64), Box<dyn std::error::Error>> {
+fn sample(field: &dyn VectorField, x0: &Tensor, setting: Setting) -> Result<(Array2<f64>, f64, f64), Box<dyn std::error::Error>> {
     let start = Instant::now();
     let grid = TimeGrid::uniform(0.0, 1.0, setting.steps())?;
     let opts = SolveOptions { keep_trajectory: false, adaptive: setting.adaptive() };
     let (mut parts, mut nfe) = (Vec::new(), 0);
     let chunks = x0.f_split(SAMPLE_CHUNK as i64, 0)?;
     for part in &chunks {
-        let sol = solve(mlp, part, &grid, setting.method(), opts)?;
+        let sol = solve(field, part, &grid, setting.method(), opts)?;
         nfe += sol.nfe;
         parts.push(sol.x);
     }
@@ -150,24 +159,21 @@ fn sample(mlp: &Mlp, x0: &Tensor, setting: Setting) -> Result<(Array2<f64>, f64,
 /// One row: sampling, its W2 excess, and the likelihood solve with its KL.
 #[allow(clippy::too_many_arguments)]
 fn measure(
-    mlp: &Mlp,
+    field: &(impl VectorField + HasDevice),
+    target: &GaussianMixture,
     source: &StandardNormal,
     x0: &Tensor,
-    truth: &[(Array2<f64>, Array2<f64>)],
-    w2_floor: f64,
+    w2_seed: u64,
     x_kl: &Array2<f64>,
     log_p: &Array1<f64>,
     setting: Setting,
 ) -> Result<Row, Box<dyn std::error::Error>> {
-    let (x, sample_nfe, sample_s) = sample(mlp, x0, setting)?;
-    let mut w2 = 0.0;
-    for (draw, (t1, _)) in truth.iter().enumerate() {
-        let start = (draw * W2_POINTS) % (x.nrows() - W2_POINTS + 1);
-        w2 += metrics::w2(x.slice(s![start..start + W2_POINTS, ..]), t1.view())?;
-    }
-    let lik = model_likelihood(mlp, source, x_kl.view(), &setting.likelihood())?;
+    let (x, sample_nfe, sample_s) = sample(field, x0, setting)?;
+    // The same generator for every row: rows differ by their samples only.
+    let quality = metrics::SampleQuality::measure(target, x.view(), W2_POINTS, W2_DRAWS, &mut StdRng::seed_from_u64(w2_seed))?;
+    let lik = model_likelihood(field, source, x_kl.view(), &setting.likelihood())?;
     let kl = KlEstimate::from_log_probs(log_p.view(), lik.log_q.view())?;
-    Ok(Row { sample_nfe, sample_s, w2_excess: w2 / truth.len() as f64 - w2_floor, lik_nfe: lik.nfe, lik_s: lik.seconds, kl, log_q: lik.log_q })
+    Ok(Row { samples: x, sample_nfe, sample_s, w2_excess: quality.w2_excess(), w2_se: quality.w2_excess_se, lik_nfe: lik.nfe, lik_s: lik.seconds, kl, log_q: lik.log_q })
 }
 
 fn main() -> std::process::ExitCode {
@@ -189,6 +195,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let source = StandardNormal::new(2)?;
     let mlp = match &args.checkpoint {
         Some(path) => checkpoint::load_any(path, Device::Cpu)?.0,
+        // The exact flow needs no model (this one is never used).
+        None if args.exact => Mlp::new(MlpConfig::default(), Device::Cpu)?,
         None => {
             tch::manual_seed(args.seed as i64);
             let mut mlp = Mlp::new(MlpConfig::default(), Device::Cpu)?;
@@ -204,12 +212,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("saved the model to {}", path.display());
     }
 
-    // Shared inputs: source draws, true sets for W2 (drawn as SampleQuality draws them), KL points.
+    // Shared inputs: source draws, the generator of the true sets for W2, KL points.
     let x0 = array_to_tensor(source.sample(args.samples, &mut StdRng::seed_from_u64(args.seed + 1)).view(), Device::Cpu)?;
-    let mut w2_rng = StdRng::seed_from_u64(args.seed + 2);
-    let truth: Vec<(Array2<f64>, Array2<f64>)> =
-        (0..W2_DRAWS).map(|_| (target.sample(W2_POINTS, &mut w2_rng), target.sample(W2_POINTS, &mut w2_rng))).collect();
-    let w2_floor = truth.iter().map(|(a, b)| metrics::w2(a.view(), b.view())).sum::<Result<f64, _>>()? / W2_DRAWS as f64;
+    let w2_seed = args.seed + 2;
     let x_kl = target.sample(args.kl_points, &mut StdRng::seed_from_u64(args.seed + 3));
     let log_p = target.log_prob(x_kl.view())?;
 
@@ -217,8 +222,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     settings.extend(TOLERANCES.map(Setting::Tol));
     // A row whose solve fails (say Dopri5 at a tolerance float32 cannot meet) is reported, not fatal.
     let mut rows: Vec<(Setting, Result<Row, String>)> = Vec::new();
+    let exact = ExactFlow::new(&target, &source, fm_train::ProbabilityPath::Linear)?;
     for setting in settings {
-        let row = measure(&mlp, &source, &x0, &truth, w2_floor, &x_kl, &log_p, setting).map_err(|e| e.to_string());
+        let row = if args.exact { measure(&exact, &target, &source, &x0, w2_seed, &x_kl, &log_p, setting) } else { measure(&mlp, &target, &source, &x0, w2_seed, &x_kl, &log_p, setting) };
+        let row = row.map_err(|e| e.to_string());
         match &row {
             Ok(r) => eprintln!(
                 "{} {}: sampling {:.0} NFE {:.2} s; likelihood {:.0} NFE {:.2} s; KL {:.4}",
@@ -236,22 +243,23 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // The reference log q: the most accurate solve that succeeded (the tightest Dopri5 first).
-    let (ref_setting, reference) = rows
+    let (ref_setting, reference, ref_samples) = rows
         .iter()
         .rev()
         .filter(|(s, _)| matches!(s, Setting::Tol(_)))
         .chain(rows.iter().rev().filter(|(s, _)| matches!(s, Setting::Steps(Method::Rk4, _))))
-        .find_map(|(s, r)| r.as_ref().ok().map(|r| (*s, r.log_q.clone())))
+        .find_map(|(s, r)| r.as_ref().ok().map(|r| (*s, r.log_q.clone(), r.samples.clone())))
         .ok_or("every solve failed")?;
+    let what = if args.exact { "the exact flow of the seed setting (linear path)" } else { "the seed model" };
     println!(
-        "Integrators on the seed model ({} sampled points, chunks of {SAMPLE_CHUNK}; KL on {} target samples, chunks of {}; {} libtorch threads).\n",
+        "Integrators on {what} ({} sampled points, chunks of {SAMPLE_CHUNK}; KL on {} target samples, chunks of {}; {} libtorch threads).\n",
         args.samples,
         args.kl_points,
         LikelihoodConfig::default().chunk_size,
         tch::get_num_threads()
     );
     println!("- NFE: field evaluations per chunk (per trajectory); the likelihood's also cost 2 backward passes each (exact divergence).");
-    println!("- W2 excess: mean exact W2 of {W2_POINTS} samples to {W2_POINTS} true points over {W2_DRAWS} draws, minus the true-vs-true floor {w2_floor:.4}.");
+    println!("- W2 excess: as `SampleQuality` reports it (mean exact W2 of {W2_POINTS} samples to {W2_POINTS} true points with their component counts over {W2_DRAWS} draws, minus the true-vs-true floor; ± its standard error over the draws).");
     println!(
         "- KL: KL(target ‖ model) with log q from the row's own likelihood solve (same method and steps/tolerance, t = 1 → 0) on the same {} target samples \
          in every row. The model is the same in every row, so the rows differ only by the solve's error; ± is the Monte Carlo standard error (common to all rows).",
@@ -262,25 +270,29 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         ref_setting.method(),
         ref_setting.label()
     );
-    println!("| method | steps | sampling NFE | sampling s | W2 excess | likelihood NFE | likelihood s | KL ± SE (nats) | KL − ref | mean abs Δ log q |");
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("- sample error: RMS distance of each sample to where the reference solve (the same) carried the same source point.\n");
+    println!("| method | steps | sampling NFE | sampling s | W2 excess | sample error | likelihood NFE | likelihood s | KL ± SE (nats) | KL − ref | mean abs Δ log q |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (setting, row) in &rows {
         let r = match row {
             Ok(r) => r,
             Err(e) => {
-                println!("| {} | {} | failed: {} | | | | | | | |", setting.method(), setting.label(), e.replace('|', "/"));
+                println!("| {} | {} | failed: {} | | | | | | | | |", setting.method(), setting.label(), e.replace('|', "/"));
                 continue;
             }
         };
         let diff = &reference - &r.log_q;
         let (dkl, dlq) = (diff.mean().unwrap_or(f64::NAN), diff.mapv(f64::abs).mean().unwrap_or(f64::NAN));
+        let rms = ((&r.samples - &ref_samples).mapv(|v| v * v).sum() / r.samples.nrows() as f64).sqrt();
         println!(
-            "| {} | {} | {:.0} | {:.3} | {:.4} | {:.0} | {:.2} | {:.4} ± {:.4} | {:+.1e} | {:.1e} |",
+            "| {} | {} | {:.0} | {:.3} | {:.3} ± {:.3} | {:.1e} | {:.0} | {:.2} | {:.4} ± {:.4} | {:+.1e} | {:.1e} |",
             setting.method(),
             setting.label(),
             r.sample_nfe,
             r.sample_s,
             r.w2_excess,
+            r.w2_se,
+            rms,
             r.lik_nfe,
             r.lik_s,
             r.kl.kl,

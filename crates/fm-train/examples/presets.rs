@@ -36,6 +36,15 @@ fn candidates() -> Vec<(&'static str, TrainConfig, MlpConfig)> {
     let silu = MlpConfig { activation: fm_model::Activation::Silu, ..MlpConfig::default() };
     all.push(("fast-silu-ema9995", TrainConfig { ema_decay: Some(0.9995), ..fast.clone() }, silu.clone()));
     all.push(("fast-silu-ot", TrainConfig { coupling: Coupling::Ot, ..fast.clone() }, silu.clone()));
+    // Where the field error over t (fm eval --checkpoint) points: less noise from the times, more capacity.
+    let gelu = fm_train::Preset::named("fast").unwrap().model;
+    let stratified = TrainConfig { time_sampling: TimeSampling::Stratified, ..fast.clone() };
+    all.push(("fast-stratified", stratified.clone(), gelu.clone()));
+    all.push(("fast-w256", fast.clone(), MlpConfig { hidden_dim: 256, ..gelu.clone() }));
+    all.push(("fast-w256-stratified", stratified.clone(), MlpConfig { hidden_dim: 256, ..gelu.clone() }));
+    all.push(("fast-w256-stratified-lr1e-3", TrainConfig { lr: 1e-3, ..stratified.clone() }, MlpConfig { hidden_dim: 256, ..gelu.clone() }));
+    all.push(("fast-w512-stratified", stratified.clone(), MlpConfig { hidden_dim: 512, ..gelu.clone() }));
+    all.push(("fast-l4-stratified", stratified, MlpConfig { hidden_layers: 4, ..gelu }));
     all
 }
 

@@ -66,8 +66,8 @@ pub const FLOOR_SEED: u64 = 0x000f_1002;
 /// Independent replicates of the Monte Carlo estimates over time (see [`ExactFlow::loss_floor`]).
 pub const REPLICATES: usize = 16;
 
-/// Times and points per time of the floor a training run prints (131,072 points; its
-/// standard error on the seed experiment is in the README).
+/// Times and points per time of the floor a training run prints (1,048,576 points: ± 0.0016 on
+/// the seed experiment, whose floor is 2.98; docs/exact-flow.md).
 pub const FLOOR_DRAWS: (usize, usize) = (4096, 256);
 
 /// The closed-form flow from a Gaussian source to a Gaussian-mixture target along an affine
@@ -82,20 +82,24 @@ pub struct ExactFlow {
     device: Device,
 }
 
-/// The exact flow at one time: the marginal `p_t` and, per component, what the field needs.
-struct Slice {
-    time: f64,
-    /// `p_t = Σ_k w_k N(m_k(t), S_k(t))`.
-    marginal: GaussianMixture,
-    /// `S_k(t)⁻¹`, `[K, D, D]` row-major.
+/// The exact flow at `T` times: per time and component, what the field needs (row-major).
+struct Slices {
+    times: Vec<f64>,
+    /// `m_k(t)`, `[T, K, D]`.
+    means: Vec<f64>,
+    /// `S_k(t)`, `[T, K, D, D]`.
+    covs: Vec<f64>,
+    /// The Cholesky factor of `S_k(t)`, `[T, K, D, D]` (to draw from `p_t`).
+    chol: Vec<f64>,
+    /// `S_k(t)⁻¹`, `[T, K, D, D]`.
     precision: Vec<f64>,
-    /// `C_k S_k⁻¹`, `[K, D, D]`.
+    /// `C_k S_k⁻¹`, `[T, K, D, D]`.
     gain: Vec<f64>,
-    /// `α̇_t μ_k + σ̇_t m`, `[K, D]`.
+    /// `α̇_t μ_k + σ̇_t m`, `[T, K, D]`.
     offset: Vec<f64>,
-    /// `ln w_k − ½ ln det S_k − D/2 ln 2π`, `[K]`.
+    /// `ln w_k − ½ ln det S_k − D/2 ln 2π`, `[T, K]`.
     log_norm: Vec<f64>,
-    /// `tr Cov(u_t | x_t, k)`, `[K]`.
+    /// `tr Cov(u_t | x_t, k)`, `[T, K]`.
     residual_trace: Vec<f64>,
 }
 
@@ -157,7 +161,11 @@ impl ExactFlow {
     /// # Errors
     /// [`Error::Exact`] for a time outside `[0, 1]` or not finite.
     pub fn marginal(&self, t: f64) -> Result<GaussianMixture> {
-        Ok(self.slice(t)?.marginal)
+        let sl = self.slices(&[t])?;
+        let (k, d) = (self.target.n_components(), self.dim());
+        let means = Array2::from_shape_vec((k, d), sl.means).map_err(|e| Error::Exact(e.to_string()))?;
+        let covs = sl.covs.chunks(d * d).map(|c| Array2::from_shape_vec((d, d), c.to_vec()).map_err(|e| Error::Exact(e.to_string()))).collect::<Result<Vec<_>>>()?;
+        Ok(GaussianMixture::new(self.target.weights().to_vec(), means, covs)?)
     }
 
     /// `log p_t(x)` of each row of `x: [n, D]`, in nats.
@@ -168,77 +176,95 @@ impl ExactFlow {
         Ok(self.marginal(t)?.log_prob(x)?)
     }
 
-    fn slice(&self, t: f64) -> Result<Slice> {
-        if !(0.0..=1.0).contains(&t) {
-            return Err(Error::Exact(format!("time {t} is outside [0, 1]")));
-        }
-        let Some(AffineCoefficients { alpha: a, sigma: s, d_alpha: da, d_sigma: ds, noise }) = self.path.affine(t) else {
-            return Err(Error::Exact(format!("the path {} is not affine; {SUPPORTED}", self.path)));
-        };
+    fn slices(&self, times: &[f64]) -> Result<Slices> {
         let (k, d) = (self.target.n_components(), self.dim());
-        let (mut means, mut covs) = (Array2::zeros((k, d)), Vec::with_capacity(k));
-        let mut out = Slice {
-            time: t,
-            marginal: self.target.clone(),
-            precision: Vec::with_capacity(k * d * d),
-            gain: Vec::with_capacity(k * d * d),
-            offset: Vec::with_capacity(k * d),
-            log_norm: Vec::with_capacity(k),
-            residual_trace: Vec::with_capacity(k),
+        let n = times.len();
+        let mut out = Slices {
+            times: times.to_vec(),
+            means: Vec::with_capacity(n * k * d),
+            covs: Vec::with_capacity(n * k * d * d),
+            chol: Vec::with_capacity(n * k * d * d),
+            precision: Vec::with_capacity(n * k * d * d),
+            gain: Vec::with_capacity(n * k * d * d),
+            offset: Vec::with_capacity(n * k * d),
+            log_norm: Vec::with_capacity(n * k),
+            residual_trace: Vec::with_capacity(n * k),
         };
         let (mut col, mut y, mut z) = (vec![0.0; d], vec![0.0; d], vec![0.0; d]);
-        for (c, (mu, sig)) in self.target.means().rows().into_iter().zip(self.target.covariances()).enumerate() {
-            let cov = sig * (a * a) + &self.source_cov * (s * s) + Array2::<f64>::eye(d) * (noise * noise);
-            let cross = sig * (da * a) + &self.source_cov * (ds * s);
-            let l = cholesky(cov.view())?;
-            // S⁻¹ column by column: S⁻¹ e_j = L⁻ᵀ L⁻¹ e_j.
-            let mut precision = Array2::<f64>::zeros((d, d));
-            for j in 0..d {
-                col.iter_mut().enumerate().for_each(|(i, v)| *v = f64::from(i == j));
-                solve_lower(l.view(), ndarray::ArrayView1::from(&col[..]), &mut y);
-                solve_lower_transpose(l.view(), &y, &mut z);
-                precision.column_mut(j).assign(&ndarray::ArrayView1::from(&z[..]));
+        for &t in times {
+            if !(0.0..=1.0).contains(&t) {
+                return Err(Error::Exact(format!("time {t} is outside [0, 1]")));
             }
-            let gain = cross.dot(&precision);
-            let u_cov = sig * (da * da) + &self.source_cov * (ds * ds);
-            out.residual_trace.push((&u_cov - &gain.dot(&cross.t())).diag().sum());
-            let half_log_det: f64 = l.diag().iter().map(|v| v.ln()).sum();
-            out.log_norm.push(self.target.weights()[c].ln() - half_log_det - 0.5 * d as f64 * (2.0 * std::f64::consts::PI).ln());
-            means.row_mut(c).assign(&(&mu * a + &self.source_mean * s));
-            out.offset.extend((&mu * da + &self.source_mean * ds).iter());
-            out.precision.extend(precision.iter());
-            out.gain.extend(gain.iter());
-            covs.push(cov);
+            let Some(AffineCoefficients { alpha: a, sigma: s, d_alpha: da, d_sigma: ds, noise }) = self.path.affine(t) else {
+                return Err(Error::Exact(format!("the path {} is not affine; {SUPPORTED}", self.path)));
+            };
+            for (c, (mu, sig)) in self.target.means().rows().into_iter().zip(self.target.covariances()).enumerate() {
+                let cov = sig * (a * a) + &self.source_cov * (s * s) + Array2::<f64>::eye(d) * (noise * noise);
+                let cross = sig * (da * a) + &self.source_cov * (ds * s);
+                let l = cholesky(cov.view())?;
+                // S⁻¹ column by column: S⁻¹ e_j = L⁻ᵀ L⁻¹ e_j.
+                let mut precision = Array2::<f64>::zeros((d, d));
+                for j in 0..d {
+                    col.iter_mut().enumerate().for_each(|(i, v)| *v = f64::from(i == j));
+                    solve_lower(l.view(), ndarray::ArrayView1::from(&col[..]), &mut y);
+                    solve_lower_transpose(l.view(), &y, &mut z);
+                    precision.column_mut(j).assign(&ndarray::ArrayView1::from(&z[..]));
+                }
+                let gain = cross.dot(&precision);
+                let u_cov = sig * (da * da) + &self.source_cov * (ds * ds);
+                out.residual_trace.push((&u_cov - &gain.dot(&cross.t())).diag().sum());
+                let half_log_det: f64 = l.diag().iter().map(|v| v.ln()).sum();
+                out.log_norm.push(self.target.weights()[c].ln() - half_log_det - 0.5 * d as f64 * (2.0 * std::f64::consts::PI).ln());
+                out.means.extend((&mu * a + &self.source_mean * s).iter());
+                out.offset.extend((&mu * da + &self.source_mean * ds).iter());
+                out.covs.extend(cov.iter());
+                out.chol.extend(l.iter());
+                out.precision.extend(precision.iter());
+                out.gain.extend(gain.iter());
+            }
         }
-        out.marginal = GaussianMixture::new(self.target.weights().to_vec(), means, covs)?;
         Ok(out)
     }
 
-    /// Per row of `x: [n, D]` at time `t`: the posterior weights `γ: [n, K]` and the conditional
-    /// velocity means `E[u_t | x, k]: [n, K, D]`, in `x`'s kind and device, differentiable in `x`.
-    fn posterior(&self, slice: &Slice, x: &Tensor) -> Result<(Tensor, Tensor)> {
-        let (k, d) = (self.target.n_components() as i64, self.dim() as i64);
+    /// Per time `t` of `sl` and row of `x: [T, P, D]`: the posterior weights `γ: [T, P, K]` and the
+    /// conditional velocity means `E[u_t | x, k]: [T, P, K, D]`, in `x`'s kind and device,
+    /// differentiable in `x`.
+    fn posterior(&self, sl: &Slices, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (t, k, d) = (sl.times.len() as i64, self.target.n_components() as i64, self.dim() as i64);
         let opts = (x.f_kind()?, x.device());
         let tensor = |v: &[f64], shape: &[i64]| -> Result<Tensor> { Ok(Tensor::f_from_slice(v)?.f_reshape(shape)?.f_to_kind(opts.0)?.f_to_device(opts.1)?) };
-        let means = tensor(slice.marginal.means().as_standard_layout().as_slice().expect("standard layout"), &[k, d])?;
-        let diff = x.f_unsqueeze(1)?.f_sub(&means.f_unsqueeze(0)?)?;
-        let pd = Tensor::f_einsum("kij,nkj->nki", &[tensor(&slice.precision, &[k, d, d])?, diff.shallow_clone()], None::<&[i64]>)?;
+        let diff = x.f_unsqueeze(2)?.f_sub(&tensor(&sl.means, &[t, 1, k, d])?)?;
+        let pd = Tensor::f_einsum("tkij,tpkj->tpki", &[tensor(&sl.precision, &[t, k, d, d])?, diff.shallow_clone()], None::<&[i64]>)?;
         let maha = diff.f_mul(&pd)?.f_sum_dim_intlist(-1i64, false, None::<Kind>)?;
-        let logits = tensor(&slice.log_norm, &[1, k])?.f_sub(&maha.f_mul_scalar(0.5)?)?;
-        let gamma = logits.f_softmax(1i64, None::<Kind>)?;
-        let mk = tensor(&slice.offset, &[1, k, d])?.f_add(&Tensor::f_einsum("kij,nkj->nki", &[tensor(&slice.gain, &[k, d, d])?, diff], None::<&[i64]>)?)?;
+        let logits = tensor(&sl.log_norm, &[t, 1, k])?.f_sub(&maha.f_mul_scalar(0.5)?)?;
+        let gamma = logits.f_softmax(-1i64, None::<Kind>)?;
+        let spread = Tensor::f_einsum("tkij,tpkj->tpki", &[tensor(&sl.gain, &[t, k, d, d])?, diff], None::<&[i64]>)?;
+        let mk = tensor(&sl.offset, &[t, 1, k, d])?.f_add(&spread)?;
         Ok((gamma, mk))
     }
 
-    fn velocity_at(&self, slice: &Slice, x: &Tensor) -> Result<Tensor> {
-        let (gamma, mk) = self.posterior(slice, x)?;
-        Ok(gamma.f_unsqueeze(-1)?.f_mul(&mk)?.f_sum_dim_intlist(1i64, false, None::<Kind>)?)
+    /// `v*` at `x: [T, P, D]`, `[T, P, D]`.
+    fn velocity_at(&self, sl: &Slices, x: &Tensor) -> Result<Tensor> {
+        let (gamma, mk) = self.posterior(sl, x)?;
+        Ok(gamma.f_unsqueeze(-1)?.f_mul(&mk)?.f_sum_dim_intlist(2i64, false, None::<Kind>)?)
     }
 
-    /// `n` points of `p_t` as an `f64` tensor `[n, D]` on the CPU.
-    fn draw(slice: &Slice, n: usize, rng: &mut dyn RngCore) -> Result<Tensor> {
-        let x = slice.marginal.sample(n, rng);
-        Ok(Tensor::f_from_slice(x.as_slice().expect("fresh array"))?.f_reshape([n as i64, x.ncols() as i64])?)
+    /// `per_time` points of `p_t` at each time of `sl`, as an `f64` tensor `[T, P, D]` on the CPU.
+    fn draw(&self, sl: &Slices, per_time: usize, rng: &mut dyn RngCore) -> Result<Tensor> {
+        let (k, d) = (self.target.n_components(), self.dim());
+        let cumulative: Vec<f64> = self.target.weights().iter().scan(0.0, |acc, w| { *acc += w; Some(*acc) }).collect();
+        let mut out = Vec::with_capacity(sl.times.len() * per_time * d);
+        let mut z = vec![0.0; d];
+        for ti in 0..sl.times.len() {
+            for _ in 0..per_time {
+                let u: f64 = rng.random();
+                let c = cumulative.iter().position(|&cw| u < cw).unwrap_or(k - 1);
+                z.iter_mut().for_each(|v| *v = rng.sample(rand_distr::StandardNormal));
+                let (m, l) = (&sl.means[(ti * k + c) * d..][..d], &sl.chol[(ti * k + c) * d * d..][..d * d]);
+                out.extend((0..d).map(|i| m[i] + (0..=i).map(|j| l[i * d + j] * z[j]).sum::<f64>()));
+            }
+        }
+        Ok(Tensor::f_from_slice(&out)?.f_reshape([sl.times.len() as i64, per_time as i64, d as i64])?)
     }
 
     /// `L_floor`, the expected flow-matching loss of the exact field itself (no model can go
@@ -252,12 +278,14 @@ impl ExactFlow {
     /// # Errors
     /// [`Error::Config`] for `n_times < 2 · REPLICATES` or `per_time == 0`; a failing solve of `S_k(t)`.
     pub fn loss_floor(&self, time: TimeSampling, n_times: usize, per_time: usize, rng: &mut dyn RngCore) -> Result<Estimate> {
-        self.per_time_means(time, n_times, per_time, rng, |slice, x| {
-            let (gamma, mk) = self.posterior(slice, x)?;
-            let v = gamma.f_unsqueeze(-1)?.f_mul(&mk)?.f_sum_dim_intlist(1i64, false, None::<Kind>)?;
-            let trace = Tensor::f_from_slice(&slice.residual_trace)?.f_unsqueeze(0)?;
-            let second = trace.f_add(&mk.f_square()?.f_sum_dim_intlist(-1i64, false, None::<Kind>)?)?;
-            let total = gamma.f_mul(&second)?.f_sum_dim_intlist(1i64, false, None::<Kind>)?.f_sub(&v.f_square()?.f_sum_dim_intlist(1i64, false, None::<Kind>)?)?;
+        self.per_time_means(time, n_times, per_time, rng, |sl, x| {
+            let (gamma, mk) = self.posterior(sl, x)?;
+            let sum = |a: &Tensor, dim: i64| a.f_sum_dim_intlist(dim, false, None::<Kind>);
+            let v = sum(&gamma.f_unsqueeze(-1)?.f_mul(&mk)?, 2)?;
+            let (t, k) = (sl.times.len() as i64, self.target.n_components() as i64);
+            let trace = Tensor::f_from_slice(&sl.residual_trace)?.f_reshape([t, 1, k])?;
+            let second = trace.f_add(&sum(&mk.f_square()?, -1)?)?;
+            let total = sum(&gamma.f_mul(&second)?, -1)?.f_sub(&sum(&v.f_square()?, -1)?)?;
             Ok(total.f_div_scalar(self.dim() as f64)?)
         })
     }
@@ -269,7 +297,7 @@ impl ExactFlow {
     /// # Errors
     /// As [`ExactFlow::loss_floor`], and the model's own errors.
     pub fn field_error(&self, model: &(impl VectorField + HasDevice), time: TimeSampling, n_times: usize, per_time: usize, rng: &mut dyn RngCore) -> Result<Estimate> {
-        self.per_time_means(time, n_times, per_time, rng, |slice, x| self.squared_error(model, slice, x))
+        self.per_time_means(time, n_times, per_time, rng, |sl, x| self.squared_error(model, sl, x))
     }
 
     /// The field error at each of `times` (each in `[0, 1]`), on `per_time ≥ 2` points of `p_t`:
@@ -281,28 +309,28 @@ impl ExactFlow {
         if per_time < 2 {
             return Err(Error::Config(format!("a field error with a standard error needs at least 2 points per time, got {per_time}")));
         }
-        times
-            .iter()
-            .map(|&t| {
-                let slice = self.slice(t)?;
-                let x = Self::draw(&slice, per_time, rng)?;
-                let err = self.squared_error(model, &slice, &x)?;
-                Ok(Estimate::of(&Vec::<f64>::try_from(err)?)?)
-            })
-            .collect()
+        let sl = self.slices(times)?;
+        let x = self.draw(&sl, per_time, rng)?;
+        let err = self.squared_error(model, &sl, &x)?;
+        (0..times.len() as i64).map(|i| Ok(Estimate::of(&Vec::<f64>::try_from(err.f_get(i)?)?)?)).collect()
     }
 
-    /// `‖v(x, t) − v*(x, t)‖² / D` per row of the `f64` points `x`.
-    fn squared_error(&self, model: &(impl VectorField + HasDevice), slice: &Slice, x: &Tensor) -> Result<Tensor> {
+    /// `‖v(x, t) − v*(x, t)‖² / D` at the `f64` points `x: [T, P, D]`, `[T, P]`.
+    fn squared_error(&self, model: &(impl VectorField + HasDevice), sl: &Slices, x: &Tensor) -> Result<Tensor> {
         let _no_grad = tch::no_grad_guard();
-        let truth = self.velocity_at(slice, x)?;
-        let v = model.velocity(&x.f_to_kind(Kind::Float)?.f_to_device(model.device())?, slice.time)?;
-        let v = v.f_to_device(Device::Cpu)?.f_to_kind(Kind::Double)?;
-        Ok(v.f_sub(&truth)?.f_square()?.f_mean_dim(1i64, false, None::<Kind>)?)
+        let truth = self.velocity_at(sl, x)?;
+        // The model takes one time per call.
+        let v = sl
+            .times
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| Ok(model.velocity(&x.f_get(i as i64)?.f_to_kind(Kind::Float)?.f_to_device(model.device())?, t)?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Double)?))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::f_stack(&v, 0)?.f_sub(&truth)?.f_square()?.f_mean_dim(-1i64, false, None::<Kind>)?)
     }
 
-    /// The mean of `f` (a value per row) over `t` from the law `time` and `x_t ~ p_t`: `n_times`
-    /// times, `per_time` points of `p_t` at each.
+    /// The mean of `f` (a value per point, `[T, P]` for points `[T, P, D]`) over `t` from the law
+    /// `time` and `x_t ~ p_t`: `n_times` times, `per_time` points of `p_t` at each.
     ///
     /// The times are spread evenly over the law (randomised quasi–Monte Carlo: `t = F⁻¹((i + U_r) / m)`,
     /// `i < m`, with a uniform shift `U_r` per replicate, [`REPLICATES`] replicates of
@@ -310,7 +338,7 @@ impl ExactFlow {
     /// times made that variation the whole error (the seed's floor had a standard error of 0.03
     /// from 131,072 points). Each replicate is an unbiased estimate, independent of the others,
     /// so the standard error is that of the replicate means.
-    fn per_time_means(&self, time: TimeSampling, n_times: usize, per_time: usize, rng: &mut dyn RngCore, f: impl Fn(&Slice, &Tensor) -> Result<Tensor>) -> Result<Estimate> {
+    fn per_time_means(&self, time: TimeSampling, n_times: usize, per_time: usize, rng: &mut dyn RngCore, f: impl Fn(&Slices, &Tensor) -> Result<Tensor>) -> Result<Estimate> {
         time.validate()?;
         if n_times < 2 * REPLICATES || per_time == 0 {
             return Err(Error::Config(format!(
@@ -323,14 +351,10 @@ impl ExactFlow {
         let mut replicates = Vec::with_capacity(REPLICATES);
         for _ in 0..REPLICATES {
             let shift: f64 = rng.random();
-            let mut sum = 0.0;
-            for i in 0..m {
-                let t = time.quantile((i as f64 + shift) / m as f64).clamp(0.0, 1.0);
-                let slice = self.slice(t)?;
-                let x = Self::draw(&slice, per_time, rng)?;
-                sum += f64::try_from(f(&slice, &x)?.f_mean(Kind::Double)?)?;
-            }
-            replicates.push(sum / m as f64);
+            let times: Vec<f64> = (0..m).map(|i| time.quantile((i as f64 + shift) / m as f64).clamp(0.0, 1.0)).collect();
+            let sl = self.slices(&times)?;
+            let x = self.draw(&sl, per_time, rng)?;
+            replicates.push(f64::try_from(f(&sl, &x)?.f_mean(Kind::Double)?)?);
         }
         Ok(Estimate::of(&replicates)?)
     }
@@ -361,8 +385,8 @@ impl VectorField for ExactFlow {
         if size.len() != 2 || size[1] != self.dim() as i64 {
             return Err(fm_ode::Error::Invalid(format!("the exact flow is {}-D, got points of shape {size:?}", self.dim())));
         }
-        let slice = self.slice(t).map_err(|e| fm_ode::Error::Invalid(e.to_string()))?;
-        self.velocity_at(&slice, x).map_err(|e| match e {
+        let result = self.slices(&[t]).and_then(|sl| Ok(self.velocity_at(&sl, &x.f_unsqueeze(0)?)?.f_squeeze_dim(0)?));
+        result.map_err(|e| match e {
             Error::Torch(e) => fm_ode::Error::Torch(e),
             e => fm_ode::Error::Invalid(e.to_string()),
         })
