@@ -100,3 +100,47 @@ fn quality_of_a_density_free_target_has_w2_and_mmd_only() {
     assert!(q_shift.mmd2 > 20.0 * q.mmd2.abs().max(1e-4), "shifted {} vs true {}", q_shift.mmd2, q.mmd2);
     assert!(!q.to_string().contains("log-density"));
 }
+
+#[test]
+fn draws_with_counts_have_exactly_those_counts() {
+    let gmm = GaussianMixture::seed();
+    let counts = [7, 120, 33];
+    let x = fm_dist::metrics::draw_with_counts(&gmm, &counts, &mut StdRng::seed_from_u64(3)).unwrap();
+    assert_eq!(x.nrows(), 160);
+    let shares = mixture_shares(&gmm, x.view()).unwrap();
+    for (s, c) in shares.iter().zip(counts) {
+        assert!((s * 160.0 - c as f64).abs() < 1e-9, "{shares:?}");
+    }
+    // A component the mixture almost never draws is an error, not an endless loop.
+    let rare = GaussianMixture::new(vec![1.0 - 1e-12, 1e-12], array![[0.0, 0.0], [50.0, 50.0]], vec![Array2::eye(2), Array2::eye(2)]).unwrap();
+    let e = fm_dist::metrics::draw_with_counts(&rare, &[0, 5], &mut StdRng::seed_from_u64(4)).unwrap_err().to_string();
+    assert!(e.contains("too rare"), "{e}");
+}
+
+#[test]
+fn estimates_give_the_mean_and_its_standard_error() {
+    let e = fm_dist::metrics::Estimate::of(&[1.0, 2.0, 3.0, 4.0]).unwrap();
+    assert_eq!((e.mean, e.n), (2.5, 4));
+    // Sample variance 5/3, standard error √(5/3 / 4).
+    assert_relative_eq!(e.se, (5.0f64 / 12.0).sqrt(), epsilon = 1e-12);
+    assert!(fm_dist::metrics::Estimate::of(&[]).is_err() && fm_dist::metrics::Estimate::of(&[1.0, f64::NAN]).is_err());
+    assert_eq!(format!("{e:.2}"), "2.50 ± 0.32");
+}
+
+/// True samples judged against true reference sets with their own component counts: the W2
+/// excess is 0 in expectation (the two sides are exchangeable), so it sits within a few
+/// standard errors of 0 on every seed; and the matched sets make it far less noisy than the
+/// share noise of independent sets would.
+#[test]
+fn true_samples_have_a_w2_excess_of_zero_within_its_standard_error() {
+    let gmm = GaussianMixture::seed();
+    for seed in 0..4 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let x = gmm.sample(4000, &mut rng);
+        let q = SampleQuality::measure(&gmm, x.view(), 500, 8, &mut rng).unwrap();
+        assert!(q.w2_matched_counts && q.w2_excess_se > 0.0);
+        assert!(q.w2_excess().abs() < 4.0 * q.w2_excess_se, "seed {seed}: excess {} ± {}", q.w2_excess(), q.w2_excess_se);
+        assert!(q.mmd2.abs() < 4.0 * q.mmd2_se, "seed {seed}: MMD² {} ± {}", q.mmd2, q.mmd2_se);
+        assert!(q.log_prob_gap().unwrap().abs() < 4.0 * q.log_prob_gap_se.unwrap());
+    }
+}

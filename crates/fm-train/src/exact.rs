@@ -5,8 +5,8 @@
 //! For an affine path `x_t = α_t x1 + σ_t x0 + s ε` ([`ProbabilityPath::affine`]) with `x0 ~
 //! N(m, S)`, `x1 ~ Σ_k w_k N(μ_k, Σ_k)` and `ε ~ N(0, I)` drawn independently, everything is
 //! Gaussian given the component `k` (the linear-Gaussian conditioning of any textbook, e.g.
-//! Bishop 2006 §2.3.1; for flow matching, Lipman et al. 2024 "Flow Matching Guide and Code"
-//! §4.8 and Albergo et al. 2023 §3 for the posterior-mean form of the marginal field):
+//! Bishop 2006 §2.3.1; for flow matching's affine paths and the marginal field as a conditional
+//! expectation, Lipman et al. 2024, "Flow Matching Guide and Code"):
 //! - `x_t | k ~ N(m_k(t), S_k(t))` with `m_k(t) = α_t μ_k + σ_t m` and
 //!   `S_k(t) = α_t² Σ_k + σ_t² S + s² I`, so `p_t(x) = Σ_k w_k N(x; m_k(t), S_k(t))`;
 //! - the conditional velocity `u_t = α̇_t x1 + σ̇_t x0` has `Cov(u_t, x_t | k) = C_k(t) = α̇_t α_t Σ_k + σ̇_t σ_t S`,

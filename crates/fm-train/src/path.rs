@@ -195,8 +195,8 @@ impl ProbabilityPath {
 /// An affine path at one time: `x_t = alpha·x1 + sigma·x0 + noise·ε` with `ε ~ N(0, I)`
 /// independent of `(x0, x1)`, and the velocity the network regresses on,
 /// `u_t = d_alpha·x1 + d_sigma·x0` (the constant noise of I-CFM does not move, so it has no
-/// velocity). The notation of Lipman et al. 2024 ("Flow Matching Guide and Code", §4.8: a
-/// scheduler `(α_t, σ_t)` and its derivatives), with I-CFM's constant `noise` added.
+/// velocity). The notation of Lipman et al. 2024 ("Flow Matching Guide and Code": an affine
+/// path's scheduler `(α_t, σ_t)` and its derivatives), with I-CFM's constant `noise` added.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AffineCoefficients {
     /// `α_t`, the weight of the target sample `x1`.

@@ -362,6 +362,35 @@ fn logit_normal_times_lie_inside_with_the_right_median() {
 }
 
 #[test]
+fn stratified_times_put_one_time_in_each_stratum_of_the_batch() {
+    let mut t = vec![0f32; 256];
+    TimeSampling::Stratified.fill(&mut t, &mut StdRng::seed_from_u64(10));
+    for (i, &v) in t.iter().enumerate() {
+        assert!((i as f32 / 256.0..(i + 1) as f32 / 256.0).contains(&v) && v < 1.0, "row {i}: {v}");
+    }
+    // Not the same offsets every batch.
+    let mut again = vec![0f32; 256];
+    TimeSampling::Stratified.fill(&mut again, &mut StdRng::seed_from_u64(11));
+    assert_ne!(t, again);
+}
+
+#[test]
+fn quantiles_invert_each_time_law() {
+    for u in [0.01, 0.3, 0.5, 0.9] {
+        assert_eq!(TimeSampling::Uniform.quantile(u), u);
+        assert_eq!(TimeSampling::Stratified.quantile(u), u);
+    }
+    // Logit-normal: F⁻¹(u) = sigmoid(mean + std Φ⁻¹(u)); the median is sigmoid(mean), and the
+    // share of drawn times below F⁻¹(0.2) is 0.2 within 4 binomial standard errors.
+    let law = TimeSampling::LogitNormal { mean: 0.8, std: 1.5 };
+    assert!((law.quantile(0.5) - 1.0 / (1.0 + (-0.8f64).exp())).abs() < 1e-12);
+    let mut t = vec![0f32; 20_000];
+    law.fill(&mut t, &mut StdRng::seed_from_u64(12));
+    let below = t.iter().filter(|&&v| (v as f64) < law.quantile(0.2)).count() as f64 / 20_000.0;
+    assert!((below - 0.2).abs() < 4.0 * (0.2f64 * 0.8 / 20_000.0).sqrt(), "{below}");
+}
+
+#[test]
 fn time_samplings_parse_and_serialize() {
     assert_eq!(
         "logit-normal".parse::<TimeSampling>().unwrap(),
@@ -381,14 +410,16 @@ fn time_samplings_parse_and_serialize() {
         "Uniform".parse::<TimeSampling>().unwrap(),
         TimeSampling::Uniform
     );
-    for bad in ["beta", "logit-normal:1", "logit-normal:0,-1", "uniform:2"] {
+    for bad in ["beta", "logit-normal:1", "logit-normal:0,-1", "uniform:2", "stratified:2"] {
         assert!(bad.parse::<TimeSampling>().is_err(), "{bad}");
     }
     assert!("beta"
         .parse::<TimeSampling>()
         .unwrap_err()
         .to_string()
-        .contains("uniform, logit-normal"));
+        .contains("uniform, stratified, logit-normal"));
+    assert_eq!("stratified".parse::<TimeSampling>().unwrap(), TimeSampling::Stratified);
+    assert!("stratified:3".parse::<TimeSampling>().is_err());
     let ln = TimeSampling::LogitNormal {
         mean: 0.5,
         std: 2.0,
