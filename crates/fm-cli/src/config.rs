@@ -217,7 +217,7 @@ pub struct TrainFlags {
     /// Pairing of source and target rows in a batch: independent, ot (exact minibatch OT), sinkhorn:REG.
     #[arg(long, default_value_t = TrainConfig::default().coupling)]
     pub coupling: Coupling,
-    /// Law of the training times: `uniform` or `logit-normal:MEAN,STD`.
+    /// Law of the training times: `uniform`, `stratified` (one uniform time per 1/n of each batch) or `logit-normal:MEAN,STD`.
     #[arg(long, default_value_t = TrainConfig::default().time_sampling)]
     pub time_sampling: TimeSampling,
     /// Optimizer: adam or adamw.

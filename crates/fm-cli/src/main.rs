@@ -36,15 +36,18 @@ enum Command {
     Train(train::TrainArgs),
     /// Generate samples from a checkpoint (.safetensors or PyTorch .pth) by integrating its velocity field.
     #[command(
-        after_help = "Examples:\n  fm sample --checkpoint runs/seed/model.safetensors --method rk4 --steps 20\n  fm sample --config runs/seed/config.toml --samples 5000   # the run's model.safetensors, its [sample] section\n  fm sample --checkpoint flow_match_model.pth --method dopri5 --rtol 1e-6 --out samples.csv"
+        after_help = "Examples:\n  fm sample --checkpoint runs/seed/model.safetensors --method rk4 --steps 20\n  fm sample --config runs/seed/config.toml --samples 5000   # the run's model.safetensors, its [sample] section\n  fm sample --checkpoint flow_match_model.pth --method dopri5 --rtol 1e-6 --out samples.csv\n  fm sample --oracle --target 8gaussians --method rk4 --steps 20   # the exact flow: no model"
     )]
     Sample(sample::SampleArgs),
-    /// Judge samples (.npy/.csv) against a target: exact W2 and MMD, plus log-density and component shares where they exist.
-    #[command(after_help = "Examples:\n  fm eval --samples runs/seed/samples.npy\n  fm eval --samples moons.npy --target moons")]
-    Eval(eval::EvalArgs),
-    /// Draw a figure from a run or checkpoint: compare, trajectories, field, density, loss or animation.
+    /// Judge samples (.npy/.csv) against a target (W2, MMD, log-density, component shares, with standard errors), a
+    /// checkpoint (KL from its exact likelihood; for mixture targets its field error against the exact flow), or the exact flow.
     #[command(
-        after_help = "Examples:\n  fm plot trajectories --run runs/seed            # writes runs/seed/trajectories.png\n  fm plot density --run runs/seed --out density.svg\n  fm plot animation --run runs/seed               # runs/seed/animation.gif\n  fm plot loss --config runs/ot/config.toml       # that run's loss: runs/ot/loss.png\n  fm plot field --checkpoint flow_match_model.pth --target gmm3 --out field.png"
+        after_help = "Examples:\n  fm eval --samples runs/seed/samples.npy\n  fm eval --samples moons.npy --target moons\n  fm eval --checkpoint runs/fast/model.safetensors   # KL, field error, loss floor, error over t\n  fm eval --oracle --path vp                         # KL of the exact flow: the integrator's error"
+    )]
+    Eval(eval::EvalArgs),
+    /// Draw a figure from a run or checkpoint: compare, trajectories, field, field-error, density, loss or animation.
+    #[command(
+        after_help = "Examples:\n  fm plot trajectories --run runs/seed            # writes runs/seed/trajectories.png\n  fm plot density --run runs/seed --out density.svg\n  fm plot animation --run runs/seed               # runs/seed/animation.gif\n  fm plot loss --config runs/ot/config.toml       # that run's loss: runs/ot/loss.png\n  fm plot field --checkpoint flow_match_model.pth --target gmm3 --out field.png\n  fm plot field-error --run runs/fast             # the model against the exact field, over t\n  fm plot field --exact --target 8gaussians --out exact.png   # the exact field; no model needed"
     )]
     Plot(plot::PlotArgs),
     /// List the targets (built-in and file-based), one line each; --config adds what a run file's target and source are.

@@ -71,6 +71,9 @@ pub struct PlotArgs {
     /// model's [default out: RUN/field-exact.png].
     #[arg(long)]
     exact: bool,
+    /// With --exact: the probability path (linear, icfm:σ, lipman:σ_min, vp) [default: the run's, else linear].
+    #[arg(long, requires = "exact")]
+    path: Option<fm_train::ProbabilityPath>,
 }
 
 pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
@@ -104,6 +107,16 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
         Some(config) => checkpoint_or_run(args.checkpoint.as_deref(), Some(config), "--checkpoint C or --run DIR")?,
         None => args.checkpoint.clone().unwrap_or_else(|| run_checkpoint(&dir)),
     };
+    if args.exact {
+        // The exact field needs no model: a checkpoint, where there is one, only names the setting.
+        let meta = if ckpt.exists() || args.checkpoint.is_some() { Some(load_model(&ckpt, "cpu", None)?.2) } else { None };
+        let flow = exact_flow(args.target.as_deref(), args.path, run.as_ref(), meta.as_ref())?;
+        let title = Some(format!("Exact velocity field v* ({} path)", flow.path()));
+        let target = flow.target();
+        fm_viz::field(&out, |x: ArrayView2<f64>, time| velocity(&flow, x, time), Some(target), &fm_viz::FieldFigure { coords, title, ..Default::default() })?;
+        print_written(&[("figure", &out)]);
+        return Ok(());
+    }
     let (mlp, source, meta) = load_model(&ckpt, &args.device, None)?;
     let spec = args.target.clone().or_else(|| run.as_ref().map(|r| r.target.clone())).or_else(|| meta.get("target").cloned()).context("the checkpoint names no target: give --target")?;
     let target = parse_target(&spec).context("target")?;
@@ -126,27 +139,30 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
             let (times, paths) = fm_train::sample_paths(&mlp, source.as_ref(), &cfg, args.points.unwrap_or(2000))?;
             fm_viz::animation(&out, paths.view(), &times, Some(t), &fm_viz::AnimationFigure { coords, ..Default::default() })?;
         }
-        Kind::Field if args.exact => {
-            let flow = exact_flow(t, source.as_ref(), run.as_ref(), &meta)?;
-            let title = Some(format!("Exact velocity field v* ({} path)", flow.path()));
-            fm_viz::field(&out, |x: ArrayView2<f64>, time| velocity(&flow, x, time), Some(t), &fm_viz::FieldFigure { coords, title, ..Default::default() })?
-        }
         Kind::Field => fm_viz::field(&out, |x: ArrayView2<f64>, time| velocity(&mlp, x, time), Some(t), &fm_viz::FieldFigure { coords, ..Default::default() })?,
         Kind::FieldError => {
-            let flow = exact_flow(t, source.as_ref(), run.as_ref(), &meta)?;
+            let train = match run.as_ref() {
+                Some(r) => r.train.clone(),
+                None => crate::oracle::trained_with_or_seed(&meta)?,
+            };
+            let flow = fm_train::ExactFlow::for_training(t, source.as_ref(), train.path, train.coupling)?;
             let times: Vec<f64> = (0..=40).map(|k| k as f64 / 40.0).collect();
             let curve = flow.field_error_curve(&mlp, &times, 2048, &mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0))?;
             let rows = Array2::from_shape_fn((times.len(), 2), |(i, j)| if j == 0 { times[i] } else { curve[i].mean });
             let fig = fm_viz::LossFigure { title: format!("Field error against the exact flow ({} path)", flow.path()), x_name: "t".into(), loss_name: "E‖v − v*‖² per coordinate".into(), smooth: Some(1), ..Default::default() };
             fm_viz::loss(&out, rows.view(), &[], &fig)?;
             if t.dim() == 2 {
-                let map = out.with_file_name(format!("{}-map.png", out.file_stem().unwrap_or_default().to_string_lossy()));
+                // Beside the curve, in its format: FILE.png → FILE-map.png, FILE.svg → FILE-map.svg.
+                let ext = out.extension().map_or("png".into(), |e| e.to_string_lossy().to_string());
+                let map = out.with_file_name(format!("{}-map.{ext}", out.file_stem().unwrap_or_default().to_string_lossy()));
                 let diff = |x: ArrayView2<f64>, time: f64| -> Result<Array2<f64>> { Ok(velocity(&mlp, x, time)? - velocity(&flow, x, time)?) };
-                let title = Some("Where the model is off: v − v* (arrows coloured by |v − v*|)".to_string());
-                fm_viz::field(&map, diff, Some(t), &fm_viz::FieldFigure { coords, title, ..Default::default() })?;
+                let title = Some("Where the model is off: v − v*".to_string());
+                let fig = fm_viz::FieldFigure { coords, title, colour_label: "|v − v*|".into(), ..Default::default() };
+                fm_viz::field(&map, diff, Some(t), &fig)?;
                 print_written(&[("figure", &out), ("map", &map)]);
                 return Ok(());
             }
+            eprintln!("note: no map of where the error sits: the target is {}-D, and the map is drawn for 2-D only", t.dim());
         }
         Kind::Density => {
             // An exact likelihood per grid point: a coarser grid and 20 RK4 steps keep this to
@@ -168,10 +184,18 @@ fn velocity(field: &(impl VectorField + fm_train::HasDevice), x: ArrayView2<f64>
     Ok(tensor_to_array(&v)?)
 }
 
-/// The exact flow of the run's (else the checkpoint's, else the seed's) training setting.
-fn exact_flow(target: &dyn Target, source: &dyn Target, run: Option<&crate::config::RunConfig>, meta: &fm_model::checkpoint::Metadata) -> Result<fm_train::ExactFlow> {
-    let train = run.map(|r| r.train.clone()).or_else(|| crate::oracle::trained_with(meta)).unwrap_or_default();
-    Ok(fm_train::ExactFlow::for_training(target, source, train.path, train.coupling)?)
+/// The exact flow of `--target`/`--path` where given, else of the run file's setting, else the
+/// checkpoint's, else the seed's (`gmm3` from `N(0, I)`, the linear path).
+fn exact_flow(target: Option<&str>, path: Option<fm_train::ProbabilityPath>, run: Option<&crate::config::RunConfig>, meta: Option<&fm_model::checkpoint::Metadata>) -> Result<fm_train::ExactFlow> {
+    let named = |key: &str| meta.and_then(|m| m.get(key).cloned());
+    let target = target.map(str::to_string).or_else(|| run.map(|r| r.target.clone())).or_else(|| named("target")).unwrap_or_else(|| "gmm3".into());
+    let source = run.map(|r| r.source.clone()).or_else(|| named("source"));
+    let train = match (run, meta) {
+        (Some(r), _) => r.train.clone(),
+        (None, Some(meta)) => crate::oracle::trained_with_or_seed(meta)?,
+        (None, None) => fm_train::TrainConfig::default(),
+    };
+    Ok(crate::oracle::flow(&target, source.as_deref(), path.unwrap_or(train.path), train.coupling)?.0)
 }
 
 /// The loss curve of a run's metrics.csv (its first column is the step, its second the loss;

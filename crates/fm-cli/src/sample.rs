@@ -25,10 +25,10 @@ pub struct SampleArgs {
     #[arg(long, conflicts_with = "checkpoint")]
     oracle: bool,
     /// With --oracle: the Gaussian-mixture target (gmm3, 8gaussians, 25gaussians, spec:FILE) [default: the run file's, else gmm3].
-    #[arg(long, requires = "oracle")]
+    #[arg(long, requires = "oracle", conflicts_with = "checkpoint")]
     target: Option<String>,
     /// With --oracle: the probability path (linear, icfm:σ, lipman:σ_min, vp) [default: the run file's, else linear].
-    #[arg(long, requires = "oracle")]
+    #[arg(long, requires = "oracle", conflicts_with = "checkpoint")]
     path: Option<fm_train::ProbabilityPath>,
     /// Output file, .npy or .csv [default: samples-METHOD-STEPS.npy beside the checkpoint; with --oracle, in the
     /// run file's folder, else here].
@@ -91,6 +91,7 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
     cfg.validate()?;
     let what = if cfg.method.is_adaptive() { format!("{}", cfg.method) } else { format!("{}-{}", cfg.method, cfg.steps) };
     let t0 = Instant::now();
+    let mut oracle_of = None;
     let (x, source, out) = match &checkpoint {
         Some(checkpoint) => {
             let out = args.out.clone().unwrap_or_else(|| checkpoint.with_file_name(format!("samples-{what}.npy")));
@@ -102,6 +103,7 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
             let path = args.path.or_else(|| run.as_ref().map(|r| r.train.path)).unwrap_or_default();
             let coupling = run.as_ref().map(|r| r.train.coupling).unwrap_or_default();
             let (flow, source) = crate::oracle::flow(&target, source.as_deref(), path, coupling)?;
+            oracle_of = Some(format!("to {} ({path} path)", flow.target().name()));
             let dir = args.config.as_deref().map(crate::config::run_dir).unwrap_or(Path::new("."));
             let out = args.out.clone().unwrap_or_else(|| dir.join(format!("samples-exact-{what}.npy")));
             (fm_train::sample(&flow.on(parse_device(&device)?), source.as_ref(), &cfg)?, source, out)
@@ -109,7 +111,10 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
     };
     let secs = t0.elapsed().as_secs_f64();
     fm_dist::io::write_points(&out, x.view())?;
-    let of = if checkpoint.is_none() { "of the exact flow " } else { "" };
+    let of = match (&checkpoint, &oracle_of) {
+        (None, Some(what)) => format!("of the exact flow {what} "),
+        _ => String::new(),
+    };
     println!("sampled {} points {of}from {} with {} in {secs:.3} s", cfg.n_samples, source.name(), describe(&cfg));
     print_written(&[("samples", &out)]);
     Ok(())

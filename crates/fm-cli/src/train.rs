@@ -82,13 +82,21 @@ fn catch_signals() -> Result<()> {
 /// the exact flow does not cover the run: see `fm_train::exact`).
 const METRICS_HEADER: &str = "step,loss,loss_floor,lr,w2,kl\n";
 
-/// The rows of `path` (a metrics.csv) for steps up to `step`, each with its newline.
+/// The rows of `path` (a metrics.csv) for steps up to `step`, each with its newline, in
+/// [`METRICS_HEADER`]'s columns: a file written by an older fm (without `loss_floor`, say) has
+/// each value moved under its own name, and a column it lacks left empty.
 fn metrics_rows_up_to(path: &Path, step: usize) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .skip(1)
-        .filter(|l| l.split(',').next().and_then(|s| s.trim().parse::<usize>().ok()).is_some_and(|s| s <= step))
-        .map(|l| format!("{l}\n"))
+    let mut lines = text.lines();
+    let old: Vec<&str> = lines.next().unwrap_or_default().split(',').map(str::trim).collect();
+    let new: Vec<&str> = METRICS_HEADER.trim_end().split(',').collect();
+    lines
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split(',').collect();
+            let row_step = cells.first()?.trim().parse::<usize>().ok()?;
+            let moved: Vec<&str> = new.iter().map(|name| old.iter().position(|o| o == name).and_then(|j| cells.get(j).copied()).unwrap_or("")).collect();
+            (row_step <= step).then(|| moved.join(",") + "\n")
+        })
         .collect()
 }
 

@@ -466,7 +466,7 @@ fn the_oracle_samples_and_judges_the_exact_flow() {
     let o = fm(&["eval", "--oracle", "--kl-points", "400", "--kl-steps", "20"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout);
-    let kl: f64 = text.split("KL(target ‖ model) ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    let kl: f64 = text.split("KL(target ‖ exact flow) ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
     assert!(text.contains("exact flow") && kl.abs() < 0.02, "{text}");
     assert_clean_failure(&fm(&["sample", "--oracle", "--target", "moons", "--samples", "10"]), "the exact flow needs a Gaussian-mixture target");
     assert_clean_failure(&fm(&["eval", "--oracle", "--path", "schrodinger-bridge:0.5"]), "is not affine");
@@ -474,6 +474,15 @@ fn the_oracle_samples_and_judges_the_exact_flow() {
     std::fs::write(&ot, "[train]\ncoupling = \"ot\"\n").unwrap();
     assert_clean_failure(&fm(&["sample", "--oracle", "--config", ot.to_str().unwrap(), "--samples", "10"]), "pairs samples through the batch");
     assert!(!stderr(&fm(&["sample", "--oracle", "--checkpoint", "x.safetensors"])).is_empty());
+    // --path and --target belong to the exact flow: beside a checkpoint they are refused, not ignored.
+    assert!(!fm(&["sample", "--path", "vp", "--checkpoint", "x.safetensors"]).status.success());
+    // The blurred ends of I-CFM are said, not passed off as an integrator's error.
+    let o = fm(&["eval", "--oracle", "--path", "icfm:0.5", "--kl-points", "50", "--kl-steps", "4"]);
+    assert!(o.status.success() && stderr(&o).contains("blurred"), "{}", stderr(&o));
+    // The exact field needs no model.
+    let png = dir.join("exact.png");
+    let o = fm(&["plot", "field", "--exact", "--target", "8gaussians", "--path", "vp", "--run", dir.join("none").to_str().unwrap(), "--out", png.to_str().unwrap()]);
+    assert!(o.status.success() && std::fs::read(&png).unwrap().starts_with(b"\x89PNG"), "{}", stderr(&o));
 }
 
 /// `fm eval --checkpoint` on a mixture target: the field error, the floor and the curve over t.
@@ -486,4 +495,34 @@ fn eval_reports_the_field_error_against_the_exact_flow() {
     for want in ["field error E‖v − v*‖²", "loss floor", "over t:", "error"] {
         assert!(text.contains(want), "lacks '{want}': {text}");
     }
+    // --kl-points 0 skips the likelihood, and only the field error is reported.
+    let o = fm(&["eval", "--checkpoint", run.join("model.safetensors").to_str().unwrap(), "--kl-points", "0"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && !text.contains("KL(") && text.contains("field error"), "{text}{}", stderr(&o));
+    // A training record this fm cannot read is said, never replaced by a guess.
+    let (mlp, mut meta) = fm_model::checkpoint::load(&run.join("model.safetensors"), tch::Device::Cpu).unwrap();
+    let train = meta["train"].replacen('{', "{\"from_the_future\":1,", 1);
+    meta.insert("train".into(), train);
+    let odd = run.join("odd.safetensors");
+    fm_model::checkpoint::save(&mlp, &odd, &meta).unwrap();
+    let o = fm(&["eval", "--checkpoint", odd.to_str().unwrap(), "--kl-points", "0"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("no field error: the checkpoint's training settings cannot be read"), "{text}");
+}
+
+/// Resuming a run whose metrics.csv an older fm wrote (no `loss_floor` column) keeps each value
+/// under its own name, so the file stays one table and `fm plot loss` reads it.
+#[test]
+fn resuming_a_run_with_an_older_metrics_file_keeps_its_columns() {
+    let run = tiny_trained("old-metrics");
+    let metrics = run.join("metrics.csv");
+    std::fs::write(&metrics, "step,loss,lr,w2,kl\n1,5.5,0.0001,,\n2,4.5,0.0001,0.7,0.9\n").unwrap();
+    let o = fm(&["train", "--resume", run.to_str().unwrap(), "--steps", "3", "--quiet", "--device", "cpu"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(&lines[..3], ["step,loss,loss_floor,lr,w2,kl", "1,5.5,,0.0001,,", "2,4.5,,0.0001,0.7,0.9"], "{text}");
+    assert!(lines[3].starts_with("3,") && lines[3].split(',').count() == 6, "{text}");
+    let o = fm(&["plot", "loss", "--run", run.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
 }

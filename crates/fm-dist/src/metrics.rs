@@ -192,7 +192,9 @@ pub struct SampleQuality {
     pub w2_excess_se: f64,
     pub w2_points: usize,
     pub w2_draws: usize,
-    /// Whether the true sets had the generated windows' component counts (mixtures).
+    /// Whether the true sets had the generated windows' component counts (mixtures, unless a
+    /// component the samples crowd is too rare to draw that often: then every draw from the
+    /// first such one on is independent).
     pub w2_matched_counts: bool,
     /// Unbiased MMD² between the first `min(w2_points, 1000)` points of each generated window and a
     /// fresh true set of that size (independent draws), averaged over the draws, with the kernel summed over `mmd_bandwidths` (the median
@@ -263,6 +265,7 @@ impl SampleQuality {
             return Err(Error::Metric(format!("W2 on {w2_points} points × {w2_draws} draws needs 2..={n} points and at least one draw")));
         }
         let gmm = target.as_mixture();
+        let mut matched = gmm.is_some();
         let m = w2_points.min(Self::MMD_POINTS);
         let (mut w2s, mut refs, mut excess, mut mmds) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut bandwidths = None;
@@ -270,12 +273,18 @@ impl SampleQuality {
             // Disjoint windows of the generated set when it is large enough, else overlapping ones.
             let start = (draw * w2_points) % (n - w2_points + 1);
             let gen = generated.slice(s![start..start + w2_points, ..]);
-            let (t1, t2) = match gmm {
-                Some(g) => {
-                    let counts = component_counts(g, gen)?;
-                    (draw_with_counts(g, &counts, rng)?, draw_with_counts(g, &counts, rng)?)
+            // Samples crowding a component the mixture almost never draws cannot be matched:
+            // those draws fall back to independent true sets (and the report says so).
+            let with_counts = gmm.filter(|_| matched).map(|g| -> Result<_> {
+                let counts = component_counts(g, gen)?;
+                Ok((draw_with_counts(g, &counts, rng)?, draw_with_counts(g, &counts, rng)?))
+            });
+            let (t1, t2) = match with_counts {
+                Some(Ok(sets)) => sets,
+                _ => {
+                    matched = false;
+                    (target.sample(w2_points, rng), target.sample(w2_points, rng))
                 }
-                None => (target.sample(w2_points, rng), target.sample(w2_points, rng)),
             };
             let (a, b) = (w2(gen, t1.view())?, w2(t1.view(), t2.view())?);
             w2s.push(a);
@@ -313,7 +322,7 @@ impl SampleQuality {
             w2_excess_se: Estimate::of(&excess)?.se,
             w2_points,
             w2_draws,
-            w2_matched_counts: gmm.is_some(),
+            w2_matched_counts: matched,
             mmd2: mean(&mmds),
             mmd2_se: Estimate::of(&mmds)?.se,
             mmd_bandwidths: bandwidths.unwrap_or_default(),

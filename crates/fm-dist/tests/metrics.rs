@@ -144,3 +144,16 @@ fn true_samples_have_a_w2_excess_of_zero_within_its_standard_error() {
         assert!(q.log_prob_gap().unwrap().abs() < 4.0 * q.log_prob_gap_se.unwrap());
     }
 }
+
+/// Samples piled into a component of weight 1e-4 cannot get a reference set with their counts:
+/// the report falls back to independent true sets and says so, instead of failing to judge.
+#[test]
+fn samples_in_a_vanishing_component_are_judged_against_independent_sets() {
+    let rare = GaussianMixture::new(vec![0.9999, 0.0001], array![[0.0, 0.0], [30.0, 30.0]], vec![Array2::eye(2), Array2::eye(2)]).unwrap();
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut x = rare.sample(400, &mut rng);
+    x.slice_mut(ndarray::s![..200, ..]).mapv_inplace(|v| v + 30.0);
+    let q = SampleQuality::measure(&rare, x.view(), 300, 2, &mut rng).unwrap();
+    assert!(!q.w2_matched_counts && q.w2_excess() > 5.0, "{q}");
+    assert!(!q.to_string().contains("component counts"), "{q}");
+}

@@ -66,9 +66,33 @@ pub const FLOOR_SEED: u64 = 0x000f_1002;
 /// Independent replicates of the Monte Carlo estimates over time (see [`ExactFlow::loss_floor`]).
 pub const REPLICATES: usize = 16;
 
-/// Times and points per time of the floor a training run prints (1,048,576 points: ± 0.0016 on
-/// the seed experiment, whose floor is 2.98; docs/exact-flow.md).
+/// About the most values one tensor of a Monte Carlo estimate holds (`[times, points, K, D]`).
+const MAX_VALUES: usize = 1 << 20;
+
+/// Times and points per time of the floor a training run prints on small mixtures (1,048,576
+/// points: ± 0.0016 on the seed experiment, whose floor is 2.98; docs/exact-flow.md); larger
+/// ones get fewer ([`floor_draws`]).
 pub const FLOOR_DRAWS: (usize, usize) = (4096, 256);
+
+/// The work (`times × points × K × D²`, the size of the largest product) the floor a training
+/// run prints may cost: the seed mixture's [`FLOOR_DRAWS`] take 12.6 M, about a second here.
+pub const FLOOR_WORK: usize = 1 << 24;
+
+/// [`FLOOR_DRAWS`], cut for a mixture of `k` components in `d` dimensions so that the work
+/// stays within [`FLOOR_WORK`]: times first (down to 2 per replicate), then points per time
+/// (down to 4). A 64-component 32-D mixture gets 32 × 8. The printed standard error says what
+/// precision that buys.
+pub fn floor_draws(k: usize, d: usize) -> (usize, usize) {
+    let per_point = (k * d * d).max(1);
+    let (mut times, mut points) = FLOOR_DRAWS;
+    while times > 2 * REPLICATES && times * points * per_point > FLOOR_WORK {
+        times /= 2;
+    }
+    while points > 4 && times * points * per_point > FLOOR_WORK {
+        points /= 2;
+    }
+    (times, points)
+}
 
 /// The closed-form flow from a Gaussian source to a Gaussian-mixture target along an affine
 /// path with independent pairs (see the [module docs](self)). A [`VectorField`] like a trained
@@ -122,7 +146,7 @@ impl ExactFlow {
             return unsupported(format!("the path {path} is not affine in independent samples"));
         }
         if source.dim() != target.dim() {
-            return Err(fm_dist::Error::Dim { expected: target.dim(), got: source.dim() }.into());
+            return Err(Error::Exact(format!("the source {} is {}-D but the target {} is {}-D", source.name(), source.dim(), target.name(), target.dim())));
         }
         path.validate()?;
         Ok(Self { target: mixture.clone(), source_mean, source_cov, path, device: Device::Cpu })
@@ -151,9 +175,41 @@ impl ExactFlow {
         self.target.dim()
     }
 
+    /// The times and points per time of the floor a training run prints ([`floor_draws`] for this mixture).
+    pub fn floor_draws(&self) -> (usize, usize) {
+        floor_draws(self.target.n_components(), self.dim())
+    }
+
+    /// The target the flow ends at (up to [`ExactFlow::blurred_ends`]).
+    pub fn target(&self) -> &GaussianMixture {
+        &self.target
+    }
+
     /// The path the flow follows.
     pub fn path(&self) -> ProbabilityPath {
         self.path
+    }
+
+    /// Where the flow's ends are not the source and the target, what they are instead: I-CFM's
+    /// constant noise blurs both (`p_0 = N(m, S + s² I)`, `p_1` the target convolved with
+    /// `N(0, s² I)`), Lipman's path stops `σ_min` short of the target (`p_1` the target convolved
+    /// with `N(0, σ_min² S)`). Samples of the source carried by such a flow do not follow the
+    /// target exactly, and its KL to the target is that blur's, not an integrator's. `None` for
+    /// `linear`, `vp` and `lipman:0`.
+    pub fn blurred_ends(&self) -> Option<String> {
+        match self.path {
+            ProbabilityPath::Icfm { sigma } if sigma > 0.0 => Some(format!(
+                "the {} path's exact flow runs from the source blurred by N(0, {:.4} I) to the target blurred by the same: sampled from the source, it does not reach the target exactly",
+                self.path,
+                sigma * sigma
+            )),
+            ProbabilityPath::Lipman { sigma_min } if sigma_min > 0.0 => Some(format!(
+                "the {} path's exact flow ends at the target blurred by N(0, {:.4} S) (S the source's covariance), not at the target",
+                self.path,
+                sigma_min * sigma_min
+            )),
+            _ => None,
+        }
     }
 
     /// The marginal `p_t` as a Gaussian mixture (`p_0` the source, `p_1` the target, up to I-CFM's noise).
@@ -309,10 +365,14 @@ impl ExactFlow {
         if per_time < 2 {
             return Err(Error::Config(format!("a field error with a standard error needs at least 2 points per time, got {per_time}")));
         }
-        let sl = self.slices(times)?;
-        let x = self.draw(&sl, per_time, rng)?;
-        let err = self.squared_error(model, &sl, &x)?;
-        (0..times.len() as i64).map(|i| Ok(Estimate::of(&Vec::<f64>::try_from(err.f_get(i)?)?)?)).collect()
+        times
+            .iter()
+            .map(|&t| {
+                let sl = self.slices(&[t])?;
+                let x = self.draw(&sl, per_time, rng)?;
+                Ok(Estimate::of(&Vec::<f64>::try_from(self.squared_error(model, &sl, &x)?.f_get(0)?)?)?)
+            })
+            .collect()
     }
 
     /// `‖v(x, t) − v*(x, t)‖² / D` at the `f64` points `x: [T, P, D]`, `[T, P]`.
@@ -349,19 +409,26 @@ impl ExactFlow {
         let _no_grad = tch::no_grad_guard();
         let m = n_times / REPLICATES;
         let mut replicates = Vec::with_capacity(REPLICATES);
+        // Times of a replicate are evaluated together, in chunks that keep the largest tensor
+        // (`[times, points, K, D]`) near a million values whatever the mixture.
+        let chunk = (MAX_VALUES / (per_time * self.target.n_components() * self.dim()).max(1)).clamp(1, m);
         for _ in 0..REPLICATES {
             let shift: f64 = rng.random();
             let times: Vec<f64> = (0..m).map(|i| time.quantile((i as f64 + shift) / m as f64).clamp(0.0, 1.0)).collect();
-            let sl = self.slices(&times)?;
-            let x = self.draw(&sl, per_time, rng)?;
-            replicates.push(f64::try_from(f(&sl, &x)?.f_mean(Kind::Double)?)?);
+            let mut sum = 0.0;
+            for part in times.chunks(chunk) {
+                let sl = self.slices(part)?;
+                let x = self.draw(&sl, per_time, rng)?;
+                sum += f64::try_from(f(&sl, &x)?.f_sum(Kind::Double)?)?;
+            }
+            replicates.push(sum / (m * per_time) as f64);
         }
         Ok(Estimate::of(&replicates)?)
     }
 }
 
 /// The loss floor of a training setting, as every training run prints it: [`ExactFlow::loss_floor`]
-/// for `cfg`'s path and time law, seeded by [`FLOOR_SEED`] with [`FLOOR_DRAWS`]; `None` where the
+/// for `cfg`'s path and time law, seeded by [`FLOOR_SEED`] with [`floor_draws`]; `None` where the
 /// exact flow does not cover the setting (a target that is not a Gaussian mixture, another source,
 /// the Schrödinger bridge, a dependent coupling).
 ///
@@ -374,7 +441,8 @@ pub fn training_floor(target: &dyn Target, source: &dyn Target, cfg: &crate::Tra
         Err(e) => return Err(e),
     };
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(FLOOR_SEED);
-    Ok(Some(flow.loss_floor(cfg.time_sampling, FLOOR_DRAWS.0, FLOOR_DRAWS.1, &mut rng)?))
+    let (times, points) = flow.floor_draws();
+    Ok(Some(flow.loss_floor(cfg.time_sampling, times, points, &mut rng)?))
 }
 
 impl VectorField for ExactFlow {

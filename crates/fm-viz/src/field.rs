@@ -30,6 +30,8 @@ pub struct FieldFigure {
     pub arrows: usize,
     /// Panels per row; 0 puts up to 5 in a row.
     pub columns: usize,
+    /// The colour bar's label (what the arrows' colour and length measure): "speed |v|".
+    pub colour_label: String,
     /// Size in pixels.
     pub width: u32,
     pub height: u32,
@@ -50,6 +52,7 @@ impl Default for FieldFigure {
             through: Vec::new(),
             arrows: 13,
             columns: 0,
+            colour_label: "speed |v|".into(),
             width: 2200,
             height: 540,
             target_samples: 2000,
@@ -165,6 +168,7 @@ where
         times: &fig.times,
         panels,
         max_speed,
+        colour_label: &fig.colour_label,
         cols,
         rows,
     };
@@ -181,6 +185,7 @@ struct FieldScene<'a> {
     times: &'a [f64],
     panels: Vec<Vec<(f64, f64)>>,
     max_speed: f64,
+    colour_label: &'a str,
     cols: usize,
     rows: usize,
 }
@@ -299,7 +304,7 @@ impl Scene for FieldScene<'_> {
                 range: speeds.clone(),
                 colour: &speed_colour,
                 levels: None,
-                label: "speed |v|",
+                label: self.colour_label,
                 ticks: 6,
                 format: &format,
                 under: None,
