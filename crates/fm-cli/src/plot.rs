@@ -16,7 +16,7 @@ pub enum Kind {
     Compare,
     /// Particles' paths from t = 0 to 1 over the target, coloured by time.
     Trajectories,
-    /// The learned velocity field at t = 0, 0.25, 0.5, 0.75, 1 (--exact: the exact field of a Gaussian-mixture target).
+    /// The learned velocity field at t = 0, 0.25, 0.5, 0.75, 1 (--exact: with the exact field of a Gaussian-mixture target below).
     Field,
     /// The model's distance to the exact field of a Gaussian-mixture target over t (FILE), and for 2-D where in
     /// space it sits (v − v* as arrows at five times, FILE-map.png).
@@ -67,8 +67,8 @@ pub struct PlotArgs {
     /// Where to compute: auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// For field: draw the exact field v* of the target (Gaussian mixtures, with the run's path) instead of the
-    /// model's [default out: RUN/field-exact.png].
+    /// For field: draw the exact field v* of the target (Gaussian mixtures, with the run's path) below the model's, on
+    /// one scale (the exact field alone when there is no model) [default out: RUN/field-exact.png].
     #[arg(long)]
     exact: bool,
     /// With --exact: the probability path (linear, icfm:σ, lipman:σ_min, vp) [default: the run's, else linear].
@@ -108,12 +108,23 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
         None => args.checkpoint.clone().unwrap_or_else(|| run_checkpoint(&dir)),
     };
     if args.exact {
-        // The exact field needs no model: a checkpoint, where there is one, only names the setting.
-        let meta = if ckpt.exists() || args.checkpoint.is_some() { Some(load_model(&ckpt, "cpu", None)?.2) } else { None };
-        let flow = exact_flow(args.target.as_deref(), args.path, run.as_ref(), meta.as_ref())?;
-        let title = Some(format!("Exact velocity field v* ({} path)", flow.path()));
-        let target = flow.target();
-        fm_viz::field(&out, |x: ArrayView2<f64>, time| velocity(&flow, x, time), Some(target), &fm_viz::FieldFigure { coords, title, ..Default::default() })?;
+        // The exact field needs no model; where there is one, it is drawn above the exact field.
+        let model = if ckpt.exists() || args.checkpoint.is_some() { Some(load_model(&ckpt, &args.device, None)?) } else { None };
+        let flow = exact_flow(args.target.as_deref(), args.path, run.as_ref(), model.as_ref().map(|m| &m.2))?;
+        let target: &dyn Target = flow.target();
+        let exact = |x: ArrayView2<f64>, time| velocity(&flow, x, time);
+        match &model {
+            Some((mlp, _, _)) => {
+                anyhow::ensure!(mlp.config().dim == flow.dim(), "the target {} is {}-D but the model is {}-D", target.name(), flow.dim(), mlp.config().dim);
+                let title = Some(format!("Velocity field: the model above, the exact v* below ({} path)", flow.path()));
+                let fig = fm_viz::FieldFigure { coords, title, height: 1000, ..Default::default() };
+                fm_viz::field_beside(&out, ("model", |x: ArrayView2<f64>, time| velocity(mlp, x, time)), ("exact v*", exact), Some(target), &fig)?;
+            }
+            None => {
+                let title = Some(format!("Exact velocity field v* ({} path)", flow.path()));
+                fm_viz::field(&out, exact, Some(target), &fm_viz::FieldFigure { coords, title, ..Default::default() })?;
+            }
+        }
         print_written(&[("figure", &out)]);
         return Ok(());
     }

@@ -91,30 +91,26 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
     cfg.validate()?;
     let what = if cfg.method.is_adaptive() { format!("{}", cfg.method) } else { format!("{}-{}", cfg.method, cfg.steps) };
     let t0 = Instant::now();
-    let mut oracle_of = None;
-    let (x, source, out) = match &checkpoint {
+    // The samples, their source, the file, and what the report line says they are of.
+    let (x, source, out, of) = match &checkpoint {
         Some(checkpoint) => {
             let out = args.out.clone().unwrap_or_else(|| checkpoint.with_file_name(format!("samples-{what}.npy")));
             let (mlp, source, _) = load_model(checkpoint, &device, source.as_deref())?;
-            (fm_train::sample(&mlp, source.as_ref(), &cfg)?, source, out)
+            (fm_train::sample(&mlp, source.as_ref(), &cfg)?, source, out, String::new())
         }
         None => {
             let target = args.target.clone().or_else(|| run.as_ref().map(|r| r.target.clone())).unwrap_or_else(|| "gmm3".into());
             let path = args.path.or_else(|| run.as_ref().map(|r| r.train.path)).unwrap_or_default();
             let coupling = run.as_ref().map(|r| r.train.coupling).unwrap_or_default();
             let (flow, source) = crate::oracle::flow(&target, source.as_deref(), path, coupling)?;
-            oracle_of = Some(format!("to {} ({path} path)", flow.target().name()));
             let dir = args.config.as_deref().map(crate::config::run_dir).unwrap_or(Path::new("."));
             let out = args.out.clone().unwrap_or_else(|| dir.join(format!("samples-exact-{what}.npy")));
-            (fm_train::sample(&flow.on(parse_device(&device)?), source.as_ref(), &cfg)?, source, out)
+            let of = format!("of the exact flow to {} ({path} path) ", flow.target().name());
+            (fm_train::sample(&flow.on(parse_device(&device)?), source.as_ref(), &cfg)?, source, out, of)
         }
     };
     let secs = t0.elapsed().as_secs_f64();
     fm_dist::io::write_points(&out, x.view())?;
-    let of = match (&checkpoint, &oracle_of) {
-        (None, Some(what)) => format!("of the exact flow {what} "),
-        _ => String::new(),
-    };
     println!("sampled {} points {of}from {} with {} in {secs:.3} s", cfg.n_samples, source.name(), describe(&cfg));
     print_written(&[("samples", &out)]);
     Ok(())

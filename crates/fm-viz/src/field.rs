@@ -82,6 +82,37 @@ where
     F: Fn(ArrayView2<f64>, f64) -> std::result::Result<Array2<f64>, E>,
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let v = |x: ArrayView2<f64>, t: f64| velocity(x, t).map_err(Into::into);
+    fields(path, &[("", &v)], target, fig)
+}
+
+/// Two velocity fields one above the other, on the same grid, times, axes, arrow lengths and
+/// colour bar, so that they compare at a glance: `(name, velocity)` on the top row (e.g. a
+/// trained model), `(reference_name, reference)` below (e.g. the exact field). Each panel is
+/// titled with its row's name and its time; `fig.columns` is ignored (one column per time).
+/// Otherwise as [`field`].
+pub fn field_beside<F, G, E1, E2>(
+    path: &Path,
+    (name, velocity): (&str, F),
+    (reference_name, reference): (&str, G),
+    target: Option<&dyn Target>,
+    fig: &FieldFigure,
+) -> Result<()>
+where
+    F: Fn(ArrayView2<f64>, f64) -> std::result::Result<Array2<f64>, E1>,
+    G: Fn(ArrayView2<f64>, f64) -> std::result::Result<Array2<f64>, E2>,
+    E1: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E2: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let v = |x: ArrayView2<f64>, t: f64| velocity(x, t).map_err(Into::into);
+    let r = |x: ArrayView2<f64>, t: f64| reference(x, t).map_err(Into::into);
+    fields(path, &[(name, &v), (reference_name, &r)], target, fig)
+}
+
+type Callback<'a> = &'a dyn Fn(ArrayView2<f64>, f64) -> std::result::Result<Array2<f64>, Box<dyn std::error::Error + Send + Sync>>;
+
+/// One row of panels per field (one field: `fig.columns` per row), all on one scale.
+fn fields(path: &Path, fields: &[(&str, Callback<'_>)], target: Option<&dyn Target>, fig: &FieldFigure) -> Result<()> {
     figure::check_size("field", (fig.width, fig.height), (320, 200))?;
     let dim = target.map_or(2, |t| t.dim());
     let proj = Projection::new(fig.coords, dim)?;
@@ -110,11 +141,11 @@ where
     let x_range = figure::axis("x", &fig.x_range, figure::fit(xs), -1.0..1.0)?;
     let y_range = figure::axis("y", &fig.y_range, figure::fit(ys), -1.0..1.0)?;
 
-    let n = fig.times.len();
-    let cols = if fig.columns == 0 {
-        n.min(5)
-    } else {
-        fig.columns.min(n)
+    let n = fig.times.len() * fields.len();
+    let cols = match (fields.len(), fig.columns) {
+        (1, 0) => n.min(5),
+        (1, c) => c.min(n),
+        _ => fig.times.len(),
     };
     let rows = n.div_ceil(cols);
     let st = Style::for_panel_height(fig.height / rows as u32);
@@ -133,8 +164,10 @@ where
     let points = proj.embed(&grid, &fig.through);
 
     let mut panels = Vec::with_capacity(n);
-    for &t in &fig.times {
-        let v = velocity(points.view(), t).map_err(|e| Error::Callback(e.into()))?;
+    let mut titles = Vec::with_capacity(n);
+    for ((name, velocity), &t) in fields.iter().flat_map(|f| fig.times.iter().map(move |t| (f, t))) {
+        titles.push(if name.is_empty() { format!("t = {}", num(t)) } else { format!("{name}, t = {}", num(t)) });
+        let v = velocity(points.view(), t).map_err(Error::Callback)?;
         figure::check_output(
             &format!("the velocity at t = {}", num(t)),
             v.view(),
@@ -165,7 +198,7 @@ where
         x_range,
         y_range,
         grid,
-        times: &fig.times,
+        titles,
         panels,
         max_speed,
         colour_label: &fig.colour_label,
@@ -182,7 +215,7 @@ struct FieldScene<'a> {
     x_range: Range<f64>,
     y_range: Range<f64>,
     grid: Grid,
-    times: &'a [f64],
+    titles: Vec<String>,
     panels: Vec<Vec<(f64, f64)>>,
     max_speed: f64,
     colour_label: &'a str,
@@ -213,7 +246,7 @@ impl Scene for FieldScene<'_> {
         for (k, (area, v)) in areas.iter().zip(&self.panels).enumerate() {
             let mut chart = figure::panel(
                 area,
-                Some(&format!("t = {}", num(self.times[k]))),
+                Some(&self.titles[k]),
                 self.x_range.clone(),
                 self.y_range.clone(),
                 st,

@@ -4,7 +4,7 @@
 //! | --- | --- |
 //! | [`compare`] | the target's density (filled levels, colour bar) beside generated samples |
 //! | [`trajectories`] | particles' paths `[T, N, D]`, coloured by time, over the target |
-//! | [`field`] | a velocity field as arrows coloured by speed, one panel per time |
+//! | [`field`] | a velocity field as arrows coloured by speed, one panel per time ([`field_beside`]: two fields, e.g. a model's above the exact one) |
 //! | [`density`] | the model's log-density beside the target's, on one colour scale |
 //! | [`loss`] | training curves: loss over steps, and other named series (W2, KL, …) |
 //! | [`animation`] | an animated GIF of samples flowing from the source to the target |
@@ -61,7 +61,7 @@ mod trajectories;
 pub use animation::{animation, AnimationFigure};
 pub use compare::{compare, CompareFigure};
 pub use density::{density, DensityFigure};
-pub use field::{field, FieldFigure};
+pub use field::{field, field_beside, FieldFigure};
 pub use loss::{loss, LossFigure};
 pub use trajectories::{trajectories, TrajectoryFigure};
 
