@@ -354,7 +354,11 @@ impl std::fmt::Display for SampleQuality {
         if let (Some(m), Some(r), Some(gap)) = (self.mean_log_prob, self.reference_mean_log_prob, self.log_prob_gap()) {
             writeln!(f, "  mean log-density   {m:.3}   (true samples {r:.3}; gap {gap:.3}{} nats)", se(self.log_prob_gap_se.unwrap_or(f64::NAN), 3))?;
         }
-        let matched = if self.w2_matched_counts { ", true sets with the samples' component counts" } else { "" };
+        let matched = match (self.w2_matched_counts, self.shares.is_some()) {
+            (true, _) => ", true sets with the samples' component counts",
+            (false, true) => ", independent true sets: a component the samples crowd is too rare to draw as often",
+            (false, false) => "",
+        };
         writeln!(
             f,
             "  W2 to true samples {:.3}   (true vs true {:.3}; excess {:.3}{}; {} points × {} draws{matched})",
