@@ -79,14 +79,12 @@ pub fn eval(args: EvalArgs, m: &clap::ArgMatches) -> Result<()> {
         }
     }
     if args.oracle && cfg.kl_points > 0 {
-        let path = args.path.or_else(|| run.as_ref().map(|r| r.train.path)).unwrap_or_default();
-        let coupling = run.as_ref().map(|r| r.train.coupling).unwrap_or_default();
-        let source = args.source.clone().or_else(|| run.as_ref().map(|r| r.source.clone()));
-        let (flow, source) = crate::oracle::flow(&spec, source.as_deref(), path, coupling)?;
+        let (flow, source) = crate::oracle::resolve(Some(&spec), args.source.as_deref(), args.path, run.as_ref(), None)?;
         let kl = fm_train::kl_estimate(target.as_ref(), &flow, source.as_ref(), cfg.kl_points, &cfg.likelihood, &mut rng)?;
         // Near 0 by construction: printed in full, not rounded to 0.0000.
         println!(
-            "likelihood of the exact flow ({path} path) against {}:\n  KL(target ‖ exact flow) {:.2e} nats (± {:.1e}; NLL {:.4}, entropy {:.4}; {} samples, {:.0} NFE, {:.2} s)",
+            "likelihood of the exact flow ({} path) against {}:\n  KL(target ‖ exact flow) {:.2e} nats (± {:.1e}; NLL {:.4}, entropy {:.4}; {} samples, {:.0} NFE, {:.2} s)",
+            flow.path(),
             target.name(),
             kl.kl,
             kl.kl_se,

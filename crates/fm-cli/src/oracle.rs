@@ -2,6 +2,7 @@
 //! `fm sample --oracle`, `fm eval --oracle`, the field error of `fm eval --checkpoint` and
 //! `fm plot field-error`.
 
+use crate::config::RunConfig;
 use anyhow::{Context, Result};
 use fm_dist::metrics::Estimate;
 use fm_dist::Target;
@@ -25,10 +26,25 @@ pub fn trained_with_or_seed(meta: &Metadata) -> Result<TrainConfig> {
     }))
 }
 
+/// The exact flow a command is asked for, with its source: the target, source and path each
+/// from its flag, else the run file's, else the checkpoint's record (`meta`), else the seed's
+/// (`gmm3`, `normal:D`, linear); the coupling from the run file or the checkpoint.
+pub fn resolve(target: Option<&str>, source: Option<&str>, path: Option<ProbabilityPath>, run: Option<&RunConfig>, meta: Option<&Metadata>) -> Result<(ExactFlow, Box<dyn Target>)> {
+    let named = |key: &str| meta.and_then(|m| m.get(key).cloned());
+    let target = target.map(str::to_string).or_else(|| run.map(|r| r.target.clone())).or_else(|| named("target")).unwrap_or_else(|| "gmm3".into());
+    let source = source.map(str::to_string).or_else(|| run.map(|r| r.source.clone())).or_else(|| named("source"));
+    let train = match (run, meta) {
+        (Some(r), _) => r.train.clone(),
+        (None, Some(meta)) => trained_with_or_seed(meta)?,
+        (None, None) => TrainConfig::default(),
+    };
+    flow(&target, source.as_deref(), path.unwrap_or(train.path), train.coupling)
+}
+
 /// The exact flow of `path` from `source` (default `normal:D`) to `target`, with the source; a
 /// note on stderr where its ends are blurred ([`ExactFlow::blurred_ends`]). `coupling` is a run
 /// file's: the exact flow needs independent pairs.
-pub fn flow(target: &str, source: Option<&str>, path: ProbabilityPath, coupling: fm_train::Coupling) -> Result<(ExactFlow, Box<dyn Target>)> {
+fn flow(target: &str, source: Option<&str>, path: ProbabilityPath, coupling: fm_train::Coupling) -> Result<(ExactFlow, Box<dyn Target>)> {
     let target = fm_dist::parse_target(target).context("target")?;
     let spec = source.map(str::to_string).unwrap_or_else(|| format!("normal:{}", target.dim()));
     let source = fm_dist::parse_target(&spec).context("source")?;

@@ -110,7 +110,7 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
     if args.exact {
         // The exact field needs no model; where there is one, it is drawn above the exact field.
         let model = if ckpt.exists() || args.checkpoint.is_some() { Some(load_model(&ckpt, &args.device, None)?) } else { None };
-        let flow = exact_flow(args.target.as_deref(), args.path, run.as_ref(), model.as_ref().map(|m| &m.2))?;
+        let flow = crate::oracle::resolve(args.target.as_deref(), None, args.path, run.as_ref(), model.as_ref().map(|m| &m.2))?.0;
         let target: &dyn Target = flow.target();
         let exact = |x: ArrayView2<f64>, time| velocity(&flow, x, time);
         match &model {
@@ -193,20 +193,6 @@ fn velocity(field: &(impl VectorField + fm_train::HasDevice), x: ArrayView2<f64>
     let _guard = tch::no_grad_guard();
     let v = field.velocity(&array_to_tensor(x, field.device())?, t)?;
     Ok(tensor_to_array(&v)?)
-}
-
-/// The exact flow of `--target`/`--path` where given, else of the run file's setting, else the
-/// checkpoint's, else the seed's (`gmm3` from `N(0, I)`, the linear path).
-fn exact_flow(target: Option<&str>, path: Option<fm_train::ProbabilityPath>, run: Option<&crate::config::RunConfig>, meta: Option<&fm_model::checkpoint::Metadata>) -> Result<fm_train::ExactFlow> {
-    let named = |key: &str| meta.and_then(|m| m.get(key).cloned());
-    let target = target.map(str::to_string).or_else(|| run.map(|r| r.target.clone())).or_else(|| named("target")).unwrap_or_else(|| "gmm3".into());
-    let source = run.map(|r| r.source.clone()).or_else(|| named("source"));
-    let train = match (run, meta) {
-        (Some(r), _) => r.train.clone(),
-        (None, Some(meta)) => crate::oracle::trained_with_or_seed(meta)?,
-        (None, None) => fm_train::TrainConfig::default(),
-    };
-    Ok(crate::oracle::flow(&target, source.as_deref(), path.unwrap_or(train.path), train.coupling)?.0)
 }
 
 /// The loss curve of a run's metrics.csv (its first column is the step, its second the loss;

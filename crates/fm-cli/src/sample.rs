@@ -99,13 +99,10 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
             (fm_train::sample(&mlp, source.as_ref(), &cfg)?, source, out, String::new())
         }
         None => {
-            let target = args.target.clone().or_else(|| run.as_ref().map(|r| r.target.clone())).unwrap_or_else(|| "gmm3".into());
-            let path = args.path.or_else(|| run.as_ref().map(|r| r.train.path)).unwrap_or_default();
-            let coupling = run.as_ref().map(|r| r.train.coupling).unwrap_or_default();
-            let (flow, source) = crate::oracle::flow(&target, source.as_deref(), path, coupling)?;
+            let (flow, source) = crate::oracle::resolve(args.target.as_deref(), source.as_deref(), args.path, run.as_ref(), None)?;
             let dir = args.config.as_deref().map(crate::config::run_dir).unwrap_or(Path::new("."));
             let out = args.out.clone().unwrap_or_else(|| dir.join(format!("samples-exact-{what}.npy")));
-            let of = format!("of the exact flow to {} ({path} path) ", flow.target().name());
+            let of = format!("of the exact flow to {} ({} path) ", flow.target().name(), flow.path());
             (fm_train::sample(&flow.on(parse_device(&device)?), source.as_ref(), &cfg)?, source, out, of)
         }
     };

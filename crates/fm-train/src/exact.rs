@@ -306,6 +306,8 @@ impl ExactFlow {
     }
 
     /// `per_time` points of `p_t` at each time of `sl`, as an `f64` tensor `[T, P, D]` on the CPU.
+    /// (`GaussianMixture::sample` draws the same way, from one mixture; here every time has its own
+    /// covariances, already factored in `sl`, so no mixture is built per time.)
     fn draw(&self, sl: &Slices, per_time: usize, rng: &mut dyn RngCore) -> Result<Tensor> {
         let (k, d) = (self.target.n_components(), self.dim());
         let cumulative: Vec<f64> = self.target.weights().iter().scan(0.0, |acc, w| { *acc += w; Some(*acc) }).collect();
