@@ -20,9 +20,10 @@ tasks:
                          (--fm: an fm binary already built, e.g. carried to a GPU machine)
   bench [--reps N] [--quick] [--threads N] [--device cpu|cuda] [--ours PATH] ...  (bench --help: all options)
                          set up, then time our library against an efficient PyTorch script, side by side (figures, no pass/fail)
-  integrators [--checkpoint P] [--save P] [--samples N] [--kl-points N] [--threads N]
+  integrators [--exact] [--checkpoint P] [--save P] [--samples N] [--kl-points N] [--threads N]
                          set up, then print the integrator table of the seed model (NFE, time, W2, KL per method);
-                         trains the seed model first (10,000 steps) unless given a checkpoint
+                         trains the seed model first (10,000 steps) unless given a checkpoint; --exact: of the
+                         exact flow of the seed setting instead, where every error is the integrator's
   fuzz [--seconds N] [--target NAME] [--seed S]
                          set up, then fuzz the file parsers and loaders (release build; 60 s in all by default):
                          executions per target, executions/s and time; fails on any panic, hang or unbounded allocation
