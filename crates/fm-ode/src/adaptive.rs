@@ -1,6 +1,6 @@
-//! The adaptive driver: first step, step-size control, output times. It is generic over an
-//! embedded Runge–Kutta pair ([`EmbeddedPair`]), so a new adaptive method brings only its
-//! tableau and interpolant (see `dopri5.rs`).
+//! The adaptive driver: first step, step-size control, output times. It is generic over the
+//! Butcher tableau: any one with an embedded error estimate ([`crate::ErrorEstimate`]) steps
+//! adaptively, its trial steps taken by `rk.rs`.
 //!
 //! Step control follows Hairer, Nørsett & Wanner, *Solving ODEs I*, §II.4: the error of a trial
 //! step is measured in one RMS norm over every element of the batch,
@@ -8,6 +8,8 @@
 //! most 1, and the next step is scaled by `0.9 · norm^(-1/(q+1))` (q: order of the error
 //! estimate), clamped to `[0.2, 10]` (and to at most 1 right after a rejection).
 
+use crate::rk;
+use crate::tableau::{ButcherTableau, ErrorEstimate};
 use crate::{Error, Result, Solution, SolveOptions, TimeGrid, VectorField};
 use tch::{Device, Kind, Tensor};
 
@@ -18,7 +20,8 @@ const MIN_FACTOR: f64 = 0.2;
 /// Largest factor a step may grow by.
 const MAX_FACTOR: f64 = 10.0;
 
-/// Tolerances and budget of the adaptive method ([`crate::Method::Dopri5`]).
+/// Tolerances and budget of adaptive solves ([`crate::Method::Dopri5`], or any tableau with an
+/// error estimate under [`crate::Stepping::Adaptive`]).
 ///
 /// The defaults, `rtol = atol = 1e-5`, sit well below what a learned field's own error
 /// distinguishes and above `f32` round-off, so they suit sampling and likelihoods of `f32`
@@ -42,6 +45,9 @@ impl Default for AdaptiveOptions {
 
 impl AdaptiveOptions {
     /// Checks the settings: finite tolerances, `rtol >= 0`, `atol > 0`, `max_steps >= 1`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the setting out of its domain.
     pub fn validate(&self) -> Result<()> {
         if !(self.rtol.is_finite() && self.rtol >= 0.0) {
             return Err(Error::Invalid(format!("rtol must be finite and non-negative, got {}", self.rtol)));
@@ -54,33 +60,6 @@ impl AdaptiveOptions {
         }
         Ok(())
     }
-}
-
-/// One trial step of an embedded pair.
-pub(crate) struct Attempt {
-    /// The propagated solution at `t + h`.
-    pub y1: Tensor,
-    /// The local error estimate (difference of the two embedded solutions).
-    pub err: Tensor,
-    /// `f(y1, t + h)`, the next step's first stage (first same as last).
-    pub k_last: Tensor,
-    /// The stages, kept for the dense output.
-    pub stages: Vec<Tensor>,
-}
-
-/// An embedded explicit Runge–Kutta pair with the first-same-as-last property and a continuous
-/// extension: everything the driver needs from a tableau.
-pub(crate) trait EmbeddedPair: Sync {
-    /// Order `q` of the error estimate: the step-size exponent is `1/(q+1)`.
-    fn error_order(&self) -> u32;
-    /// New field evaluations per trial step (the first stage is reused).
-    fn evals_per_attempt(&self) -> usize;
-    /// A trial step of size `h` (signed) from `(y0, t)` where `k1 = f(y0, t)`.
-    fn attempt(&self, f: &dyn VectorField, y0: &Tensor, k1: &Tensor, t: f64, h: f64) -> Result<Attempt>;
-    /// The state at `t + theta·h`, `theta` in `[0, 1]`, from an accepted attempt.
-    fn interpolate(&self, y0: &Tensor, a: &Attempt, h: f64, theta: f64) -> Result<Tensor>;
-    /// One step of the propagated solution without error control.
-    fn fixed_step(&self, f: &dyn VectorField, x: &Tensor, t: f64, dt: f64) -> Result<Tensor>;
 }
 
 /// Reads a small tensor as `f64`s (one device synchronisation).
@@ -137,8 +116,8 @@ fn initial_step(
     Ok((100.0 * h0).min(h1).min(span))
 }
 
-/// The adaptive solve behind [`crate::solve`] for an adaptive method.
-pub(crate) fn solve(pair: &dyn EmbeddedPair, f: &dyn VectorField, x0: &Tensor, grid: &TimeGrid, opts: &SolveOptions) -> Result<Solution> {
+/// The adaptive solve behind [`crate::solve_with`] for a validated tableau with an error estimate.
+pub(crate) fn solve(tab: &ButcherTableau, est: &ErrorEstimate, f: &dyn VectorField, x0: &Tensor, grid: &TimeGrid, opts: &SolveOptions) -> Result<Solution> {
     let ao = &opts.adaptive;
     ao.validate()?;
     let times = grid.times();
@@ -146,7 +125,7 @@ pub(crate) fn solve(pair: &dyn EmbeddedPair, f: &dyn VectorField, x0: &Tensor, g
     let dir = if t_end > t0 { 1.0 } else { -1.0 };
     let span = (t_end - t0).abs();
     let h_min = 10.0 * f64::EPSILON * t0.abs().max(t_end.abs());
-    let exponent = 1.0 / (pair.error_order() as f64 + 1.0);
+    let exponent = 1.0 / (est.order as f64 + 1.0);
     let outputs = &times[1..times.len() - 1];
     let mut next_output = 0;
     let mut trajectory = if opts.keep_trajectory { Some(vec![x0.f_detach_copy()?]) } else { None };
@@ -171,8 +150,8 @@ pub(crate) fn solve(pair: &dyn EmbeddedPair, f: &dyn VectorField, x0: &Tensor, g
         if last {
             h = remaining;
         }
-        let a = pair.attempt(f, &y, &k1, t, dir * h)?;
-        nfe += pair.evals_per_attempt();
+        let a = rk::attempt(tab, est, f, &y, &k1, t, dir * h)?;
+        nfe += tab.evals_per_attempt();
         let scale = y.f_abs()?.f_maximum(&a.y1.f_abs()?)?.f_mul_scalar(ao.rtol)?.f_add_scalar(ao.atol)?;
         let checks = Tensor::f_stack(&[rms(&a.err, &scale)?, all_finite(&a.y1)?, all_finite(&a.k_last)?], 0)?;
         let c = read(&checks)?;
@@ -182,7 +161,7 @@ pub(crate) fn solve(pair: &dyn EmbeddedPair, f: &dyn VectorField, x0: &Tensor, g
             if let Some(traj) = trajectory.as_mut() {
                 while next_output < outputs.len() && (outputs[next_output] - t_new) * dir <= 0.0 {
                     let theta = (outputs[next_output] - t) / (t_new - t);
-                    traj.push(pair.interpolate(&y, &a, dir * h, theta)?);
+                    traj.push(rk::interpolate(tab, &y, &a, dir * h, theta)?);
                     next_output += 1;
                 }
             }

@@ -3,8 +3,9 @@
 //! A flow-matching model is a velocity field `v(x, t)`; generating samples means solving
 //! `dx/dt = v(x, t)` from `t = 0` (source samples) to `t = 1`. This crate knows ODEs and
 //! nothing of training: any [`VectorField`] (a network, or a closure) can be integrated with
-//! any [`Method`] on any [`TimeGrid`], forwards or backwards, and the same solvers carry the
-//! divergence-augmented ODE that gives exact log-likelihoods ([`log_likelihood`]).
+//! any [`Method`] (or any explicit Runge–Kutta tableau) on any [`TimeGrid`], forwards or
+//! backwards, and the same solvers carry the divergence-augmented ODE that gives exact
+//! log-likelihoods ([`log_likelihood`]).
 //!
 //! ```
 //! use fm_ode::{solve, Method, SolveOptions, TimeGrid};
@@ -25,15 +26,55 @@
 //! assert!((x1 - (-1f64).exp()).abs() < 1e-5);
 //! assert!(sol.nfe < 80);
 //! ```
+//!
+//! A method is data: an explicit Runge–Kutta [`ButcherTableau`] (with an optional embedded
+//! [`ErrorEstimate`] for adaptive steps), and each [`Method`] names one ([`Method::tableau`]).
+//! A method the crate does not ship is a tableau given to [`solve_with`], in fixed or adaptive
+//! steps ([`Stepping`]); the step-size control is the same for every tableau.
+//!
+//! ```
+//! use fm_ode::{solve_with, ButcherTableau, ErrorEstimate, SolveOptions, Stepping, TimeGrid, Weights};
+//! use tch::{Device, Kind, Tensor};
+//!
+//! // Bogacki–Shampine 3(2): third order, first same as last, second-order embedded solution.
+//! let b = Weights::rational(&[2, 3, 4, 0], 9);
+//! let bs3 = ButcherTableau {
+//!     name: "bs3".into(),
+//!     order: 3,
+//!     c: vec![0.0, 0.5, 0.75, 1.0],
+//!     a: vec![Weights::rational(&[], 1), Weights::rational(&[1], 2), Weights::rational(&[0, 3], 4), Weights::rational(&[2, 3, 4], 9)],
+//!     error: Some(ErrorEstimate::from_embedded(&b, &Weights::rational(&[7, 6, 8, 3], 24), 2).unwrap()),
+//!     b,
+//!     dense: None,
+//! };
+//! let field = |x: &Tensor, _t: f64| -> fm_ode::Result<Tensor> { Ok(-x) };
+//! let x0 = Tensor::ones([4, 2], (Kind::Double, Device::Cpu));
+//! let grid = TimeGrid::new(vec![0.0, 1.0]).unwrap();
+//! let sol = solve_with(&field, &x0, &grid, &bs3, Stepping::Adaptive, SolveOptions::default()).unwrap();
+//! let x1 = f64::try_from(sol.x.mean(Kind::Double)).unwrap();
+//! assert!((x1 - (-1f64).exp()).abs() < 1e-4);
+//! assert_eq!(sol.nfe, 2 + 3 * (sol.steps + sol.rejected));
+//! ```
+
+#![warn(missing_docs)]
 
 mod adaptive;
-mod dopri5;
+mod divergence;
+mod grid;
 mod likelihood;
 mod method;
+mod rk;
+mod tableau;
+mod tableaux;
+mod weights;
 
 pub use adaptive::AdaptiveOptions;
-pub use likelihood::{log_likelihood, standard_normal_log_prob, Divergence, Likelihood, LikelihoodOptions, Probe, AUTO_EXACT_MAX_DIM};
+pub use divergence::{Divergence, Probe, AUTO_EXACT_MAX_DIM};
+pub use grid::TimeGrid;
+pub use likelihood::{log_likelihood, log_likelihood_with, standard_normal_log_prob, Likelihood, LikelihoodOptions};
 pub use method::Method;
+pub use tableau::{ButcherTableau, ErrorEstimate};
+pub use weights::Weights;
 
 use tch::Tensor;
 
@@ -108,70 +149,13 @@ impl<F: Fn(&Tensor, f64) -> Result<Tensor>> VectorField for F {
     }
 }
 
-/// Strictly monotone times `t_0, …, t_N` to step through (increasing: forwards; decreasing: backwards).
-///
-/// Fixed-step methods step from each time to the next; the adaptive [`Method::Dopri5`] integrates
-/// from the first to the last time with its own steps and uses the inner times only as output
-/// times (for [`SolveOptions::keep_trajectory`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct TimeGrid(Vec<f64>);
-
-impl TimeGrid {
-    /// The most steps [`TimeGrid::uniform`] makes: a grid holds every time, so a step count read
-    /// from a file or a flag must not size an allocation unchecked (a million fixed steps is far
-    /// beyond any useful accuracy; adaptive methods have their own `max_steps`).
-    pub const MAX_UNIFORM_STEPS: usize = 1_000_000;
-
-    /// `steps` equal steps from `t0` to `t1` (1 to [`TimeGrid::MAX_UNIFORM_STEPS`]).
-    pub fn uniform(t0: f64, t1: f64, steps: usize) -> Result<Self> {
-        if steps == 0 {
-            return Err(Error::Invalid("the number of integration steps must be at least 1".into()));
-        }
-        if steps > Self::MAX_UNIFORM_STEPS {
-            return Err(Error::Invalid(format!("{steps} integration steps is more than the {} a time grid may have", Self::MAX_UNIFORM_STEPS)));
-        }
-        Self::new((0..=steps).map(|i| t0 + (t1 - t0) * i as f64 / steps as f64).collect())
-    }
-
-    /// Any grid of at least two finite, strictly monotone times.
-    pub fn new(times: Vec<f64>) -> Result<Self> {
-        if times.len() < 2 {
-            return Err(Error::Invalid("a time grid needs at least two times".into()));
-        }
-        if let Some(t) = times.iter().find(|t| !t.is_finite()) {
-            return Err(Error::Invalid(format!("time grid holds a non-finite time {t}")));
-        }
-        let up = times[1] > times[0];
-        if let Some(w) = times.windows(2).find(|w| if up { w[1] <= w[0] } else { w[1] >= w[0] }) {
-            return Err(Error::Invalid(format!("time grid is not strictly monotone at {} → {}", w[0], w[1])));
-        }
-        Ok(Self(times))
-    }
-
-    /// The times, in the order they are passed through.
-    pub fn times(&self) -> &[f64] {
-        &self.0
-    }
-    /// The number of intervals (the steps a fixed-step method takes).
-    pub fn steps(&self) -> usize {
-        self.0.len() - 1
-    }
-    /// The time the solve starts from.
-    pub fn start(&self) -> f64 {
-        self.0[0]
-    }
-    /// The time the solve ends at.
-    pub fn end(&self) -> f64 {
-        self.0[self.0.len() - 1]
-    }
-}
-
 /// What [`solve`] keeps besides the final state, and how the adaptive method is controlled.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct SolveOptions {
     /// Keep the state at every grid time (including the start) in [`Solution::trajectory`].
     pub keep_trajectory: bool,
-    /// Tolerances and step budget of [`Method::Dopri5`]; fixed-step methods ignore them.
+    /// Tolerances and step budget of adaptive solves ([`Method::Dopri5`], [`Stepping::Adaptive`]);
+    /// fixed steps ignore them.
     pub adaptive: AdaptiveOptions,
 }
 
@@ -190,7 +174,20 @@ pub struct Solution {
     pub rejected: usize,
 }
 
-/// Integrates `dx/dt = field(x, t)` from `x0` through `grid` with `method`.
+/// How [`solve_with`] places the steps of a tableau.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Stepping {
+    /// One step per grid interval (any tableau).
+    #[default]
+    Fixed,
+    /// Steps sized by the tableau's error estimate to meet [`SolveOptions::adaptive`], from the
+    /// grid's first to its last time; the inner grid times are output times only, filled by the
+    /// dense output. Needs [`ButcherTableau::error`].
+    Adaptive,
+}
+
+/// Integrates `dx/dt = field(x, t)` from `x0` through `grid` with `method`:
+/// [`solve_with`] with the method's tableau and [`Method::stepping`].
 ///
 /// Fixed-step methods take one step per grid interval. [`Method::Dopri5`] integrates from the
 /// grid's first to its last time with adaptive steps (`opts.adaptive`) and, when a trajectory is
@@ -198,16 +195,37 @@ pub struct Solution {
 /// depend on whether a trajectory is kept.
 ///
 /// Runs without gradient tracking: this is for sampling, not for backpropagating through the solver.
+///
+/// # Errors
+/// As [`solve_with`].
 pub fn solve(field: &dyn VectorField, x0: &Tensor, grid: &TimeGrid, method: Method, opts: SolveOptions) -> Result<Solution> {
+    solve_with(field, x0, grid, method.tableau(), method.stepping(), opts)
+}
+
+/// Integrates `dx/dt = field(x, t)` from `x0` (`[n, d]`, any floating kind and device) through
+/// `grid` with any explicit Runge–Kutta `tableau`, in fixed steps (one per grid interval) or
+/// adaptive ones ([`Stepping`]); the state keeps `x0`'s shape, kind and device.
+///
+/// Runs without gradient tracking. With a named method's tableau and stepping this is exactly
+/// [`solve`].
+///
+/// # Errors
+/// [`Error::Invalid`] for a malformed tableau ([`ButcherTableau::validate`]), for adaptive
+/// stepping with a tableau that has no error estimate, or for invalid [`AdaptiveOptions`];
+/// [`Error::StepSizeUnderflow`], [`Error::StepBudget`] and [`Error::NonFinite`] from adaptive
+/// solves; the field's own errors; [`Error::Torch`] from libtorch.
+pub fn solve_with(field: &dyn VectorField, x0: &Tensor, grid: &TimeGrid, tableau: &ButcherTableau, stepping: Stepping, opts: SolveOptions) -> Result<Solution> {
+    tableau.validate()?;
     let _no_grad = tch::no_grad_guard();
-    if method.is_adaptive() {
-        return method.solve_adaptive(field, x0, grid, &opts);
+    if stepping == Stepping::Adaptive {
+        let est = tableau.error.as_ref().ok_or_else(|| Error::Invalid(format!("{} has no error estimate, so it cannot step adaptively", tableau.name)))?;
+        return adaptive::solve(tableau, est, field, x0, grid, &opts);
     }
     let mut x = x0.shallow_clone();
     let mut nfe = 0;
     let mut trajectory = if opts.keep_trajectory { Some(vec![x0.f_detach_copy()?]) } else { None };
     for w in grid.times().windows(2) {
-        x = method.step(field, &x, w[0], w[1] - w[0], &mut nfe)?;
+        x = rk::step(tableau, field, &x, w[0], w[1] - w[0], &mut nfe)?;
         if let Some(traj) = trajectory.as_mut() {
             traj.push(x.f_detach_copy()?);
         }

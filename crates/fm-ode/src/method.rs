@@ -1,15 +1,17 @@
-//! The methods: one enum, one `step` each. Adding a fixed-step method means adding a
-//! variant, its name and its step here; an adaptive one adds a variant here and its embedded
-//! pair in a file of its own (see `dopri5.rs`). Callers select methods by value or by name.
+//! The named methods: a plain enum that parses from text (CLI flags, run files) and maps each
+//! name to its Butcher tableau (`tableaux.rs`). A method the crate does not name needs no
+//! variant: it is a [`ButcherTableau`] given to [`crate::solve_with`].
 
-use crate::adaptive::{self, EmbeddedPair};
-use crate::{dopri5, Error, Result, Solution, SolveOptions, TimeGrid, VectorField};
+use crate::tableau::ButcherTableau;
+use crate::{rk, Error, Result, Stepping, VectorField};
+use std::sync::OnceLock;
 use tch::Tensor;
 
-/// An explicit Runge–Kutta method: fixed-step ones step through every grid interval, the
+/// A named explicit Runge–Kutta method: fixed-step ones step through every grid interval, the
 /// adaptive one chooses its own steps between the grid's end points.
 ///
-/// The settings of the adaptive method live in [`crate::AdaptiveOptions`], not in the variant,
+/// Each is a [`ButcherTableau`] ([`Method::tableau`]) run by the one generic stepper. The
+/// settings of the adaptive method live in [`crate::AdaptiveOptions`], not in the variant,
 /// so every method is a plain name that parses from text (`"dopri5".parse()`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Method {
@@ -45,75 +47,60 @@ impl Method {
         }
     }
 
+    /// The method's Butcher tableau ([`ButcherTableau::euler`], … [`ButcherTableau::dopri5`]),
+    /// built once per process.
+    pub fn tableau(self) -> &'static ButcherTableau {
+        static TABLEAUX: OnceLock<[ButcherTableau; 5]> = OnceLock::new();
+        let all = TABLEAUX.get_or_init(|| Method::ALL.map(Method::build));
+        &all[Method::ALL.iter().position(|m| *m == self).expect("every method is in Method::ALL")]
+    }
+
+    fn build(self) -> ButcherTableau {
+        match self {
+            Method::Euler => ButcherTableau::euler(),
+            Method::Midpoint => ButcherTableau::midpoint(),
+            Method::Heun => ButcherTableau::heun(),
+            Method::Rk4 => ButcherTableau::rk4(),
+            Method::Dopri5 => ButcherTableau::dopri5(),
+        }
+    }
+
+    /// How [`crate::solve`] steps with this method: [`Stepping::Adaptive`] for the method with
+    /// an error estimate (Dopri5), [`Stepping::Fixed`] for the others.
+    pub fn stepping(self) -> Stepping {
+        if self.is_adaptive() {
+            Stepping::Adaptive
+        } else {
+            Stepping::Fixed
+        }
+    }
+
     /// Order of accuracy: the global error shrinks as `dt^order`.
     pub fn order(self) -> u32 {
-        match self {
-            Method::Euler => 1,
-            Method::Midpoint | Method::Heun => 2,
-            Method::Rk4 => 4,
-            Method::Dopri5 => 5,
-        }
+        self.tableau().order
     }
 
-    /// Whether [`crate::solve`] chooses the steps itself (between the grid's end points).
+    /// Whether [`crate::solve`] chooses the steps itself (between the grid's end points): the
+    /// tableau has an error estimate.
     pub fn is_adaptive(self) -> bool {
-        self.pair().is_some()
-    }
-
-    /// The embedded pair of an adaptive method.
-    fn pair(self) -> Option<&'static dyn EmbeddedPair> {
-        match self {
-            Method::Dopri5 => Some(&dopri5::Dopri5),
-            _ => None,
-        }
+        self.tableau().error.is_some()
     }
 
     /// Field evaluations per [`Method::step`] (for Dopri5: its fifth-order step taken on its own,
     /// without error control).
     pub fn evals_per_step(self) -> usize {
-        match self {
-            Method::Euler => 1,
-            Method::Midpoint | Method::Heun => 2,
-            Method::Rk4 => 4,
-            Method::Dopri5 => 6,
-        }
+        self.tableau().evals_per_step()
     }
 
     /// One step of size `dt` (negative to go backwards) from `(x, t)`; adds the evaluations to `nfe`.
     ///
     /// For an adaptive method this is one step of its propagated (highest-order) solution, with
     /// no error control: [`crate::solve`] is the way to use it adaptively.
+    ///
+    /// # Errors
+    /// The field's errors, and libtorch's ([`Error::Torch`]: shapes, kinds, devices).
     pub fn step(self, f: &dyn VectorField, x: &Tensor, t: f64, dt: f64, nfe: &mut usize) -> Result<Tensor> {
-        *nfe += self.evals_per_step();
-        let next = match self {
-            Method::Euler => x.f_add(&f.velocity(x, t)?.f_mul_scalar(dt)?)?,
-            Method::Midpoint => {
-                let k1 = f.velocity(x, t)?;
-                let xm = x.f_add(&k1.f_mul_scalar(dt / 2.0)?)?;
-                x.f_add(&f.velocity(&xm, t + dt / 2.0)?.f_mul_scalar(dt)?)?
-            }
-            Method::Heun => {
-                let k1 = f.velocity(x, t)?;
-                let k2 = f.velocity(&x.f_add(&k1.f_mul_scalar(dt)?)?, t + dt)?;
-                x.f_add(&k1.f_add(&k2)?.f_mul_scalar(dt / 2.0)?)?
-            }
-            Method::Rk4 => {
-                let k1 = f.velocity(x, t)?;
-                let k2 = f.velocity(&x.f_add(&k1.f_mul_scalar(dt / 2.0)?)?, t + dt / 2.0)?;
-                let k3 = f.velocity(&x.f_add(&k2.f_mul_scalar(dt / 2.0)?)?, t + dt / 2.0)?;
-                let k4 = f.velocity(&x.f_add(&k3.f_mul_scalar(dt)?)?, t + dt)?;
-                let sum = k1.f_add(&k4)?.f_add(&k2.f_add(&k3)?.f_mul_scalar(2.0)?)?;
-                x.f_add(&sum.f_mul_scalar(dt / 6.0)?)?
-            }
-            Method::Dopri5 => dopri5::Dopri5.fixed_step(f, x, t, dt)?,
-        };
-        Ok(next)
-    }
-
-    /// The adaptive solve of [`crate::solve`] (an error for fixed-step methods).
-    pub(crate) fn solve_adaptive(self, f: &dyn VectorField, x0: &Tensor, grid: &TimeGrid, opts: &SolveOptions) -> Result<Solution> {
-        let pair = self.pair().ok_or_else(|| Error::Invalid(format!("{self} is not an adaptive method")))?;
-        adaptive::solve(pair, f, x0, grid, opts)
+        rk::step(self.tableau(), f, x, t, dt, nfe)
     }
 }
 
