@@ -16,7 +16,10 @@ pub struct PointCloud {
 }
 
 impl PointCloud {
-    /// A cloud from an `N × D` array; an error when it is empty or holds NaN or infinities.
+    /// A cloud from an `N × D` array.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when `N` or `D` is 0 or a coordinate is NaN or infinite.
     pub fn new(points: Array2<f64>, name: impl Into<String>) -> Result<Self> {
         let (n, d) = points.dim();
         if n == 0 || d == 0 {
@@ -28,7 +31,12 @@ impl PointCloud {
         Ok(Self { points, name: name.into() })
     }
 
-    /// Reads a `.npy` (float32 or float64, shape `N × D`) or `.csv` file (see [`parse_csv`]).
+    /// Reads a `.npy` (float32 or float64, shape `N × D`) or `.csv` file (see [`parse_csv`]),
+    /// named after the file.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be read; [`Error::File`] for another extension,
+    /// content that does not parse, or points [`PointCloud::new`] refuses.
     pub fn read(path: &Path) -> Result<Self> {
         let file_err = |msg: String| Error::File { path: path.display().to_string(), msg };
         let points = io::read_points(path)?;
@@ -69,6 +77,9 @@ impl Target for PointCloud {
 /// Blank lines and lines starting with `#` are skipped; a first line with no number at all
 /// is taken as a header. Ragged rows, non-numbers, NaN and infinities are errors naming
 /// the line; so is a file with no data.
+///
+/// # Errors
+/// A message naming the line and field at fault, or saying that there is no data row.
 pub fn parse_csv(text: &str) -> std::result::Result<Array2<f64>, String> {
     let mut values = Vec::new();
     let mut width = None;

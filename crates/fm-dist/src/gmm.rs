@@ -30,6 +30,11 @@ pub struct GaussianMixture {
 impl GaussianMixture {
     /// Builds a mixture from weights (summing to 1), a `K × D` array of means and
     /// `K` covariance matrices of size `D × D` (symmetric positive definite).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for `K` or `D` of 0, counts that disagree, a negative or non-finite
+    /// weight, weights whose sum is off 1 by more than [`WEIGHT_SUM_TOLERANCE`], a non-finite
+    /// mean, or a covariance of the wrong shape or not symmetric positive definite.
     pub fn new(weights: Vec<f64>, means: Array2<f64>, covs: Vec<Array2<f64>>) -> Result<Self> {
         let (k, d) = means.dim();
         if k == 0 || d == 0 {
@@ -100,20 +105,27 @@ impl GaussianMixture {
         self
     }
 
+    /// The number of components `K`.
     pub fn n_components(&self) -> usize {
         self.weights.len()
     }
+    /// The `K` weights, divided by their sum (so they sum to 1 up to rounding).
     pub fn weights(&self) -> &[f64] {
         &self.weights
     }
+    /// The means, `[K, D]`, one row per component.
     pub fn means(&self) -> ArrayView2<'_, f64> {
         self.means.view()
     }
+    /// The `K` covariance matrices, each `[D, D]`, as given to [`GaussianMixture::new`].
     pub fn covariances(&self) -> &[Array2<f64>] {
         &self.covs
     }
 
     /// `ln w_k + ln N(x | μ_k, Σ_k)` for every row of `x` and component `k` (`n × K`).
+    ///
+    /// # Errors
+    /// [`Error::Dim`] when `x` does not have `D` columns.
     pub fn component_log_joint(&self, x: ArrayView2<f64>) -> Result<Array2<f64>> {
         check_dim(&x, self.dim())?;
         let (n, d) = x.dim();
@@ -134,6 +146,9 @@ impl GaussianMixture {
     }
 
     /// Density (not log) of each row of `x`.
+    ///
+    /// # Errors
+    /// [`Error::Dim`] when `x` does not have `D` columns.
     pub fn pdf(&self, x: ArrayView2<f64>) -> Result<Array1<f64>> {
         Ok(self.log_prob(x)?.mapv(f64::exp))
     }

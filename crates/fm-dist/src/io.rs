@@ -11,6 +11,10 @@ fn io_err(path: &Path, source: std::io::Error) -> Error {
 /// Creates `path` through a temporary file in the same folder: `make` writes the
 /// temporary file (whose name keeps `path`'s extension), then it is fsynced and
 /// renamed over `path`. On any error the temporary file is removed and `path` is untouched.
+///
+/// # Errors
+/// [`Error::File`] when `path` has no file name, or when `make`, the fsync or the rename
+/// fails (the message gives `make`'s error or the system's reason).
 pub fn replace_atomically<E: std::fmt::Display>(path: &Path, make: impl FnOnce(&Path) -> std::result::Result<(), E>) -> Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -32,13 +36,18 @@ pub fn replace_atomically<E: std::fmt::Display>(path: &Path, make: impl FnOnce(&
 }
 
 /// Writes `bytes` to `path` atomically (see [`replace_atomically`]).
+///
+/// # Errors
+/// [`Error::File`] when the file cannot be written; `path` is then untouched.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     replace_atomically(path, |tmp| std::fs::write(tmp, bytes))
 }
 
 /// An element type `.npy` files can hold here.
 pub trait NpyElement: Copy {
+    /// The `descr` of the `.npy` header: `<f4` (little-endian float32) or `<f8` (float64).
     const DESCR: &'static str;
+    /// Appends the value's little-endian bytes to `out`.
     fn to_le(self, out: &mut Vec<u8>);
 }
 impl NpyElement for f32 {
@@ -76,12 +85,19 @@ pub fn encode_npy<T: NpyElement>(a: ArrayView2<T>) -> Vec<u8> {
 }
 
 /// Writes a 2-D array to a `.npy` file atomically.
+///
+/// # Errors
+/// [`Error::File`] when the file cannot be written; `path` is then untouched.
 pub fn write_npy<T: NpyElement>(path: &Path, a: ArrayView2<T>) -> Result<()> {
     write_atomic(path, &encode_npy(a))
 }
 
 /// Decodes a `.npy` file holding a float32 or float64 array of 1 or 2 dimensions
 /// (C order, little endian) into an `n × d` array of `f64` (1-D arrays become `n × 1`).
+///
+/// # Errors
+/// A message saying why the bytes are not such a file: a bad magic, version or header, another
+/// dtype, Fortran order, not 1 or 2 dimensions, or data whose length does not match the shape.
 pub fn decode_npy(bytes: &[u8]) -> std::result::Result<Array2<f64>, String> {
     if bytes.len() < 10 || &bytes[..6] != NPY_MAGIC {
         return Err("not a .npy file (bad magic)".into());
@@ -135,6 +151,9 @@ pub fn decode_npy(bytes: &[u8]) -> std::result::Result<Array2<f64>, String> {
 }
 
 /// Reads a `.npy` file (see [`decode_npy`]).
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be read, [`Error::File`] when it does not decode.
 pub fn read_npy(path: &Path) -> Result<Array2<f64>> {
     let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
     decode_npy(&bytes).map_err(|msg| Error::File { path: path.display().to_string(), msg })
@@ -153,6 +172,10 @@ pub fn encode_csv(a: ArrayView2<f64>) -> String {
 }
 
 /// Reads an `N × D` array from a `.npy` or `.csv` file (by extension).
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be read; [`Error::File`] for another extension or
+/// content that does not parse ([`decode_npy`], [`crate::empirical::parse_csv`]).
 pub fn read_points(path: &Path) -> Result<Array2<f64>> {
     match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("npy") => read_npy(path),
@@ -165,6 +188,9 @@ pub fn read_points(path: &Path) -> Result<Array2<f64>> {
 }
 
 /// Writes an `N × D` array to a `.npy` (float32) or `.csv` file (by extension), atomically.
+///
+/// # Errors
+/// [`Error::File`] for another extension, or when the file cannot be written.
 pub fn write_points(path: &Path, a: ArrayView2<f64>) -> Result<()> {
     match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("npy") => write_npy(path, a.mapv(|v| v as f32).view()),

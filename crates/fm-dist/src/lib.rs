@@ -18,6 +18,8 @@
 //! assert!(mean_lp < 0.0);
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod empirical;
 pub mod gmm;
 pub mod io;
@@ -41,21 +43,50 @@ use rand::RngCore;
 /// Errors of this crate: every invalid input is a value, never a panic.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Parameters or data that describe no valid distribution: a bad weight, mean or
+    /// covariance, a dimension of 0, a malformed spec, an unknown target name. The message
+    /// says which.
     #[error("invalid distribution: {0}")]
     Invalid(String),
+    /// An array with the wrong number of columns.
     #[error("dimension mismatch: expected {expected} columns, got {got}")]
-    Dim { expected: usize, got: usize },
+    Dim {
+        /// The columns needed: the distribution's dimension (for a two-set metric, the
+        /// first set's width).
+        expected: usize,
+        /// The columns the array has.
+        got: usize,
+    },
+    /// The named distribution has no analytic density, so [`Target::log_prob`] (or
+    /// [`Target::score`]) cannot answer.
     #[error("{0} has no analytic density")]
     NoDensity(String),
+    /// A metric cannot be computed from its inputs (empty or non-finite sample sets, shapes
+    /// that do not match, bad settings); the message says why.
     #[error("{0}")]
     Metric(String),
+    /// A file that cannot be used: an unsupported extension, content that does not parse or
+    /// holds invalid data, or a write that failed.
     #[error("{path}: {msg}")]
-    File { path: String, msg: String },
+    File {
+        /// The file, as given.
+        path: String,
+        /// What is wrong with it.
+        msg: String,
+    },
+    /// A file that cannot be read (missing, no permission, …).
+    ///
     /// The OS error is in the message and not a `source`, so error chains print it once.
     #[error("{path}: {cause}")]
-    Io { path: String, cause: std::io::Error },
+    Io {
+        /// The file, as given.
+        path: String,
+        /// The operating system's error.
+        cause: std::io::Error,
+    },
 }
 
+/// The result of this crate's fallible functions, with [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// A distribution flow matching can start from or carry samples to.

@@ -3,8 +3,11 @@
 use crate::{Error, Result};
 use ndarray::{Array2, ArrayView1, ArrayView2};
 
-/// Lower-triangular Cholesky factor `L` with `L Lᵀ = a`; an error unless `a` is
-/// symmetric (relative tolerance 1e-9) and positive definite.
+/// Lower-triangular Cholesky factor `L` with `L Lᵀ = a`.
+///
+/// # Errors
+/// [`Error::Invalid`] unless `a` is square, finite, symmetric (relative tolerance 1e-9) and
+/// positive definite (each pivot above `1e-12` times the largest absolute entry).
 pub fn cholesky(a: ArrayView2<f64>) -> Result<Array2<f64>> {
     let n = a.nrows();
     if a.ncols() != n {

@@ -19,7 +19,10 @@ pub struct Estimate {
 }
 
 impl Estimate {
-    /// The estimate from independent values; [`Error::Metric`] for no values or a non-finite one.
+    /// The estimate from independent values.
+    ///
+    /// # Errors
+    /// [`Error::Metric`] for no values or a non-finite one.
     pub fn of(values: &[f64]) -> Result<Self> {
         let n = values.len();
         if n == 0 {
@@ -48,6 +51,9 @@ impl std::fmt::Display for Estimate {
 /// solver of the `lsap` crate (scipy's `linear_sum_assignment`). Cost O(n³) worst case,
 /// single-threaded; measured on a 2-core EPYC (`cargo bench -p fm-dist -- w2`): 1,000
 /// points 0.09 s, 2,000 points 0.68 s (the most that fits in a second), 4,000 points 3.8 s.
+///
+/// # Errors
+/// [`Error::Metric`] for sets of different shapes, empty sets, or a NaN or infinite value.
 pub fn w2(a: ArrayView2<f64>, b: ArrayView2<f64>) -> Result<f64> {
     if a.dim() != b.dim() {
         return Err(Error::Metric(format!("W2 needs two sets of equal shape, got {:?} and {:?}", a.dim(), b.dim())));
@@ -77,6 +83,10 @@ pub fn w2(a: ArrayView2<f64>, b: ArrayView2<f64>) -> Result<f64> {
 ///
 /// Its expectation is exactly MMD² (0 when both sets come from one law), so it can be
 /// slightly negative. Needs at least 2 rows per set; cost O((m + n)² · bandwidths).
+///
+/// # Errors
+/// [`Error::Dim`] for sets of different widths; [`Error::Metric`] for fewer than 2 rows in a
+/// set, no bandwidth, a bandwidth that is not finite and positive, or a NaN or infinite value.
 pub fn mmd2_unbiased(a: ArrayView2<f64>, b: ArrayView2<f64>, bandwidths: &[f64]) -> Result<f64> {
     if a.ncols() != b.ncols() {
         return Err(Error::Dim { expected: a.ncols(), got: b.ncols() });
@@ -120,6 +130,9 @@ pub fn mmd2_unbiased(a: ArrayView2<f64>, b: ArrayView2<f64>, bandwidths: &[f64])
 }
 
 /// Fraction of samples whose most probable component (of `ln w_k + ln N_k`) is `k`.
+///
+/// # Errors
+/// [`Error::Dim`] when `x` does not have the mixture's dimension.
 pub fn mixture_shares(gmm: &GaussianMixture, x: ArrayView2<f64>) -> Result<Vec<f64>> {
     let joint = gmm.component_log_joint(x)?;
     let mut counts = vec![0usize; gmm.n_components()];
@@ -132,6 +145,10 @@ pub fn mixture_shares(gmm: &GaussianMixture, x: ArrayView2<f64>) -> Result<Vec<f
 }
 
 /// Mean log-density of the rows of `x` under `target`.
+///
+/// # Errors
+/// [`Error::Metric`] for no rows; otherwise the error of [`Target::log_prob`]
+/// ([`Error::NoDensity`] without a density, [`Error::Dim`] for the wrong width).
 pub fn mean_log_prob(target: &dyn Target, x: ArrayView2<f64>) -> Result<f64> {
     if x.nrows() == 0 {
         return Err(Error::Metric("mean log-density of an empty sample set".into()));
@@ -171,10 +188,15 @@ pub fn median_distance(x: ArrayView2<f64>, max_points: usize) -> f64 {
 /// measures the shape within the components.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SampleQuality {
+    /// The target's name ([`Target::name`]).
     pub target: String,
+    /// Rows of the generated set.
     pub n_samples: usize,
-    /// Share of samples per component, and the mixture's weights to compare with.
+    /// Share of the generated samples per most probable component ([`mixture_shares`]);
+    /// `None` unless the target is a Gaussian mixture.
     pub shares: Option<Vec<f64>>,
+    /// The mixture's weights, to compare the shares with; `None` unless the target is a
+    /// Gaussian mixture.
     pub weights: Option<Vec<f64>>,
     /// The binomial standard error of a share at the mixture's largest `w(1 − w)`: `√(max w(1 − w) / n)`.
     pub share_se: Option<f64>,
@@ -190,7 +212,9 @@ pub struct SampleQuality {
     pub w2_reference: f64,
     /// Standard error of the excess `w2 − w2_reference` over the draws (NaN for one draw).
     pub w2_excess_se: f64,
+    /// Points per set in each W2 draw.
     pub w2_points: usize,
+    /// Number of W2 draws averaged, each on a window of `w2_points` generated rows.
     pub w2_draws: usize,
     /// Whether the true sets had the generated windows' component counts (mixtures, unless a
     /// component the samples crowd is too rare to draw that often: then every draw from the
@@ -202,12 +226,18 @@ pub struct SampleQuality {
     pub mmd2: f64,
     /// … and its standard error over the draws (NaN for one draw).
     pub mmd2_se: f64,
+    /// The MMD kernel's bandwidths: ¼, ½, 1, 2 and 4 times the median pairwise distance
+    /// ([`median_distance`]) of the first `min(w2_points, 1000)` points of the first draw's
+    /// true set.
     pub mmd_bandwidths: Vec<f64>,
 }
 
 /// True samples of `gmm` with the given counts per most probable component (the argmax of
 /// [`GaussianMixture::component_log_joint`]), by drawing and sorting; errors when a component
 /// is too rare to fill within 1,000 draws per point asked for.
+///
+/// # Errors
+/// [`Error::Metric`] when a component is that rare.
 pub fn draw_with_counts(gmm: &GaussianMixture, counts: &[usize], rng: &mut dyn RngCore) -> Result<ndarray::Array2<f64>> {
     let total: usize = counts.iter().sum();
     let mut missing = counts.to_vec();
@@ -258,6 +288,11 @@ impl SampleQuality {
     pub const MMD_POINTS: usize = 1000;
 
     /// Computes the report; W2 figures use `w2_points` samples per set and average `w2_draws` draws.
+    ///
+    /// # Errors
+    /// [`Error::Dim`] when `generated` is not as wide as the target; [`Error::Metric`] for
+    /// `w2_points` outside `2..=n`, no draw, or NaN or infinite values in the generated rows a
+    /// metric reads.
     pub fn measure(target: &dyn Target, generated: ArrayView2<f64>, w2_points: usize, w2_draws: usize, rng: &mut dyn RngCore) -> Result<Self> {
         crate::check_dim(&generated, target.dim())?;
         let n = generated.nrows();

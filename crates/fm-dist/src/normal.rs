@@ -11,6 +11,10 @@ pub struct StandardNormal {
 }
 
 impl StandardNormal {
+    /// The standard normal in `dim` dimensions.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when `dim` is 0.
     pub fn new(dim: usize) -> Result<Self> {
         if dim == 0 {
             return Err(Error::Invalid("standard normal needs dimension >= 1".into()));

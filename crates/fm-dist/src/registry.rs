@@ -27,6 +27,11 @@ pub fn list_targets() -> Vec<(&'static str, &'static str)> {
 /// `normal:D` asks for the standard normal in `D ≥ 1` dimensions, `spec:FILE` for a
 /// mixture spec file ([`MixtureSpec`]), `file:FILE` for a point cloud ([`PointCloud`]);
 /// every other name takes no argument. An unknown name is an error listing the valid ones.
+///
+/// # Errors
+/// [`Error::Invalid`] for an unknown name, an argument where none is taken, or a `D` that is
+/// not a positive integer; for `spec:` and `file:`, the errors of [`MixtureSpec::read`] and
+/// [`PointCloud::read`], and [`Error::File`] for a spec that is no valid mixture.
 pub fn parse_target(spec: &str) -> Result<Box<dyn Target>> {
     let spec = spec.trim();
     let (name, arg) = match spec.split_once(':') {

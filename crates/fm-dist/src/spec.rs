@@ -32,6 +32,7 @@ pub struct MixtureSpec {
     /// Optional display name (defaults to a description of the mixture).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The `K ≥ 1` components; every mean has the same length `D`.
     pub components: Vec<ComponentSpec>,
 }
 
@@ -39,8 +40,11 @@ pub struct MixtureSpec {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ComponentSpec {
+    /// The mixture weight: give one for every component (summing to 1) or for none (equal
+    /// weights `1/K`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<f64>,
+    /// The mean: `D` finite values.
     pub mean: Vec<f64>,
     /// Full `D × D` covariance (symmetric positive definite).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -56,12 +60,17 @@ pub struct ComponentSpec {
 /// The file formats a spec can be written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpecFormat {
+    /// TOML (`.toml`).
     Toml,
+    /// JSON (`.json`).
     Json,
 }
 
 impl SpecFormat {
-    /// The format named by a file's extension (`.toml` or `.json`).
+    /// The format named by a file's extension (`.toml` or `.json`, any case).
+    ///
+    /// # Errors
+    /// [`Error::File`] for any other extension, or none.
     pub fn from_path(path: &Path) -> Result<Self> {
         match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
             Some("toml") => Ok(Self::Toml),
@@ -80,6 +89,10 @@ impl MixtureSpec {
     pub const MAX_COV_ENTRIES: usize = 1 << 24;
 
     /// Parses spec text; syntax errors are one line naming the line and column.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for text that is not a spec: bad syntax, an unknown or missing field,
+    /// a value of the wrong type. Values are checked later, by [`MixtureSpec::to_mixture`].
     pub fn parse(text: &str, format: SpecFormat) -> Result<Self> {
         match format {
             SpecFormat::Toml => toml::from_str(text).map_err(|e| {
@@ -91,6 +104,10 @@ impl MixtureSpec {
     }
 
     /// Reads and parses a spec file (the format from its extension).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be read; [`Error::File`] for an extension other than
+    /// `.toml`/`.json` or text that does not parse.
     pub fn read(path: &Path) -> Result<Self> {
         let format = SpecFormat::from_path(path)?;
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), cause: source })?;
@@ -98,6 +115,11 @@ impl MixtureSpec {
     }
 
     /// Builds the mixture; errors name the component and the problem.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for no component, a spec beyond [`MixtureSpec::MAX_DIM`] or
+    /// [`MixtureSpec::MAX_COV_ENTRIES`], weights given for only some components, or a component
+    /// whose mean, weight or covariance is invalid (see [`GaussianMixture::new`]).
     pub fn to_mixture(&self) -> Result<GaussianMixture> {
         let k = self.components.len();
         let first = self.components.first().ok_or_else(|| Error::Invalid("a mixture spec needs at least one component".into()))?;

@@ -129,6 +129,9 @@ impl EightGaussians {
     }
 
     /// Centres at angles `kπ/4` on a circle of `radius`, covariance `variance · I`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] unless `radius` and `variance` are finite and positive.
     pub fn new(radius: f64, variance: f64) -> Result<Self> {
         check_positive("8 Gaussians radius", radius)?;
         check_positive("8 Gaussians variance", variance)?;
@@ -139,9 +142,11 @@ impl EightGaussians {
         Ok(Self { gmm: isotropic_mixture(&centres, variance)?, radius, variance })
     }
 
+    /// Radius of the circle of centres.
     pub fn radius(&self) -> f64 {
         self.radius
     }
+    /// Per-coordinate variance of each component (covariance `variance · I`).
     pub fn variance(&self) -> f64 {
         self.variance
     }
@@ -179,6 +184,9 @@ impl TwentyFiveGaussians {
     }
 
     /// Centres at `spacing · {−2, …, 2}²`, covariance `std² · I`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] unless `spacing` and `std` are finite and positive.
     pub fn new(spacing: f64, std: f64) -> Result<Self> {
         check_positive("25 Gaussians spacing", spacing)?;
         check_positive("25 Gaussians std", std)?;
@@ -191,9 +199,11 @@ impl TwentyFiveGaussians {
         Ok(Self { gmm: isotropic_mixture(&centres, std * std)?, spacing, std })
     }
 
+    /// Distance between neighbouring centres.
     pub fn spacing(&self) -> f64 {
         self.spacing
     }
+    /// Per-coordinate standard deviation of each component.
     pub fn std(&self) -> f64 {
         self.std
     }
@@ -240,7 +250,9 @@ pub struct Moons;
 impl Moons {
     /// sklearn's `noise` (before the ×2 rescale).
     pub const NOISE: f64 = 0.1;
+    /// Factor applied after the noise (FFJORD's `× 2`).
     pub const SCALE: f64 = 2.0;
+    /// Offset added after scaling (FFJORD's `+ (−1, −0.2)`).
     pub const SHIFT: [f64; 2] = [-1.0, -0.2];
 
     fn point(&self, rng: &mut dyn RngCore) -> [f64; 2] {
@@ -262,7 +274,9 @@ density_free_target!(Moons, "moons");
 pub struct Circles;
 
 impl Circles {
+    /// Radius of the outer ring (sklearn's 1, times 3).
     pub const OUTER_RADIUS: f64 = 3.0;
+    /// Radius of the inner ring (sklearn's `factor` 0.5, times 3).
     pub const INNER_RADIUS: f64 = 1.5;
     /// Noise std after the ×3 rescale.
     pub const NOISE: f64 = 0.24;
@@ -284,7 +298,10 @@ density_free_target!(Circles, "circles");
 pub struct SwissRoll;
 
 impl SwissRoll {
+    /// Standard deviation of the Gaussian noise added to each coordinate before the division
+    /// (sklearn's `noise`).
     pub const NOISE: f64 = 1.0;
+    /// Both coordinates are divided by this (FFJORD's `/ 5`).
     pub const DIVISOR: f64 = 5.0;
 
     fn point(&self, rng: &mut dyn RngCore) -> [f64; 2] {
@@ -309,7 +326,9 @@ impl TwoSpirals {
     pub const MAX_ANGLE: f64 = 3.0 * PI;
     /// Width of the uniform jitter before the division.
     pub const JITTER: f64 = 0.5;
+    /// Both coordinates are divided by this after the jitter (FFJORD's `/ 3`).
     pub const DIVISOR: f64 = 3.0;
+    /// Standard deviation of the Gaussian noise added after the division.
     pub const NOISE: f64 = 0.1;
 
     fn point(&self, rng: &mut dyn RngCore) -> [f64; 2] {
@@ -332,10 +351,15 @@ density_free_target!(TwoSpirals, "2spirals");
 pub struct Pinwheel;
 
 impl Pinwheel {
+    /// Number of blades (FFJORD's `num_classes`).
     pub const CLASSES: usize = 5;
+    /// Standard deviation of the radial feature `f₀` around 1 (FFJORD's `radial_std`).
     pub const RADIAL_STD: f64 = 0.3;
+    /// Standard deviation of the tangential feature `f₁` (FFJORD's `tangential_std`).
     pub const TANGENTIAL_STD: f64 = 0.1;
+    /// How fast a blade curls: its rotation grows by `RATE · exp(f₀)` (FFJORD's `rate`).
     pub const RATE: f64 = 0.25;
+    /// Factor applied to the rotated features (FFJORD's `2 ·`).
     pub const SCALE: f64 = 2.0;
 
     fn point(&self, rng: &mut dyn RngCore) -> [f64; 2] {

@@ -201,7 +201,7 @@ proptest! {
     #[test]
     fn constructor_never_panics(w in prop::collection::vec(-1.0f64..2.0, 0..4), m in prop::collection::vec(prop::num::f64::ANY, 0..8), c in prop::collection::vec(prop::num::f64::ANY, 0..16)) {
         let k = w.len();
-        let d = if k == 0 { 0 } else { m.len() / k };
+        let d = m.len().checked_div(k).unwrap_or(0);
         let means = Array2::from_shape_vec((k, d), m[..k * d].to_vec()).unwrap();
         let dd = (c.len() as f64).sqrt() as usize;
         let covs = (0..k).map(|_| Array2::from_shape_vec((dd, dd), c[..dd * dd].to_vec()).unwrap()).collect();

@@ -19,8 +19,9 @@ pub struct AnimationFigure {
     pub y_range: Option<Range<f64>>,
     /// The two coordinates drawn (0-based; named 1-based, "x1").
     pub coords: (usize, usize),
-    /// Size in pixels.
+    /// Width of each frame in pixels (240 to 4096).
     pub width: u32,
+    /// Height of each frame in pixels (200 to 4096).
     pub height: u32,
     /// Time each frame shows, in milliseconds (GIF counts hundredths of a second; 20 to 10 000).
     pub frame_delay_ms: u32,
@@ -71,6 +72,11 @@ impl Default for AnimationFigure {
 /// target's density (or a light scatter of its samples; `target` may be `None`).
 ///
 /// Always a GIF (a path ending in `.svg` is an error); written atomically.
+///
+/// # Errors
+/// [`Error::Invalid`] for an `.svg` path, bad states, times or settings, or a target of another
+/// dimension; [`Error::Font`] without a usable font; [`Error::Dist`] when the target's
+/// log-density or writing the file fails.
 pub fn animation(
     path: &Path,
     states: ArrayView3<f64>,

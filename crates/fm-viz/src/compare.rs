@@ -25,14 +25,17 @@ pub struct CompareFigure {
     /// named 1-based ("x1", "x2") as in the seed. Beyond 2-D, or with another pair than
     /// (0, 1), the figure's title says which ("coordinates 3 and 7 of 16").
     pub coords: (usize, usize),
-    /// Size in pixels.
+    /// Width of the whole figure in pixels (200 to 8192).
     pub width: u32,
+    /// Height of the whole figure in pixels (150 to 8192).
     pub height: u32,
     /// Number of filled density levels (as in matplotlib's `contourf`).
     pub levels: usize,
     /// Density grid cells along x (y follows the aspect of the axes).
     pub resolution: usize,
+    /// Title of the target's panel (with " (samples)" appended where its samples are drawn).
     pub target_title: String,
+    /// Title of the generated samples' panel.
     pub samples_title: String,
     /// Target samples used to fit the axes, and drawn instead of the density where the target
     /// has none or the data is more than 2-D.
@@ -81,6 +84,11 @@ impl Default for CompareFigure {
 ///
 /// PNG, or SVG when `path` ends in `.svg`; written atomically. `samples` is `[N, D]` with
 /// `D` the target's dimension.
+///
+/// # Errors
+/// [`Error::Invalid`] for samples of another dimension or with non-finite drawn coordinates,
+/// or bad settings; [`Error::Font`] without a usable font; [`Error::Dist`] when the target's
+/// log-density or writing the file fails.
 pub fn compare(
     path: &Path,
     target: &dyn Target,

@@ -14,6 +14,7 @@ use std::path::Path;
 pub struct DensityFigure {
     /// The figure's title; `None` is "Log-density: model vs target" (or "Model log-density").
     pub title: Option<String>,
+    /// The model panel's title.
     pub model_title: String,
     /// The target panel's title; `None` is "Target: NAME".
     pub target_title: Option<String>,
@@ -34,8 +35,9 @@ pub struct DensityFigure {
     pub levels: usize,
     /// Grid cells along x.
     pub resolution: usize,
-    /// Size in pixels.
+    /// Width of the whole figure in pixels (320 to 8192).
     pub width: u32,
+    /// Height of the whole figure in pixels (200 to 8192).
     pub height: u32,
     /// Target samples used to fit the axes.
     pub target_samples: usize,
@@ -75,6 +77,11 @@ impl Default for DensityFigure {
 /// NaN is an error.
 ///
 /// PNG, or SVG when `path` ends in `.svg`; written atomically.
+///
+/// # Errors
+/// [`Error::Callback`] when `log_q` fails; [`Error::Invalid`] for bad settings, a wrong count
+/// of values, NaN or `+∞`, or `-∞` everywhere; [`Error::Font`]; [`Error::Dist`] when the
+/// target's log-density or writing the file fails.
 pub fn density<F, E>(
     path: &Path,
     log_q: F,

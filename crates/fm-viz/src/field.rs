@@ -32,8 +32,9 @@ pub struct FieldFigure {
     pub columns: usize,
     /// The colour bar's label (what the arrows' colour and length measure): "speed |v|".
     pub colour_label: String,
-    /// Size in pixels.
+    /// Width of the whole figure in pixels (320 to 8192).
     pub width: u32,
+    /// Height of the whole figure in pixels (200 to 8192), shared by the rows of panels.
     pub height: u32,
     /// Target samples used to fit the axes.
     pub target_samples: usize,
@@ -72,6 +73,10 @@ impl Default for FieldFigure {
 /// returned as [`Error::Callback`]. The target only sets `D` and helps fit the axes.
 ///
 /// PNG, or SVG when `path` ends in `.svg`; written atomically.
+///
+/// # Errors
+/// [`Error::Callback`] when `velocity` fails; [`Error::Invalid`] for bad settings or a
+/// velocity of the wrong shape or not finite; [`Error::Font`]; [`Error::Dist`] when writing fails.
 pub fn field<F, E>(
     path: &Path,
     velocity: F,
@@ -91,6 +96,9 @@ where
 /// trained model), `(reference_name, reference)` below (e.g. the exact field). Each panel is
 /// titled with its row's name and its time; `fig.columns` is ignored (one column per time).
 /// Otherwise as [`field`].
+///
+/// # Errors
+/// As [`field`], for either field.
 pub fn field_beside<F, G, E1, E2>(
     path: &Path,
     (name, velocity): (&str, F),

@@ -22,12 +22,14 @@ pub(crate) const FIT_MARGIN: f64 = 0.05;
 /// The largest width or height of a figure, in pixels.
 pub(crate) const MAX_SIDE: u32 = 8192;
 
+/// The message of a failed plotters drawing operation.
 pub(crate) fn draw_err<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> String {
     format!("drawing failed: {e}")
 }
 
 /// A figure ready to draw: every fallible computation on the user's data is done before.
 pub(crate) trait Scene {
+    /// Draws the figure on `root` (already filled white).
     fn draw<DB: DrawingBackend>(&self, root: &Area<DB>) -> DrawResult;
 }
 
@@ -94,18 +96,23 @@ impl Style {
             scale: (h as f64 / 640.0).clamp(0.75, 2.0),
         }
     }
+    /// `v` pixels at scale 1, scaled and rounded.
     pub fn px(&self, v: u32) -> u32 {
         (v as f64 * self.scale).round() as u32
     }
+    /// Font of figure titles (28 px at scale 1).
     pub fn title(&self) -> (&'static str, f64) {
         (font::FAMILY, 28.0 * self.scale)
     }
+    /// Font of panel captions (23 px at scale 1).
     pub fn caption(&self) -> (&'static str, f64) {
         (font::FAMILY, 23.0 * self.scale)
     }
+    /// Font of tick labels and legends (15 px at scale 1).
     pub fn label(&self) -> (&'static str, f64) {
         (font::FAMILY, 15.0 * self.scale)
     }
+    /// Font of axis names (18 px at scale 1).
     pub fn desc(&self) -> (&'static str, f64) {
         (font::FAMILY, 18.0 * self.scale)
     }
@@ -114,12 +121,17 @@ impl Style {
 /// The pair of coordinates a figure shows, checked against the data's dimension.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Projection {
+    /// The coordinate drawn along x (0-based).
     pub i: usize,
+    /// The coordinate drawn along y (0-based).
     pub j: usize,
+    /// The data's dimension `D`.
     pub dim: usize,
 }
 
 impl Projection {
+    /// Coordinates `i` and `j` of `dim`-dimensional data; [`Error::Invalid`] unless `dim ≥ 2`
+    /// and `i`, `j` are two different coordinates below `dim`.
     pub fn new((i, j): (usize, usize), dim: usize) -> Result<Self> {
         if dim < 2 {
             return Err(Error::Invalid(format!(
@@ -149,10 +161,11 @@ impl Projection {
             None => title.to_string(),
         }
     }
-    /// Axis names, 1-based like the seed's "x1", "x2".
+    /// Name of the x axis, 1-based like the seed's "x1".
     pub fn x_name(&self) -> String {
         format!("x{}", self.i + 1)
     }
+    /// Name of the y axis, 1-based like the seed's "x2".
     pub fn y_name(&self) -> String {
         format!("x{}", self.j + 1)
     }
@@ -254,9 +267,13 @@ pub(crate) fn check_finite<'a>(
 /// A grid of `nx × ny` cells over the axes; cell `k` is column `k % nx`, row `k / nx`.
 #[derive(Debug, Clone)]
 pub(crate) struct Grid {
+    /// The x range the cells cover.
     pub x: Range<f64>,
+    /// The y range the cells cover.
     pub y: Range<f64>,
+    /// Cells along x.
     pub nx: usize,
+    /// Cells along y.
     pub ny: usize,
 }
 
@@ -267,15 +284,19 @@ impl Grid {
         let ny = ((nx as f64) * aspect).round().clamp(2.0, 4.0 * nx as f64) as usize;
         Self { x, y, nx, ny }
     }
+    /// Number of cells, `nx · ny`.
     pub fn len(&self) -> usize {
         self.nx * self.ny
     }
+    /// Width of a cell in data units.
     pub fn dx(&self) -> f64 {
         (self.x.end - self.x.start) / self.nx as f64
     }
+    /// Height of a cell in data units.
     pub fn dy(&self) -> f64 {
         (self.y.end - self.y.start) / self.ny as f64
     }
+    /// Centre of cell `k` in data units.
     pub fn centre(&self, k: usize) -> (f64, f64) {
         (
             self.x.start + (k % self.nx) as f64 * self.dx() + self.dx() / 2.0,
@@ -420,13 +441,17 @@ pub(crate) fn axes<DB: DrawingBackend>(
 /// A vertical colour bar beside a panel whose plotting area covers `plot` (pixels of the
 /// root), spanning the same height.
 pub(crate) struct ColourBar<'a> {
+    /// The values the bar spans, bottom to top.
     pub range: Range<f64>,
     /// Colour at a fraction of the range.
     pub colour: &'a dyn Fn(f64) -> RGBColor,
     /// Filled levels (boxes), or `None` for a continuous bar.
     pub levels: Option<usize>,
+    /// The bar's axis name.
     pub label: &'a str,
+    /// About how many tick labels to draw.
     pub ticks: usize,
+    /// Formats a tick label.
     pub format: &'a dyn Fn(&f64) -> String,
     /// A note under the bar (e.g. what the lowest colour also covers).
     pub under: Option<String>,
@@ -437,6 +462,7 @@ pub(crate) fn colour_bar_width(st: &Style) -> u32 {
     st.px(118)
 }
 
+/// Draws `bar` into `area`, level with the panel's plotting area `plot` (see [`ColourBar`]).
 pub(crate) fn colour_bar<DB: DrawingBackend>(
     area: &Area<DB>,
     plot: &(Range<i32>, Range<i32>),
@@ -528,11 +554,15 @@ pub(crate) fn tick_format(range: &Range<f64>) -> impl Fn(&f64) -> String {
 
 /// What is drawn under samples to show the target.
 pub(crate) enum Backdrop {
+    /// Nothing (no target).
     None,
     /// Filled levels of the density; level 0 (the lowest) is left white.
     Density {
+        /// The grid the density was evaluated on.
         grid: Grid,
+        /// Each cell's level; `None` (level 0 or a non-finite density) is not drawn.
         level: Vec<Option<usize>>,
+        /// The number of levels.
         levels: usize,
     },
     /// A light scatter of target samples (the drawn pair).
@@ -682,6 +712,21 @@ pub(crate) fn check_output(what: &str, a: ArrayView2<f64>, rows: usize, cols: us
     check_finite(what, a.iter())
 }
 
+/// Axes fitted to paths `states` (`[T, N, D]`, drawn on `proj`) and the `extra` points already
+/// projected, unless the figure sets them.
+pub(crate) fn fit_paths(
+    states: ArrayView3<f64>,
+    extra: &[(f64, f64)],
+    proj: &Projection,
+    x_range: &Option<Range<f64>>,
+    y_range: &Option<Range<f64>>,
+) -> Result<(Range<f64>, Range<f64>)> {
+    let coord = |k: usize, pick: fn(&(f64, f64)) -> f64| {
+        states.index_axis(ndarray::Axis(2), k).iter().copied().chain(extra.iter().map(pick)).collect::<Vec<_>>()
+    };
+    Ok((axis("x", x_range, fit(coord(proj.i, |p| p.0)), -1.0..1.0)?, axis("y", y_range, fit(coord(proj.j, |p| p.1)), -1.0..1.0)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -721,19 +766,4 @@ mod tests {
         assert!(Projection::new((0, 1), 2).unwrap().note().is_none());
         assert!(Projection::new((0, 2), 2).is_err() && Projection::new((1, 1), 3).is_err());
     }
-}
-
-/// Axes fitted to paths `states` (`[T, N, D]`, drawn on `proj`) and the `extra` points already
-/// projected, unless the figure sets them.
-pub(crate) fn fit_paths(
-    states: ArrayView3<f64>,
-    extra: &[(f64, f64)],
-    proj: &Projection,
-    x_range: &Option<Range<f64>>,
-    y_range: &Option<Range<f64>>,
-) -> Result<(Range<f64>, Range<f64>)> {
-    let coord = |k: usize, pick: fn(&(f64, f64)) -> f64| {
-        states.index_axis(ndarray::Axis(2), k).iter().copied().chain(extra.iter().map(pick)).collect::<Vec<_>>()
-    };
-    Ok((axis("x", x_range, fit(coord(proj.i, |p| p.0)), -1.0..1.0)?, axis("y", y_range, fit(coord(proj.j, |p| p.1)), -1.0..1.0)?))
 }

@@ -48,6 +48,8 @@
 //!
 //! `cargo run -p fm-viz --example gallery [DIR]` renders every figure with realistic inputs.
 
+#![warn(missing_docs)]
+
 mod animation;
 mod colour;
 mod compare;
@@ -68,15 +70,22 @@ pub use trajectories::{trajectories, TrajectoryFigure};
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The figure font cannot be registered: the file `FM_FONT` names cannot be read or is
+    /// not a usable TrueType font.
     #[error("{0}")]
     Font(String),
+    /// Input or settings no figure can be drawn from: empty or mismatched arrays, non-finite
+    /// values, a coordinate pair out of range, a size out of bounds, …; the message says which.
     #[error("invalid figure: {0}")]
     Invalid(String),
     /// A closure the caller passed (a velocity field, a log-density) failed.
     #[error("the figure's input function failed: {0}")]
     Callback(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// An error of `fm-dist`: a target's log-density failed, or the figure's file could not
+    /// be written ([`fm_dist::Error::File`]; an existing file is then untouched).
     #[error(transparent)]
     Dist(#[from] fm_dist::Error),
 }
 
+/// The result of this crate's figure functions, with [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;

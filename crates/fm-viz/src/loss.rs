@@ -13,6 +13,7 @@ use std::path::Path;
 /// Settings of [`loss`].
 #[derive(Debug, Clone)]
 pub struct LossFigure {
+    /// The figure's title, above all panels.
     pub title: String,
     /// Name of the x axis.
     pub x_name: String,
@@ -29,8 +30,9 @@ pub struct LossFigure {
     /// A level drawn as a dashed line across the loss panel, named in its legend: the loss
     /// floor of the exact flow (the part of the loss no model can remove), where known.
     pub floor: Option<f64>,
-    /// Size in pixels.
+    /// Width of the whole figure in pixels (320 to 8192).
     pub width: u32,
+    /// Height of the whole figure in pixels (200 to 8192), shared by the rows of panels.
     pub height: u32,
 }
 
@@ -66,6 +68,11 @@ const TAB10: [RGBColor; 6] = [
 /// many), non-finite steps are an error. Noisy series get a moving average over the raw values.
 ///
 /// PNG, or SVG when `path` ends in `.svg`; written atomically.
+///
+/// # Errors
+/// [`Error::Invalid`] for bad settings, over 15 extra series, or a series that is not
+/// `[K ≥ 1, 2]` or cannot be drawn (a non-finite step, no finite value, a value ≤ 0 on a log
+/// axis); [`Error::Font`]; [`Error::Dist`] when writing fails.
 pub fn loss(
     path: &Path,
     loss: ArrayView2<f64>,

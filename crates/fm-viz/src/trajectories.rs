@@ -22,8 +22,9 @@ pub struct TrajectoryFigure {
     pub y_range: Option<Range<f64>>,
     /// The two coordinates drawn (0-based; axes and title name them 1-based, "x1").
     pub coords: (usize, usize),
-    /// Size in pixels.
+    /// Width of the whole figure in pixels (320 to 8192).
     pub width: u32,
+    /// Height of the whole figure in pixels (240 to 8192).
     pub height: u32,
     /// At most this many paths are drawn (evenly spaced among the particles).
     pub max_paths: usize,
@@ -69,6 +70,11 @@ impl Default for TrajectoryFigure {
 /// scatter of its samples (otherwise); `target` may be `None`.
 ///
 /// PNG, or SVG when `path` ends in `.svg`; written atomically.
+///
+/// # Errors
+/// [`crate::Error::Invalid`] for bad states, times or settings, or a target of another
+/// dimension; [`crate::Error::Font`]; [`crate::Error::Dist`] when the target's log-density or
+/// writing the file fails.
 pub fn trajectories(
     path: &Path,
     states: ArrayView3<f64>,
