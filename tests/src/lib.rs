@@ -2,13 +2,6 @@
 //! short seeded run of the test suite (`tests/fuzz.rs`) and the long one (`cargo xtask fuzz`,
 //! `src/bin/fuzz.rs`).
 
-/// The `fm` command's run-file types, compiled from their source in fm-cli (a binary crate,
-/// which a test crate cannot depend on), so that run files are fuzzed through exactly the code
-/// `fm train --config` runs.
-#[allow(dead_code, unused_imports)]
-#[path = "../../crates/fm-cli/src/config.rs"]
-mod config;
-
 pub mod fuzz;
 
 /// The Python interpreter of the tests that compare with PyTorch (`kl_pytorch`,

@@ -7,119 +7,12 @@
 use anyhow::{Context, Result};
 use clap::parser::ValueSource;
 use clap::ArgMatches;
-use fm_dist::metrics::SampleQuality;
 use fm_model::MlpConfig;
 use fm_ode::Method;
 use fm_train::{Coupling, LrSchedule, OptimizerKind, ProbabilityPath, SampleConfig, TimeSampling, TrainConfig};
-use serde::{Deserialize, Serialize};
+pub use fm_run::RunConfig;
+use fm_run::RunDir;
 use std::path::{Path, PathBuf};
-
-/// Everything a run needs; `Default` is the seed experiment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RunConfig {
-    /// The distribution to learn (see `fm targets`).
-    pub target: String,
-    /// The distribution to start from.
-    pub source: String,
-    /// auto, cpu, cuda or cuda:N.
-    pub device: String,
-    pub model: MlpConfig,
-    pub train: TrainConfig,
-    pub sample: SampleConfig,
-    pub eval: EvalConfig,
-}
-
-impl Default for RunConfig {
-    fn default() -> Self {
-        Self {
-            target: "gmm3".into(),
-            source: "normal".into(),
-            device: "auto".into(),
-            model: MlpConfig::default(),
-            train: TrainConfig::default(),
-            sample: SampleConfig::default(),
-            eval: EvalConfig::default(),
-        }
-    }
-}
-
-/// How samples are judged.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EvalConfig {
-    /// Points per set of the exact W2 figure.
-    pub w2_points: usize,
-    /// Draws the W2 figure is averaged over.
-    pub w2_draws: usize,
-    /// Fresh target samples of the KL(target ‖ model) estimate (targets with a density only;
-    /// 0 skips it).
-    pub kl_points: usize,
-    /// How the model's log-likelihood is computed for it.
-    pub likelihood: fm_train::LikelihoodConfig,
-    /// During training, W2 (and KL where densities exist) on a fixed holdout are added to
-    /// metrics.csv at the checkpoints whose step is a multiple of this, and at the end (0: never).
-    pub track_every: usize,
-    /// Holdout target points (and generated samples) of those figures.
-    pub track_points: usize,
-}
-
-impl Default for EvalConfig {
-    fn default() -> Self {
-        Self {
-            w2_points: SampleQuality::W2_POINTS,
-            w2_draws: SampleQuality::W2_DRAWS,
-            kl_points: 4000,
-            likelihood: fm_train::LikelihoodConfig::default(),
-            track_every: 5000,
-            track_points: 500,
-        }
-    }
-}
-
-impl EvalConfig {
-    /// Checks the settings against the number of samples they will judge.
-    pub fn validate(&self, n_samples: usize) -> Result<()> {
-        anyhow::ensure!(
-            self.w2_points >= 2 && self.w2_points <= n_samples && self.w2_draws > 0,
-            "w2_points must be in 2..={n_samples} (the number of samples) and w2_draws at least 1, got {} and {}",
-            self.w2_points,
-            self.w2_draws
-        );
-        self.likelihood.validate()?;
-        Ok(())
-    }
-
-    /// Judges `samples` against `target` with these settings.
-    pub fn measure(&self, target: &dyn fm_dist::Target, samples: ndarray::ArrayView2<f64>, rng: &mut dyn rand::RngCore) -> Result<SampleQuality> {
-        Ok(SampleQuality::measure(target, samples, self.w2_points, self.w2_draws, rng)?)
-    }
-}
-
-impl RunConfig {
-    /// Reads a TOML run file; errors are one line with the file, line and column.
-    pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
-        toml::from_str(&text).map_err(|e| {
-            let at = e.span().map(|s| text.get(..s.start).unwrap_or("").matches('\n').count() + 1);
-            anyhow::anyhow!("{}{}: {}", path.display(), at.map(|l| format!(" line {l}")).unwrap_or_default(), e.message().trim())
-        })
-    }
-
-    pub fn to_toml(&self) -> Result<String> {
-        Ok(toml::to_string_pretty(self)?)
-    }
-}
-
-/// Where a run folder keeps the model to sample from (written by `fm run` and `fm train`).
-pub fn run_checkpoint(run: &Path) -> PathBuf {
-    run.join("model.safetensors")
-}
-
-/// The run folder a run file belongs to: its own folder (`runs/x/config.toml` → `runs/x`).
-pub fn run_dir(config: &Path) -> &Path {
-    config.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
-}
 
 /// The checkpoint a command reads: `checkpoint` when given, else the model of the run that the
 /// run file `config` belongs to (`runs/x/config.toml` → `runs/x/model.safetensors`). A run file
@@ -133,7 +26,7 @@ pub fn checkpoint_or_run(checkpoint: Option<&Path>, config: Option<&Path>, flag:
         return Ok(path.to_path_buf());
     }
     let config = config.with_context(|| format!("no checkpoint: give {flag}, or --config RUN/config.toml for that run's model.safetensors"))?;
-    let path = run_checkpoint(run_dir(config));
+    let path = RunDir::of_run_file(config).file(RunDir::MODEL);
     anyhow::ensure!(path.is_file(), "no checkpoint beside the run file {} ({} is missing): give {flag}", config.display(), path.display());
     Ok(path)
 }

@@ -1,7 +1,7 @@
 //! `fm eval`: how good samples, or a model, are, judged against a target.
 
-use crate::config::EvalConfig;
 use crate::quality::EvalFlags;
+use fm_run::{EvalConfig, ModelBundle};
 use anyhow::{Context, Result};
 use fm_dist::parse_target;
 use fm_train::LikelihoodConfig;
@@ -52,8 +52,8 @@ pub fn eval(args: EvalArgs, m: &clap::ArgMatches) -> Result<()> {
     if crate::config::given(m, "kl_steps") {
         cfg.likelihood.steps = args.kl_steps;
     }
-    let model = args.checkpoint.as_deref().map(|c| crate::sample::load_model(c, "auto", None)).transpose()?;
-    let spec = args.target.clone().or_else(|| run.as_ref().map(|r| r.target.clone())).or_else(|| model.as_ref().and_then(|m| m.2.get("target").cloned())).unwrap_or_else(|| "gmm3".into());
+    let model = args.checkpoint.as_deref().map(|c| ModelBundle::load(c, "auto", None)).transpose()?;
+    let spec = args.target.clone().or_else(|| run.as_ref().map(|r| r.target.clone())).or_else(|| model.as_ref().and_then(|m| m.target.clone())).unwrap_or_else(|| "gmm3".into());
     let target = parse_target(&spec).context("target")?;
     let mut rng = StdRng::seed_from_u64(args.seed);
     if let Some(path) = &args.samples {
@@ -62,15 +62,19 @@ pub fn eval(args: EvalArgs, m: &clap::ArgMatches) -> Result<()> {
         let q = cfg.measure(target.as_ref(), x.view(), &mut rng).with_context(|| format!("cannot judge {}", path.display()))?;
         println!("quality of {} ({} samples) against {}:\n{q}", path.display(), x.nrows(), target.name());
     }
-    if let (Some((mlp, source, meta)), Some(path)) = (&model, &args.checkpoint) {
+    if let (Some(bundle), Some(path)) = (&model, &args.checkpoint) {
+        let (mlp, source) = (&bundle.mlp, &bundle.source);
         if cfg.kl_points > 0 {
             let kl = fm_train::kl_estimate(target.as_ref(), mlp, source.as_ref(), cfg.kl_points, &cfg.likelihood, &mut rng).with_context(|| format!("cannot judge {}", path.display()))?;
             println!("likelihood of {} against {}:\n  {kl}", path.display(), target.name());
         }
         if target.as_mixture().is_some() {
-            let report = match crate::oracle::trained_with_or_seed(meta) {
-                Ok(train) => crate::oracle::field_report(mlp, target.as_ref(), source.as_ref(), &train, &crate::oracle::CURVE_TIMES, args.seed)?,
-                Err(e) => Err(format!("{e:#}")),
+            let report = match bundle.train_or_seed() {
+                Ok((train, note)) => {
+                    note.into_iter().for_each(|n| eprintln!("note: {n}"));
+                    fm_run::exact::field_report(mlp, target.as_ref(), source.as_ref(), &train, &fm_run::exact::CURVE_TIMES, args.seed)?
+                }
+                Err(e) => Err(e.to_string()),
             };
             match report {
                 Ok(report) => println!("against the exact flow:\n{report}"),
@@ -79,7 +83,7 @@ pub fn eval(args: EvalArgs, m: &clap::ArgMatches) -> Result<()> {
         }
     }
     if args.oracle && cfg.kl_points > 0 {
-        let (flow, source) = crate::oracle::resolve(Some(&spec), args.source.as_deref(), args.path, run.as_ref(), None)?;
+        let fm_run::exact::Resolved { flow, source, .. } = crate::resolve_exact(Some(&spec), args.source.as_deref(), args.path, run.as_ref(), None)?;
         let kl = fm_train::kl_estimate(target.as_ref(), &flow, source.as_ref(), cfg.kl_points, &cfg.likelihood, &mut rng)?;
         // Near 0 by construction: printed in full, not rounded to 0.0000.
         println!(

@@ -5,8 +5,8 @@ mod config;
 mod convert;
 mod eval;
 mod inspect;
-mod oracle;
 mod plot;
+mod plot_field;
 mod quality;
 mod run;
 mod sample;
@@ -107,11 +107,26 @@ fn main() {
         Command::Completions(args) => completions::completions(args, &mut Cli::command()),
     };
     if let Err(e) = result {
-        if let Some(stop) = e.downcast_ref::<train::Interrupted>() {
+        if let Some(stop @ fm_run::Error::Interrupted { .. }) = e.downcast_ref::<fm_run::Error>() {
             eprintln!("{stop}");
             std::process::exit(130);
         }
         eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
         std::process::exit(1);
     }
+}
+
+/// [`fm_run::exact::resolve`], with its notes on stderr.
+fn resolve_exact(
+    target: Option<&str>,
+    source: Option<&str>,
+    path: Option<fm_train::ProbabilityPath>,
+    run: Option<&fm_run::RunConfig>,
+    bundle: Option<&fm_run::ModelBundle>,
+) -> anyhow::Result<fm_run::exact::Resolved> {
+    let resolved = fm_run::exact::resolve(target, source, path, run, bundle)?;
+    for note in &resolved.notes {
+        eprintln!("note: {note}");
+    }
+    Ok(resolved)
 }

@@ -1,6 +1,7 @@
 //! The evaluation settings `fm run` and `fm eval` share.
 
-use crate::config::{override_given, EvalConfig};
+use crate::config::override_given;
+use fm_run::EvalConfig;
 use clap::ArgMatches;
 
 #[derive(clap::Args, Debug)]

@@ -2,13 +2,14 @@
 
 use crate::config::{checkpoint_or_run, given, override_given, RunConfig};
 use crate::train::print_written;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::ArgMatches;
-use fm_dist::{parse_target, Target};
-use fm_model::{checkpoint, parse_device, Mlp};
+use fm_dist::Target;
+use fm_model::parse_device;
 use fm_ode::Method;
+use fm_run::{exact::Resolved, ModelBundle, RunDir};
 use fm_train::SampleConfig;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
@@ -69,17 +70,6 @@ pub fn describe(cfg: &SampleConfig) -> String {
     }
 }
 
-/// A checkpoint, the source it was trained from (its metadata's, else `N(0, I)`) and its metadata.
-pub fn load_model(path: &Path, device: &str, source: Option<&str>) -> Result<(Mlp, Box<dyn Target>, checkpoint::Metadata)> {
-    let device = parse_device(device)?;
-    let (mlp, meta) = checkpoint::load_any(path, device)?;
-    let dim = mlp.config().dim;
-    let spec = source.map(str::to_string).or_else(|| meta.get("source").cloned()).unwrap_or_else(|| format!("normal:{dim}"));
-    let source = parse_target(&spec).context("source")?;
-    anyhow::ensure!(source.dim() == dim, "the source {} is {}-D but the checkpoint's model is {dim}-D", source.name(), source.dim());
-    Ok((mlp, source, meta))
-}
-
 pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
     let run = args.config.as_deref().map(RunConfig::read).transpose()?;
     let checkpoint = if args.oracle { None } else { Some(checkpoint_or_run(args.checkpoint.as_deref(), args.config.as_deref(), "--checkpoint C")?) };
@@ -95,13 +85,13 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
     let (x, source, out, of) = match &checkpoint {
         Some(checkpoint) => {
             let out = args.out.clone().unwrap_or_else(|| checkpoint.with_file_name(format!("samples-{what}.npy")));
-            let (mlp, source, _) = load_model(checkpoint, &device, source.as_deref())?;
-            (fm_train::sample(&mlp, source.as_ref(), &cfg)?, source, out, String::new())
+            let bundle = ModelBundle::load(checkpoint, &device, source.as_deref())?;
+            (fm_train::sample(&bundle.mlp, bundle.source.as_ref(), &cfg)?, bundle.source, out, String::new())
         }
         None => {
-            let (flow, source) = crate::oracle::resolve(args.target.as_deref(), source.as_deref(), args.path, run.as_ref(), None)?;
-            let dir = args.config.as_deref().map(crate::config::run_dir).unwrap_or(Path::new("."));
-            let out = args.out.clone().unwrap_or_else(|| dir.join(format!("samples-exact-{what}.npy")));
+            let Resolved { flow, source, .. } = crate::resolve_exact(args.target.as_deref(), source.as_deref(), args.path, run.as_ref(), None)?;
+            let dir = args.config.as_deref().map_or_else(|| RunDir::new("."), RunDir::of_run_file);
+            let out = args.out.clone().unwrap_or_else(|| dir.file(&format!("samples-exact-{what}.npy")));
             let of = format!("of the exact flow to {} ({} path) ", flow.target().name(), flow.path());
             (fm_train::sample(&flow.on(parse_device(&device)?), source.as_ref(), &cfg)?, source, out, of)
         }

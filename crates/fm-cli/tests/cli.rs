@@ -250,19 +250,58 @@ fn plot_draws_every_kind_from_a_run() {
     assert_clean_failure(&fm(&["plot", "loss", "--run", temp("no-run").to_str().unwrap()]), "metrics.csv");
 }
 
-/// A run folder held by a live fm process is refused; a lock left by a dead one is taken over.
+/// A run folder locked by a live process is refused; a lock file an older fm left (a PID
+/// in it) is no obstacle, and the lock goes with the process that held it.
 #[test]
 fn a_run_folder_in_use_is_refused() {
     let out = temp("lock");
-    std::fs::create_dir_all(&out).unwrap();
-    let lock = out.join(".fm.lock");
-    std::fs::write(&lock, format!("{}\n", std::process::id())).unwrap(); // this test process: alive
+    let dir = fm_run::RunDir::new(&out);
+    let held = dir.create_and_lock().unwrap();
     assert_clean_failure(&fm(&["train", "--steps", "1", "--out", out.to_str().unwrap()]), "in use by another fm process");
     assert!(!out.join("model.safetensors").exists());
-    std::fs::write(&lock, "4194304\n").unwrap(); // above Linux's PID limit: no such process
+    drop(held);
+    std::fs::write(out.join(".fm.lock"), "4194304\n").unwrap();
     let o = fm(&["train", "--quiet", "--device", "cpu", "--steps", "1", "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(!lock.exists(), "the lock is released when the command ends");
+    let _free = dir.create_and_lock().expect("the lock is released when the command ends");
+}
+
+/// A run folder written by the library reads back through the CLI, and one the CLI wrote
+/// reads back through the library: the two share one layout.
+#[test]
+fn run_folders_pass_between_library_and_cli() {
+    let out = temp("lib-run");
+    let cfg = fm_run::RunConfig {
+        device: "cpu".into(),
+        model: fm_model::MlpConfig { hidden_dim: 8, ..Default::default() },
+        train: fm_train::TrainConfig { steps: 20, batch_size: 32, report_every: 10, ..Default::default() },
+        ..Default::default()
+    };
+    let dir = fm_run::RunDir::new(&out);
+    let trained = fm_run::train_run(&cfg, &dir, &fm_run::TrainOptions { quiet: true, ..Default::default() }, &mut |_| {}).unwrap();
+    drop(trained);
+    let config = out.join("config.toml");
+    let o = fm(&["sample", "--config", config.to_str().unwrap(), "--samples", "50", "--out", out.join("s.npy").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(fm_dist::io::read_npy(&out.join("s.npy")).unwrap().dim(), (50, 2));
+    let o = fm(&["plot", "loss", "--run", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = fm(&["train", "--resume", out.to_str().unwrap(), "--steps", "30", "--quiet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let run = tiny_trained("cli-run");
+    let dir = fm_run::RunDir::new(&run);
+    let cfg = fm_run::RunConfig::read(&dir.file(fm_run::RunDir::CONFIG)).unwrap();
+    assert_eq!(cfg.train.steps, 2);
+    let rows = dir.read_metrics().unwrap();
+    assert_eq!(rows.last().map(|r| r.step), Some(2));
+    assert!(rows.iter().all(|r| r.loss.is_finite() && r.loss_floor.is_some()));
+    let bundle = fm_run::ModelBundle::load(&dir.file(fm_run::RunDir::MODEL), "cpu", None).unwrap();
+    assert_eq!(bundle.mlp.config().hidden_dim, 8);
+    assert_eq!(bundle.target.as_deref(), Some("gmm3"));
+    assert_eq!(bundle.train.unwrap().unwrap().steps, 2);
+    let state = fm_train::load_state(&dir.file(fm_run::RunDir::STATE), tch::Device::Cpu).unwrap();
+    assert_eq!(state.step, 2);
 }
 
 /// sample, eval and plot take a run file too: its sections are their defaults, flags win.

@@ -169,7 +169,6 @@ fn a_full_disk_stops_training_cleanly_and_resume_continues_once_space_is_back() 
         assert!(first_run.err.contains("the last good checkpoint (step 10) is kept in"), "{}", first_run.err);
         assert_eq!(checkpoint_step(&snapshot), 10, "the first checkpoint is the one kept");
         assert_no_leftovers(&snapshot);
-        assert!(!snapshot.join(".fm.lock").exists(), "the lock was left behind");
         let resumed = logged(&log, "resume");
         assert_eq!(resumed.rc, 0, "{}{}", resumed.out, resumed.err);
         assert!(resumed.out.contains(&format!("resuming {} at step 10 of 400", dir.display())), "{}", resumed.out);

@@ -7,7 +7,7 @@
 //! [`export_pth`] and [`import_pth`] write and convert. Both formats go through one
 //! [`StateDict`] → [`Mlp`] path, [`from_state_dict`], which checks every name and shape.
 
-use crate::{Activation, Error, Mlp, MlpConfig, Result};
+use crate::{Activation, Error, Mlp, MlpConfig, Result, VelocityModel};
 use safetensors::{Dtype, SafeTensors};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,22 +25,18 @@ fn err(path: &Path, msg: impl Into<String>) -> Error {
     Error::Checkpoint { path: path.display().to_string(), msg: msg.into() }
 }
 
-/// The checkpoint bytes of `mlp`, with `extra` metadata beside the format and config.
+/// The checkpoint bytes of `model`, with `extra` metadata beside its architecture: the
+/// parameters sorted by name, under their own names.
 ///
 /// The safetensors layout is written here rather than by the `safetensors` crate, whose
 /// metadata map has no fixed order: with sorted keys the same model gives the same bytes.
-pub fn to_bytes(mlp: &Mlp, extra: &Metadata) -> Result<Vec<u8>> {
-    let metadata = full_metadata(mlp, extra)?;
-    let mut names: Vec<String> = mlp.config().parameter_shapes().into_iter().map(|(n, _)| n).collect();
-    names.sort();
-    let vars = mlp.var_store().variables();
-    let tensors = names
-        .into_iter()
-        .map(|name| {
-            let var = vars.get(&name).ok_or_else(|| Error::Config(format!("parameter {name} is missing")))?;
-            Ok((name, var.shallow_clone()))
-        })
-        .collect::<Result<Vec<_>>>()?;
+///
+/// # Errors
+/// A torch failure reading the weights.
+pub fn to_bytes(model: &(impl VelocityModel + ?Sized), extra: &Metadata) -> Result<Vec<u8>> {
+    let metadata = full_metadata(model, extra);
+    let mut tensors = model.named_parameters();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
     encode_safetensors(&tensors, &metadata)
 }
 
@@ -75,19 +71,51 @@ pub fn encode_safetensors(tensors: &[(String, Tensor)], metadata: &Metadata) -> 
     Ok(out)
 }
 
-/// `extra` with our format, its version and the config of `mlp`.
-fn full_metadata(mlp: &Mlp, extra: &Metadata) -> Result<Metadata> {
+/// `extra` with the architecture of `model` (`format`: its kind, `config`: its JSON) and the
+/// layout's version.
+fn full_metadata(model: &(impl VelocityModel + ?Sized), extra: &Metadata) -> Metadata {
+    let architecture = model.architecture();
     let mut metadata = extra.clone();
-    metadata.insert("format".into(), FORMAT.into());
+    metadata.insert("format".into(), architecture.kind);
     metadata.insert("format_version".into(), FORMAT_VERSION.to_string());
-    metadata.insert("config".into(), serde_json::to_string(mlp.config()).map_err(|e| Error::Config(e.to_string()))?);
-    Ok(metadata)
+    metadata.insert("config".into(), architecture.config);
+    metadata
 }
 
-/// Writes `mlp` to `path` atomically (a temporary file renamed into place).
-pub fn save(mlp: &Mlp, path: &Path, extra: &Metadata) -> Result<()> {
-    fm_dist::io::write_atomic(path, &to_bytes(mlp, extra)?)?;
+/// Writes `model` to `path` atomically (a temporary file renamed into place).
+///
+/// # Errors
+/// A torch failure, or the file cannot be written (nothing is left at `path` then).
+pub fn save(model: &(impl VelocityModel + ?Sized), path: &Path, extra: &Metadata) -> Result<()> {
+    fm_dist::io::write_atomic(path, &to_bytes(model, extra)?)?;
     Ok(())
+}
+
+/// Reads the weights of a checkpoint written by [`save`] into `model`, which must have the
+/// architecture the file records (kind and configuration); returns the header metadata. The
+/// way to load any [`VelocityModel`]: build it as it was built for training, then load.
+///
+/// # Errors
+/// An unreadable file, another architecture, or a parameter missing or of another shape
+/// ([`Error::Checkpoint`], naming the file); the model is unchanged then.
+pub fn load_into(model: &(impl VelocityModel + ?Sized), path: &Path) -> Result<Metadata> {
+    let bytes = std::fs::read(path).map_err(|e| err(path, e.to_string()))?;
+    let (state, metadata) = read_safetensors(&bytes).map_err(|e| err(path, e.to_string()))?;
+    let architecture = model.architecture();
+    let recorded = (metadata.get("format").cloned().unwrap_or_default(), metadata.get("config").cloned().unwrap_or_default());
+    let same_config = serde_json::from_str::<serde_json::Value>(&recorded.1).ok() == serde_json::from_str::<serde_json::Value>(&architecture.config).ok();
+    if recorded.0 != architecture.kind || !same_config {
+        return Err(err(path, format!("holds a {} model with config {}, not the {} model with config {} it is loaded into", recorded.0, recorded.1, architecture.kind, architecture.config)));
+    }
+    let tensors = state
+        .into_iter()
+        .map(|(name, data)| {
+            let shape: Vec<i64> = data.shape.iter().map(|&s| s as i64).collect();
+            Ok((name, Tensor::f_from_slice(&data.values)?.f_view(shape.as_slice())?))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    crate::copy_parameters(model, &tensors).map_err(|e| err(path, e.to_string()))?;
+    Ok(metadata)
 }
 
 /// Reads a checkpoint: the model on `device`, and the header metadata.
@@ -296,24 +324,29 @@ fn get<'s>(state: &'s StateDict, name: &str) -> Option<&'s TensorData> {
     state.iter().rev().find(|(n, _)| n == name).map(|(_, t)| t)
 }
 
-/// The parameters of `mlp` on the CPU as `f32`, in PyTorch's `state_dict()` order.
-pub fn state_dict(mlp: &Mlp) -> Result<StateDict> {
-    let vars = mlp.var_store().variables();
-    let mut out = StateDict::new();
-    for (name, shape) in mlp.config().parameter_shapes() {
-        let var = vars.get(&name).ok_or_else(|| Error::Config(format!("parameter {name} is missing")))?;
-        let values = Vec::<f32>::try_from(var.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_flatten(0, -1)?)?;
-        out.push((name, TensorData { shape: shape.iter().map(|&s| s as usize).collect(), values }));
-    }
-    Ok(out)
+/// The parameters of `model` on the CPU as `f32`, in its [`VelocityModel::named_parameters`]
+/// order (PyTorch's `state_dict()` order for [`Mlp`]).
+///
+/// # Errors
+/// A torch failure reading the weights.
+pub fn state_dict(model: &(impl VelocityModel + ?Sized)) -> Result<StateDict> {
+    model
+        .named_parameters()
+        .into_iter()
+        .map(|(name, var)| {
+            let shape = var.size().iter().map(|&s| s as usize).collect();
+            let values = Vec::<f32>::try_from(var.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_flatten(0, -1)?)?;
+            Ok((name, TensorData { shape, values }))
+        })
+        .collect()
 }
 
 /// The `.pth` bytes of `mlp`: what `torch.save(net.state_dict(), path)` writes for the same
 /// network (float32, PyTorch's names and order), loadable with `torch.load(path,
 /// weights_only=True)`. Our metadata (format, config, `extra`) rides in a record torch ignores,
 /// so [`load_any`] gets the activation back.
-pub fn to_pth_bytes(mlp: &Mlp, extra: &Metadata) -> Result<Vec<u8>> {
-    crate::pth::write_state_dict(&state_dict(mlp)?, &full_metadata(mlp, extra)?)
+pub fn to_pth_bytes(mlp: &(impl VelocityModel + ?Sized), extra: &Metadata) -> Result<Vec<u8>> {
+    crate::pth::write_state_dict(&state_dict(mlp)?, &full_metadata(mlp, extra))
 }
 
 /// Writes `mlp` as a `.pth` (see [`to_pth_bytes`]) to `path` atomically.

@@ -317,6 +317,31 @@ impl Mlp {
     }
 }
 
+impl crate::VelocityModel for Mlp {
+    fn forward(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
+        Mlp::forward(self, x, t)
+    }
+    fn dim(&self) -> usize {
+        self.config.dim
+    }
+    fn device(&self) -> Device {
+        self.vs.device()
+    }
+    /// In the order of PyTorch's `state_dict()` (`net.0.weight`, `net.0.bias`, `net.2.weight`, …).
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut vars = self.vs.variables();
+        self.config.parameter_shapes().into_iter().filter_map(|(name, _)| vars.remove(&name).map(|t| (name, t))).collect()
+    }
+    fn architecture(&self) -> crate::Architecture {
+        // MlpConfig holds numbers, names and a list: it always serialises.
+        crate::Architecture { kind: crate::checkpoint::FORMAT.into(), config: serde_json::to_string(&self.config).unwrap_or_default() }
+    }
+    /// The written-out backward pass ([`Mlp::mse_backward`]).
+    fn mse_backward(&self, x: &Tensor, t: &Tensor, target: &Tensor) -> Result<Option<Tensor>> {
+        Mlp::mse_backward(self, x, t, target)
+    }
+}
+
 impl fm_ode::VectorField for Mlp {
     /// All rows at one time `t` (the first layer split, see `first_layer_at`).
     fn velocity(&self, x: &Tensor, t: f64) -> fm_ode::Result<Tensor> {

@@ -338,10 +338,10 @@ fn micro(a: &Args) -> Res<()> {
     let mut host = vec![0f32; n * 5];
     let (x, t, u) = (Tensor::f_randn([n as i64, 2], cpu)?, Tensor::f_rand([n as i64, 1], cpu)?, Tensor::f_randn([n as i64, 2], cpu)?);
     let mlp_old = Mlp::new(mlp.config().clone(), Device::Cpu)?;
-    let mut adam = Adam::new(fm_train::optim::named_parameters(&mlp)?, 1e-4)?;
-    let mut adam_old = Adam::new(fm_train::optim::named_parameters(&mlp_old)?, 1e-4)?;
+    let mut adam = Adam::new(fm_model::VelocityModel::named_parameters(&mlp), 1e-4)?;
+    let mut adam_old = Adam::new(fm_model::VelocityModel::named_parameters(&mlp_old), 1e-4)?;
     tch::no_grad(|| -> Res<()> {
-        for (_, mut p) in fm_train::optim::named_parameters(&mlp_old)? {
+        for (_, mut p) in fm_model::VelocityModel::named_parameters(&mlp_old) {
             let copy = p.f_detach_copy()?;
             p.f_set_data(&copy)?;
         }
@@ -352,8 +352,8 @@ fn micro(a: &Args) -> Res<()> {
         opt.step()?;
     }
     assert!(adam.is_flat() && !adam_old.is_flat());
-    let mut ema = fm_train::Ema::new(fm_train::optim::named_parameters(&mlp)?, 0.999)?;
-    let mut ema_old = fm_train::Ema::new(fm_train::optim::named_parameters(&mlp_old)?, 0.999)?;
+    let mut ema = fm_train::Ema::new(fm_model::VelocityModel::named_parameters(&mlp), 0.999)?;
+    let mut ema_old = fm_train::Ema::new(fm_model::VelocityModel::named_parameters(&mlp_old), 0.999)?;
     let fwd_bwd = |opt: &mut Adam, net: &Mlp| -> Res<()> {
         opt.zero_grad();
         net.forward(&x, &t)?.f_mse_loss(&u, Reduction::Mean)?.f_backward()?;

@@ -12,7 +12,7 @@
 
 use crate::{Error, Result, TrainConfig, TrainState};
 use fm_model::checkpoint::Metadata;
-use fm_model::{Mlp, MlpConfig};
+use fm_model::{Mlp, MlpConfig, VelocityModel};
 use safetensors::{Dtype, SafeTensors};
 use std::path::Path;
 use tch::{Device, Tensor};
@@ -25,12 +25,12 @@ pub const STATE_FORMAT_VERSION: u32 = 1;
 pub const STATE_FILE: &str = "train-state.safetensors";
 
 /// What [`crate::train_resumable`] hands its checkpoint hook: the run as of the end of `step`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Checkpoint<'a> {
     /// Updates taken so far.
     pub step: usize,
     /// The model, holding the last iterate.
-    pub mlp: &'a Mlp,
+    pub model: &'a dyn VelocityModel,
     /// The optimizer and EMA.
     pub state: &'a TrainState,
     /// The configuration the run follows.
@@ -41,10 +41,13 @@ pub struct Checkpoint<'a> {
     pub finished: bool,
 }
 
-/// A training checkpoint read back: the model (last iterate) and the state to continue with.
+/// A training checkpoint of an [`Mlp`] read back: the model (last iterate) and the state to
+/// continue with.
 #[derive(Debug)]
 pub struct LoadedState {
+    /// The model, holding the last iterate.
     pub mlp: Mlp,
+    /// The optimizer and EMA to continue with.
     pub state: TrainState,
     /// Updates taken when it was written.
     pub step: usize,
@@ -78,7 +81,7 @@ pub fn all_finite<'a>(tensors: impl IntoIterator<Item = &'a Tensor>) -> Result<b
 ///
 /// Tensors are sorted by name and the metadata keys too, so the same state gives the same bytes.
 pub fn state_to_bytes(ckpt: &Checkpoint<'_>, extra: &Metadata) -> Result<Vec<u8>> {
-    let mut tensors: Vec<(String, Tensor)> = crate::optim::named_parameters(ckpt.mlp)?.into_iter().map(|(n, t)| (format!("model.{n}"), t)).collect();
+    let mut tensors: Vec<(String, Tensor)> = ckpt.model.named_parameters().into_iter().map(|(n, t)| (format!("model.{n}"), t)).collect();
     tensors.extend(ckpt.state.state()?);
     if !all_finite(tensors.iter().map(|(_, t)| t))? {
         return Err(Error::Diverged { step: ckpt.step, loss: ckpt.loss });
@@ -89,7 +92,12 @@ pub fn state_to_bytes(ckpt: &Checkpoint<'_>, extra: &Metadata) -> Result<Vec<u8>
     metadata.insert("format_version".into(), STATE_FORMAT_VERSION.to_string());
     metadata.insert("step".into(), ckpt.step.to_string());
     metadata.insert("train".into(), json(ckpt.cfg)?);
-    metadata.insert("model".into(), json(ckpt.mlp.config())?);
+    let architecture = ckpt.model.architecture();
+    metadata.insert("model".into(), architecture.config);
+    // Older files, all of the MLP, have no kind: absent means `fm-rs/mlp`.
+    if architecture.kind != fm_model::checkpoint::FORMAT {
+        metadata.insert("model_kind".into(), architecture.kind);
+    }
     Ok(fm_model::checkpoint::encode_safetensors(&tensors, &metadata)?)
 }
 
@@ -107,54 +115,104 @@ pub fn save_state(path: &Path, ckpt: &Checkpoint<'_>, extra: &Metadata) -> Resul
 ///
 /// Building the model draws from torch's global generator (its initial weights are then overwritten).
 pub fn state_from_bytes(bytes: &[u8], device: Device) -> Result<LoadedState> {
-    let st = SafeTensors::deserialize(bytes).map_err(|e| ckpt_err(format!("not a valid safetensors file ({e})")))?;
-    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| ckpt_err(format!("not a valid safetensors file ({e})")))?;
-    let metadata: Metadata = header.metadata().clone().unwrap_or_default().into_iter().collect();
-    let get = |key: &str| metadata.get(key).ok_or_else(|| ckpt_err(format!("the metadata has no '{key}' entry (not a training checkpoint)")));
-    if get("format")? != STATE_FORMAT {
-        return Err(ckpt_err(format!("format '{}' is not {STATE_FORMAT}", get("format")?)));
+    let raw = RawState::parse(bytes)?;
+    let kind = raw.metadata.get("model_kind").map_or(fm_model::checkpoint::FORMAT, String::as_str);
+    if kind != fm_model::checkpoint::FORMAT {
+        return Err(ckpt_err(format!("the model is a {kind}, not an MLP: build it and load with load_state_into")));
     }
-    if get("format_version")? != &STATE_FORMAT_VERSION.to_string() {
-        return Err(ckpt_err(format!("format version {} is not {STATE_FORMAT_VERSION}", get("format_version")?)));
-    }
-    let step = get("step")?;
-    let step: usize = step.parse().map_err(|_| ckpt_err(format!("step '{step}' is not a count")))?;
-    let train: TrainConfig = serde_json::from_str(get("train")?).map_err(|e| ckpt_err(format!("train config: {e}")))?;
-    let model: MlpConfig = serde_json::from_str(get("model")?).map_err(|e| ckpt_err(format!("model config: {e}")))?;
+    let model: MlpConfig = serde_json::from_str(raw.get("model")?).map_err(|e| ckpt_err(format!("model config: {e}")))?;
     model.validate()?;
-    let mut tensors = Vec::new();
-    for (name, view) in st.tensors() {
-        let shape: Vec<i64> = view.shape().iter().map(|&s| s as i64).collect();
-        let raw = view.data();
-        let t = match view.dtype() {
-            Dtype::F32 => Tensor::from_slice(&raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect::<Vec<_>>()),
-            Dtype::I64 => Tensor::from_slice(&raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect::<Vec<_>>()),
-            other => return Err(ckpt_err(format!("tensor '{name}' has dtype {other:?}; expected F32 or I64"))),
-        };
-        tensors.push((name, t.f_view(shape.as_slice())?));
-    }
-    check_model_tensors(&model, &tensors)?;
+    check_model_tensors(&model, &raw.tensors)?;
     let mlp = Mlp::new(model, device)?;
-    {
-        let vars = mlp.var_store().variables();
-        let mut pairs = Vec::new();
-        for (name, _) in mlp.config().parameter_shapes() {
-            let key = format!("model.{name}");
-            let src = tensors.iter().find(|(n, _)| *n == key).map(|(_, t)| t).ok_or_else(|| ckpt_err(format!("no tensor '{key}'")))?;
-            let dst = vars.get(&name).ok_or_else(|| ckpt_err(format!("the model has no parameter '{name}'")))?;
-            if src.size() != dst.size() {
-                return Err(ckpt_err(format!("tensor '{key}' has shape {:?}, expected {:?}", src.size(), dst.size())));
-            }
-            pairs.push((dst.shallow_clone(), src.f_to_device(device)?.f_to_kind(dst.kind())?));
+    let resumed = raw.restore(&mlp)?;
+    Ok(LoadedState { mlp, state: resumed.state, step: resumed.step, train: resumed.train, metadata: resumed.metadata })
+}
+
+/// A training checkpoint read into a model built by the caller (see [`load_state_into`]).
+#[derive(Debug)]
+pub struct ResumedState {
+    /// The optimizer and EMA to continue with.
+    pub state: TrainState,
+    /// Updates taken when it was written.
+    pub step: usize,
+    /// The configuration it was written with.
+    pub train: TrainConfig,
+    /// The whole header metadata (ours and the caller's entries).
+    pub metadata: Metadata,
+}
+
+/// The parsed tensors and metadata of a training checkpoint, its format checked.
+struct RawState {
+    tensors: Vec<(String, Tensor)>,
+    metadata: Metadata,
+}
+
+impl RawState {
+    fn parse(bytes: &[u8]) -> Result<Self> {
+        let st = SafeTensors::deserialize(bytes).map_err(|e| ckpt_err(format!("not a valid safetensors file ({e})")))?;
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| ckpt_err(format!("not a valid safetensors file ({e})")))?;
+        let metadata: Metadata = header.metadata().clone().unwrap_or_default().into_iter().collect();
+        let mut tensors = Vec::new();
+        for (name, view) in st.tensors() {
+            let shape: Vec<i64> = view.shape().iter().map(|&s| s as i64).collect();
+            let raw = view.data();
+            let t = match view.dtype() {
+                Dtype::F32 => Tensor::from_slice(&raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect::<Vec<_>>()),
+                Dtype::I64 => Tensor::from_slice(&raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect::<Vec<_>>()),
+                other => return Err(ckpt_err(format!("tensor '{name}' has dtype {other:?}; expected F32 or I64"))),
+            };
+            tensors.push((name, t.f_view(shape.as_slice())?));
         }
-        let _no_grad = tch::no_grad_guard();
-        for (mut dst, src) in pairs {
-            dst.f_copy_(&src)?;
+        let raw = RawState { tensors, metadata };
+        if raw.get("format")? != STATE_FORMAT {
+            return Err(ckpt_err(format!("format '{}' is not {STATE_FORMAT}", raw.get("format")?)));
         }
+        if raw.get("format_version")? != STATE_FORMAT_VERSION.to_string() {
+            return Err(ckpt_err(format!("format version {} is not {STATE_FORMAT_VERSION}", raw.get("format_version")?)));
+        }
+        Ok(raw)
     }
-    let mut state = TrainState::new(&mlp, &train)?;
-    state.load_state(&tensors)?;
-    Ok(LoadedState { mlp, state, step, train, metadata })
+
+    fn get(&self, key: &str) -> Result<&str> {
+        self.metadata.get(key).map(String::as_str).ok_or_else(|| ckpt_err(format!("the metadata has no '{key}' entry (not a training checkpoint)")))
+    }
+
+    /// Copies the `model.*` tensors into `model` and rebuilds the optimizer and EMA.
+    fn restore(self, model: &(impl VelocityModel + ?Sized)) -> Result<ResumedState> {
+        let step = self.get("step")?;
+        let step: usize = step.parse().map_err(|_| ckpt_err(format!("step '{step}' is not a count")))?;
+        let train: TrainConfig = serde_json::from_str(self.get("train")?).map_err(|e| ckpt_err(format!("train config: {e}")))?;
+        let weights: Vec<(String, Tensor)> =
+            self.tensors.iter().filter_map(|(n, t)| n.strip_prefix("model.").map(|n| (n.to_string(), t.shallow_clone()))).collect();
+        fm_model::copy_parameters(model, &weights).map_err(|e| ckpt_err(format!("model weights: {e}")))?;
+        let mut state = TrainState::new(model, &train)?;
+        state.load_state(&self.tensors)?;
+        Ok(ResumedState { state, step, train, metadata: self.metadata })
+    }
+}
+
+/// Reads the training checkpoint at `path` into `model`, built by the caller with the
+/// architecture the file records (kind and configuration, compared): the way to resume any
+/// [`VelocityModel`]. Returns the optimizer, EMA and step to continue with.
+///
+/// # Errors
+/// An unreadable or foreign file, another architecture, a missing or misshapen tensor
+/// ([`Error::Checkpoint`], naming the file).
+pub fn load_state_into(model: &(impl VelocityModel + ?Sized), path: &Path) -> Result<ResumedState> {
+    let named = |e: Error| match e {
+        Error::Checkpoint(msg) => ckpt_err(format!("{}: {msg}", path.display())),
+        e => e,
+    };
+    let bytes = std::fs::read(path).map_err(|e| ckpt_err(format!("{}: {e}", path.display())))?;
+    let raw = RawState::parse(&bytes).map_err(named)?;
+    let architecture = model.architecture();
+    let kind = raw.metadata.get("model_kind").map_or(fm_model::checkpoint::FORMAT, String::as_str);
+    let recorded: Option<serde_json::Value> = raw.metadata.get("model").and_then(|c| serde_json::from_str(c).ok());
+    if kind != architecture.kind || recorded != serde_json::from_str(&architecture.config).ok() {
+        let config = raw.metadata.get("model").cloned().unwrap_or_default();
+        return Err(named(ckpt_err(format!("holds a {kind} model with config {config}, not the {} model with config {}", architecture.kind, architecture.config))));
+    }
+    raw.restore(model).map_err(named)
 }
 
 /// An error unless every parameter of `model` is among `tensors` (as `model.NAME`) with its

@@ -31,7 +31,6 @@
 
 use crate::{array_to_tensor, tensor_to_array, Error, Result};
 use fm_dist::Target;
-use fm_model::Mlp;
 use crate::HasDevice;
 use fm_ode::{log_likelihood, VectorField, AdaptiveOptions, Divergence, LikelihoodOptions, Method, TimeGrid};
 use ndarray::{Array1, ArrayView1, ArrayView2};
@@ -158,7 +157,7 @@ mod divergence_name {
 ///
 /// Errors, never panics, on a bad configuration, points with the wrong number of columns or
 /// non-finite values, a source of another dimension or without a density, and solver failures.
-pub fn model_log_prob(field: &(impl VectorField + HasDevice), source: &dyn Target, x: ArrayView2<f64>, cfg: &LikelihoodConfig) -> Result<Array1<f64>> {
+pub fn model_log_prob(field: &(impl VectorField + HasDevice + ?Sized), source: &dyn Target, x: ArrayView2<f64>, cfg: &LikelihoodConfig) -> Result<Array1<f64>> {
     Ok(model_likelihood(field, source, x, cfg)?.log_q)
 }
 
@@ -176,7 +175,7 @@ pub struct ModelLikelihood {
 }
 
 /// [`model_log_prob`] with its cost: field evaluations and wall time.
-pub fn model_likelihood(field: &(impl VectorField + HasDevice), source: &dyn Target, x: ArrayView2<f64>, cfg: &LikelihoodConfig) -> Result<ModelLikelihood> {
+pub fn model_likelihood(field: &(impl VectorField + HasDevice + ?Sized), source: &dyn Target, x: ArrayView2<f64>, cfg: &LikelihoodConfig) -> Result<ModelLikelihood> {
     let start = Instant::now();
     let grid = cfg.validate()?;
     let dim = field.dim().unwrap_or(source.dim());
@@ -195,7 +194,7 @@ pub fn model_likelihood(field: &(impl VectorField + HasDevice), source: &dyn Tar
     // it solves `chunk_size` rows at a time, so the autograd graph stays bounded, and draws
     // each row's Hutchinson probes from the row's index, so results do not depend on chunking.
     let xt = array_to_tensor(x, field.device())?;
-    let lik = log_likelihood(field, &xt, &grid, cfg.method, &cfg.options())?;
+    let lik = log_likelihood(&crate::sample::Borrowed(field), &xt, &grid, cfg.method, &cfg.options())?;
     let x0 = tensor_to_array(&lik.x0)?;
     let source_lp = source.log_prob(x0.view())?;
     let delta = Vec::<f64>::try_from(lik.delta_log_p.f_to_device(Device::Cpu)?.f_to_kind(Kind::Double)?.f_contiguous()?)?;
@@ -221,7 +220,7 @@ fn check_source(source: &dyn Target, dim: usize) -> Result<()> {
 /// With `d_i = log p(x_i) − log q(x_i)`: `kl = mean(d)`, `kl_se = std(d) / √n` (the sample
 /// standard deviation, `n − 1` in its denominator). `kl = nll − entropy` exactly, both being
 /// means over the same samples.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KlEstimate {
     /// Samples the estimate averages.
     pub n: usize,
@@ -288,7 +287,7 @@ impl std::fmt::Display for KlEstimate {
 ///
 /// Errors when the target has no density, dimensions disagree, `n < 2`, the configuration is
 /// invalid, or a log-density is not finite.
-pub fn kl_estimate(target: &dyn Target, field: &(impl VectorField + HasDevice), source: &dyn Target, n: usize, cfg: &LikelihoodConfig, rng: &mut dyn RngCore) -> Result<KlEstimate> {
+pub fn kl_estimate(target: &dyn Target, field: &(impl VectorField + HasDevice + ?Sized), source: &dyn Target, n: usize, cfg: &LikelihoodConfig, rng: &mut dyn RngCore) -> Result<KlEstimate> {
     let start = Instant::now();
     cfg.validate()?;
     let dim = field.dim().unwrap_or(source.dim());
@@ -347,7 +346,7 @@ impl Tracker {
     }
 
     /// The figures of `mlp` now.
-    pub fn measure(&self, mlp: &Mlp, source: &dyn Target) -> Result<Tracked> {
+    pub fn measure(&self, mlp: &(impl VectorField + HasDevice + ?Sized), source: &dyn Target) -> Result<Tracked> {
         let generated = crate::sample(mlp, source, &self.sample)?;
         let w2 = fm_dist::metrics::w2(generated.view(), self.holdout.view())?;
         let kl = match &self.log_p {

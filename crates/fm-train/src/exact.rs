@@ -354,7 +354,7 @@ impl ExactFlow {
     ///
     /// # Errors
     /// As [`ExactFlow::loss_floor`], and the model's own errors.
-    pub fn field_error(&self, model: &(impl VectorField + HasDevice), time: TimeSampling, n_times: usize, per_time: usize, rng: &mut dyn RngCore) -> Result<Estimate> {
+    pub fn field_error(&self, model: &(impl VectorField + HasDevice + ?Sized), time: TimeSampling, n_times: usize, per_time: usize, rng: &mut dyn RngCore) -> Result<Estimate> {
         self.per_time_means(time, n_times, per_time, rng, |sl, x| self.squared_error(model, sl, x))
     }
 
@@ -363,7 +363,7 @@ impl ExactFlow {
     ///
     /// # Errors
     /// A bad time or count, and the model's own errors.
-    pub fn field_error_curve(&self, model: &(impl VectorField + HasDevice), times: &[f64], per_time: usize, rng: &mut dyn RngCore) -> Result<Vec<Estimate>> {
+    pub fn field_error_curve(&self, model: &(impl VectorField + HasDevice + ?Sized), times: &[f64], per_time: usize, rng: &mut dyn RngCore) -> Result<Vec<Estimate>> {
         if per_time < 2 {
             return Err(Error::Config(format!("a field error with a standard error needs at least 2 points per time, got {per_time}")));
         }
@@ -378,7 +378,7 @@ impl ExactFlow {
     }
 
     /// `‖v(x, t) − v*(x, t)‖² / D` at the `f64` points `x: [T, P, D]`, `[T, P]`.
-    fn squared_error(&self, model: &(impl VectorField + HasDevice), sl: &Slices, x: &Tensor) -> Result<Tensor> {
+    fn squared_error(&self, model: &(impl VectorField + HasDevice + ?Sized), sl: &Slices, x: &Tensor) -> Result<Tensor> {
         let _no_grad = tch::no_grad_guard();
         let truth = self.velocity_at(sl, x)?;
         // The model takes one time per call.

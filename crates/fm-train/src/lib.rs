@@ -39,7 +39,7 @@ mod sample;
 pub mod time;
 mod train;
 
-pub use checkpoint::{load_state, save_state, Checkpoint, LoadedState, STATE_FILE};
+pub use checkpoint::{load_state, load_state_into, save_state, Checkpoint, LoadedState, ResumedState, STATE_FILE};
 pub use convert::{array_to_tensor, tensor_to_array};
 pub use coupling::Coupling;
 pub use eval::{

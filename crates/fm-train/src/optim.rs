@@ -6,7 +6,7 @@
 //! The update is PyTorch's `torch.optim.Adam` / `AdamW` (single-tensor form) step for step.
 
 use crate::{Error, Result};
-use fm_model::Mlp;
+use fm_model::{Mlp, VelocityModel};
 use serde::{Deserialize, Serialize};
 use std::f64::consts::PI;
 use tch::{Device, Kind, Tensor};
@@ -50,20 +50,6 @@ impl std::str::FromStr for OptimizerKind {
             ))),
         }
     }
-}
-
-/// The named trainable parameters of `mlp`, in the order of PyTorch's `state_dict()`.
-pub fn named_parameters(mlp: &Mlp) -> Result<Vec<(String, Tensor)>> {
-    let mut vars = mlp.var_store().variables();
-    mlp.config()
-        .parameter_shapes()
-        .into_iter()
-        .map(|(name, _)| {
-            vars.remove(&name)
-                .map(|t| (name.clone(), t))
-                .ok_or_else(|| Error::Config(format!("the model has no parameter '{name}'")))
-        })
-        .collect()
 }
 
 /// Adam (or AdamW) over a list of named parameters.
@@ -629,16 +615,16 @@ impl Ema {
             .collect()
     }
 
-    /// Copies the averaged weights into `mlp` (matched by name, shapes checked).
-    pub fn copy_to(&self, mlp: &mut Mlp) -> Result<()> {
-        let vars = mlp.var_store().variables();
+    /// Copies the averaged weights into `model` (matched by name, shapes checked; nothing is
+    /// copied when a name or shape does not match).
+    ///
+    /// # Errors
+    /// A parameter of `model` the average lacks, or of another shape.
+    pub fn copy_to(&self, model: &(impl VelocityModel + ?Sized)) -> Result<()> {
+        let vars: std::collections::HashMap<String, Tensor> = model.named_parameters().into_iter().collect();
         let mut pairs = Vec::with_capacity(self.names.len());
         for (name, e) in self.names.iter().zip(&self.shadow) {
-            let dst = vars.get(name).ok_or_else(|| {
-                Error::Config(format!(
-                    "the model has no parameter '{name}' to copy the EMA into"
-                ))
-            })?;
+            let dst = vars.get(name).ok_or_else(|| Error::Config(format!("the model has no parameter '{name}' to copy the EMA into")))?;
             pairs.push((dst.shallow_clone(), checked(e, dst, name)?));
         }
         let _no_grad = tch::no_grad_guard();
@@ -653,8 +639,8 @@ impl Ema {
     /// [`Mlp::new`] draws initial weights from torch's global generator before they are
     /// overwritten: call this after, not between, seeded initialisations.
     pub fn to_mlp(&self, like: &Mlp, device: Device) -> Result<Mlp> {
-        let mut mlp = Mlp::new(like.config().clone(), device)?;
-        self.copy_to(&mut mlp)?;
+        let mlp = Mlp::new(like.config().clone(), device)?;
+        self.copy_to(&mlp)?;
         Ok(mlp)
     }
 

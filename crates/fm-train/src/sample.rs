@@ -89,7 +89,7 @@ mod method_name {
 /// Draws `cfg.n_samples` source points and carries them through `field` from t = 0 to 1,
 /// `cfg.chunk_size` rows at a time (`cfg.gpu_chunk_size` on a GPU).
 pub fn sample(
-    field: &(impl VectorField + HasDevice),
+    field: &(impl VectorField + HasDevice + ?Sized),
     source: &dyn Target,
     cfg: &SampleConfig,
 ) -> Result<Array2<f64>> {
@@ -105,7 +105,7 @@ pub fn sample(
     let parts = x0
         .f_split(rows as i64, 0)?
         .iter()
-        .map(|part| Ok(solve(field, part, &grid, cfg.method, cfg.solve_options())?.x))
+        .map(|part| Ok(solve(&Borrowed(field), part, &grid, cfg.method, cfg.solve_options())?.x))
         .collect::<Result<Vec<_>>>()?;
     tensor_to_array(&tch::Tensor::f_cat(&parts, 0)?)
 }
@@ -114,7 +114,7 @@ pub fn sample(
 /// sampling grid (`steps + 1` times for a fixed-step method; for `dopri5`, 101 evenly spaced
 /// output times from its dense output). Returns the times and a `[times, n, dim]` array.
 pub fn sample_paths(
-    field: &(impl VectorField + HasDevice),
+    field: &(impl VectorField + HasDevice + ?Sized),
     source: &dyn Target,
     cfg: &SampleConfig,
     n: usize,
@@ -140,7 +140,7 @@ pub fn sample_paths(
         keep_trajectory: true,
         ..cfg.solve_options()
     };
-    let states = solve(field, &x0, &grid, cfg.method, opts)?
+    let states = solve(&Borrowed(field), &x0, &grid, cfg.method, opts)?
         .trajectory
         .unwrap_or_default();
     let views = states
@@ -163,11 +163,24 @@ pub trait HasDevice {
     }
 }
 
-impl HasDevice for fm_model::Mlp {
+impl<M: fm_model::VelocityModel + ?Sized> HasDevice for M {
     fn device(&self) -> tch::Device {
-        fm_model::Mlp::device(self)
+        fm_model::VelocityModel::device(self)
     }
     fn dim(&self) -> Option<usize> {
-        Some(self.config().dim)
+        Some(fm_model::VelocityModel::dim(self))
+    }
+}
+
+/// A borrowed field of any size (a `dyn VelocityModel`, say) as a sized one: fm-ode's
+/// integrators take sized fields.
+pub(crate) struct Borrowed<'a, F: ?Sized>(pub &'a F);
+
+impl<F: VectorField + ?Sized> VectorField for Borrowed<'_, F> {
+    fn velocity(&self, x: &tch::Tensor, t: f64) -> fm_ode::Result<tch::Tensor> {
+        self.0.velocity(x, t)
+    }
+    fn velocity_and_divergence(&self, x: &tch::Tensor, t: f64) -> fm_ode::Result<Option<(tch::Tensor, tch::Tensor)>> {
+        self.0.velocity_and_divergence(x, t)
     }
 }

@@ -1,9 +1,9 @@
 //! The training loop and its configuration.
 
-use crate::optim::{named_parameters, Adam, Ema, LrSchedule, OptimizerKind};
+use crate::optim::{Adam, Ema, LrSchedule, OptimizerKind};
 use crate::{Coupling, Error, ProbabilityPath, Result, TimeSampling};
 use fm_dist::Target;
-use fm_model::Mlp;
+use fm_model::VelocityModel;
 use rand::{rngs::StdRng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
@@ -219,10 +219,13 @@ pub struct TrainState {
 }
 
 impl TrainState {
-    /// Fresh state for training `mlp` with `cfg`: Adam or AdamW with zero moments, and the
+    /// Fresh state for training `model` with `cfg`: Adam or AdamW with zero moments, and the
     /// EMA (when enabled) starting at the current weights.
-    pub fn new(mlp: &Mlp, cfg: &TrainConfig) -> Result<Self> {
-        let params = named_parameters(mlp)?;
+    ///
+    /// # Errors
+    /// A torch failure allocating the moments.
+    pub fn new(model: &(impl VelocityModel + ?Sized), cfg: &TrainConfig) -> Result<Self> {
+        let params = model.named_parameters();
         let mut optimizer = Adam::new(params.iter().map(|(n, p)| (n.clone(), p.shallow_clone())).collect(), cfg.lr)?;
         optimizer.kind = cfg.optimizer;
         optimizer.betas = cfg.betas;
@@ -258,16 +261,19 @@ impl TrainState {
         self.optimizer.load_state(&part("optimizer."))
     }
 
-    /// Puts the weights to sample from into `mlp`: the EMA's when there is one (else nothing changes).
-    pub fn apply_ema(&self, mlp: &mut Mlp) -> Result<()> {
+    /// Puts the weights to sample from into `model`: the EMA's when there is one (else nothing changes).
+    ///
+    /// # Errors
+    /// `model` is not the model the EMA was made for.
+    pub fn apply_ema(&self, model: &(impl VelocityModel + ?Sized)) -> Result<()> {
         match &self.ema {
-            Some(ema) => ema.copy_to(mlp),
+            Some(ema) => ema.copy_to(model),
             None => Ok(()),
         }
     }
 }
 
-/// Trains `mlp` to carry `source` to `target` by flow matching, and leaves in `mlp` the
+/// Trains `model` to carry `source` to `target` by flow matching, and leaves in `model` the
 /// weights to sample from: the exponential moving average when `cfg.ema_decay` is set,
 /// the last iterate otherwise.
 ///
@@ -277,22 +283,22 @@ impl TrainState {
 /// `x_t` and `u_t` from `cfg.path`, and takes an optimizer step on the mean squared error
 /// `|v(x_t, t) − u_t|²` (learning rate from the schedule, gradients clipped if asked,
 /// then the EMA updated). See [`train_with_state`] for the last iterate and the optimizer state.
-pub fn train(mlp: &mut Mlp, target: &dyn Target, source: &dyn Target, cfg: &TrainConfig, on_progress: &mut dyn FnMut(&Progress)) -> Result<TrainReport> {
-    let (report, state) = train_with_state(mlp, target, source, cfg, on_progress)?;
-    state.apply_ema(mlp)?;
+pub fn train<M: VelocityModel>(model: &mut M, target: &dyn Target, source: &dyn Target, cfg: &TrainConfig, on_progress: &mut dyn FnMut(&Progress)) -> Result<TrainReport> {
+    let (report, state) = train_with_state(model, target, source, cfg, on_progress)?;
+    state.apply_ema(model)?;
     Ok(report)
 }
 
-/// [`train`], but `mlp` keeps the last iterate and the optimizer and EMA come back beside
+/// [`train`], but `model` keeps the last iterate and the optimizer and EMA come back beside
 /// the report (to checkpoint them, or to sample with [`TrainState::apply_ema`] / [`Ema::to_mlp`]).
-pub fn train_with_state(
-    mlp: &mut Mlp,
+pub fn train_with_state<M: VelocityModel>(
+    model: &mut M,
     target: &dyn Target,
     source: &dyn Target,
     cfg: &TrainConfig,
     on_progress: &mut dyn FnMut(&Progress),
 ) -> Result<(TrainReport, TrainState)> {
-    let out = train_resumable(mlp, target, source, cfg, None, TrainHooks { on_progress, on_checkpoint: None, stop: None })?;
+    let out = train_resumable(model, target, source, cfg, None, TrainHooks { on_progress, on_checkpoint: None, stop: None })?;
     Ok((out.report, out.state))
 }
 
@@ -458,7 +464,7 @@ pub struct TrainOutcome {
 /// The training loop of [`train`], resumable: it starts after `resume.step` (from scratch
 /// when `None`), checkpoints through `hooks.on_checkpoint` every `cfg.checkpoint_every`
 /// steps (0: only at the end), at the end, and when `hooks.stop` is set (after finishing
-/// the step under way); `mlp` keeps the last iterate.
+/// the step under way); `model` keeps the last iterate.
 ///
 /// A run interrupted at a checkpoint and resumed from it ends with the same weights, bit for
 /// bit on the CPU, as one that ran through: each step's data come from a generator seeded by
@@ -468,8 +474,8 @@ pub struct TrainOutcome {
 /// [`Error::Diverged`] naming the step that closed it, before any checkpoint of that window
 /// is written; a checkpoint whose weights, moments or average are not all finite is refused
 /// the same way, so the last checkpoint written stays the last good one.
-pub fn train_resumable(
-    mlp: &mut Mlp,
+pub fn train_resumable<M: VelocityModel>(
+    model: &mut M,
     target: &dyn Target,
     source: &dyn Target,
     cfg: &TrainConfig,
@@ -477,18 +483,18 @@ pub fn train_resumable(
     hooks: TrainHooks<'_>,
 ) -> Result<TrainOutcome> {
     cfg.validate()?;
-    let dim = mlp.config().dim;
+    let dim = model.dim();
     if target.dim() != dim || source.dim() != dim {
         return Err(Error::Config(format!("dimension mismatch: model {dim}-D, target {}-D, source {}-D", target.dim(), source.dim())));
     }
     let TrainHooks { on_progress, mut on_checkpoint, stop } = hooks;
-    let device = mlp.device();
+    let device = model.device();
     let (first_step, mut state) = match resume {
         Some(Resume { step, .. }) if step > cfg.steps => {
             return Err(Error::Config(format!("cannot resume at step {step}: the run has only {} steps (raise steps to continue it)", cfg.steps)))
         }
         Some(Resume { step, state }) => (step, state),
-        None => (0, TrainState::new(mlp, cfg)?),
+        None => (0, TrainState::new(model, cfg)?),
     };
     let (n, d) = (cfg.batch_size, dim);
     let noisy = cfg.path.needs_noise();
@@ -501,19 +507,18 @@ pub fn train_resumable(
     let start = Instant::now();
     let has_hook = on_checkpoint.is_some();
     // Checks the weights, then hands the checkpoint to the hook.
-    let mut checkpoint = |step: usize, mlp: &Mlp, state: &TrainState, loss: f64| -> Result<()> {
+    let mut checkpoint = |step: usize, model: &M, state: &TrainState, loss: f64| -> Result<()> {
         if let Some(hook) = on_checkpoint.as_mut() {
-            let params = named_parameters(mlp)?;
-            if !crate::checkpoint::all_finite(params.iter().map(|(_, t)| t))? {
+            if !crate::checkpoint::all_finite(model.named_parameters().iter().map(|(_, t)| t))? {
                 return Err(Error::Diverged { step, loss });
             }
-            hook(&crate::Checkpoint { step, mlp, state, cfg, loss, finished: step == cfg.steps })?;
+            hook(&crate::Checkpoint { step, model, state, cfg, loss, finished: step == cfg.steps })?;
         }
         Ok(())
     };
     if first_step == cfg.steps {
         // Resumed at its last step: checkpoint once more, so that every file is complete.
-        checkpoint(first_step, mlp, &state, f64::NAN)?;
+        checkpoint(first_step, model, &state, f64::NAN)?;
     }
     std::thread::scope(|scope| -> Result<()> {
         let batches = Batches::start(scope, Batches::helpers(device), first_step, cfg, source, target, dim);
@@ -533,10 +538,10 @@ pub fn train_resumable(
             // The network's written-out backward pass (autograd's gradients, bit for bit, in
             // 15 % less time on the seed step); autograd where it declines (the first step,
             // before the gradients exist, and SELU).
-            let loss = match mlp.mse_backward(&xt, &t, &ut)? {
+            let loss = match model.mse_backward(&xt, &t, &ut)? {
                 Some(loss) => loss,
                 None => {
-                    let loss = mlp.forward(&xt, &t)?.f_mse_loss(&ut, Reduction::Mean)?;
+                    let loss = model.forward(&xt, &t)?.f_mse_loss(&ut, Reduction::Mean)?;
                     opt.zero_grad();
                     loss.f_backward()?;
                     loss
@@ -575,7 +580,7 @@ pub fn train_resumable(
             if let Some(m) = mean {
                 window_start = step;
                 if (checkpoint_due || stopped) && has_hook {
-                    checkpoint(step, mlp, &state, m)?;
+                    checkpoint(step, model, &state, m)?;
                 }
             }
             if stopped {

@@ -2,7 +2,7 @@
 //! learning-rate schedule, gradient clipping, the EMA, state export; and time sampling.
 
 use fm_model::{Mlp, MlpConfig};
-use fm_train::optim::named_parameters;
+use fm_model::VelocityModel;
 use fm_train::{clip_grad_norm, Adam, Ema, LrSchedule, OptimizerKind, TimeSampling};
 use rand::{rngs::StdRng, SeedableRng};
 use tch::{Device, Kind, Tensor};
@@ -276,7 +276,7 @@ fn ema_weights_go_into_a_model_and_round_trip_as_state() {
         ..MlpConfig::default()
     };
     let mut mlp = Mlp::new(cfg.clone(), Device::Cpu).unwrap();
-    let params = named_parameters(&mlp).unwrap();
+    let params = VelocityModel::named_parameters(&mlp);
     assert_eq!(
         params.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
         cfg.parameter_shapes()
@@ -288,22 +288,21 @@ fn ema_weights_go_into_a_model_and_round_trip_as_state() {
     let before = fm_model::checkpoint::to_bytes(&mlp, &Default::default()).unwrap();
     // Move the live weights; the EMA goes half-way.
     tch::no_grad(|| {
-        for (_, mut p) in named_parameters(&mlp).unwrap() {
+        for (_, mut p) in VelocityModel::named_parameters(&mlp) {
             let _ = p.f_add_scalar_(1.0).unwrap();
         }
     });
     ema.update().unwrap();
     let averaged = ema.to_mlp(&mlp, Device::Cpu).unwrap();
-    for ((_, a), (_, p)) in named_parameters(&averaged)
-        .unwrap()
+    for ((_, a), (_, p)) in VelocityModel::named_parameters(&averaged)
         .iter()
-        .zip(named_parameters(&mlp).unwrap())
+        .zip(VelocityModel::named_parameters(&mlp))
     {
         assert!(f64::try_from((a - (&p - 0.5)).abs().max()).unwrap() < 1e-6);
     }
     // State out, into a fresh EMA, then into the model.
     let state = ema.state().unwrap();
-    let mut other = Ema::new(named_parameters(&mlp).unwrap(), 0.5).unwrap();
+    let mut other = Ema::new(VelocityModel::named_parameters(&mlp), 0.5).unwrap();
     other.load_state(&state).unwrap();
     other.copy_to(&mut mlp).unwrap();
     assert_eq!(
@@ -475,7 +474,7 @@ fn flat_buffers_keep_the_model_and_gradients_accumulate_in_place() {
     let (mlp, batch) = small_model(3);
     let bytes = fm_model::checkpoint::to_bytes(&mlp, &Default::default()).unwrap();
     let out = mlp.forward(&batch[0], &batch[1]).unwrap().detach();
-    let mut opt = Adam::new(named_parameters(&mlp).unwrap(), 1e-3).unwrap();
+    let mut opt = Adam::new(VelocityModel::named_parameters(&mlp), 1e-3).unwrap();
     assert!(opt.is_flat());
     // The parameters moved into one buffer with their values: the model (its layers and its
     // variable store alike) is the same network.
@@ -513,7 +512,7 @@ fn flat_buffers_keep_the_model_and_gradients_accumulate_in_place() {
     }
     // The state is exported under the same names and shapes as before.
     let state = opt.state().unwrap();
-    for ((name, p), (key, m)) in named_parameters(&mlp).unwrap().iter().zip(&state[1..]) {
+    for ((name, p), (key, m)) in VelocityModel::named_parameters(&mlp).iter().zip(&state[1..]) {
         assert_eq!(key, &format!("exp_avg.{name}"));
         assert_eq!(m.size(), p.size());
     }
@@ -522,20 +521,20 @@ fn flat_buffers_keep_the_model_and_gradients_accumulate_in_place() {
 /// `steps` updates of `mlp` on `batch`, clipped, with an EMA; returns the weights, the
 /// optimizer state and the average, as checkpoint bytes.
 fn trajectory(mlp: &Mlp, batch: &[Tensor; 3], kind: OptimizerKind, per_tensor: bool, steps: usize) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
-    let mut opt = Adam::new(named_parameters(mlp).unwrap(), 3e-2).unwrap();
+    let mut opt = Adam::new(VelocityModel::named_parameters(mlp), 3e-2).unwrap();
     opt.kind = kind;
     opt.weight_decay = 0.05;
     if per_tensor {
         // Parameters moved out of the buffer after the optimizer was made: it goes tensor by tensor.
         tch::no_grad(|| {
-            for (_, mut p) in named_parameters(mlp).unwrap() {
+            for (_, mut p) in VelocityModel::named_parameters(mlp) {
                 let copy = p.detach_copy();
                 p.set_data(&copy);
             }
         });
     }
     assert_eq!(opt.is_flat(), !per_tensor);
-    let mut ema = Ema::new(named_parameters(mlp).unwrap(), 0.8).unwrap();
+    let mut ema = Ema::new(VelocityModel::named_parameters(mlp), 0.8).unwrap();
     // The average is one tensor exactly when the parameters are (it is updated in one operation).
     assert_eq!(format!("{ema:?}").contains("flat: true"), !per_tensor);
     for k in 0..steps {

@@ -182,7 +182,7 @@ fn checkpoints_refuse_nan_weights_and_bad_bytes_are_errors() {
     let state = out.unwrap().state;
     let w = mlp.var_store().variables().remove("net.0.weight").unwrap();
     let _ = tch::no_grad(|| w.get(0).get(0).fill_(f64::NAN));
-    let c = Checkpoint { step: 10, mlp: &mlp, state: &state, cfg: &cfg, loss: 1.0, finished: true };
+    let c = Checkpoint { step: 10, model: &mlp, state: &state, cfg: &cfg, loss: 1.0, finished: true };
     assert!(matches!(state_to_bytes(&c, &Default::default()), Err(Error::Diverged { step: 10, .. })));
 
     let good = &saved.last().unwrap().1;
@@ -220,7 +220,7 @@ fn a_state_whose_config_outgrows_its_tensors_is_refused() {
     let mlp = model(1);
     let cfg = plain(10);
     let state = fm_train::TrainState::new(&mlp, &cfg).unwrap();
-    let good = state_to_bytes(&Checkpoint { step: 0, mlp: &mlp, state: &state, cfg: &cfg, loss: 0.0, finished: false }, &Default::default()).unwrap();
+    let good = state_to_bytes(&Checkpoint { step: 0, model: &mlp, state: &state, cfg: &cfg, loss: 0.0, finished: false }, &Default::default()).unwrap();
     let edit = |from: &str, to: &str| {
         let n = u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
         let header = std::str::from_utf8(&good[8..8 + n]).unwrap();
@@ -241,4 +241,98 @@ fn a_state_whose_config_outgrows_its_tensors_is_refused() {
     }
     let err = edit(r#"hidden_dim\":32"#, r#"hidden_dim\":31"#);
     assert!(err.contains("tensor 'model.net.0.weight' has shape [32, 3], expected [31, 3]"), "{err}");
+}
+
+/// A network the library does not know: `v = W_2 tanh(W_1 [x, t])`, on autograd alone.
+struct TanhNet {
+    vs: tch::nn::VarStore,
+    hidden: tch::nn::Linear,
+    out: tch::nn::Linear,
+    width: i64,
+}
+
+impl TanhNet {
+    fn new(seed: u64, width: i64) -> Self {
+        fm_model::with_torch_seed(seed, || {
+            let vs = tch::nn::VarStore::new(Device::Cpu);
+            let hidden = tch::nn::linear(vs.root() / "hidden", 3, width, Default::default());
+            let out = tch::nn::linear(vs.root() / "out", width, 2, Default::default());
+            Self { vs, hidden, out, width }
+        })
+    }
+}
+
+impl fm_model::VelocityModel for TanhNet {
+    fn forward(&self, x: &tch::Tensor, t: &tch::Tensor) -> fm_model::Result<tch::Tensor> {
+        use tch::nn::Module;
+        Ok(self.out.forward(&self.hidden.forward(&tch::Tensor::f_cat(&[x, t], 1)?).tanh()))
+    }
+    fn dim(&self) -> usize {
+        2
+    }
+    fn device(&self) -> Device {
+        self.vs.device()
+    }
+    fn named_parameters(&self) -> Vec<(String, tch::Tensor)> {
+        fm_model::var_store_parameters(&self.vs)
+    }
+    fn architecture(&self) -> fm_model::Architecture {
+        fm_model::Architecture { kind: "test/tanh-net".into(), config: format!("{{\"width\":{}}}", self.width) }
+    }
+}
+
+impl fm_ode::VectorField for TanhNet {
+    fn velocity(&self, x: &tch::Tensor, t: f64) -> fm_ode::Result<tch::Tensor> {
+        fm_model::velocity_at(self, x, t)
+    }
+}
+
+fn params(m: &impl fm_model::VelocityModel) -> Vec<tch::Tensor> {
+    m.named_parameters().into_iter().map(|(_, t)| t.detach().copy()).collect()
+}
+
+/// A model from outside the library trains (its loss falls), resumes from its checkpoint bit
+/// for bit, and its weights round-trip through a checkpoint; a checkpoint of another
+/// architecture is refused naming both.
+#[test]
+fn a_custom_model_trains_resumes_and_round_trips() {
+    let cfg = TrainConfig { report_every: 50, checkpoint_every: 100, ..rich(200) };
+    let (t, s) = (GaussianMixture::seed(), StandardNormal::new(2).unwrap());
+    let mut straight = TanhNet::new(3, 32);
+    let dir = std::env::temp_dir().join(format!("fm-custom-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state_path = dir.join("state.safetensors");
+    let mut save = |c: &Checkpoint<'_>| -> fm_train::Result<()> {
+        if c.step == 100 {
+            save_state(&state_path, c, &Default::default())?;
+        }
+        Ok(())
+    };
+    let out = train_resumable(&mut straight, &t, &s, &cfg, None, TrainHooks { on_progress: &mut |_| {}, on_checkpoint: Some(&mut save), stop: None }).unwrap();
+    let history = &out.report.loss_history;
+    assert!(history.last().unwrap().1 < 0.8 * history[0].1, "the loss did not fall: {history:?}");
+
+    let mut resumed = TanhNet::new(99, 32);
+    let loaded = fm_train::load_state_into(&resumed, &state_path).unwrap();
+    assert_eq!(loaded.step, 100);
+    let resume = Some(Resume { step: loaded.step, state: loaded.state });
+    train_resumable(&mut resumed, &t, &s, &cfg, resume, TrainHooks { on_progress: &mut |_| {}, on_checkpoint: None, stop: None }).unwrap();
+    for (a, b) in params(&straight).iter().zip(params(&resumed)) {
+        assert!(a.equal(&b), "the resumed run differs from the uninterrupted one");
+    }
+
+    let path = dir.join("model.safetensors");
+    fm_model::checkpoint::save(&straight, &path, &Default::default()).unwrap();
+    let reloaded = TanhNet::new(5, 32);
+    fm_model::checkpoint::load_into(&reloaded, &path).unwrap();
+    for (a, b) in params(&straight).iter().zip(params(&reloaded)) {
+        assert!(a.equal(&b));
+    }
+    let err = fm_model::checkpoint::load_into(&TanhNet::new(5, 16), &path).unwrap_err().to_string();
+    assert!(err.contains("\"width\":32") && err.contains("\"width\":16"), "{err}");
+    let err = fm_train::load_state_into(&TanhNet::new(5, 16), &state_path).unwrap_err().to_string();
+    assert!(err.contains("test/tanh-net") && err.contains("\"width\":16"), "{err}");
+    let err = fm_train::load_state_into(&model(1), &state_path).unwrap_err().to_string();
+    assert!(err.contains("fm-rs/mlp"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

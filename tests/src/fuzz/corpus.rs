@@ -3,7 +3,7 @@
 //! regression inputs (`tests/fuzz/regressions/<target>/`) of bugs the fuzzer found, replayed
 //! before every run.
 
-use crate::config::RunConfig;
+use fm_run::RunConfig;
 use fm_dist::io::{encode_csv, encode_npy};
 use fm_dist::{ComponentSpec, GaussianMixture, MixtureSpec};
 use fm_model::checkpoint::{self, Metadata};

@@ -1,0 +1,105 @@
+//! The trainable velocity field: what `fm-train` needs of a network, whatever its layers.
+
+use crate::Result;
+use tch::{Device, Tensor};
+
+/// What a checkpoint records to rebuild a model: the kind of network and its configuration.
+///
+/// Written into a checkpoint's header as `format` (the kind) and `config` (the JSON), and
+/// compared when weights are loaded back into a model, so weights of one architecture are
+/// never read into another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Architecture {
+    /// A name for the kind of network, unique to its author (`fm-rs/mlp` for [`crate::Mlp`]).
+    pub kind: String,
+    /// Its configuration as JSON: everything needed, with the kind, to build it again.
+    pub config: String,
+}
+
+/// A trainable velocity field `v_θ(x, t)`: a network of points `x: [n, d]` and times
+/// `t: [n, 1]` (in `[0, 1]`, 0 the source) to velocities `[n, d]`, with named parameters.
+///
+/// Training ([`fm_train::train`](../fm_train/fn.train.html)), its optimizer and EMA, resumable
+/// checkpoints, likelihoods, tracking and sampling all go through this trait, so any tch
+/// network trains like the built-in [`crate::Mlp`]. Sampling uses the
+/// [`fm_ode::VectorField`] supertrait; a model with nothing faster to offer implements it with
+/// [`velocity_at`].
+///
+/// The parameters are tensors that track gradients (from a [`tch::nn::VarStore`], say); the
+/// optimizer updates them in place and the EMA and checkpoint loaders copy into them, so
+/// [`VelocityModel::named_parameters`] must hand out shallow handles to the model's own tensors.
+pub trait VelocityModel: fm_ode::VectorField {
+    /// `v(x, t)` for `x: [n, d]` and per-row times `t: [n, 1]`, both `f32`, tracking gradients.
+    ///
+    /// # Errors
+    /// A shape the network does not take, or a torch failure.
+    fn forward(&self, x: &Tensor, t: &Tensor) -> Result<Tensor>;
+
+    /// The width `d` of the points.
+    fn dim(&self) -> usize;
+
+    /// Where the parameters live.
+    fn device(&self) -> Device;
+
+    /// Every trainable parameter, named, in a fixed order (the checkpoint's names; the order of
+    /// the optimizer's flat buffer). Shallow handles: writing into them changes the model.
+    fn named_parameters(&self) -> Vec<(String, Tensor)>;
+
+    /// What a checkpoint records to rebuild this model.
+    fn architecture(&self) -> Architecture;
+
+    /// An optional fast path for the training step: the batch loss `mean |v(x, t) − target|²`
+    /// with its gradient written into the parameters' `.grad` (replacing what they held), or
+    /// `None` with nothing touched, and the trainer backpropagates through
+    /// [`VelocityModel::forward`] with autograd instead (the default).
+    ///
+    /// # Errors
+    /// A torch failure.
+    fn mse_backward(&self, _x: &Tensor, _t: &Tensor, _target: &Tensor) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+}
+
+/// The velocity of `model` at every row of `x: [n, d]` at one time `t`: [`VelocityModel::forward`]
+/// with `t` repeated (tracking gradients: the likelihood differentiates it). The plain
+/// [`fm_ode::VectorField::velocity`] of a model.
+///
+/// # Errors
+/// What `forward` returns, as an [`fm_ode::Error`].
+pub fn velocity_at(model: &(impl VelocityModel + ?Sized), x: &Tensor, t: f64) -> fm_ode::Result<Tensor> {
+    let times = Tensor::f_full([x.size()[0], 1], t, (tch::Kind::Float, x.device()))?;
+    Ok(model.forward(&x.f_to_kind(tch::Kind::Float)?, &times)?)
+}
+
+/// The variables of `vs` sorted by name: [`VelocityModel::named_parameters`] for a model whose
+/// parameters all live in one [`tch::nn::VarStore`].
+pub fn var_store_parameters(vs: &tch::nn::VarStore) -> Vec<(String, Tensor)> {
+    let sorted: std::collections::BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+    sorted.into_iter().collect()
+}
+
+/// Copies `values` into the parameters of `model` by name, without gradients.
+///
+/// # Errors
+/// A parameter missing from `values` or of another shape ([`crate::Error::Config`]); nothing
+/// is copied then.
+pub fn copy_parameters(model: &(impl VelocityModel + ?Sized), values: &[(String, Tensor)]) -> Result<()> {
+    let mut pairs = Vec::new();
+    for (name, dst) in model.named_parameters() {
+        let src = values
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| t)
+            .ok_or_else(|| crate::Error::Config(format!("no values for the parameter '{name}'")))?;
+        if src.size() != dst.size() {
+            return Err(crate::Error::Config(format!("'{name}' has shape {:?}, the model's is {:?}", src.size(), dst.size())));
+        }
+        pairs.push((dst, src.f_to_device(model.device())?.f_to_kind(src.kind())?));
+    }
+    let _no_grad = tch::no_grad_guard();
+    for (mut dst, src) in pairs {
+        let src = src.f_to_kind(dst.kind())?;
+        dst.f_copy_(&src)?;
+    }
+    Ok(())
+}

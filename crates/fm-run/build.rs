@@ -1,0 +1,1 @@
+fn main() { fm_torch_link::emit() }

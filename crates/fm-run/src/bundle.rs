@@ -1,0 +1,60 @@
+//! A checkpoint with what it records about its training, resolved once.
+
+use crate::{Error, Result};
+use fm_dist::{parse_target, Target};
+use fm_model::checkpoint::{self, Metadata};
+use fm_model::Mlp;
+use fm_train::TrainConfig;
+use std::path::Path;
+
+/// A model read from a checkpoint (ours or PyTorch's), with the source it was trained from and
+/// what the file records of its training. Every command that reads a checkpoint resolves it here.
+pub struct ModelBundle {
+    /// The network.
+    pub mlp: Mlp,
+    /// The header metadata (empty for a PyTorch state dict).
+    pub metadata: Metadata,
+    /// The source distribution to sample from: the one asked for, else the file's record, else `N(0, I)`.
+    pub source: Box<dyn Target>,
+    /// The target spec the file records (`None` for a file that records none).
+    pub target: Option<String>,
+    /// The training settings the file records (`Ok(None)` for a file that records none; `Err`
+    /// saying why for a record that cannot be read, never a guess).
+    pub train: std::result::Result<Option<TrainConfig>, String>,
+}
+
+impl ModelBundle {
+    /// Reads the checkpoint at `path` onto `device` (`auto`, `cpu`, `cuda`, `cuda:N`), with
+    /// `source` (a target spec) overriding the file's record.
+    ///
+    /// # Errors
+    /// An unreadable checkpoint or device, a source of another dimension than the model, or a
+    /// is an error; a training record that cannot be read is kept in [`ModelBundle::train`].
+    pub fn load(path: &Path, device: &str, source: Option<&str>) -> Result<Self> {
+        let (mlp, metadata) = checkpoint::load_any(path, fm_model::parse_device(device)?)?;
+        let dim = mlp.config().dim;
+        let spec = source.map(str::to_string).or_else(|| metadata.get("source").cloned()).unwrap_or_else(|| format!("normal:{dim}"));
+        let source = parse_target(&spec)?;
+        if source.dim() != dim {
+            return Err(Error::Invalid(format!("the source {} is {}-D but the checkpoint's model is {dim}-D", source.name(), source.dim())));
+        }
+        let train = metadata
+            .get("train")
+            .map(|json| serde_json::from_str(json).map_err(|e| format!("the checkpoint's training settings cannot be read: {e}")))
+            .transpose();
+        Ok(Self { target: metadata.get("target").cloned(), mlp, metadata, source, train })
+    }
+
+    /// The training settings the file records, or the seed's (linear path, uniform times,
+    /// independent pairs) with a note saying so for a file that records none.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a record that cannot be read.
+    pub fn train_or_seed(&self) -> Result<(TrainConfig, Option<&'static str>)> {
+        match &self.train {
+            Ok(Some(t)) => Ok((t.clone(), None)),
+            Ok(None) => Ok((TrainConfig::default(), Some("the checkpoint records no training settings; the exact flow of the seed's (linear path, uniform times, independent pairs) is assumed"))),
+            Err(why) => Err(Error::Invalid(why.clone())),
+        }
+    }
+}

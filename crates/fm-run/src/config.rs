@@ -1,0 +1,124 @@
+//! The run file: a whole run in one TOML file (`config.toml` in a run folder).
+
+use crate::{Error, Result};
+use fm_dist::metrics::SampleQuality;
+use fm_model::MlpConfig;
+use fm_train::{SampleConfig, TrainConfig};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Everything a run needs; `Default` is the seed experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// The distribution to learn (see `fm targets`).
+    pub target: String,
+    /// The distribution to start from.
+    pub source: String,
+    /// auto, cpu, cuda or cuda:N.
+    pub device: String,
+    /// The network.
+    pub model: MlpConfig,
+    /// How it is trained.
+    pub train: TrainConfig,
+    /// How `fm run` samples it.
+    pub sample: SampleConfig,
+    /// How `fm run` judges the samples.
+    pub eval: EvalConfig,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            target: "gmm3".into(),
+            source: "normal".into(),
+            device: "auto".into(),
+            model: MlpConfig::default(),
+            train: TrainConfig::default(),
+            sample: SampleConfig::default(),
+            eval: EvalConfig::default(),
+        }
+    }
+}
+
+/// How samples are judged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// Points per set of the exact W2 figure.
+    pub w2_points: usize,
+    /// Draws the W2 figure is averaged over.
+    pub w2_draws: usize,
+    /// Fresh target samples of the KL(target ‖ model) estimate (targets with a density only;
+    /// 0 skips it).
+    pub kl_points: usize,
+    /// How the model's log-likelihood is computed for it.
+    pub likelihood: fm_train::LikelihoodConfig,
+    /// During training, W2 (and KL where densities exist) on a fixed holdout are added to
+    /// metrics.csv at the checkpoints whose step is a multiple of this, and at the end (0: never).
+    pub track_every: usize,
+    /// Holdout target points (and generated samples) of those figures.
+    pub track_points: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self {
+            w2_points: SampleQuality::W2_POINTS,
+            w2_draws: SampleQuality::W2_DRAWS,
+            kl_points: 4000,
+            likelihood: fm_train::LikelihoodConfig::default(),
+            track_every: 5000,
+            track_points: 500,
+        }
+    }
+}
+
+impl EvalConfig {
+    /// Checks the settings against the number of samples they will judge.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the setting out of range.
+    pub fn validate(&self, n_samples: usize) -> Result<()> {
+        if !(self.w2_points >= 2 && self.w2_points <= n_samples && self.w2_draws > 0) {
+            return Err(Error::Invalid(format!(
+                "w2_points must be in 2..={n_samples} (the number of samples) and w2_draws at least 1, got {} and {}",
+                self.w2_points, self.w2_draws
+            )));
+        }
+        self.likelihood.validate()?;
+        Ok(())
+    }
+
+    /// Judges `samples` against `target` with these settings.
+    ///
+    /// # Errors
+    /// Samples of another dimension than the target's, or too few of them.
+    pub fn measure(&self, target: &dyn fm_dist::Target, samples: ndarray::ArrayView2<f64>, rng: &mut dyn rand::RngCore) -> Result<SampleQuality> {
+        Ok(SampleQuality::measure(target, samples, self.w2_points, self.w2_draws, rng)?)
+    }
+}
+
+impl RunConfig {
+    /// Reads a TOML run file.
+    ///
+    /// # Errors
+    /// [`Error::Io`] for a file that cannot be read, [`Error::RunFile`] (one line: the file, the
+    /// line, what is wrong) for one that does not parse.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { what: "cannot read config", path: path.into(), source })?;
+        toml::from_str(&text).map_err(|e| Error::RunFile {
+            path: path.into(),
+            line: e.span().map(|s| text.get(..s.start).unwrap_or("").matches('\n').count() + 1),
+            message: e.message().trim().to_string(),
+        })
+    }
+
+    /// The run file's text (TOML, every section written out).
+    ///
+    /// # Errors
+    /// A setting TOML cannot hold (a non-finite number).
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).map_err(|e| Error::Invalid(format!("the run file cannot be written: {e}")))
+    }
+}

@@ -1,0 +1,127 @@
+//! A flow-matching run as a library: what `fm run` and `fm train` write and read, for Rust
+//! callers that produce or read run folders without the command line.
+//!
+//! - [`RunConfig`]: the run file (`config.toml`): target, source, device, model, training,
+//!   sampling and evaluation settings, every field optional in TOML, `Default` the seed experiment.
+//! - [`RunDir`]: the run folder's layout ([`RunDir::CONFIG`], [`RunDir::MODEL`], …), its lock
+//!   (an OS file lock, released by the OS when the holder dies), atomic writes, the typed
+//!   [`MetricsRow`] of `metrics.csv` and the typed [`Report`] of `report.json`.
+//! - [`train_run`]: trains a run into its folder, checkpointing model, state and metrics in
+//!   a crash-safe order, resuming from the folder when asked.
+//! - [`ModelBundle`]: a checkpoint with its metadata, its source and training record resolved once.
+//! - [`seeds`]: how every random stream of a run derives from its one seed.
+//!
+//! ```no_run
+//! use fm_run::{train_run, RunConfig, RunDir, TrainOptions};
+//! let cfg = RunConfig { target: "8gaussians".into(), ..RunConfig::default() };
+//! let dir = RunDir::new("runs/8g");
+//! let trained = train_run(&cfg, &dir, &TrainOptions::default(), &mut |line| println!("{line}")).unwrap();
+//! println!("final loss {}", trained.report.final_loss);
+//! ```
+#![warn(missing_docs)]
+
+mod bundle;
+mod config;
+mod dir;
+pub mod exact;
+mod train;
+
+pub use bundle::ModelBundle;
+pub use config::{EvalConfig, RunConfig};
+pub use dir::{MetricsRow, Report, RunDir, RunLock};
+pub use train::{train_run, Trained, TrainOptions};
+
+use std::path::PathBuf;
+
+/// Errors of a run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A setting or request that cannot be run (the message says which and why).
+    #[error("{0}")]
+    Invalid(String),
+    /// A run file that cannot be parsed: its path, the line, and what is wrong.
+    #[error("{path}{}: {message}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    RunFile {
+        /// The file.
+        path: PathBuf,
+        /// The line of the fault, where known.
+        line: Option<usize>,
+        /// What is wrong.
+        message: String,
+    },
+    /// A file or folder of the run that cannot be read or written.
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        /// What the file is for ("cannot read config", "cannot create output folder", …).
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// Another process holds the run folder's lock.
+    #[error("{} is in use by another fm process; wait for it to finish or choose another --out", dir.display())]
+    Locked {
+        /// The run folder.
+        dir: PathBuf,
+    },
+    /// `metrics.csv` cannot be read or written.
+    #[error("{}: {source}", path.display())]
+    Metrics {
+        /// The file.
+        path: PathBuf,
+        /// The CSV reader's or writer's error.
+        source: csv::Error,
+    },
+    /// Training failed; `kept` says which checkpoint survives.
+    #[error("training stopped; {kept}: {source}")]
+    Stopped {
+        /// "the last good checkpoint (step N) is kept in DIR", or "no checkpoint was written".
+        kept: String,
+        /// Why training stopped.
+        source: fm_train::Error,
+    },
+    /// Training was stopped by the caller's flag (SIGINT, SIGTERM) after checkpointing.
+    #[error("interrupted at step {step}; checkpoint in {dir}; continue with: fm train --resume {dir}", dir = dir.display())]
+    Interrupted {
+        /// The step checkpointed.
+        step: usize,
+        /// The run folder.
+        dir: PathBuf,
+    },
+    /// From the training layer.
+    #[error(transparent)]
+    Train(#[from] fm_train::Error),
+    /// From the model layer.
+    #[error(transparent)]
+    Model(#[from] fm_model::Error),
+    /// From the distributions and files layer.
+    #[error(transparent)]
+    Dist(#[from] fm_dist::Error),
+}
+
+/// The result of this crate.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// How every random stream of a run derives from its one seed (`train.seed`), so that each
+/// stream is reproducible and none changes another: tracking during training never changes
+/// what is trained, and judging never changes what is sampled.
+pub mod seeds {
+    /// The sampling seed a new training seed implies (`--seed` given without a sampling seed:
+    /// a new seed draws new sampling noise too): `seed + 1`.
+    pub fn sampling(train_seed: u64) -> u64 {
+        train_seed.wrapping_add(1)
+    }
+    /// The holdout set and noise of the figures tracked during training: `seed ^ 0x7ac4`.
+    pub fn tracking(train_seed: u64) -> u64 {
+        train_seed ^ 0x7ac4
+    }
+    /// The reference sets `fm run` judges its samples against: `seed + 2`.
+    pub fn quality(train_seed: u64) -> u64 {
+        train_seed.wrapping_add(2)
+    }
+    /// The target points of `fm run`'s KL estimate: `seed + 3`.
+    pub fn kl(train_seed: u64) -> u64 {
+        train_seed.wrapping_add(3)
+    }
+}

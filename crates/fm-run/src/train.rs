@@ -1,0 +1,160 @@
+//! Training a run into its folder.
+
+use crate::{seeds, Error, MetricsRow, Result, RunConfig, RunDir, RunLock};
+use fm_dist::metrics::Estimate;
+use fm_dist::{parse_target, Target};
+use fm_model::{checkpoint, parse_device, Mlp};
+use fm_train::{Checkpoint, Progress, ProgressBarReporter, Resume, TrainConfig, TrainHooks, TrainReport, Tracker};
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::AtomicBool;
+
+/// How [`train_run`] runs.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TrainOptions<'a> {
+    /// Continue from the folder's training state when there is one.
+    pub resume: bool,
+    /// No progress bar.
+    pub quiet: bool,
+    /// Read after every step: once set, the run checkpoints and returns [`Error::Interrupted`].
+    pub stop: Option<&'a AtomicBool>,
+}
+
+/// A finished training run.
+pub struct Trained {
+    /// Held until the caller has written everything into the run folder.
+    pub lock: RunLock,
+    /// The model to sample from (the EMA's weights when the run keeps an average).
+    pub mlp: Mlp,
+    /// The target the run learnt.
+    pub target: Box<dyn Target>,
+    /// The source it starts from.
+    pub source: Box<dyn Target>,
+    /// What training measured.
+    pub report: TrainReport,
+    /// The loss floor of the setting, where the exact flow covers it.
+    pub loss_floor: Option<Estimate>,
+}
+
+/// Builds target, source and model from `cfg` (checking everything before any work), trains,
+/// and writes into `dir`: `config.toml` first; then at every checkpoint (every
+/// `train.checkpoint_every` steps and at the end) `model.safetensors`, then
+/// `train-state.safetensors` (a kill between the two never leaves a state ahead of its model),
+/// then `metrics.csv` (with the tracked figures where `[eval] track_every` asks), each
+/// atomically. `log` receives the lines a user should see (resuming, training, trained).
+///
+/// With `opts.resume`, continues from the folder's training state when there is one: the model
+/// and the training settings must be those of `config.toml` (only `steps` may grow).
+///
+/// # Errors
+/// Invalid settings, a locked or unwritable folder, a state that does not match
+/// ([`Error::Invalid`]), a failure during training ([`Error::Stopped`], naming the checkpoint
+/// kept), or [`Error::Interrupted`] when `opts.stop` was set.
+pub fn train_run(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut dyn FnMut(&str)) -> Result<Trained> {
+    let device = parse_device(&cfg.device)?;
+    let target = parse_target(&cfg.target)?;
+    let source = parse_target(&cfg.source)?;
+    if source.dim() != target.dim() {
+        return Err(Error::Invalid(format!("the source {} is {}-D but the target {} is {}-D", source.name(), source.dim(), target.name(), target.dim())));
+    }
+    let mut cfg = cfg.clone();
+    cfg.model.dim = target.dim();
+    cfg.model.validate()?;
+    cfg.train.validate()?;
+    cfg.sample.validate()?;
+    let lock = dir.create_and_lock()?;
+    let state_path = dir.file(RunDir::STATE);
+    dir.remove_stale_temporaries();
+
+    let (mut mlp, start, rows) = if opts.resume && state_path.exists() {
+        let loaded = fm_train::load_state(&state_path, device)?;
+        let invalid = |what: String| Err(Error::Invalid(format!("cannot resume: {what}")));
+        if loaded.mlp.config() != &cfg.model {
+            return invalid(format!("the model in {} differs from the one in config.toml", state_path.display()));
+        }
+        if (TrainConfig { steps: cfg.train.steps, ..loaded.train.clone() }) != cfg.train {
+            return invalid(format!("the training settings in {} differ from those in config.toml", state_path.display()));
+        }
+        if loaded.step > cfg.train.steps {
+            return invalid(format!("{} is at step {}, past the {} steps asked for (give --steps {} or more)", dir.path().display(), loaded.step, cfg.train.steps, loaded.step));
+        }
+        log(&format!("fm: resuming {} at step {} of {}", dir.path().display(), loaded.step, cfg.train.steps));
+        let rows = dir.read_metrics()?.into_iter().filter(|r| r.step <= loaded.step).collect();
+        (loaded.mlp, Some(Resume { step: loaded.step, state: loaded.state }), rows)
+    } else {
+        if opts.resume {
+            log(&format!("fm: {} holds no checkpoint yet; starting from step 0", dir.path().display()));
+        }
+        // A fresh run: an old run's state must not be resumed into it.
+        match std::fs::remove_file(&state_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::Io { what: "cannot remove", path: state_path, source: e }),
+            _ => {}
+        }
+        (fm_model::with_torch_seed(cfg.train.seed, || Mlp::new(cfg.model.clone(), device))?, None, Vec::new())
+    };
+    fm_dist::io::write_atomic(&dir.file(RunDir::CONFIG), cfg.to_toml()?.as_bytes())?;
+    dir.write_metrics(&rows)?;
+
+    log(&format!("fm: training {} → {} on {device:?}, {} steps of {}", source.name(), target.name(), cfg.train.steps, cfg.train.batch_size));
+    // The EMA weights are written through a second model (built after the trained one, so
+    // the initialisation is the seed's).
+    let ema_mlp = if cfg.train.ema_decay.is_some() { Some(Mlp::new(cfg.model.clone(), device)?) } else { None };
+    let tracker = match cfg.eval.track_every {
+        0 => None,
+        _ => Some(Tracker::new(target.as_ref(), source.as_ref(), cfg.eval.track_points, seeds::tracking(cfg.train.seed), &cfg.sample, &cfg.eval.likelihood)?),
+    };
+    let loss_floor = fm_train::exact::training_floor(target.as_ref(), source.as_ref(), &cfg.train)?;
+    let bar = ProgressBarReporter::new(cfg.train.steps, opts.quiet).with_floor(loss_floor.map(|f| f.mean));
+    let rows = RefCell::new(rows);
+    let last_checkpoint = Cell::new(start.as_ref().map(|r| r.step));
+    let meta: checkpoint::Metadata = [("target", cfg.target.clone()), ("source", cfg.source.clone())].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let train_json = serde_json::to_string(&cfg.train).map_err(|e| Error::Invalid(e.to_string()))?;
+    let mut on_progress = |p: &Progress| {
+        bar.update(p);
+        let row = MetricsRow { step: p.step, loss: p.loss, loss_floor: loss_floor.map(|f| f.mean), lr: p.lr, w2: None, kl: None };
+        dir.append_metrics(&row);
+        rows.borrow_mut().push(row);
+    };
+    let mut on_checkpoint = |c: &Checkpoint<'_>| -> fm_train::Result<()> {
+        // No timings here: the same seed and settings must give the same checkpoint bytes.
+        let summary = serde_json::json!({ "steps": c.step, "final_loss": c.loss, "loss_floor": loss_floor.map(|f| f.mean) });
+        let mut model_meta = meta.clone();
+        model_meta.insert("train".into(), train_json.clone());
+        model_meta.insert("report".into(), summary.to_string());
+        let model: &dyn fm_model::VelocityModel = match (&c.state.ema, ema_mlp.as_ref()) {
+            (Some(ema), Some(m)) => {
+                ema.copy_to(m)?;
+                m
+            }
+            _ => c.model,
+        };
+        checkpoint::save(model, &dir.file(RunDir::MODEL), &model_meta)?;
+        fm_train::save_state(&state_path, c, &meta)?;
+        if let Some(tracker) = tracker.as_ref().filter(|_| c.step % cfg.eval.track_every == 0 || c.step == cfg.train.steps) {
+            let tracked = tracker.measure(model, source.as_ref())?;
+            if let Some(row) = rows.borrow_mut().last_mut().filter(|r| r.step == c.step) {
+                row.w2 = Some(tracked.w2);
+                row.kl = tracked.kl;
+            }
+        }
+        dir.write_metrics(&rows.borrow()).map_err(|e| fm_train::Error::Checkpoint(e.to_string()))?;
+        last_checkpoint.set(Some(c.step));
+        Ok(())
+    };
+    let hooks = TrainHooks { on_progress: &mut on_progress, on_checkpoint: Some(&mut on_checkpoint), stop: opts.stop };
+    let outcome = fm_train::train_resumable(&mut mlp, target.as_ref(), source.as_ref(), &cfg.train, start, hooks).map_err(|source| {
+        let kept = match last_checkpoint.get() {
+            Some(step) => format!("the last good checkpoint (step {step}) is kept in {}", dir.path().display()),
+            None => "no checkpoint was written".to_string(),
+        };
+        Error::Stopped { kept, source }
+    })?;
+    bar.finish();
+    if outcome.stopped {
+        return Err(Error::Interrupted { step: outcome.step, dir: dir.path().to_path_buf() });
+    }
+    let report = outcome.report;
+    let floor_note = loss_floor.map(|f| format!(" (floor {:.4} ± {:.4}: the part no model can remove)", f.mean, f.se)).unwrap_or_default();
+    log(&format!("trained {} steps in {:.1} s ({:.0} steps/s), final loss {:.4}{floor_note}", report.steps, report.seconds, report.steps_per_s, report.final_loss));
+    outcome.state.apply_ema(&mlp)?;
+    Ok(Trained { lock, mlp, target, source, report, loss_floor })
+}
