@@ -60,7 +60,7 @@ fn the_exact_field_satisfies_the_continuity_equation() {
                     let (mut up, mut down) = (x.clone(), x.clone());
                     up.column_mut(j).mapv_inplace(|a| a + h);
                     down.column_mut(j).mapv_inplace(|a| a - h);
-                    transport = transport + (lp(&up, t) - lp(&down, t)) / (2.0 * h) * &v.column(j);
+                    transport = transport + (lp(&up, t) - lp(&down, t)) / (2.0 * h) * v.column(j);
                     div = div + (&velocity(&flow, &up, t).column(j) - &velocity(&flow, &down, t).column(j)) / (2.0 * h);
                 }
                 for i in 0..8 {

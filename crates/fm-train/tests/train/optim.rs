@@ -275,7 +275,7 @@ fn ema_weights_go_into_a_model_and_round_trip_as_state() {
         hidden_dim: 8,
         ..MlpConfig::default()
     };
-    let mut mlp = Mlp::new(cfg.clone(), Device::Cpu).unwrap();
+    let mlp = Mlp::new(cfg.clone(), Device::Cpu).unwrap();
     let params = VelocityModel::named_parameters(&mlp);
     assert_eq!(
         params.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
@@ -304,7 +304,7 @@ fn ema_weights_go_into_a_model_and_round_trip_as_state() {
     let state = ema.state().unwrap();
     let mut other = Ema::new(VelocityModel::named_parameters(&mlp), 0.5).unwrap();
     other.load_state(&state).unwrap();
-    other.copy_to(&mut mlp).unwrap();
+    other.copy_to(&mlp).unwrap();
     assert_eq!(
         fm_model::checkpoint::to_bytes(&mlp, &Default::default()).unwrap(),
         fm_model::checkpoint::to_bytes(&averaged, &Default::default()).unwrap()
@@ -322,7 +322,7 @@ fn ema_weights_go_into_a_model_and_round_trip_as_state() {
     )
     .unwrap();
     assert!(ema
-        .copy_to(&mut { wrong })
+        .copy_to(&{ wrong })
         .unwrap_err()
         .to_string()
         .contains("shape"));
@@ -337,7 +337,7 @@ fn logit_normal_times_lie_inside_with_the_right_median() {
         assert!(t.iter().all(|&v| v > 0.0 && v < 1.0));
         t.sort_by(|a, b| a.partial_cmp(b).unwrap());
         let median = t[n / 2] as f64;
-        let m = 1.0 / (1.0 + (-mean as f64).exp());
+        let m = 1.0 / (1.0 + (-mean).exp());
         // Standard error of a sample median: 1 / (2 f(m) √n), with f(m) = φ(0) / (std m (1 − m)).
         let se = std * m * (1.0 - m)
             / (2.0 * (1.0 / (2.0 * std::f64::consts::PI).sqrt()) * (n as f64).sqrt());
@@ -354,7 +354,7 @@ fn logit_normal_times_lie_inside_with_the_right_median() {
     }
     .fill(&mut t, &mut StdRng::seed_from_u64(8));
     assert!(t.iter().all(|&v| v > 0.0 && v < 1.0));
-    assert!(t.iter().any(|&v| v == TimeSampling::LOGIT_NORMAL_RANGE.1));
+    assert!(t.contains(&TimeSampling::LOGIT_NORMAL_RANGE.1));
     let mut u = vec![0f32; 1000];
     TimeSampling::Uniform.fill(&mut u, &mut StdRng::seed_from_u64(9));
     assert!(u.iter().all(|&v| (0.0..1.0).contains(&v)));

@@ -1,9 +1,8 @@
 //! Issue 15: methods fm-ode does not ship, added from outside through the public API as
 //! Butcher tableaux, converge at their order — fixed-step, and adaptive with an embedded pair.
 
-mod common;
 
-use common::{max_abs, problems, Problem};
+use crate::common::{max_abs, problems, Problem};
 use fm_ode::{solve, solve_with, AdaptiveOptions, ButcherTableau, ErrorEstimate, Method, SolveOptions, Stepping, TimeGrid, Weights};
 
 /// Kutta's 3/8 rule (order 4; Kutta 1901, in Hairer, Nørsett & Wanner, *Solving ODEs I*, §II.1).
@@ -155,7 +154,7 @@ fn adaptive_trajectories_of_user_pairs_hold_the_states_at_the_grid_times() {
 /// coefficients instead of fractions it is the same method up to rounding.
 #[test]
 fn a_user_written_named_tableau_is_the_named_method() {
-    let p = common::rotation();
+    let p = crate::common::rotation();
     let grid = TimeGrid::uniform(0.0, 1.0, 10).unwrap();
     let x0 = (p.x0)();
     let rk4 = ButcherTableau {

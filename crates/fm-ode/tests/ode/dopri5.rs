@@ -1,8 +1,7 @@
 //! The adaptive Dormand–Prince 5(4) solver: tolerances, cost, direction, output times, failures.
 
-mod common;
 
-use common::{max_abs, problems, Problem};
+use crate::common::{max_abs, problems, Problem};
 use fm_ode::{solve, AdaptiveOptions, Error, Method, Solution, SolveOptions, TimeGrid};
 use tch::{Kind, Tensor};
 
@@ -129,7 +128,7 @@ fn dopri5_trajectory_holds_the_states_at_the_requested_times() {
 /// `f32` states (the model's kind) at the default tolerances: no spinning on round-off.
 #[test]
 fn dopri5_on_f32_states_at_default_tolerances() {
-    let p = common::rotation();
+    let p = crate::common::rotation();
     let x0 = (p.x0)().to_kind(Kind::Float);
     let sol = solve(&p.field, &x0, &TimeGrid::new(vec![0.0, 1.0]).unwrap(), Method::Dopri5, SolveOptions::default()).unwrap();
     assert_eq!(sol.x.kind(), Kind::Float);
@@ -152,7 +151,7 @@ fn blow_up_is_a_step_size_underflow() {
 
 #[test]
 fn step_budget_runs_out_with_an_error() {
-    let p = common::rotation();
+    let p = crate::common::rotation();
     let o = SolveOptions { adaptive: AdaptiveOptions { rtol: 1e-10, atol: 1e-10, max_steps: 5 }, ..Default::default() };
     let err = solve(&p.field, &(p.x0)(), &TimeGrid::new(vec![0.0, 10.0]).unwrap(), Method::Dopri5, o).unwrap_err();
     assert!(matches!(err, Error::StepBudget { max_steps: 5, t_end: 10.0, .. }), "{err}");
@@ -183,7 +182,7 @@ fn non_finite_fields_and_states_are_errors() {
 
 #[test]
 fn invalid_tolerances_are_errors() {
-    let p = common::decay();
+    let p = crate::common::decay();
     let grid = TimeGrid::new(vec![0.0, 1.0]).unwrap();
     for (rtol, atol, max_steps) in [(-1.0, 1e-5, 10), (f64::NAN, 1e-5, 10), (1e-5, 0.0, 10), (1e-5, f64::INFINITY, 10), (1e-5, 1e-5, 0)] {
         let o = SolveOptions { adaptive: AdaptiveOptions { rtol, atol, max_steps }, ..Default::default() };

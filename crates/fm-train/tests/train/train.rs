@@ -453,8 +453,8 @@ fn train_leaves_the_ema_weights_and_train_with_state_the_last_iterate() {
         .to_mlp(&last, Device::Cpu)
         .unwrap();
     assert_eq!(bytes(&ema_model), bytes(&with_ema));
-    let mut applied = model(9);
-    state.apply_ema(&mut applied).unwrap();
+    let applied = model(9);
+    state.apply_ema(&applied).unwrap();
     assert_eq!(bytes(&applied), bytes(&with_ema));
     // Without an EMA the two functions leave the same weights.
     let no_ema = TrainConfig {

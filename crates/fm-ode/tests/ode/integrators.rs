@@ -1,8 +1,7 @@
 //! Fixed-step integrators against closed-form solutions.
 
-mod common;
 
-use common::{problems, Problem};
+use crate::common::{problems, Problem};
 use fm_ode::{solve, Method, SolveOptions, TimeGrid};
 use tch::{Device, Kind, Tensor};
 
@@ -41,7 +40,7 @@ fn closed_form_error(p: &Problem, method: Method, t0: f64, t1: f64, n: usize, wa
     let times = (0..=n).map(|i| t0 + (t1 - t0) * warp(i as f64 / n as f64)).collect();
     let x0 = (p.x0)();
     let sol = solve(&p.field, &x0, &TimeGrid::new(times).unwrap(), method, SolveOptions::default()).unwrap();
-    common::max_abs(&(sol.x - (p.exact)(&x0, t0, t1)))
+    crate::common::max_abs(&(sol.x - (p.exact)(&x0, t0, t1)))
 }
 
 /// Halving every step divides the error by 2^order (2, 4, 4, 16): on the closed-form problems,
@@ -72,14 +71,14 @@ fn halving_the_step_divides_the_error_by_two_to_the_order() {
 /// `Method::step` of Dopri5 on its own is a fifth-order fixed step.
 #[test]
 fn dopri5_fixed_step_is_fifth_order() {
-    let p = common::time_dependent();
+    let p = crate::common::time_dependent();
     let err = |n: usize| {
         let (mut x, mut nfe, dt) = ((p.x0)(), 0, 1.0 / n as f64);
         for i in 0..n {
             x = Method::Dopri5.step(&p.field, &x, i as f64 * dt, dt, &mut nfe).unwrap();
         }
         assert_eq!(nfe, 6 * n);
-        common::max_abs(&(x - (p.exact)(&(p.x0)(), 0.0, 1.0)))
+        crate::common::max_abs(&(x - (p.exact)(&(p.x0)(), 0.0, 1.0)))
     };
     let observed = (err(5) / err(10)).log2();
     assert!((observed - 5.0).abs() < 0.3, "observed order {observed:.2}");
@@ -88,7 +87,7 @@ fn dopri5_fixed_step_is_fifth_order() {
 /// The trajectory holds the states at the grid times, not only the right number of them.
 #[test]
 fn fixed_step_trajectory_holds_the_states_at_the_grid_times() {
-    let p = common::rotation();
+    let p = crate::common::rotation();
     let times = vec![0.0, 0.05, 0.1, 0.3, 0.31, 0.6, 1.0];
     let x0 = (p.x0)();
     let opts = SolveOptions { keep_trajectory: true, ..Default::default() };
@@ -97,7 +96,7 @@ fn fixed_step_trajectory_holds_the_states_at_the_grid_times() {
     assert_eq!(traj.len(), times.len());
     for (state, &t) in traj.iter().zip(&times) {
         // RK4's global error with steps of at most 0.4 on a unit-speed rotation stays below 1e-3.
-        assert!(common::max_abs(&(state - (p.exact)(&x0, 0.0, t))) < 1e-3, "t = {t}");
+        assert!(crate::common::max_abs(&(state - (p.exact)(&x0, 0.0, t))) < 1e-3, "t = {t}");
     }
     assert_eq!(sol.steps, times.len() - 1);
     assert_eq!(sol.rejected, 0);

@@ -1,8 +1,7 @@
 //! Log-likelihoods through the divergence-augmented ODE, against closed-form densities.
 
-mod common;
 
-use common::max_abs;
+use crate::common::max_abs;
 use fm_ode::{log_likelihood, standard_normal_log_prob, Divergence, Error, LikelihoodOptions, Method, Probe, TimeGrid, AUTO_EXACT_MAX_DIM};
 use tch::{Device, Kind, Tensor};
 

@@ -10,7 +10,7 @@
 //! sizes come from a mean over the batch, whose rounding may vary with the CPU's vector width,
 //! so its record is the reference code alone).
 
-mod reference;
+use crate::reference;
 
 use fm_ode::{log_likelihood, solve, AdaptiveOptions, Divergence, LikelihoodOptions, Method, Solution, SolveOptions, TimeGrid, VectorField};
 use tch::{Kind, Tensor};
