@@ -499,7 +499,7 @@ fn the_oracle_samples_and_judges_the_exact_flow() {
     let o = fm(&["eval", "--samples", out.to_str().unwrap(), "--target", "8gaussians", "--w2-points", "500", "--w2-draws", "2"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout);
-    let max_error: f64 = text.split("max error ").nth(1).unwrap().split(|c| c == ';' || c == ')').next().unwrap().parse().unwrap();
+    let max_error: f64 = text.split("max error ").nth(1).unwrap().split([';', ')']).next().unwrap().parse().unwrap();
     // Eight shares of 1/8 from 2,000 points: binomial standard error 0.0074.
     assert!(max_error < 0.03, "{text}");
     let o = fm(&["eval", "--oracle", "--kl-points", "400", "--kl-steps", "20"]);

@@ -42,6 +42,10 @@ pub fn to_bytes(model: &(impl VelocityModel + ?Sized), extra: &Metadata) -> Resu
 
 /// Safetensors bytes of `tensors`, in the order given, and `metadata` (sorted keys), so the
 /// same tensors give the same bytes. Integer tensors are stored as I64, all others as F32.
+///
+/// # Errors
+/// [`Error::Torch`] when a tensor cannot be copied to the host (and [`Error::Config`] should
+/// the header fail to serialise as JSON).
 pub fn encode_safetensors(tensors: &[(String, Tensor)], metadata: &Metadata) -> Result<Vec<u8>> {
     let mut header = serde_json::Map::new();
     header.insert("__metadata__".into(), serde_json::to_value(metadata).map_err(|e| Error::Config(e.to_string()))?);
@@ -122,6 +126,12 @@ pub fn load_into(model: &(impl VelocityModel + ?Sized), path: &Path) -> Result<M
 ///
 /// A checkpoint without our metadata (a `.safetensors` exported from PyTorch) is accepted
 /// when the tensor shapes determine the architecture (ReLU is then assumed).
+///
+/// # Errors
+/// [`Error::Checkpoint`] naming the file when it cannot be read, is not valid safetensors, was
+/// written by another format version, or its tensors do not make the model (see
+/// [`from_state_dict`]); [`Error::Config`] when its recorded configuration is invalid;
+/// [`Error::Torch`] when the model cannot be built on `device`.
 pub fn load(path: &Path, device: Device) -> Result<(Mlp, Metadata)> {
     let bytes = std::fs::read(path).map_err(|e| err(path, e.to_string()))?;
     from_bytes(&bytes, device).map_err(|e| match e {
@@ -181,6 +191,9 @@ impl Format {
 }
 
 /// Parses safetensors checkpoint bytes (see [`load`]); other formats: [`from_any_bytes`].
+///
+/// # Errors
+/// As [`load`], the [`Error::Checkpoint`] path being `<bytes>`.
 pub fn from_bytes(bytes: &[u8], device: Device) -> Result<(Mlp, Metadata)> {
     let (state, metadata) = read_safetensors(bytes)?;
     let mlp = build(&state, &metadata, device, &LoadOptions::default())?;
@@ -188,6 +201,10 @@ pub fn from_bytes(bytes: &[u8], device: Device) -> Result<(Mlp, Metadata)> {
 }
 
 /// The tensors (as `f32`; F32 and F64 accepted) and header metadata of safetensors bytes.
+///
+/// # Errors
+/// [`Error::Checkpoint`] (path `<bytes>`) when the bytes are not valid safetensors or a tensor
+/// is of another dtype.
 pub fn read_safetensors(bytes: &[u8]) -> Result<(StateDict, Metadata)> {
     let here = Path::new("<bytes>");
     let st = SafeTensors::deserialize(bytes).map_err(|e| err(here, format!("not a valid safetensors file ({e})")))?;
@@ -209,6 +226,11 @@ pub fn read_safetensors(bytes: &[u8]) -> Result<(StateDict, Metadata)> {
 
 /// Parses checkpoint bytes of any [`Format`]: the model on `device` and the metadata (that of
 /// our writers; empty for a `.pth` written by PyTorch).
+///
+/// # Errors
+/// [`Error::Checkpoint`] (path `<bytes>`) when the bytes are neither valid safetensors nor a
+/// readable `torch.save` archive (see [`crate::pth::read`]), when a recorded config differs
+/// from `opts.config`, or when the tensors do not make the model; otherwise as [`load`].
 pub fn from_any_bytes(bytes: &[u8], device: Device, opts: &LoadOptions) -> Result<(Mlp, Metadata)> {
     let (state, metadata) = match Format::detect(bytes) {
         Format::Pth => crate::pth::read(bytes)?,
@@ -221,11 +243,17 @@ pub fn from_any_bytes(bytes: &[u8], device: Device, opts: &LoadOptions) -> Resul
 /// Reads a checkpoint of any [`Format`], told apart by content rather than by extension; for
 /// a `.pth` from PyTorch (the seed's `flow_match_model.pth`) the architecture is inferred from
 /// the tensor shapes, with ReLU. See [`load_any_with`] to say more.
+///
+/// # Errors
+/// As [`from_any_bytes`], the [`Error::Checkpoint`] naming the file; also when it cannot be read.
 pub fn load_any(path: &Path, device: Device) -> Result<(Mlp, Metadata)> {
     load_any_with(path, device, &LoadOptions::default())
 }
 
 /// [`load_any`] with the caller's knowledge of the architecture.
+///
+/// # Errors
+/// As [`load_any`].
 pub fn load_any_with(path: &Path, device: Device, opts: &LoadOptions) -> Result<(Mlp, Metadata)> {
     let bytes = std::fs::read(path).map_err(|e| err(path, e.to_string()))?;
     from_any_bytes(&bytes, device, opts).map_err(|e| match e {
@@ -269,6 +297,12 @@ fn build(state: &StateDict, metadata: &Metadata, device: Device, opts: &LoadOpti
 /// `opts.config`, or inferred from the shapes of `net.0.weight`, `net.2.weight`, … with
 /// `opts.activation`. Every tensor must be present with its exact shape and finite values, and
 /// no other tensor may be there; errors name the tensor.
+///
+/// # Errors
+/// [`Error::Checkpoint`] (path `<bytes>`) for a tensor missing, unexpected, of another shape or
+/// not finite, for shapes no architecture can be inferred from, or for a config needing more
+/// parameters than `state` holds; [`Error::Config`] when the config is invalid
+/// ([`MlpConfig::validate`]); [`Error::Torch`] when the model cannot be built on `device`.
 pub fn from_state_dict(state: &StateDict, device: Device, opts: &LoadOptions) -> Result<Mlp> {
     let here = Path::new("<bytes>");
     let config = match &opts.config {
@@ -345,11 +379,19 @@ pub fn state_dict(model: &(impl VelocityModel + ?Sized)) -> Result<StateDict> {
 /// network (float32, PyTorch's names and order), loadable with `torch.load(path,
 /// weights_only=True)`. Our metadata (format, config, `extra`) rides in a record torch ignores,
 /// so [`load_any`] gets the activation back.
+///
+/// # Errors
+/// [`Error::Torch`] when the weights cannot be read; [`Error::Config`] when the archive cannot
+/// be written (see [`crate::pth::write_state_dict`]).
 pub fn to_pth_bytes(mlp: &(impl VelocityModel + ?Sized), extra: &Metadata) -> Result<Vec<u8>> {
     crate::pth::write_state_dict(&state_dict(mlp)?, &full_metadata(mlp, extra))
 }
 
 /// Writes `mlp` as a `.pth` (see [`to_pth_bytes`]) to `path` atomically.
+///
+/// # Errors
+/// As [`to_pth_bytes`], and [`Error::File`] when the file cannot be written (nothing is left
+/// at `path` then).
 pub fn save_pth(mlp: &Mlp, path: &Path, extra: &Metadata) -> Result<()> {
     fm_dist::io::write_atomic(path, &to_pth_bytes(mlp, extra)?)?;
     Ok(())
@@ -357,6 +399,9 @@ pub fn save_pth(mlp: &Mlp, path: &Path, extra: &Metadata) -> Result<()> {
 
 /// Converts a checkpoint (any [`Format`], usually our `.safetensors`) into a `.pth` for
 /// PyTorch, keeping its metadata in the archive's extra record.
+///
+/// # Errors
+/// What [`load_any`] returns for `src`, and what [`save_pth`] returns for `dst`.
 pub fn export_pth(src: &Path, dst: &Path) -> Result<()> {
     let (mlp, metadata) = load_any(src, Device::Cpu)?;
     save_pth(&mlp, dst, &metadata)
@@ -364,6 +409,9 @@ pub fn export_pth(src: &Path, dst: &Path) -> Result<()> {
 
 /// Converts a checkpoint (any [`Format`], usually a PyTorch `.pth`) into our `.safetensors`,
 /// with the config (inferred, or from `opts`) and any metadata in its header.
+///
+/// # Errors
+/// What [`load_any_with`] returns for `src`, and what [`save`] returns for `dst`.
 pub fn import_pth(src: &Path, dst: &Path, opts: &LoadOptions) -> Result<()> {
     let (mlp, metadata) = load_any_with(src, Device::Cpu, opts)?;
     save(&mlp, dst, &metadata)

@@ -24,6 +24,8 @@
 //! # std::fs::remove_file(&path).unwrap();
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod checkpoint;
 mod mlp;
 mod model;
@@ -45,16 +47,31 @@ pub fn with_torch_seed<T>(seed: u64, f: impl FnOnce() -> T) -> T {
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A setting or an input out of its domain: a network size of 0 or above
+    /// [`MlpConfig::MAX_PARAMETERS`], an odd time embedding, an unknown activation or device,
+    /// inputs of the wrong shape, parameter values that do not match the model's names and
+    /// shapes, a state dict whose values do not fill its shapes. The message says which.
     #[error("invalid model configuration: {0}")]
     Config(String),
+    /// A checkpoint that cannot be read or does not fit: unreadable, not a valid safetensors or
+    /// `torch.save` file, another format version or architecture, a tensor missing, extra, of
+    /// another shape or not finite.
     #[error("checkpoint {path}: {msg}")]
-    Checkpoint { path: String, msg: String },
+    Checkpoint {
+        /// The file, as given (`<bytes>` when reading from memory).
+        path: String,
+        /// What is wrong with it.
+        msg: String,
+    },
+    /// A checkpoint file that could not be written (from [`fm_dist::io::write_atomic`]).
     #[error(transparent)]
     File(#[from] fm_dist::Error),
+    /// A libtorch operation failed (shapes, kinds, devices, memory).
     #[error("torch: {0}")]
     Torch(#[from] tch::TchError),
 }
 
+/// The result of this crate's fallible functions, with [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl From<Error> for fm_ode::Error {
@@ -67,6 +84,9 @@ impl From<Error> for fm_ode::Error {
 }
 
 /// Parses `auto`, `cpu`, `cuda` or `cuda:N`; `cuda` without a usable GPU is an error.
+///
+/// # Errors
+/// [`Error::Config`] for another name, or a CUDA device index libtorch does not see.
 pub fn parse_device(s: &str) -> Result<tch::Device> {
     let key = s.trim().to_ascii_lowercase();
     let cuda = |i: usize| {

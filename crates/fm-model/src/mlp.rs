@@ -8,16 +8,25 @@ use tch::{nn, Device, Kind, Reduction, Tensor};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Activation {
+    /// `max(0, x)`, the seed's.
     #[default]
     Relu,
+    /// `x · sigmoid(x)` (SiLU, also called swish).
     Silu,
+    /// `x Φ(x)` with `Φ` the standard normal CDF: the exact (erf) GELU, not its tanh
+    /// approximation.
     Gelu,
+    /// SELU, `λ x` for `x > 0` and `λ α (eˣ − 1)` below (`λ ≈ 1.0507`, `α ≈ 1.6733`). It has no
+    /// written-out derivative here: training and divergences go through autograd.
     Selu,
 }
 
 impl Activation {
+    /// Every activation, in declaration order.
     pub const ALL: [Activation; 4] = [Activation::Relu, Activation::Silu, Activation::Gelu, Activation::Selu];
 
+    /// The lowercase name (`relu`, `silu`, `gelu`, `selu`) that serde, [`std::fmt::Display`]
+    /// and [`std::str::FromStr`] use.
     pub fn name(self) -> &'static str {
         match self {
             Activation::Relu => "relu",
@@ -70,6 +79,7 @@ pub struct MlpConfig {
     pub hidden_dim: usize,
     /// Number of hidden layers (each followed by the activation).
     pub hidden_layers: usize,
+    /// Non-linearity after each hidden layer (ReLU, the seed's, by default).
     pub activation: Activation,
     /// Sinusoidal time features in place of the raw `t` (even; 0, the seed's, feeds `t`
     /// itself). With `k > 0` the network sees `[x, sin(ω_1 t), …, sin(ω_h t), cos(ω_1 t), …,
@@ -86,6 +96,11 @@ impl Default for MlpConfig {
 }
 
 impl MlpConfig {
+    /// Checks the sizes: `dim`, `hidden_dim` and `hidden_layers` at least 1, at most
+    /// [`Self::MAX_PARAMETERS`] parameters in all, `time_embedding` even and at most 1024.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the setting that is out of range.
     pub fn validate(&self) -> Result<()> {
         if self.dim == 0 || self.hidden_dim == 0 || self.hidden_layers == 0 {
             return Err(Error::Config(format!(
@@ -169,6 +184,10 @@ impl std::fmt::Debug for Mlp {
 impl Mlp {
     /// A freshly initialised network (PyTorch's default `nn.Linear` initialisation), from
     /// torch's global generator: build it inside [`crate::with_torch_seed`] for reproducibility.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when [`MlpConfig::validate`] refuses `config`; [`Error::Torch`] when
+    /// the frequencies of the time embedding cannot be built on `device`.
     pub fn new(config: MlpConfig, device: Device) -> Result<Self> {
         config.validate()?;
         let vs = nn::VarStore::new(device);
@@ -186,20 +205,29 @@ impl Mlp {
         Ok(Self { vs, layers, config, frequencies })
     }
 
+    /// The shape of the network.
     pub fn config(&self) -> &MlpConfig {
         &self.config
     }
+    /// The device the parameters live on.
     pub fn device(&self) -> Device {
         self.vs.device()
     }
+    /// The store of the parameters, named as in PyTorch (`net.0.weight`, `net.0.bias`, …).
     pub fn var_store(&self) -> &nn::VarStore {
         &self.vs
     }
+    /// The store of the parameters, mutably: to copy weights into its variables, as the
+    /// checkpoint loaders do.
     pub fn var_store_mut(&mut self) -> &mut nn::VarStore {
         &mut self.vs
     }
 
     /// `v(x, t)` for a batch `x: [n, dim]` and per-row times `t: [n, 1]` (tracks gradients).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when `x` is not `[n, dim]`; [`Error::Torch`] when `t` does not fit `x`
+    /// or another torch operation fails.
     pub fn forward(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
         self.check_input(x)?;
         let h = Tensor::f_cat(&[x, &self.time_input(t)?], 1)?.f_linear(&self.layers[0].ws, self.layers[0].bs.as_ref())?;
@@ -215,6 +243,10 @@ impl Mlp {
     /// Returns the loss, or `None` with nothing touched when a parameter has no `.grad` yet
     /// (one autograd pass, or an optimizer that allocates them, makes them) or the activation
     /// has no written-out derivative (SELU): then backpropagate through [`Mlp::forward`].
+    ///
+    /// # Errors
+    /// [`Error::Config`] when `x` is not `[n, dim]`; [`Error::Torch`] when `t` or `target` does
+    /// not fit `x` or another torch operation fails.
     pub fn mse_backward(&self, x: &Tensor, t: &Tensor, target: &Tensor) -> Result<Option<Tensor>> {
         if self.config.activation == Activation::Selu {
             return Ok(None);

@@ -46,12 +46,20 @@ pub fn is_pth(bytes: &[u8]) -> bool {
 ///
 /// Accepts float32 and float64 tensors, any storage location (`cpu`, `cuda:0`, …: only the bytes
 /// are read), either byte order, and strided views. Anything else is an [`Error::Checkpoint`].
+///
+/// # Errors
+/// As [`read`].
 pub fn read_state_dict(bytes: &[u8]) -> Result<StateDict> {
     Ok(read(bytes)?.0)
 }
 
 /// The tensors (see [`read_state_dict`]) and the metadata that [`write_state_dict`] stored in
 /// the archive (empty for files written by PyTorch).
+///
+/// # Errors
+/// [`Error::Checkpoint`] (path `<bytes>`) for a legacy pre-zip pickle, a malformed archive,
+/// pickle or metadata record, a global the restricted unpickler refuses, a dtype other than float32 and float64,
+/// or sizes that reach past the bytes the file holds.
 pub fn read(bytes: &[u8]) -> Result<(StateDict, Metadata)> {
     if bytes.first() == Some(&0x80) {
         return Err(err(
@@ -164,6 +172,10 @@ fn materialize(name: &str, t: &TensorRef, data: &[u8], big_endian: bool, budget:
 /// A `torch.save`-compatible archive of `state` (float32, contiguous), which
 /// `torch.load(path, weights_only=True)` reads as an `OrderedDict` of tensors. Non-empty
 /// `metadata` is stored as JSON in an extra record ([`METADATA_RECORD`]) that torch ignores.
+///
+/// # Errors
+/// [`Error::Config`] when a tensor's values do not fill its shape, or the archive would exceed
+/// what a non-ZIP64 archive holds (4 GiB, 65,535 entries).
 pub fn write_state_dict(state: &StateDict, metadata: &Metadata) -> Result<Vec<u8>> {
     let mut shapes = Vec::with_capacity(state.len());
     for (name, t) in state {

@@ -129,7 +129,7 @@ pub fn train_run(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &m
         };
         checkpoint::save(model, &dir.file(RunDir::MODEL), &model_meta)?;
         fm_train::save_state(&state_path, c, &meta)?;
-        if let Some(tracker) = tracker.as_ref().filter(|_| c.step % cfg.eval.track_every == 0 || c.step == cfg.train.steps) {
+        if let Some(tracker) = tracker.as_ref().filter(|_| c.step.is_multiple_of(cfg.eval.track_every) || c.step == cfg.train.steps) {
             let tracked = tracker.measure(model, source.as_ref())?;
             if let Some(row) = rows.borrow_mut().last_mut().filter(|r| r.step == c.step) {
                 row.w2 = Some(tracked.w2);

@@ -8,6 +8,8 @@
 //! - really link `libtorch` (`--no-as-needed`), which pulls in `libtorch_cuda`: without it
 //!   the linker drops the CUDA library and `Device::cuda_if_available()` never sees a GPU.
 
+#![warn(missing_docs)]
+
 /// Prints the cargo directives; a no-op when torch-sys did not report a folder.
 pub fn emit() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");

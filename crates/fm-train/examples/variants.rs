@@ -83,7 +83,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let cfg = TrainConfig { path, coupling, ..base.clone() };
             let mut mlp = fm_model::with_torch_seed(0, || Mlp::new(MlpConfig { dim: target.dim(), ..MlpConfig::default() }, Device::Cpu))?;
             let (report, state) = train_with_state(&mut mlp, target.as_ref(), source.as_ref(), &cfg, &mut |_| {})?;
-            state.apply_ema(&mut mlp)?;
+            state.apply_ema(&mlp)?;
             let mut w = [0.0; 3];
             let mut energy = 0.0;
             for (slot, n) in [10, 20, 100].into_iter().enumerate() {

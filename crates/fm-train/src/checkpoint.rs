@@ -66,6 +66,9 @@ fn json<T: serde::Serialize>(v: &T) -> Result<String> {
 }
 
 /// Whether every element of every tensor is finite (integer tensors always are).
+///
+/// # Errors
+/// [`Error::Torch`] when a check fails.
 pub fn all_finite<'a>(tensors: impl IntoIterator<Item = &'a Tensor>) -> Result<bool> {
     let _no_grad = tch::no_grad_guard();
     for t in tensors {
@@ -80,6 +83,10 @@ pub fn all_finite<'a>(tensors: impl IntoIterator<Item = &'a Tensor>) -> Result<b
 /// nothing written) when any weight, moment or average is NaN or infinite.
 ///
 /// Tensors are sorted by name and the metadata keys too, so the same state gives the same bytes.
+///
+/// # Errors
+/// [`Error::Diverged`] for a non-finite tensor; [`Error::Torch`] or [`Error::Model`] when a
+/// tensor cannot be read or encoded.
 pub fn state_to_bytes(ckpt: &Checkpoint<'_>, extra: &Metadata) -> Result<Vec<u8>> {
     let mut tensors: Vec<(String, Tensor)> = ckpt.model.named_parameters().into_iter().map(|(n, t)| (format!("model.{n}"), t)).collect();
     tensors.extend(ckpt.state.state()?);
@@ -103,6 +110,9 @@ pub fn state_to_bytes(ckpt: &Checkpoint<'_>, extra: &Metadata) -> Result<Vec<u8>
 
 /// Writes the checkpoint to `path` atomically (temporary file, fsync, rename: `path` holds the
 /// previous checkpoint or this one, never a mix). See [`state_to_bytes`].
+///
+/// # Errors
+/// As [`state_to_bytes`], and [`Error::Dist`] when the file cannot be written.
 pub fn save_state(path: &Path, ckpt: &Checkpoint<'_>, extra: &Metadata) -> Result<()> {
     let bytes = state_to_bytes(ckpt, extra)?;
     fm_dist::io::write_atomic(path, &bytes)?;
@@ -114,6 +124,12 @@ pub fn save_state(path: &Path, ckpt: &Checkpoint<'_>, extra: &Metadata) -> Resul
 /// another version, or truncated is an error naming the problem.
 ///
 /// Building the model draws from torch's global generator (its initial weights are then overwritten).
+///
+/// # Errors
+/// [`Error::Checkpoint`] for bytes that are not valid safetensors, another format or version,
+/// a missing metadata entry, a model that is not an MLP, or a missing or misshapen weight;
+/// [`Error::Model`] for an invalid model configuration; [`Error::Config`] for optimizer or EMA
+/// state that does not fit the recorded configuration; [`Error::Torch`] for torch failures.
 pub fn state_from_bytes(bytes: &[u8], device: Device) -> Result<LoadedState> {
     let raw = RawState::parse(bytes)?;
     let kind = raw.metadata.get("model_kind").map_or(fm_model::checkpoint::FORMAT, String::as_str);
@@ -241,6 +257,9 @@ fn check_model_tensors(model: &MlpConfig, tensors: &[(String, Tensor)]) -> Resul
 }
 
 /// Reads the checkpoint at `path` (see [`state_from_bytes`]); errors name the file.
+///
+/// # Errors
+/// As [`state_from_bytes`], and [`Error::Checkpoint`] when the file cannot be read.
 pub fn load_state(path: &Path, device: Device) -> Result<LoadedState> {
     let bytes = std::fs::read(path).map_err(|e| ckpt_err(format!("{}: {e}", path.display())))?;
     state_from_bytes(&bytes, device).map_err(|e| match e {

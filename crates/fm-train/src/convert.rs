@@ -5,6 +5,9 @@ use ndarray::{Array2, ArrayView2};
 use tch::{Device, Kind, Tensor};
 
 /// An `n × d` array as a `[n, d]` float32 tensor on `device`.
+///
+/// # Errors
+/// [`crate::Error::Torch`] when the tensor cannot be built or moved to `device`.
 pub fn array_to_tensor(a: ArrayView2<f64>, device: Device) -> Result<Tensor> {
     let (n, d) = a.dim();
     let values: Vec<f32> = a.iter().map(|&v| v as f32).collect();
@@ -12,6 +15,10 @@ pub fn array_to_tensor(a: ArrayView2<f64>, device: Device) -> Result<Tensor> {
 }
 
 /// A `[n, d]` tensor (any device, any float kind) as an `n × d` array of `f64`.
+///
+/// # Errors
+/// [`crate::Error::Config`] for a tensor that is not 2-D; [`crate::Error::Torch`] when it
+/// cannot be copied to the host.
 pub fn tensor_to_array(t: &Tensor) -> Result<Array2<f64>> {
     let size = t.size();
     let (n, d) = match size[..] {

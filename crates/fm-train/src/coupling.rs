@@ -26,7 +26,11 @@ pub enum Coupling {
     /// plan of the squared distances with regularisation `reg` ([`sinkhorn_plan`]), as
     /// TorchCFM's `OTPlanSampler(method="sinkhorn")` does. With the Schrödinger-bridge path
     /// of parameter σ, `reg = 2σ²`.
-    Sinkhorn { reg: f64 },
+    Sinkhorn {
+        /// The entropic regularisation, `> 0`: the weight of `−H(P)` in the objective (the
+        /// kernel is `exp(−C / reg)`). Small values approach exact OT.
+        reg: f64,
+    },
 }
 
 impl Coupling {
@@ -37,6 +41,8 @@ impl Coupling {
         }
     }
 
+    /// The name of the variant (`independent`, `ot`, `sinkhorn`), without its parameter
+    /// (which [`std::fmt::Display`] adds: `sinkhorn:0.5`).
     pub fn name(self) -> &'static str {
         match self {
             Coupling::Independent => "independent",
@@ -51,6 +57,9 @@ impl Coupling {
     }
 
     /// Checks the parameters; the message names the field.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a Sinkhorn `reg` that is not a positive finite number.
     pub fn validate(self) -> Result<()> {
         if let Coupling::Sinkhorn { reg } = self {
             if !(reg.is_finite() && reg > 0.0) {
@@ -64,6 +73,11 @@ impl Coupling {
 
     /// The pairs `(row of x0, row of x1)` to train on, `x0.nrows()` of them; `x0` and `x1`
     /// must have the same shape. Only [`Coupling::Sinkhorn`] draws from `rng`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for batches of different shapes, empty, or holding NaN or infinite
+    /// values; a failing assignment solver ([`ot_assignment`]); a Sinkhorn `reg` too small for
+    /// the distances ([`sinkhorn_plan`]).
     pub fn pairs(
         self,
         x0: ArrayView2<f64>,
@@ -168,6 +182,10 @@ pub fn squared_distances(x0: ArrayView2<f64>, x1: ArrayView2<f64>) -> Vec<f64> {
 /// minimising `Σ_i |x0_i − x1_π(i)|²`, by the `lsap` crate's Jonker–Volgenant solver
 /// (the algorithm of scipy's `linear_sum_assignment`, which POT's exact plan equals on
 /// uniform equal-size batches).
+///
+/// # Errors
+/// [`Error::Config`] for batches of different shapes, empty, or holding NaN or infinite values,
+/// or when the solver fails.
 pub fn ot_assignment(x0: ArrayView2<f64>, x1: ArrayView2<f64>) -> Result<Vec<usize>> {
     check_batches(x0, x1)?;
     let n = x0.nrows();
@@ -202,6 +220,10 @@ pub const SINKHORN_TOL: f64 = 1e-6;
 /// taken out first (the plan does not change: they are absorbed by the scalings); this
 /// keeps a 1 in every row and column, so moderate `reg` never underflows. When `reg` is
 /// too small for the distances the scalings still over- or underflow: that is an error.
+///
+/// # Errors
+/// [`Error::Config`] for batches of different widths or empty, a `reg` that is not positive and
+/// finite, non-finite distances, or scalings that under- or overflow.
 pub fn sinkhorn_plan(x0: ArrayView2<f64>, x1: ArrayView2<f64>, reg: f64) -> Result<Array2<f64>> {
     if x0.ncols() != x1.ncols() || x0.nrows() == 0 || x1.nrows() == 0 {
         return Err(Error::Config(format!(

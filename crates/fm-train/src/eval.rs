@@ -101,6 +101,10 @@ impl Default for LikelihoodConfig {
 impl LikelihoodConfig {
     /// Checks every setting (each message names the field); returns the time grid from `t = 1`
     /// to `0` the solve steps through.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for 0 steps, a chunk size of 0, a Hutchinson estimator without probes,
+    /// or invalid tolerances; [`Error::Ode`] for more steps than a time grid may have.
     pub fn validate(&self) -> Result<TimeGrid> {
         if self.steps == 0 {
             return Err(Error::Config("steps must be at least 1".into()));
@@ -155,8 +159,13 @@ mod divergence_name {
 /// device), and `source.log_prob` is added at the point reached. Any source with a density
 /// will do; `N(0, I)` is the usual one. [`model_likelihood`] also reports the cost.
 ///
-/// Errors, never panics, on a bad configuration, points with the wrong number of columns or
-/// non-finite values, a source of another dimension or without a density, and solver failures.
+/// Bad input is an error, never a panic.
+///
+/// # Errors
+/// [`Error::Config`] (or [`Error::Ode`]) for a bad configuration
+/// ([`LikelihoodConfig::validate`]); [`Error::Dist`] for points with the wrong number of columns
+/// or non-finite values, a source of another dimension or without a density; [`Error::Ode`] when
+/// the solve fails; [`Error::Torch`] for torch failures.
 pub fn model_log_prob(field: &(impl VectorField + HasDevice + ?Sized), source: &dyn Target, x: ArrayView2<f64>, cfg: &LikelihoodConfig) -> Result<Array1<f64>> {
     Ok(model_likelihood(field, source, x, cfg)?.log_q)
 }
@@ -175,6 +184,9 @@ pub struct ModelLikelihood {
 }
 
 /// [`model_log_prob`] with its cost: field evaluations and wall time.
+///
+/// # Errors
+/// As [`model_log_prob`].
 pub fn model_likelihood(field: &(impl VectorField + HasDevice + ?Sized), source: &dyn Target, x: ArrayView2<f64>, cfg: &LikelihoodConfig) -> Result<ModelLikelihood> {
     let start = Instant::now();
     let grid = cfg.validate()?;
@@ -244,8 +256,9 @@ impl KlEstimate {
     /// The estimate from per-sample log-densities under the target (`log_p`) and the model
     /// (`log_q`) at the same points; `nfe` and `seconds` are left at 0.
     ///
-    /// Errors when the lengths differ, there are fewer than 2 samples (no standard error), or a
-    /// value is NaN or infinite.
+    /// # Errors
+    /// [`Error::Dist`] (a [`fm_dist::Error::Metric`]) when the lengths differ, there are fewer
+    /// than 2 samples (no standard error), or a value is NaN or infinite.
     pub fn from_log_probs(log_p: ArrayView1<f64>, log_q: ArrayView1<f64>) -> Result<Self> {
         let n = log_p.len();
         if log_q.len() != n {
@@ -285,8 +298,10 @@ impl std::fmt::Display for KlEstimate {
 /// (`target.sample(n, rng)`), with the model's log-density from [`model_log_prob`] and the
 /// target's from `target.log_prob`. See [`KlEstimate`].
 ///
-/// Errors when the target has no density, dimensions disagree, `n < 2`, the configuration is
-/// invalid, or a log-density is not finite.
+/// # Errors
+/// [`Error::Config`] for `n < 2` or an invalid configuration; [`Error::Dist`] when the target
+/// or the source has no density, dimensions disagree, or a log-density is not finite;
+/// [`Error::Ode`] when the likelihood solve fails.
 pub fn kl_estimate(target: &dyn Target, field: &(impl VectorField + HasDevice + ?Sized), source: &dyn Target, n: usize, cfg: &LikelihoodConfig, rng: &mut dyn RngCore) -> Result<KlEstimate> {
     let start = Instant::now();
     cfg.validate()?;
@@ -325,6 +340,8 @@ pub struct Tracker {
 /// What [`Tracker::measure`] found.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Tracked {
+    /// Exact 2-Wasserstein distance ([`fm_dist::metrics::w2`]) between the generated samples
+    /// and the holdout, in the data's units.
     pub w2: f64,
     /// `None` where the target or source has no density.
     pub kl: Option<f64>,
@@ -333,6 +350,10 @@ pub struct Tracked {
 impl Tracker {
     /// A holdout of `n ≥ 2` target points drawn with `seed`; samples by `sample`'s method and
     /// steps (its `n_samples` becomes `n`, its seed `seed + 1`), likelihoods by `likelihood`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for `n < 2`; what [`SampleConfig::validate`](crate::SampleConfig::validate)
+    /// and [`LikelihoodConfig::validate`] return; [`Error::Dist`] when the target's log-density fails.
     pub fn new(target: &dyn Target, source: &dyn Target, n: usize, seed: u64, sample: &crate::SampleConfig, likelihood: &LikelihoodConfig) -> Result<Self> {
         if n < 2 {
             return Err(Error::Config(format!("tracking needs at least 2 points, got {n}")));
@@ -346,6 +367,10 @@ impl Tracker {
     }
 
     /// The figures of `mlp` now.
+    ///
+    /// # Errors
+    /// What [`crate::sample`] and [`model_log_prob`] return; [`Error::Dist`] when W2 or the KL
+    /// cannot be computed (non-finite samples or log-densities).
     pub fn measure(&self, mlp: &(impl VectorField + HasDevice + ?Sized), source: &dyn Target) -> Result<Tracked> {
         let generated = crate::sample(mlp, source, &self.sample)?;
         let w2 = fm_dist::metrics::w2(generated.view(), self.holdout.view())?;

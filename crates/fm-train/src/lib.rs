@@ -27,6 +27,8 @@
 //! assert_eq!(x.dim(), (100, 2));
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod checkpoint;
 mod convert;
 pub mod coupling;
@@ -56,26 +58,43 @@ pub use train::{step_seed, CheckpointHook, train, train_resumable, train_with_st
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A setting or an input out of its domain (a training, sampling or likelihood setting, a
+    /// name that does not parse, batches of mismatched shapes, state tensors that do not fit);
+    /// the message names the field or the problem.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// Training produced NaN or infinity: the mean loss of a reporting window, or a weight,
+    /// moment or average about to be checkpointed, is not finite.
     #[error("training diverged: the loss is {loss} at step {step}")]
-    Diverged { step: usize, loss: f64 },
+    Diverged {
+        /// The step that closed the window, or the step of the refused checkpoint.
+        step: usize,
+        /// The mean loss of the window that ended at `step`: itself NaN or infinite when the
+        /// loss diverged; NaN also when no window was measured (a run resumed at its last step).
+        loss: f64,
+    },
     /// A training checkpoint that cannot be written or read back.
     #[error("training checkpoint: {0}")]
     Checkpoint(String),
     /// What the exact flow of [`exact`] does not cover (the message says what it does).
     #[error("{0}")]
     Exact(String),
+    /// From the distributions: a dimension mismatch, a target without a density, a metric
+    /// that cannot be computed, a file that cannot be written.
     #[error(transparent)]
     Dist(#[from] fm_dist::Error),
+    /// From the ODE solvers: a bad grid or tolerance, a solve that failed.
     #[error(transparent)]
     Ode(#[from] fm_ode::Error),
+    /// From the model: an invalid network configuration or input, an unusable checkpoint.
     #[error(transparent)]
     Model(#[from] fm_model::Error),
+    /// A libtorch operation failed (shapes, kinds, devices, memory).
     #[error("torch: {0}")]
     Torch(#[from] tch::TchError),
 }
 
+/// The result of this crate's fallible functions, with [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// `name:arg` as (`name`, `Some(arg)`), `name` as (`name`, `None`), both trimmed: the text

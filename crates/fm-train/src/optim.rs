@@ -24,6 +24,7 @@ pub enum OptimizerKind {
 }
 
 impl OptimizerKind {
+    /// The serde and command-line name: `adam` or `adamw`.
     pub fn name(self) -> &'static str {
         match self {
             OptimizerKind::Adam => "adam",
@@ -72,10 +73,13 @@ pub struct Adam {
     flat: Option<FlatAdam>,
     /// Learning rate of the next step (a schedule sets it before each step).
     pub lr: f64,
+    /// `(β1, β2)`: the decay rates of the averages of the gradient and of its square.
     pub betas: (f64, f64),
+    /// `ε`, added to the bias-corrected `√v̂` in the update's denominator.
     pub eps: f64,
     /// `λ`: an L2 term for [`OptimizerKind::Adam`], decoupled for [`OptimizerKind::AdamW`].
     pub weight_decay: f64,
+    /// Adam or AdamW: how `weight_decay` enters the update.
     pub kind: OptimizerKind,
     step: u64,
 }
@@ -207,6 +211,9 @@ impl Adam {
     /// Adam with PyTorch's defaults (betas 0.9, 0.999, eps 1e-8, no weight decay).
     ///
     /// The parameters are moved into one buffer when they can share one (see [`Adam`]).
+    ///
+    /// # Errors
+    /// [`Error::Torch`] when the buffers or moments cannot be allocated or the parameters moved.
     pub fn new(params: Vec<(String, Tensor)>, lr: f64) -> Result<Self> {
         let (names, mut params): (Vec<String>, Vec<Tensor>) = params.into_iter().unzip();
         let flat = FlatAdam::new(&mut params)?;
@@ -224,6 +231,9 @@ impl Adam {
     }
 
     /// AdamW with PyTorch's defaults but for the weight decay.
+    ///
+    /// # Errors
+    /// As [`Adam::new`].
     pub fn adamw(params: Vec<(String, Tensor)>, lr: f64, weight_decay: f64) -> Result<Self> {
         Ok(Self {
             weight_decay,
@@ -265,6 +275,9 @@ impl Adam {
     }
 
     /// Backpropagates `loss` into fresh gradients and applies one update.
+    ///
+    /// # Errors
+    /// [`Error::Torch`] when backpropagation or the update fails.
     pub fn backward_step(&mut self, loss: &Tensor) -> Result<()> {
         self.zero_grad();
         loss.f_backward()?;
@@ -273,6 +286,9 @@ impl Adam {
 
     /// [`clip_grad_norm`] of this optimizer's parameters, the gradients scaled in one
     /// operation when they are in one buffer.
+    ///
+    /// # Errors
+    /// [`Error::Torch`] when a torch operation fails.
     pub fn clip_grad_norm(&mut self, max_norm: f64) -> Result<Tensor> {
         if let Some(flat) = &mut self.flat {
             if flat.ready(&self.params)? {
@@ -287,6 +303,15 @@ impl Adam {
 
     /// Applies one update from the gradients the parameters hold (parameters without a
     /// gradient are left alone, as PyTorch does).
+    ///
+    /// Adam (Kingma & Ba 2015, Algorithm 1) in PyTorch's arrangement: at step `k`, with
+    /// `g` the gradient (plus `λ p` for [`OptimizerKind::Adam`] with weight decay),
+    /// `m ← β1 m + (1 − β1) g`, `v ← β2 v + (1 − β2) g²` and
+    /// `p ← p − lr / (1 − β1^k) · m / (√v / √(1 − β2^k) + ε)`. [`OptimizerKind::AdamW`]
+    /// first decays the weights, `p ← p (1 − lr λ)` (Loshchilov & Hutter 2019).
+    ///
+    /// # Errors
+    /// [`Error::Torch`] when a torch operation fails.
     pub fn step(&mut self) -> Result<()> {
         let _no_grad = tch::no_grad_guard();
         self.step += 1;
@@ -328,6 +353,9 @@ impl Adam {
     /// The state to checkpoint, as named copies: `step` (an `i64` scalar), and
     /// `exp_avg.NAME` and `exp_avg_sq.NAME` for every parameter. Hyper-parameters are
     /// configuration, not state.
+    ///
+    /// # Errors
+    /// [`Error::Torch`] when a moment cannot be copied.
     pub fn state(&self) -> Result<Vec<(String, Tensor)>> {
         let mut out = vec![("step".to_string(), Tensor::from(self.step as i64))];
         for (name, m) in self.names.iter().zip(&self.exp_avg) {
@@ -341,6 +369,10 @@ impl Adam {
 
     /// Restores what [`Adam::state`] exported (names looked up, shapes checked, values
     /// copied onto this optimizer's device). Nothing changes when anything is missing or wrong.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a tensor missing or of another shape, or a `step` that is not a
+    /// scalar ≥ 0; [`Error::Torch`] when a conversion or copy fails.
     pub fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
         let step = lookup(state, "step")?;
         if step.numel() != 1 {
@@ -399,6 +431,9 @@ fn checked(src: &Tensor, like: &Tensor, key: &str) -> Result<Tensor> {
 /// `min(1, max_norm / (total + 1e-6))`. Returns the total norm before clipping (a scalar
 /// tensor on the parameters' device, so no device sync is forced), 0 when no parameter
 /// has a gradient. ([`Adam::clip_grad_norm`] does the same for an optimizer's parameters.)
+///
+/// # Errors
+/// [`Error::Torch`] when a torch operation fails.
 pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> Result<Tensor> {
     let _no_grad = tch::no_grad_guard();
     let grads: Vec<Tensor> = params
@@ -442,6 +477,7 @@ pub enum LrSchedule {
     Constant,
     /// Half a cosine from the base rate (at the end of the warm-up) down to `min_lr` (at the last step).
     Cosine {
+        /// The rate reached at the last step (0 by default).
         #[serde(default)]
         min_lr: f64,
     },
@@ -559,7 +595,12 @@ impl std::fmt::Debug for Ema {
 }
 
 impl Ema {
-    /// Tracks `params` (shallow handles, as [`named_parameters`] gives) with `decay` in `[0, 1)`.
+    /// Tracks `params` (shallow handles, as [`VelocityModel::named_parameters`] gives) with
+    /// `decay` in `[0, 1)`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a `decay` outside `[0, 1)`; [`Error::Torch`] when the average cannot
+    /// be allocated.
     pub fn new(params: Vec<(String, Tensor)>, decay: f64) -> Result<Self> {
         if !(0.0..1.0).contains(&decay) {
             return Err(Error::Config(format!(
@@ -587,11 +628,15 @@ impl Ema {
         })
     }
 
+    /// The decay: the weight the average keeps at each update.
     pub fn decay(&self) -> f64 {
         self.decay
     }
 
     /// Moves the average one step towards the current parameters.
+    ///
+    /// # Errors
+    /// [`Error::Torch`] when a torch operation fails.
     pub fn update(&mut self) -> Result<()> {
         let _no_grad = tch::no_grad_guard();
         if let Some(flat) = &mut self.flat {
@@ -638,6 +683,10 @@ impl Ema {
     ///
     /// [`Mlp::new`] draws initial weights from torch's global generator before they are
     /// overwritten: call this after, not between, seeded initialisations.
+    ///
+    /// # Errors
+    /// [`Error::Model`] when the network cannot be built on `device`; [`Error::Config`] when its
+    /// parameters are not those the average was made for (see [`Ema::copy_to`]).
     pub fn to_mlp(&self, like: &Mlp, device: Device) -> Result<Mlp> {
         let mlp = Mlp::new(like.config().clone(), device)?;
         self.copy_to(&mlp)?;
@@ -645,6 +694,9 @@ impl Ema {
     }
 
     /// The averaged weights as named copies, for a checkpoint: `NAME` for every parameter.
+    ///
+    /// # Errors
+    /// [`Error::Torch`] when a tensor cannot be copied.
     pub fn state(&self) -> Result<Vec<(String, Tensor)>> {
         self.names
             .iter()
@@ -654,6 +706,10 @@ impl Ema {
     }
 
     /// Restores what [`Ema::state`] exported; nothing changes when anything is missing or wrong.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a tensor missing or of another shape; [`Error::Torch`] when a
+    /// conversion or copy fails.
     pub fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
         let values = self
             .names

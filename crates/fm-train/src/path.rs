@@ -26,12 +26,19 @@ pub enum ProbabilityPath {
     Linear,
     /// I-CFM (Tong et al. 2023): the straight line blurred by a constant Gaussian,
     /// `x_t = t x1 + (1 − t) x0 + σ ε`, `u_t = x1 − x0`.
-    Icfm { sigma: f64 },
+    Icfm {
+        /// `σ ≥ 0`, the standard deviation of the noise, the same at every `t`.
+        sigma: f64,
+    },
     /// Lipman et al. 2023's optimal-transport path, with `x0` as the noise sample:
     /// `x_t = t x1 + (1 − (1 − σ_min) t) x0`, `u_t = x1 − (1 − σ_min) x0`
     /// (TorchCFM's `TargetConditionalFlowMatcher`, whose `(x1 − (1 − σ_min) x_t) / (1 − (1 − σ_min) t)`
     /// is the same field).
-    Lipman { sigma_min: f64 },
+    Lipman {
+        /// `σ_min ∈ [0, 1]`: at `t = 1`, `x_t = x1 + σ_min x0`, the target blurred by `σ_min`
+        /// times the source sample.
+        sigma_min: f64,
+    },
     /// The variance-preserving trigonometric interpolant (Albergo et al. 2023; TorchCFM's
     /// `VariancePreservingConditionalFlowMatcher` with σ = 0, Meta's `CosineScheduler`):
     /// `x_t = cos(πt/2) x0 + sin(πt/2) x1`, `u_t = π/2 (cos(πt/2) x1 − sin(πt/2) x0)`.
@@ -46,7 +53,10 @@ pub enum ProbabilityPath {
     /// noise vanishes, `u_t = x1 − x0` (what TorchCFM's ε-guarded division gives).
     /// Training pairs come from the entropic-OT plan with `reg = 2σ²`
     /// ([`crate::Coupling::Sinkhorn`]), which [`crate::TrainConfig::validate`] requires.
-    SchrodingerBridge { sigma: f64 },
+    SchrodingerBridge {
+        /// `σ > 0`, the bridge's noise scale: `x_t` deviates from `μ_t` by `σ √(t(1 − t)) ε`.
+        sigma: f64,
+    },
 }
 
 impl ProbabilityPath {
@@ -79,6 +89,10 @@ impl ProbabilityPath {
     }
 
     /// Checks the parameters; the message names the field.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an I-CFM `sigma` that is negative or not finite, a Lipman
+    /// `sigma_min` outside `[0, 1]`, or a Schrödinger-bridge `sigma` that is not positive and finite.
     pub fn validate(self) -> Result<()> {
         let bad = |what: &str, v: f64, need: &str| {
             Err(Error::Config(format!(
@@ -121,12 +135,18 @@ impl ProbabilityPath {
     }
 
     /// The noise-free path (`ε = 0`): `(x_t, u_t)` for batches `x0, x1: [n, d]` and times `t: [n, 1]`.
+    ///
+    /// # Errors
+    /// [`Error::Torch`] when the shapes do not broadcast.
     pub fn interpolate(self, x0: &Tensor, x1: &Tensor, t: &Tensor) -> Result<(Tensor, Tensor)> {
         self.eval(x0, x1, t, None)
     }
 
     /// `(x_t, u_t)` for batches `x0, x1: [n, d]`, times `t: [n, 1]` and noise `eps: [n, d]`
     /// (ignored by the paths without a noise term).
+    ///
+    /// # Errors
+    /// [`Error::Torch`] when the shapes do not broadcast.
     pub fn interpolate_with_noise(
         self,
         x0: &Tensor,

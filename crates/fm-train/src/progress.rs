@@ -21,6 +21,7 @@ pub struct ProgressBarReporter {
 }
 
 impl ProgressBarReporter {
+    /// A reporter for a run of `total_steps` steps; `hidden` shows nothing at all.
     pub fn new(total_steps: usize, hidden: bool) -> Self {
         let terminal = std::io::stderr().is_terminal();
         let target = if hidden || !terminal { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() };
@@ -53,6 +54,7 @@ impl ProgressBarReporter {
         }
     }
 
+    /// Clears the bar from the terminal (plain lines already written stay).
     pub fn finish(&self) {
         self.bar.finish_and_clear();
     }

@@ -11,8 +11,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SampleConfig {
+    /// Points to generate.
     pub n_samples: usize,
+    /// Fixed steps from `t = 0` to `1` (1 to 1,000,000; `dopri5` ignores it but it is checked).
     pub steps: usize,
+    /// The integrator (Euler, the seed's, by default); serde takes its name (`euler`,
+    /// `midpoint`, `heun`, `rk4`, `dopri5`).
     #[serde(with = "method_name")]
     pub method: Method,
     /// Seeds the source draws.
@@ -26,6 +30,7 @@ pub struct SampleConfig {
     pub gpu_chunk_size: usize,
     /// Relative and absolute tolerances of the adaptive method (`dopri5`), which ignores `steps`.
     pub rtol: f64,
+    /// Absolute tolerance of the adaptive method.
     pub atol: f64,
 }
 
@@ -47,6 +52,10 @@ impl Default for SampleConfig {
 
 impl SampleConfig {
     /// Checks every setting; returns the time grid the solve will step through.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for 0 samples or a chunk size of 0; [`Error::Ode`] for a step count
+    /// of 0 or above a million, or invalid tolerances.
     pub fn validate(&self) -> Result<TimeGrid> {
         if self.n_samples == 0 {
             return Err(Error::Config(
@@ -88,6 +97,10 @@ mod method_name {
 
 /// Draws `cfg.n_samples` source points and carries them through `field` from t = 0 to 1,
 /// `cfg.chunk_size` rows at a time (`cfg.gpu_chunk_size` on a GPU).
+///
+/// # Errors
+/// As [`SampleConfig::validate`]; [`Error::Ode`] when a solve fails (a field error, non-finite
+/// values, an adaptive step underflow or budget); [`Error::Torch`] for torch failures.
 pub fn sample(
     field: &(impl VectorField + HasDevice + ?Sized),
     source: &dyn Target,
@@ -113,6 +126,9 @@ pub fn sample(
 /// The paths of `n` source points through `field`: their states at every time of the
 /// sampling grid (`steps + 1` times for a fixed-step method; for `dopri5`, 101 evenly spaced
 /// output times from its dense output). Returns the times and a `[times, n, dim]` array.
+///
+/// # Errors
+/// As [`sample`], and [`Error::Config`] for `n == 0`.
 pub fn sample_paths(
     field: &(impl VectorField + HasDevice + ?Sized),
     source: &dyn Target,
@@ -156,6 +172,7 @@ pub fn sample_paths(
 /// What sampling and likelihoods need to know of a field besides its velocity: where its
 /// tensors live, and the dimension of its points when it has a fixed one.
 pub trait HasDevice {
+    /// The device the field computes on: sampling and likelihoods put their points there.
     fn device(&self) -> tch::Device;
     /// The width `D` of the points the field takes (`None`: any; the source decides).
     fn dim(&self) -> Option<usize> {

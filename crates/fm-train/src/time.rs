@@ -20,8 +20,10 @@ pub enum TimeSampling {
     /// middle of the path. Its median is `sigmoid(mean)`. Times are kept strictly inside
     /// `(0, 1)` in `f32` (clamped to `[2⁻²⁴, 1 − 2⁻²⁴]`).
     LogitNormal {
+        /// The mean of the logit `m` (0 by default; `sigmoid(mean)` is the median time).
         #[serde(default)]
         mean: f64,
+        /// The standard deviation of `m`, `> 0` (1 by default).
         #[serde(default = "one")]
         std: f64,
     },
@@ -48,9 +50,13 @@ impl TimeSampling {
     }
 
     /// Checks the parameters; the message names the field.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a logit-normal mean that is not finite or a std that is not
+    /// positive and finite.
     pub fn validate(self) -> Result<()> {
         if let TimeSampling::LogitNormal { mean, std } = self {
-            if !mean.is_finite() || !(std.is_finite() && std > 0.0) {
+            if !(mean.is_finite() && std.is_finite() && std > 0.0) {
                 return Err(Error::Config(format!("time_sampling: logit-normal needs a finite mean and a positive finite std, got mean {mean}, std {std}")));
             }
         }

@@ -19,17 +19,21 @@ use tch::{Device, Kind, Reduction, Tensor};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
+    /// Optimizer updates in the run.
     pub steps: usize,
+    /// Pairs `(x0, x1)` per step: the rows of every batch.
     pub batch_size: usize,
     /// Base learning rate (the peak of the schedule).
     pub lr: f64,
     /// Seeds the data stream (source, target, coupling, time and noise draws).
     pub seed: u64,
+    /// The probability path: how `x_t` and the velocity `u_t` to regress on are built from a pair.
     pub path: ProbabilityPath,
     /// How each batch's source and target rows are paired.
     pub coupling: Coupling,
     /// The law of the training times.
     pub time_sampling: TimeSampling,
+    /// Adam (Kingma & Ba 2015) or AdamW (Loshchilov & Hutter 2019), as PyTorch implements them.
     pub optimizer: OptimizerKind,
     /// Adam's `(β1, β2)`.
     pub betas: (f64, f64),
@@ -37,6 +41,7 @@ pub struct TrainConfig {
     pub eps: f64,
     /// L2 (`adam`) or decoupled (`adamw`) weight decay `λ`.
     pub weight_decay: f64,
+    /// The learning-rate schedule after the warm-up.
     pub lr_schedule: LrSchedule,
     /// Linear warm-up from 0 to `lr` over this many steps (0: none), before the schedule.
     pub warmup_steps: usize,
@@ -86,12 +91,17 @@ pub const PRESETS: [(&str, &str); 2] = [
 /// default's; the caller sets the data's).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Preset {
+    /// The training settings.
     pub train: TrainConfig,
+    /// The network they were tuned with (`dim` the default's 2).
     pub model: fm_model::MlpConfig,
 }
 
 impl Preset {
     /// The preset `name` (see [`PRESETS`]); an unknown name is an error listing the valid ones.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a name not in [`PRESETS`].
     pub fn named(name: &str) -> Result<Preset> {
         let model = fm_model::MlpConfig::default();
         match name.trim().to_ascii_lowercase().as_str() {
@@ -118,11 +128,18 @@ impl Preset {
 
 impl TrainConfig {
     /// The training settings of the preset `name` ([`Preset::named`]).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a name not in [`PRESETS`].
     pub fn preset(name: &str) -> Result<TrainConfig> {
         Ok(Preset::named(name)?.train)
     }
 
     /// Checks every setting; each message names the field.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for the first setting out of its domain, or a Schrödinger-bridge path
+    /// without the Sinkhorn coupling of `reg = 2σ²` it needs.
     pub fn validate(&self) -> Result<()> {
         let config = |msg: String| Err(Error::Config(msg));
         if self.steps == 0 {
@@ -186,22 +203,30 @@ impl TrainConfig {
 /// A progress report, every `report_every` steps and at the end.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
+    /// Updates taken so far, counting those before a resume.
     pub step: usize,
+    /// The run's length, `cfg.steps`.
     pub total_steps: usize,
     /// Mean loss over the steps since the previous report.
     pub loss: f64,
     /// Learning rate of the last step.
     pub lr: f64,
+    /// Wall-clock seconds since this call of the training loop started (a resumed run counts
+    /// from the resume).
     pub elapsed_s: f64,
 }
 
 /// What a finished run measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainReport {
+    /// The step reached: updates taken, counting those before a resume (`cfg.steps` unless
+    /// stopped early).
     pub steps: usize,
     /// Mean loss over the last reporting window.
     pub final_loss: f64,
+    /// Wall-clock seconds of this call of the training loop (from the resume, for a resumed run).
     pub seconds: f64,
+    /// Updates per second over this call: the updates it took divided by `seconds`.
     pub steps_per_s: f64,
     /// Of `seconds`, the time spent pairing the batches on the host (0 for independent pairs).
     #[serde(default)]
@@ -213,6 +238,7 @@ pub struct TrainReport {
 /// The optimizer and EMA a run leaves behind (to checkpoint, or to sample with the EMA).
 #[derive(Debug)]
 pub struct TrainState {
+    /// Adam or AdamW, with its moments and step count.
     pub optimizer: Adam,
     /// Present when `ema_decay` was set.
     pub ema: Option<Ema>,
@@ -237,6 +263,9 @@ impl TrainState {
 
     /// Everything as named tensors: `optimizer.` + [`Adam::state`] names, and `ema.` +
     /// parameter names when there is an EMA.
+    ///
+    /// # Errors
+    /// [`Error::Torch`] when a tensor cannot be copied.
     pub fn state(&self) -> Result<Vec<(String, Tensor)>> {
         let mut out: Vec<(String, Tensor)> = self.optimizer.state()?.into_iter().map(|(n, t)| (format!("optimizer.{n}"), t)).collect();
         if let Some(ema) = &self.ema {
@@ -247,6 +276,11 @@ impl TrainState {
 
     /// Restores what [`TrainState::state`] exported (an EMA in the state but not here, or
     /// here but not in the state, is an error).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an EMA present on one side only, a tensor missing or of another
+    /// shape, or a `step` that is not a scalar ≥ 0 (see [`Adam::load_state`], [`Ema::load_state`]);
+    /// [`Error::Torch`] when a copy fails.
     pub fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
         let part = |prefix: &str| -> Vec<(String, Tensor)> {
             state.iter().filter_map(|(n, t)| n.strip_prefix(prefix).map(|n| (n.to_string(), t.shallow_clone()))).collect()
@@ -283,6 +317,9 @@ impl TrainState {
 /// `x_t` and `u_t` from `cfg.path`, and takes an optimizer step on the mean squared error
 /// `|v(x_t, t) − u_t|²` (learning rate from the schedule, gradients clipped if asked,
 /// then the EMA updated). See [`train_with_state`] for the last iterate and the optimizer state.
+///
+/// # Errors
+/// As [`train_resumable`] (without checkpoints).
 pub fn train<M: VelocityModel>(model: &mut M, target: &dyn Target, source: &dyn Target, cfg: &TrainConfig, on_progress: &mut dyn FnMut(&Progress)) -> Result<TrainReport> {
     let (report, state) = train_with_state(model, target, source, cfg, on_progress)?;
     state.apply_ema(model)?;
@@ -291,6 +328,9 @@ pub fn train<M: VelocityModel>(model: &mut M, target: &dyn Target, source: &dyn 
 
 /// [`train`], but `model` keeps the last iterate and the optimizer and EMA come back beside
 /// the report (to checkpoint them, or to sample with [`TrainState::apply_ema`] / [`Ema::to_mlp`]).
+///
+/// # Errors
+/// As [`train_resumable`] (without checkpoints).
 pub fn train_with_state<M: VelocityModel>(
     model: &mut M,
     target: &dyn Target,
@@ -430,7 +470,9 @@ pub fn step_seed(seed: u64, step: usize) -> u64 {
 /// (the model passed beside it must hold the weights of that step).
 #[derive(Debug)]
 pub struct Resume {
+    /// Updates already taken (at most `cfg.steps`).
     pub step: usize,
+    /// The optimizer and EMA as of that step.
     pub state: TrainState,
 }
 
@@ -452,6 +494,7 @@ pub struct TrainHooks<'a> {
 /// What [`train_resumable`] leaves.
 #[derive(Debug)]
 pub struct TrainOutcome {
+    /// What the run measured (its times and loss history cover this call only).
     pub report: TrainReport,
     /// The optimizer and EMA at `step` (the model holds the last iterate).
     pub state: TrainState,
@@ -474,6 +517,11 @@ pub struct TrainOutcome {
 /// [`Error::Diverged`] naming the step that closed it, before any checkpoint of that window
 /// is written; a checkpoint whose weights, moments or average are not all finite is refused
 /// the same way, so the last checkpoint written stays the last good one.
+///
+/// # Errors
+/// [`Error::Config`] for an invalid `cfg`, dimensions of model, target and source that differ,
+/// or a resume past `cfg.steps`; [`Error::Diverged`] as above; whatever the checkpoint hook
+/// returns; and the coupling's, the model's and torch's failures.
 pub fn train_resumable<M: VelocityModel>(
     model: &mut M,
     target: &dyn Target,

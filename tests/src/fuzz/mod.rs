@@ -223,10 +223,13 @@ thread_local! {
     static FUZZING: Cell<bool> = const { Cell::new(false) };
     static PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
     /// The target, seed, execution and input running, for the allocator's report.
-    static CURRENT: RefCell<Option<(&'static str, u64, u64, Vec<u8>)>> = const { RefCell::new(None) };
+    static CURRENT: RefCell<Option<Running>> = const { RefCell::new(None) };
     /// Where that report saves the input.
     static CRASH_DIR: RefCell<PathBuf> = const { RefCell::new(PathBuf::new()) };
 }
+
+/// The target, seed, execution and input a fuzzing thread is running.
+type Running = (&'static str, u64, u64, Vec<u8>);
 
 fn install_panic_hook() {
     static ONCE: Once = Once::new();
@@ -397,7 +400,7 @@ pub fn fuzz(target: &'static FuzzTarget, opts: &Options) -> Result<Report, Strin
         report.slowest = report.slowest.max(took);
         report.largest_alloc = report.largest_alloc.max(largest);
 
-        let grown = match (rss_start, if exec % 256 == 0 { resident_bytes() } else { None }) {
+        let grown = match (rss_start, if exec.is_multiple_of(256) { resident_bytes() } else { None }) {
             (Some(a), Some(b)) => b.saturating_sub(a),
             _ => 0,
         };

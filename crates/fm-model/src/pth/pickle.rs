@@ -217,7 +217,7 @@ impl<'a> Machine<'a> {
         match self.top()? {
             Value::List(n) if what == "APPENDS" => n.0.borrow_mut().extend(items),
             Value::Dict(n) if what == "SETITEMS" => {
-                if items.len() % 2 != 0 {
+                if !items.len().is_multiple_of(2) {
                     return Err("pickle: SETITEMS with an odd number of items".into());
                 }
                 n.0.borrow_mut().extend(items)
