@@ -72,7 +72,8 @@ impl Target for PointCloud {
     }
 }
 
-/// Parses comma-separated numbers, one point per line, into an `N × D` array.
+/// Parses comma-separated numbers, one point per line, into an `N × D` array (read by the
+/// `csv` crate: quoted fields, CRLF line ends and a UTF-8 byte-order mark are understood).
 ///
 /// Blank lines and lines starting with `#` are skipped; a first line with no number at all
 /// is taken as a header. Ragged rows, non-numbers, NaN and infinities are errors naming
@@ -81,20 +82,27 @@ impl Target for PointCloud {
 /// # Errors
 /// A message naming the line and field at fault, or saying that there is no data row.
 pub fn parse_csv(text: &str) -> std::result::Result<Array2<f64>, String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false) // a header is told apart below: a first line with no number
+        .flexible(true) // ragged rows get our message, which names the line
+        .comment(Some(b'#'))
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
     let mut values = Vec::new();
     let mut width = None;
     let mut rows = 0;
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
+    for record in reader.records() {
+        let fields = record.map_err(|e| e.to_string())?;
+        // The reader skips empty lines and comments at the very start of a line; these are
+        // lines of blanks and comments after blanks.
+        if (fields.len() <= 1 && fields.iter().all(str::is_empty)) || fields.get(0).is_some_and(|f| f.starts_with('#')) {
             continue;
         }
-        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
         if rows == 0 && width.is_none() && fields.iter().all(|f| f.parse::<f64>().is_err()) {
             width = Some(fields.len()); // a header names the columns
             continue;
         }
-        let lineno = i + 1;
+        let lineno = fields.position().map_or(0, |p| start_line(text.as_bytes(), p));
         match width {
             Some(w) if w != fields.len() => return Err(format!("line {lineno} has {} fields, expected {w}", fields.len())),
             _ => width = Some(fields.len()),
@@ -112,4 +120,23 @@ pub fn parse_csv(text: &str) -> std::result::Result<Array2<f64>, String> {
         return Err("the file holds no data rows".into());
     }
     Array2::from_shape_vec((rows, width.unwrap_or(0)), values).map_err(|e| e.to_string())
+}
+
+/// The line a record starts on. csv's position is where it began to look for the record,
+/// before the empty lines and comments it skips (rust-csv issue #208), so these are stepped
+/// over here as csv-core does: `\r` and `\n` at the start of a record, and a `#` there up to
+/// the next `\n`; and the byte-order mark it strips.
+fn start_line(text: &[u8], from: &csv::Position) -> u64 {
+    let rest = text.get(from.byte() as usize..).unwrap_or_default();
+    let mut rest = rest.strip_prefix(b"\xef\xbb\xbf").unwrap_or(rest);
+    let mut line = from.line();
+    loop {
+        let skip = match rest.first() {
+            Some(b'\r' | b'\n') => 1,
+            Some(b'#') => rest.iter().position(|&b| b == b'\n').map_or(rest.len(), |i| i + 1),
+            _ => return line,
+        };
+        line += rest[..skip].ends_with(b"\n") as u64;
+        rest = &rest[skip..];
+    }
 }

@@ -19,6 +19,16 @@ fn csv_parses_with_header_comments_and_blank_lines() {
     assert_eq!(parse_csv("1,2,3\n").unwrap().dim(), (1, 3));
 }
 
+/// What the csv crate adds: a byte-order mark (Excel's "CSV UTF-8"), CRLF line ends, quotes.
+#[test]
+fn csv_with_a_byte_order_mark_crlf_and_quotes_parses() {
+    let want = array![[1.0, 2.0], [-3.5, 0.4]];
+    assert_eq!(parse_csv("\u{feff}x,y\r\n1,2\r\n-3.5,4e-1\r\n").unwrap(), want);
+    assert_eq!(parse_csv("\u{feff}1,2\n-3.5,4e-1").unwrap(), want, "the mark is not part of the first value");
+    assert_eq!(parse_csv("\"x\",\"y, in m\"\n\"1\",2\n-3.5,\"4e-1\"\n").unwrap(), want);
+    assert!(parse_csv("\"1,5\",2\n").unwrap_err().contains("line 1 field 1: '1,5' is not a number"));
+}
+
 #[test]
 fn csv_errors_name_the_line() {
     let cases = [
@@ -26,6 +36,9 @@ fn csv_errors_name_the_line() {
         ("1,2\n3,abc\n", "line 2 field 2: 'abc' is not a number"),
         ("1,2\nNaN,1\n", "line 2 field 1: NaN is not a finite number"),
         ("1,inf\n", "line 1 field 2: inf is not a finite number"),
+        // Skipped lines count: comments, blank lines, indented comments and lines of spaces.
+        ("# c\nx,y\n\n1,2\n  # c, d\n   \n3,abc\n", "line 7 field 2: 'abc' is not a number"),
+        ("1,2\r\n\r\n3\r\n", "line 3 has 1 fields, expected 2"),
         ("", "no data rows"),
         ("x,y\n", "no data rows"),
         ("# only a comment\n\n", "no data rows"),
