@@ -43,18 +43,9 @@ pub struct ConfigArgs {
 }
 
 impl ConfigArgs {
-    /// The configuration before flags: defaults, then the preset, then the file.
+    /// The configuration before flags: [`RunConfig::load`].
     pub fn load(&self) -> Result<RunConfig> {
-        let mut cfg = match &self.config {
-            Some(path) => RunConfig::read(path)?,
-            None => RunConfig::default(),
-        };
-        if let Some(name) = &self.preset {
-            anyhow::ensure!(self.config.is_none(), "give --preset or --config, not both (a config file holds the whole training and model sections)");
-            let preset = fm_train::Preset::named(name)?;
-            (cfg.train, cfg.model) = (preset.train, preset.model);
-        }
-        Ok(cfg)
+        Ok(RunConfig::load(self.config.as_deref(), self.preset.as_deref())?)
     }
 }
 

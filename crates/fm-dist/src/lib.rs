@@ -74,14 +74,14 @@ pub enum Error {
         /// What is wrong with it.
         msg: String,
     },
-    /// A file that cannot be read (missing, no permission, …).
-    ///
-    /// The OS error is in the message and not a `source`, so error chains print it once.
-    #[error("{path}: {cause}")]
+    /// A file that cannot be read (missing, no permission, …). The message names the file; the
+    /// OS error is the `source` (an error chain, or `{:#}` of `anyhow`, prints both).
+    #[error("cannot read {path}")]
     Io {
         /// The file, as given.
         path: String,
         /// The operating system's error.
+        #[source]
         cause: std::io::Error,
     },
 }

@@ -5,6 +5,21 @@ use ndarray::{s, ArrayView2, Axis};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
+/// Serde for an `f64` that may be NaN ("no figure": a standard error of one draw, say): JSON
+/// has no NaN and serde_json writes it as `null`; this reads `null` back as NaN, so a report
+/// written with such a figure reads back.
+pub mod nan_as_null {
+    use serde::Deserialize;
+
+    /// Reads a number, or `null` as NaN.
+    ///
+    /// # Errors
+    /// What the deserializer reports for anything that is neither.
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+}
+
 /// A Monte Carlo mean with its standard error: `mean = Σ v_i / n`, `se = std(v) / √n` with
 /// the sample standard deviation (`n − 1` in its denominator). The values must be independent
 /// draws for `se` to be the standard error.
@@ -13,6 +28,7 @@ pub struct Estimate {
     /// The sample mean.
     pub mean: f64,
     /// Its standard error (NaN for fewer than 2 values).
+    #[serde(deserialize_with = "nan_as_null::deserialize")]
     pub se: f64,
     /// The number of values averaged.
     pub n: usize,
@@ -211,6 +227,7 @@ pub struct SampleQuality {
     /// … and between two independent true sets of the same size (the noise floor).
     pub w2_reference: f64,
     /// Standard error of the excess `w2 − w2_reference` over the draws (NaN for one draw).
+    #[serde(deserialize_with = "nan_as_null::deserialize")]
     pub w2_excess_se: f64,
     /// Points per set in each W2 draw.
     pub w2_points: usize,
@@ -225,6 +242,7 @@ pub struct SampleQuality {
     /// distance of true samples × ¼, ½, 1, 2, 4) …
     pub mmd2: f64,
     /// … and its standard error over the draws (NaN for one draw).
+    #[serde(deserialize_with = "nan_as_null::deserialize")]
     pub mmd2_se: f64,
     /// The MMD kernel's bandwidths: ¼, ½, 1, 2 and 4 times the median pairwise distance
     /// ([`median_distance`]) of the first `min(w2_points, 1000)` points of the first draw's

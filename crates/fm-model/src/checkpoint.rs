@@ -7,7 +7,7 @@
 //! [`export_pth`] and [`import_pth`] write and convert. Both formats go through one
 //! [`StateDict`] → [`Mlp`] path, [`from_state_dict`], which checks every name and shape.
 
-use crate::{Activation, Error, Mlp, MlpConfig, Result, VelocityModel};
+use crate::{Activation, Architecture, Error, Mlp, MlpConfig, Result, VelocityModel};
 use safetensors::{Dtype, SafeTensors};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -106,10 +106,19 @@ pub fn load_into(model: &(impl VelocityModel + ?Sized), path: &Path) -> Result<M
     let bytes = std::fs::read(path).map_err(|e| err(path, e.to_string()))?;
     let (state, metadata) = read_safetensors(&bytes).map_err(|e| err(path, e.to_string()))?;
     let architecture = model.architecture();
-    let recorded = (metadata.get("format").cloned().unwrap_or_default(), metadata.get("config").cloned().unwrap_or_default());
-    let same_config = serde_json::from_str::<serde_json::Value>(&recorded.1).ok() == serde_json::from_str::<serde_json::Value>(&architecture.config).ok();
-    if recorded.0 != architecture.kind || !same_config {
-        return Err(err(path, format!("holds a {} model with config {}, not the {} model with config {} it is loaded into", recorded.0, recorded.1, architecture.kind, architecture.config)));
+    let recorded = Architecture { kind: metadata.get("format").cloned().unwrap_or_default(), config: metadata.get("config").cloned().unwrap_or_default() };
+    if !recorded.same_as(&architecture) {
+        return Err(err(path, format!("holds a {} model with config {}, not the {} model with config {} it is loaded into", recorded.kind, recorded.config, architecture.kind, architecture.config)));
+    }
+    if metadata.get("format_version").map(String::as_str) != Some(&FORMAT_VERSION.to_string()) {
+        return Err(err(path, format!("format version {} is not {FORMAT_VERSION}", metadata.get("format_version").map_or("(none)", String::as_str))));
+    }
+    let names: Vec<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
+    if let Some((extra, _)) = state.iter().find(|(n, _)| !names.contains(n)) {
+        return Err(err(path, format!("holds a tensor '{extra}' the model has no parameter for")));
+    }
+    if let Some((bad, _)) = state.iter().find(|(_, t)| t.values.iter().any(|v| !v.is_finite())) {
+        return Err(err(path, format!("tensor '{bad}' holds NaN or infinite values")));
     }
     let tensors = state
         .into_iter()
@@ -274,6 +283,10 @@ fn config_from_metadata(metadata: &Metadata) -> std::result::Result<Option<MlpCo
             }
         }
         Some(format) if format.starts_with("fm-rs/") => return Err(format!("format '{format}' is not an fm model checkpoint ('{FORMAT}')")),
+        // Written by fm's checkpoint writer for another VelocityModel: its weights are not an MLP's.
+        Some(kind) if metadata.contains_key("format_version") => {
+            return Err(format!("holds a '{kind}' model, not fm's MLP ('{FORMAT}'): build that model and read it with checkpoint::load_into"))
+        }
         Some(_) => return Ok(None),
         None => {}
     }

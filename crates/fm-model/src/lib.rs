@@ -47,6 +47,10 @@ pub fn with_torch_seed<T>(seed: u64, f: impl FnOnce() -> T) -> T {
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Values that do not fit a model's parameters (a name missing, a shape that differs); the
+    /// message says which.
+    #[error("the parameters do not match the model: {0}")]
+    Parameters(String),
     /// A setting or an input out of its domain: a network size of 0 or above
     /// [`MlpConfig::MAX_PARAMETERS`], an odd time embedding, an unknown activation or device,
     /// inputs of the wrong shape, parameter values that do not match the model's names and

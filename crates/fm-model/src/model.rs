@@ -16,6 +16,19 @@ pub struct Architecture {
     pub config: String,
 }
 
+impl Architecture {
+    /// Whether `other` is the same architecture: the same kind, and configurations equal as
+    /// JSON values (key order and spacing aside), or as text where either is not JSON.
+    pub fn same_as(&self, other: &Architecture) -> bool {
+        let json = |c: &str| serde_json::from_str::<serde_json::Value>(c).ok();
+        self.kind == other.kind
+            && match (json(&self.config), json(&other.config)) {
+                (Some(a), Some(b)) => a == b,
+                _ => self.config == other.config,
+            }
+    }
+}
+
 /// A trainable velocity field `v_θ(x, t)`: a network of points `x: [n, d]` and times
 /// `t: [n, 1]` (in `[0, 1]`, 0 the source) to velocities `[n, d]`, with named parameters.
 ///
@@ -27,7 +40,10 @@ pub struct Architecture {
 ///
 /// The parameters are tensors that track gradients (from a [`tch::nn::VarStore`], say); the
 /// optimizer updates them in place and the EMA and checkpoint loaders copy into them, so
-/// [`VelocityModel::named_parameters`] must hand out shallow handles to the model's own tensors.
+/// [`VelocityModel::named_parameters`] must hand out shallow handles to the model's own tensors,
+/// under unique names. The optimizer may move them into one contiguous buffer (`set_data`: every
+/// handle sees the move, values unchanged), so a model must read its weights through those
+/// tensors at each forward pass, not through views it cached before training.
 pub trait VelocityModel: fm_ode::VectorField {
     /// `v(x, t)` for `x: [n, d]` and per-row times `t: [n, 1]`, both `f32`, tracking gradients.
     ///
@@ -81,7 +97,7 @@ pub fn var_store_parameters(vs: &tch::nn::VarStore) -> Vec<(String, Tensor)> {
 /// Copies `values` into the parameters of `model` by name, without gradients.
 ///
 /// # Errors
-/// A parameter missing from `values` or of another shape ([`crate::Error::Config`]); nothing
+/// A parameter missing from `values` or of another shape ([`crate::Error::Parameters`]); nothing
 /// is copied then.
 pub fn copy_parameters(model: &(impl VelocityModel + ?Sized), values: &[(String, Tensor)]) -> Result<()> {
     let mut pairs = Vec::new();
@@ -90,11 +106,11 @@ pub fn copy_parameters(model: &(impl VelocityModel + ?Sized), values: &[(String,
             .iter()
             .find(|(n, _)| *n == name)
             .map(|(_, t)| t)
-            .ok_or_else(|| crate::Error::Config(format!("no values for the parameter '{name}'")))?;
+            .ok_or_else(|| crate::Error::Parameters(format!("no values for the parameter '{name}'")))?;
         if src.size() != dst.size() {
-            return Err(crate::Error::Config(format!("'{name}' has shape {:?}, the model's is {:?}", src.size(), dst.size())));
+            return Err(crate::Error::Parameters(format!("'{name}' has shape {:?}, the model's is {:?}", src.size(), dst.size())));
         }
-        pairs.push((dst, src.f_to_device(model.device())?.f_to_kind(src.kind())?));
+        pairs.push((dst.shallow_clone(), src.f_to_device(dst.device())?));
     }
     let _no_grad = tch::no_grad_guard();
     for (mut dst, src) in pairs {

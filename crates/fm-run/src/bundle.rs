@@ -28,8 +28,8 @@ impl ModelBundle {
     /// `source` (a target spec) overriding the file's record.
     ///
     /// # Errors
-    /// An unreadable checkpoint or device, a source of another dimension than the model, or a
-    /// is an error; a training record that cannot be read is kept in [`ModelBundle::train`].
+    /// An unreadable checkpoint or device, or a source of another dimension than the model (a
+    /// training record that cannot be read is not an error: it is kept in [`ModelBundle::train`]).
     pub fn load(path: &Path, device: &str, source: Option<&str>) -> Result<Self> {
         let (mlp, metadata) = checkpoint::load_any(path, fm_model::parse_device(device)?)?;
         let dim = mlp.config().dim;

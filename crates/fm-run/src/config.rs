@@ -114,6 +114,25 @@ impl RunConfig {
         })
     }
 
+    /// The configuration before command-line flags: the defaults (the seed experiment), then
+    /// the named `preset`'s training settings and network ([`fm_train::Preset`]), or the run
+    /// file at `path`.
+    ///
+    /// # Errors
+    /// Both given (a run file holds the whole training and model sections), an unknown preset,
+    /// or a run file that cannot be read ([`RunConfig::read`]).
+    pub fn load(path: Option<&Path>, preset: Option<&str>) -> Result<Self> {
+        match (path, preset) {
+            (Some(_), Some(_)) => Err(Error::Invalid("give --preset or --config, not both (a config file holds the whole training and model sections)".into())),
+            (Some(path), None) => Self::read(path),
+            (None, Some(name)) => {
+                let preset = fm_train::Preset::named(name)?;
+                Ok(Self { train: preset.train, model: preset.model, ..Self::default() })
+            }
+            (None, None) => Ok(Self::default()),
+        }
+    }
+
     /// The run file's text (TOML, every section written out).
     ///
     /// # Errors

@@ -61,7 +61,7 @@ impl RunDir {
 
     /// Removes the temporary files of atomic writes a killed process left (hold the lock).
     pub fn remove_stale_temporaries(&self) {
-        let ours = [Self::CONFIG, Self::METRICS, Self::MODEL, Self::STATE].map(|f| format!(".{f}."));
+        let ours = [Self::CONFIG, Self::METRICS, Self::MODEL, Self::STATE, Self::REPORT, Self::SAMPLES].map(|f| format!(".{f}."));
         for entry in std::fs::read_dir(&self.path).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().to_string();
             if ours.iter().any(|p| name.starts_with(p.as_str())) && name.contains(".tmp") {
@@ -77,34 +77,33 @@ impl RunDir {
     /// [`Error::Metrics`] for a file that is not a metrics table.
     pub fn read_metrics(&self) -> Result<Vec<MetricsRow>> {
         let path = self.file(Self::METRICS);
-        if !path.exists() {
-            return Ok(Vec::new());
-        }
         let fail = |source| Error::Metrics { path: path.clone(), source };
         csv::ReaderBuilder::new().trim(csv::Trim::All).from_path(&path).map_err(fail)?.deserialize().collect::<std::result::Result<_, _>>().map_err(fail)
     }
 
-    /// Writes `rows` as `metrics.csv`, atomically.
+    /// The rows of `metrics.csv` for steps up to `step`, to continue a run from its checkpoint
+    /// at `step`: none when there is no file, and rows that do not parse skipped (the rows
+    /// appended between checkpoints are written best effort, and a kill can tear the last one).
+    pub fn metrics_up_to(&self, step: usize) -> Vec<MetricsRow> {
+        let reader = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(true).from_path(self.file(Self::METRICS));
+        reader.map(|mut r| r.deserialize::<MetricsRow>().flatten().filter(|row| row.step <= step).collect()).unwrap_or_default()
+    }
+
+    /// Writes `rows` as `metrics.csv` (the header even when there are none), atomically.
     ///
     /// # Errors
     /// [`Error::Dist`] when the file cannot be written (the previous one is kept).
     pub fn write_metrics(&self, rows: &[MetricsRow]) -> Result<()> {
-        let mut out = csv::Writer::from_writer(Vec::new());
+        let mut bytes = MetricsRow::HEADER.as_bytes().to_vec();
         for row in rows {
-            out.serialize(row).map_err(|source| Error::Metrics { path: self.file(Self::METRICS), source })?;
+            bytes.extend(row.to_csv_line());
         }
-        let bytes = out.into_inner().map_err(|e| Error::Invalid(format!("metrics.csv: {e}")))?;
         Ok(fm_dist::io::write_atomic(&self.file(Self::METRICS), &bytes)?)
     }
 
     /// Appends `row` to `metrics.csv` (best effort: each checkpoint rewrites the file whole).
     pub fn append_metrics(&self, row: &MetricsRow) {
-        let mut out = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
-        if out.serialize(row).is_ok() {
-            if let Ok(bytes) = out.into_inner() {
-                let _ = std::fs::OpenOptions::new().append(true).open(self.file(Self::METRICS)).and_then(|mut f| std::io::Write::write_all(&mut f, &bytes));
-            }
-        }
+        let _ = std::fs::OpenOptions::new().append(true).open(self.file(Self::METRICS)).and_then(|mut f| std::io::Write::write_all(&mut f, &row.to_csv_line()));
     }
 
     /// Writes `report` as `report.json`, atomically.
@@ -148,6 +147,19 @@ pub struct MetricsRow {
     pub kl: Option<f64>,
 }
 
+impl MetricsRow {
+    /// The header line of `metrics.csv`: the field names, in order.
+    pub const HEADER: &'static str = "step,loss,loss_floor,lr,w2,kl\n";
+
+    /// The row as one CSV line (an absent figure is an empty cell).
+    fn to_csv_line(&self) -> Vec<u8> {
+        let mut out = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
+        // Numbers and empty cells into memory: neither can fail.
+        let _ = out.serialize(self);
+        out.into_inner().unwrap_or_default()
+    }
+}
+
 /// Everything `fm run` measured, as `report.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
@@ -188,19 +200,13 @@ impl RunLock {
     pub fn acquire(dir: &RunDir) -> Result<Self> {
         let path = dir.file(RunDir::LOCK);
         let io = |source| Error::Io { what: "the output folder is not writable:", path: path.clone(), source };
-        if !path.exists() {
-            std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(&path).map_err(io)?;
-        }
-        // Read-only: flock needs no write access, and a file held open for writing would keep
-        // the file system from being remounted read-only under a running command.
+        // Opened for writing once and closed: proves the folder writable before any work.
+        std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(&path).map_err(io)?;
+        // Locked through a read-only handle: flock and LockFileEx need no write access, and a
+        // file held open for writing would keep the file system from being remounted read-only.
         let file = std::fs::File::open(&path).map_err(io)?;
         match file.try_lock() {
-            Ok(()) => {
-                // Proves the folder writable before any work, and says who holds it.
-                let pid = format!("{}\n", std::process::id());
-                std::fs::OpenOptions::new().write(true).truncate(true).open(&path).and_then(|mut f| std::io::Write::write_all(&mut f, pid.as_bytes())).map_err(io)?;
-                Ok(Self { _file: file })
-            }
+            Ok(()) => Ok(Self { _file: file }),
             Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked { dir: dir.path().to_path_buf() }),
             Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
         }
@@ -265,7 +271,10 @@ mod tests {
     fn metrics_round_trip_and_read_older_files() {
         let dir = temp("metrics");
         std::fs::create_dir_all(dir.path()).unwrap();
-        assert_eq!(dir.read_metrics().unwrap(), vec![]);
+        assert!(matches!(dir.read_metrics(), Err(Error::Metrics { .. })), "no file is an error");
+        assert_eq!(dir.metrics_up_to(10), vec![]);
+        dir.write_metrics(&[]).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.file(RunDir::METRICS)).unwrap(), MetricsRow::HEADER);
         let rows = vec![
             MetricsRow { step: 100, loss: 3.25, loss_floor: Some(2.9835), lr: 1e-4, w2: None, kl: None },
             MetricsRow { step: 200, loss: 3.0, loss_floor: Some(2.9835), lr: 1e-4, w2: Some(0.12), kl: Some(0.04) },
@@ -274,8 +283,12 @@ mod tests {
         let text = std::fs::read_to_string(dir.file(RunDir::METRICS)).unwrap();
         assert!(text.starts_with("step,loss,loss_floor,lr,w2,kl\n100,3.25,2.9835,0.0001,,\n"), "{text}");
         assert_eq!(dir.read_metrics().unwrap(), rows);
-        dir.append_metrics(&rows[0]);
+        dir.append_metrics(&MetricsRow { step: 250, ..rows[0].clone() });
         assert_eq!(dir.read_metrics().unwrap().len(), 3);
+        // A torn last row (a kill mid-append) is skipped when a run resumes, and so are later steps.
+        std::fs::OpenOptions::new().append(true).open(dir.file(RunDir::METRICS)).and_then(|mut f| std::io::Write::write_all(&mut f, b"300,2.9")).unwrap();
+        assert_eq!(dir.metrics_up_to(150), rows[..1].to_vec());
+        assert_eq!(dir.metrics_up_to(1000).len(), 3);
         std::fs::write(dir.file(RunDir::METRICS), "step,loss,lr,w2,kl\n10,4.5,0.001,,\n20,4.0,0.001,0.5,\n").unwrap();
         let old = dir.read_metrics().unwrap();
         assert_eq!(old[1], MetricsRow { step: 20, loss: 4.0, loss_floor: None, lr: 1e-3, w2: Some(0.5), kl: None });

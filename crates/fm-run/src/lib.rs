@@ -49,8 +49,9 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
-    /// A file or folder of the run that cannot be read or written.
-    #[error("{what} {}: {source}", path.display())]
+    /// A file or folder of the run that cannot be read or written (the OS error is the
+    /// `source`: `{:#}` or an error chain prints it).
+    #[error("{what} {}", path.display())]
     Io {
         /// What the file is for ("cannot read config", "cannot create output folder", …).
         what: &'static str,
@@ -65,16 +66,16 @@ pub enum Error {
         /// The run folder.
         dir: PathBuf,
     },
-    /// `metrics.csv` cannot be read or written.
-    #[error("{}: {source}", path.display())]
+    /// `metrics.csv` cannot be read or written (the CSV error is the `source`).
+    #[error("{}", path.display())]
     Metrics {
         /// The file.
         path: PathBuf,
         /// The CSV reader's or writer's error.
         source: csv::Error,
     },
-    /// Training failed; `kept` says which checkpoint survives.
-    #[error("training stopped; {kept}: {source}")]
+    /// Training failed; `kept` says which checkpoint survives (why it failed is the `source`).
+    #[error("training stopped; {kept}")]
     Stopped {
         /// "the last good checkpoint (step N) is kept in DIR", or "no checkpoint was written".
         kept: String,
@@ -88,6 +89,20 @@ pub enum Error {
         step: usize,
         /// The run folder.
         dir: PathBuf,
+    },
+    /// A target or source spec that cannot be parsed (`what` says which).
+    #[error("{what}")]
+    Spec {
+        /// `target` or `source`.
+        what: &'static str,
+        /// Why.
+        source: fm_dist::Error,
+    },
+    /// The training state a run would continue from cannot be read.
+    #[error("cannot resume")]
+    Resume {
+        /// Why.
+        source: fm_train::Error,
     },
     /// From the training layer.
     #[error(transparent)]

@@ -51,8 +51,8 @@ pub struct Trained {
 /// kept), or [`Error::Interrupted`] when `opts.stop` was set.
 pub fn train_run(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut dyn FnMut(&str)) -> Result<Trained> {
     let device = parse_device(&cfg.device)?;
-    let target = parse_target(&cfg.target)?;
-    let source = parse_target(&cfg.source)?;
+    let target = parse_target(&cfg.target).map_err(|source| Error::Spec { what: "target", source })?;
+    let source = parse_target(&cfg.source).map_err(|source| Error::Spec { what: "source", source })?;
     if source.dim() != target.dim() {
         return Err(Error::Invalid(format!("the source {} is {}-D but the target {} is {}-D", source.name(), source.dim(), target.name(), target.dim())));
     }
@@ -66,7 +66,7 @@ pub fn train_run(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &m
     dir.remove_stale_temporaries();
 
     let (mut mlp, start, rows) = if opts.resume && state_path.exists() {
-        let loaded = fm_train::load_state(&state_path, device)?;
+        let loaded = fm_train::load_state(&state_path, device).map_err(|source| Error::Resume { source })?;
         let invalid = |what: String| Err(Error::Invalid(format!("cannot resume: {what}")));
         if loaded.mlp.config() != &cfg.model {
             return invalid(format!("the model in {} differs from the one in config.toml", state_path.display()));
@@ -78,7 +78,7 @@ pub fn train_run(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &m
             return invalid(format!("{} is at step {}, past the {} steps asked for (give --steps {} or more)", dir.path().display(), loaded.step, cfg.train.steps, loaded.step));
         }
         log(&format!("fm: resuming {} at step {} of {}", dir.path().display(), loaded.step, cfg.train.steps));
-        let rows = dir.read_metrics()?.into_iter().filter(|r| r.step <= loaded.step).collect();
+        let rows = dir.metrics_up_to(loaded.step);
         (loaded.mlp, Some(Resume { step: loaded.step, state: loaded.state }), rows)
     } else {
         if opts.resume {
@@ -136,7 +136,7 @@ pub fn train_run(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &m
                 row.kl = tracked.kl;
             }
         }
-        dir.write_metrics(&rows.borrow()).map_err(|e| fm_train::Error::Checkpoint(e.to_string()))?;
+        dir.write_metrics(&rows.borrow()).map_err(|e| fm_train::Error::Hook(Box::new(e)))?;
         last_checkpoint.set(Some(c.step));
         Ok(())
     };

@@ -223,10 +223,9 @@ pub fn load_state_into(model: &(impl VelocityModel + ?Sized), path: &Path) -> Re
     let raw = RawState::parse(&bytes).map_err(named)?;
     let architecture = model.architecture();
     let kind = raw.metadata.get("model_kind").map_or(fm_model::checkpoint::FORMAT, String::as_str);
-    let recorded: Option<serde_json::Value> = raw.metadata.get("model").and_then(|c| serde_json::from_str(c).ok());
-    if kind != architecture.kind || recorded != serde_json::from_str(&architecture.config).ok() {
-        let config = raw.metadata.get("model").cloned().unwrap_or_default();
-        return Err(named(ckpt_err(format!("holds a {kind} model with config {config}, not the {} model with config {}", architecture.kind, architecture.config))));
+    let recorded = fm_model::Architecture { kind: kind.to_string(), config: raw.metadata.get("model").cloned().unwrap_or_default() };
+    if !recorded.same_as(&architecture) {
+        return Err(named(ckpt_err(format!("holds a {} model with config {}, not the {} model with config {}", recorded.kind, recorded.config, architecture.kind, architecture.config))));
     }
     raw.restore(model).map_err(named)
 }

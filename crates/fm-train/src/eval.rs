@@ -243,6 +243,7 @@ pub struct KlEstimate {
     /// `mean(log p − log q)`: the KL estimate.
     pub kl: f64,
     /// Its standard error, `std(log p − log q) / √n`.
+    #[serde(deserialize_with = "fm_dist::metrics::nan_as_null::deserialize")]
     pub kl_se: f64,
     /// Field evaluations per point in the likelihood solve, averaged over its chunks (each
     /// also costs the divergence's backward passes). A fixed-step method's is

@@ -58,6 +58,9 @@ pub use train::{step_seed, CheckpointHook, train, train_resumable, train_with_st
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The caller's checkpoint hook failed (writing its files, say): its own error.
+    #[error(transparent)]
+    Hook(Box<dyn std::error::Error + Send + Sync>),
     /// A setting or an input out of its domain (a training, sampling or likelihood setting, a
     /// name that does not parse, batches of mismatched shapes, state tensors that do not fit);
     /// the message names the field or the problem.

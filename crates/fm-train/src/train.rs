@@ -223,6 +223,7 @@ pub struct TrainReport {
     /// stopped early).
     pub steps: usize,
     /// Mean loss over the last reporting window.
+    #[serde(deserialize_with = "fm_dist::metrics::nan_as_null::deserialize")]
     pub final_loss: f64,
     /// Wall-clock seconds of this call of the training loop (from the resume, for a resumed run).
     pub seconds: f64,
@@ -252,6 +253,14 @@ impl TrainState {
     /// A torch failure allocating the moments.
     pub fn new(model: &(impl VelocityModel + ?Sized), cfg: &TrainConfig) -> Result<Self> {
         let params = model.named_parameters();
+        let mut names: Vec<&str> = params.iter().map(|(n, _)| n.as_str()).collect();
+        names.sort_unstable();
+        if let Some(twice) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(Error::Config(format!("the model names two parameters '{}': checkpoints and the EMA match parameters by name", twice[0])));
+        }
+        if params.is_empty() || params.iter().any(|(_, p)| !p.requires_grad()) {
+            return Err(Error::Config("the model has no parameters, or one that does not track gradients (named_parameters must hand out the model's own trainable tensors)".into()));
+        }
         let mut optimizer = Adam::new(params.iter().map(|(n, p)| (n.clone(), p.shallow_clone())).collect(), cfg.lr)?;
         optimizer.kind = cfg.optimizer;
         optimizer.betas = cfg.betas;
@@ -592,6 +601,14 @@ pub fn train_resumable<M: VelocityModel>(
                     let loss = model.forward(&xt, &t)?.f_mse_loss(&ut, Reduction::Mean)?;
                     opt.zero_grad();
                     loss.f_backward()?;
+                    let reached = |p: &Tensor| -> Result<bool> {
+                        let g = p.grad();
+                        Ok(g.defined() && f64::try_from(g.f_abs()?.f_sum(Kind::Double)?)? > 0.0)
+                    };
+                    if step == first_step + 1 && !opt.params().iter().map(reached).collect::<Result<Vec<_>>>()?.contains(&true) {
+                        // The loss does not reach the parameters the optimizer holds (copies, say).
+                        return Err(Error::Config("no parameter of the model received a gradient: named_parameters must hand out the tensors its forward pass uses".into()));
+                    }
                     loss
                 }
             };

@@ -336,3 +336,34 @@ fn a_custom_model_trains_resumes_and_round_trips() {
     assert!(err.contains("fm-rs/mlp"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A model whose `named_parameters` hands out copies would train nothing: refused, not run.
+#[test]
+fn a_model_that_hands_out_copies_of_its_parameters_is_refused() {
+    struct Copies(TanhNet);
+    impl fm_model::VelocityModel for Copies {
+        fn forward(&self, x: &tch::Tensor, t: &tch::Tensor) -> fm_model::Result<tch::Tensor> {
+            fm_model::VelocityModel::forward(&self.0, x, t)
+        }
+        fn dim(&self) -> usize {
+            2
+        }
+        fn device(&self) -> Device {
+            Device::Cpu
+        }
+        fn named_parameters(&self) -> Vec<(String, tch::Tensor)> {
+            fm_model::VelocityModel::named_parameters(&self.0).into_iter().map(|(n, t)| (n, t.detach().copy())).collect()
+        }
+        fn architecture(&self) -> fm_model::Architecture {
+            fm_model::VelocityModel::architecture(&self.0)
+        }
+    }
+    impl fm_ode::VectorField for Copies {
+        fn velocity(&self, x: &tch::Tensor, t: f64) -> fm_ode::Result<tch::Tensor> {
+            fm_model::velocity_at(self, x, t)
+        }
+    }
+    let (t, s) = (GaussianMixture::seed(), StandardNormal::new(2).unwrap());
+    let err = fm_train::train(&mut Copies(TanhNet::new(1, 8)), &t, &s, &plain(5), &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("named_parameters"), "{err}");
+}
