@@ -1,1 +1,3 @@
-fn main() { fm_torch_link::emit() }
+fn main() {
+    fm_torch_link::emit()
+}

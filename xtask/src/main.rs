@@ -41,7 +41,8 @@ fn main() -> ExitCode {
     let result = match task {
         "setup" => setup::ensure_libtorch().map(|_| ()),
         "test" => setup::ensure_libtorch().and_then(|_| cargo(&[&["test", "--workspace"], &as_strs(&rest)[..]].concat())),
-        "run" => setup::ensure_libtorch().and_then(|_| cargo(&[&["run", "--release", "--quiet", "-p", "fm-cli", "--bin", "fm", "--", "run"], &as_strs(fm_flags(&rest))[..]].concat())),
+        "run" => setup::ensure_libtorch()
+            .and_then(|_| cargo(&[&["run", "--release", "--quiet", "-p", "fm-cli", "--bin", "fm", "--", "run"], &as_strs(fm_flags(&rest))[..]].concat())),
         "e2e" => setup::ensure_libtorch().and_then(|_| e2e::run(&rest)),
         "bench" => setup::ensure_libtorch().and_then(|torch| bench::run(&rest, torch.as_deref())),
         "integrators" => setup::ensure_libtorch().and_then(|_| integrators::run(&rest)),

@@ -9,9 +9,9 @@ use clap::parser::ValueSource;
 use clap::ArgMatches;
 use fm_model::MlpConfig;
 use fm_ode::Method;
-use fm_train::{Coupling, LrSchedule, OptimizerKind, ProbabilityPath, SampleConfig, TimeSampling, TrainConfig};
 pub use fm_run::RunConfig;
 use fm_run::RunDir;
+use fm_train::{Coupling, LrSchedule, OptimizerKind, ProbabilityPath, SampleConfig, TimeSampling, TrainConfig};
 use std::path::{Path, PathBuf};
 
 /// The checkpoint a command reads: `checkpoint` when given, else the model of the run that the

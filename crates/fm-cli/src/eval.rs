@@ -1,9 +1,9 @@
 //! `fm eval`: how good samples, or a model, are, judged against a target.
 
 use crate::quality::EvalFlags;
-use fm_run::{EvalConfig, ModelBundle};
 use anyhow::{Context, Result};
 use fm_dist::parse_target;
+use fm_run::{EvalConfig, ModelBundle};
 use fm_train::LikelihoodConfig;
 use rand::{rngs::StdRng, SeedableRng};
 use std::path::PathBuf;
@@ -53,7 +53,12 @@ pub fn eval(args: EvalArgs, m: &clap::ArgMatches) -> Result<()> {
         cfg.likelihood.steps = args.kl_steps;
     }
     let model = args.checkpoint.as_deref().map(|c| ModelBundle::load(c, "auto", None)).transpose()?;
-    let spec = args.target.clone().or_else(|| run.as_ref().map(|r| r.target.clone())).or_else(|| model.as_ref().and_then(|m| m.target.clone())).unwrap_or_else(|| "gmm3".into());
+    let spec = args
+        .target
+        .clone()
+        .or_else(|| run.as_ref().map(|r| r.target.clone()))
+        .or_else(|| model.as_ref().and_then(|m| m.target.clone()))
+        .unwrap_or_else(|| "gmm3".into());
     let target = parse_target(&spec).context("target")?;
     let mut rng = StdRng::seed_from_u64(args.seed);
     if let Some(path) = &args.samples {
@@ -65,7 +70,8 @@ pub fn eval(args: EvalArgs, m: &clap::ArgMatches) -> Result<()> {
     if let (Some(bundle), Some(path)) = (&model, &args.checkpoint) {
         let (mlp, source) = (&bundle.mlp, &bundle.source);
         if cfg.kl_points > 0 {
-            let kl = fm_train::kl_estimate(target.as_ref(), mlp, source.as_ref(), cfg.kl_points, &cfg.likelihood, &mut rng).with_context(|| format!("cannot judge {}", path.display()))?;
+            let kl = fm_train::kl_estimate(target.as_ref(), mlp, source.as_ref(), cfg.kl_points, &cfg.likelihood, &mut rng)
+                .with_context(|| format!("cannot judge {}", path.display()))?;
             println!("likelihood of {} against {}:\n  {kl}", path.display(), target.name());
         }
         if target.as_mixture().is_some() {

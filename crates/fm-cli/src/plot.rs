@@ -116,7 +116,12 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
     }
     let bundle = ModelBundle::load(&ckpt, &args.device, None)?;
     let (mlp, source) = (&bundle.mlp, &bundle.source);
-    let spec = args.target.clone().or_else(|| run.as_ref().map(|r| r.target.clone())).or_else(|| bundle.target.clone()).context("the checkpoint names no target: give --target")?;
+    let spec = args
+        .target
+        .clone()
+        .or_else(|| run.as_ref().map(|r| r.target.clone()))
+        .or_else(|| bundle.target.clone())
+        .context("the checkpoint names no target: give --target")?;
     let target = parse_target(&spec).context("target")?;
     anyhow::ensure!(target.dim() == mlp.config().dim, "the target {} is {}-D but the model is {}-D", target.name(), target.dim(), mlp.config().dim);
     let mut cfg = run.as_ref().map_or_else(SampleConfig::default, |r| r.sample.clone());
@@ -126,7 +131,11 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
     match args.kind {
         Kind::Compare => {
             let x = fm_train::sample(mlp, source.as_ref(), &cfg)?;
-            let fig = fm_viz::CompareFigure { coords, samples_title: format!("Generated samples ({})", crate::sample::describe(&cfg)), ..fm_viz::CompareFigure::fitted() };
+            let fig = fm_viz::CompareFigure {
+                coords,
+                samples_title: format!("Generated samples ({})", crate::sample::describe(&cfg)),
+                ..fm_viz::CompareFigure::fitted()
+            };
             fm_viz::compare(&out, t, x.view(), &fig)?;
         }
         Kind::Trajectories => {
@@ -137,7 +146,12 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
             let (times, paths) = fm_train::sample_paths(mlp, source.as_ref(), &cfg, args.points.unwrap_or(2000))?;
             fm_viz::animation(&out, paths.view(), &times, Some(t), &fm_viz::AnimationFigure { coords, ..Default::default() })?;
         }
-        Kind::Field => fm_viz::field(&out, |x: ArrayView2<f64>, time| crate::plot_field::velocity(mlp, x, time), Some(t), &fm_viz::FieldFigure { coords, ..Default::default() })?,
+        Kind::Field => fm_viz::field(
+            &out,
+            |x: ArrayView2<f64>, time| crate::plot_field::velocity(mlp, x, time),
+            Some(t),
+            &fm_viz::FieldFigure { coords, ..Default::default() },
+        )?,
         Kind::FieldError => {
             let train = match run.as_ref() {
                 Some(r) => r.train.clone(),
@@ -166,7 +180,9 @@ fn plot_loss(dir: &RunDir, out: &Path) -> Result<()> {
     let rows = dir.read_metrics()?;
     anyhow::ensure!(!rows.is_empty(), "{}: no rows yet (written by fm train and fm run)", dir.file(RunDir::METRICS).display());
     let floor = rows.iter().find_map(|r| r.loss_floor);
-    let column = |value: &dyn Fn(&MetricsRow) -> Option<f64>| -> Array2<f64> { Array2::from(rows.iter().filter_map(|r| value(r).map(|v| [r.step as f64, v])).collect::<Vec<_>>()) };
+    let column = |value: &dyn Fn(&MetricsRow) -> Option<f64>| -> Array2<f64> {
+        Array2::from(rows.iter().filter_map(|r| value(r).map(|v| [r.step as f64, v])).collect::<Vec<_>>())
+    };
     let loss = column(&|r| Some(r.loss));
     let series = [("lr", column(&|r| Some(r.lr))), ("w2", column(&|r| r.w2)), ("kl", column(&|r| r.kl))];
     let extra: Vec<(&str, ArrayView2<f64>)> = series.iter().filter(|(_, a)| a.nrows() > 0).map(|(name, a)| (*name, a.view())).collect();

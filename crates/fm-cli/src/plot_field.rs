@@ -41,7 +41,13 @@ pub fn field_error(out: &Path, flow: &ExactFlow, mlp: &Mlp, coords: (usize, usiz
     let times: Vec<f64> = (0..=40).map(|k| k as f64 / 40.0).collect();
     let curve = flow.field_error_curve(mlp, &times, 2048, &mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0))?;
     let rows = Array2::from_shape_fn((times.len(), 2), |(i, j)| if j == 0 { times[i] } else { curve[i].mean });
-    let fig = fm_viz::LossFigure { title: format!("Field error against the exact flow ({} path)", flow.path()), x_name: "t".into(), loss_name: "E‖v − v*‖² per coordinate".into(), smooth: Some(1), ..Default::default() };
+    let fig = fm_viz::LossFigure {
+        title: format!("Field error against the exact flow ({} path)", flow.path()),
+        x_name: "t".into(),
+        loss_name: "E‖v − v*‖² per coordinate".into(),
+        smooth: Some(1),
+        ..Default::default()
+    };
     fm_viz::loss(out, rows.view(), &[], &fig)?;
     let t = flow.target();
     if t.dim() != 2 {

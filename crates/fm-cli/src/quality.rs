@@ -1,8 +1,8 @@
 //! The evaluation settings `fm run` and `fm eval` share.
 
 use crate::config::override_given;
-use fm_run::EvalConfig;
 use clap::ArgMatches;
+use fm_run::EvalConfig;
 
 #[derive(clap::Args, Debug)]
 pub struct EvalFlags {

@@ -3,7 +3,7 @@
 use crate::config::{given, ConfigArgs, DataFlags, ModelFlags, TrainFlags};
 use anyhow::Result;
 use clap::ArgMatches;
-use fm_run::{RunConfig, RunDir, Trained, TrainOptions};
+use fm_run::{RunConfig, RunDir, TrainOptions, Trained};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
@@ -92,8 +92,12 @@ pub fn train(args: TrainArgs, m: &ArgMatches) -> Result<Trained> {
 /// `DIR/config.toml`, with `--steps` and `--device` applied; any other flag is refused
 /// (the ids of argument groups, the flattened structs' names, start with a capital and are skipped).
 fn resume_config(args: &TrainArgs, dir: &Path, m: &ArgMatches) -> Result<RunConfig> {
-    let refused: Vec<String> =
-        m.ids().map(|id| id.as_str()).filter(|id| !id.starts_with(char::is_uppercase) && !RESUME_FLAGS.contains(id) && given(m, id)).map(|id| format!("--{}", id.replace('_', "-"))).collect();
+    let refused: Vec<String> = m
+        .ids()
+        .map(|id| id.as_str())
+        .filter(|id| !id.starts_with(char::is_uppercase) && !RESUME_FLAGS.contains(id) && given(m, id))
+        .map(|id| format!("--{}", id.replace('_', "-")))
+        .collect();
     anyhow::ensure!(
         refused.is_empty(),
         "--resume continues the run as configured in {}; {} would change it (only --steps, to extend the run, --device and --quiet may be given)",

@@ -34,7 +34,28 @@ fn tiny_trained(name: &str) -> PathBuf {
 }
 
 fn tiny_run(out: &Path) -> Output {
-    fm(&["run", "--quiet", "--device", "cpu", "--steps", "40", "--batch-size", "64", "--samples", "400", "--sample-steps", "10", "--w2-points", "200", "--w2-draws", "1", "--kl-points", "100", "--out", out.to_str().unwrap()])
+    fm(&[
+        "run",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--steps",
+        "40",
+        "--batch-size",
+        "64",
+        "--samples",
+        "400",
+        "--sample-steps",
+        "10",
+        "--w2-points",
+        "200",
+        "--w2-draws",
+        "1",
+        "--kl-points",
+        "100",
+        "--out",
+        out.to_str().unwrap(),
+    ])
 }
 
 #[test]
@@ -43,7 +64,9 @@ fn run_writes_checkpoint_samples_figure_and_report() {
     let o = tiny_run(&out);
     assert!(o.status.success(), "{}", stderr(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
-    for what in ["component shares", "mean log-density", "W2 to true samples", "KL(target ‖ model)", "steps/s", "model.safetensors", "samples.npy", "compare.png"] {
+    for what in
+        ["component shares", "mean log-density", "W2 to true samples", "KL(target ‖ model)", "steps/s", "model.safetensors", "samples.npy", "compare.png"]
+    {
         assert!(stdout.contains(what), "stdout lacks '{what}':\n{stdout}");
     }
     let samples = fm_dist::io::read_npy(&out.join("samples.npy")).unwrap();
@@ -73,7 +96,19 @@ fn run_writes_checkpoint_samples_figure_and_report() {
     assert!(std::fs::metadata(out.join("compare.png")).unwrap().len() > 10_000);
 
     // The checkpoint alone is enough to sample again.
-    let o = fm(&["sample", "--device", "cpu", "--checkpoint", out.join("model.safetensors").to_str().unwrap(), "--samples", "30", "--steps", "4", "--method", "rk4"]);
+    let o = fm(&[
+        "sample",
+        "--device",
+        "cpu",
+        "--checkpoint",
+        out.join("model.safetensors").to_str().unwrap(),
+        "--samples",
+        "30",
+        "--steps",
+        "4",
+        "--method",
+        "rk4",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(fm_dist::io::read_npy(&out.join("samples-rk4-4.npy")).unwrap().dim(), (30, 2));
 }
@@ -153,7 +188,24 @@ fn eval_judges_any_npy_and_refuses_bad_ones() {
 #[test]
 fn config_file_repeats_a_run_and_flags_override_it() {
     let (a, b) = (temp("cfg-a"), temp("cfg-b"));
-    let o = fm(&["train", "--quiet", "--device", "cpu", "--steps", "30", "--batch-size", "32", "--coupling", "ot", "--path", "icfm:0.05", "--ema-decay", "0.9", "--out", a.to_str().unwrap()]);
+    let o = fm(&[
+        "train",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--steps",
+        "30",
+        "--batch-size",
+        "32",
+        "--coupling",
+        "ot",
+        "--path",
+        "icfm:0.05",
+        "--ema-decay",
+        "0.9",
+        "--out",
+        a.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let cfg = a.join("config.toml");
     let o = fm(&["train", "--quiet", "--config", cfg.to_str().unwrap(), "--steps", "20", "--out", b.to_str().unwrap()]);
@@ -496,7 +548,24 @@ fn the_oracle_samples_and_judges_the_exact_flow() {
     let dir = temp("oracle");
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("exact.npy");
-    let o = fm(&["sample", "--oracle", "--target", "8gaussians", "--path", "vp", "--method", "rk4", "--steps", "20", "--samples", "2000", "--device", "cpu", "--out", out.to_str().unwrap()]);
+    let o = fm(&[
+        "sample",
+        "--oracle",
+        "--target",
+        "8gaussians",
+        "--path",
+        "vp",
+        "--method",
+        "rk4",
+        "--steps",
+        "20",
+        "--samples",
+        "2000",
+        "--device",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("the exact flow"));
     let o = fm(&["eval", "--samples", out.to_str().unwrap(), "--target", "8gaussians", "--w2-points", "500", "--w2-draws", "2"]);
@@ -523,7 +592,19 @@ fn the_oracle_samples_and_judges_the_exact_flow() {
     assert!(o.status.success() && stderr(&o).contains("blurred"), "{}", stderr(&o));
     // The exact field needs no model.
     let png = dir.join("exact.png");
-    let o = fm(&["plot", "field", "--exact", "--target", "8gaussians", "--path", "vp", "--run", dir.join("none").to_str().unwrap(), "--out", png.to_str().unwrap()]);
+    let o = fm(&[
+        "plot",
+        "field",
+        "--exact",
+        "--target",
+        "8gaussians",
+        "--path",
+        "vp",
+        "--run",
+        dir.join("none").to_str().unwrap(),
+        "--out",
+        png.to_str().unwrap(),
+    ]);
     assert!(o.status.success() && std::fs::read(&png).unwrap().starts_with(b"\x89PNG"), "{}", stderr(&o));
 }
 

@@ -2,7 +2,7 @@
 //! mixture, and the cost of exact W2. Run with `cargo bench -p fm-dist`.
 
 use criterion::{criterion_main, BenchmarkId, Criterion, Throughput};
-use fm_dist::{metrics, GaussianMixture, MixtureSpec, ComponentSpec, Target};
+use fm_dist::{metrics, ComponentSpec, GaussianMixture, MixtureSpec, Target};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::hint::black_box;
 

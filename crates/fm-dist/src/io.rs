@@ -203,6 +203,9 @@ pub fn write_points(path: &Path, a: ArrayView2<f64>) -> Result<()> {
     match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("npy") => write_npy(path, a.mapv(|v| v as f32).view()),
         Some("csv") => write_atomic(path, encode_csv(a).as_bytes()),
-        _ => Err(Error::File { path: path.display().to_string(), msg: "samples are written as .npy or .csv; give a file name with one of those extensions".into() }),
+        _ => Err(Error::File {
+            path: path.display().to_string(),
+            msg: "samples are written as .npy or .csv; give a file name with one of those extensions".into(),
+        }),
     }
 }

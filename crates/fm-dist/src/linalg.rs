@@ -20,11 +20,7 @@ pub fn cholesky(a: ArrayView2<f64>) -> Result<Array2<f64>> {
     for i in 0..n {
         for j in 0..i {
             if (a[[i, j]] - a[[j, i]]).abs() > 1e-9 * scale {
-                return Err(Error::Invalid(format!(
-                    "covariance is not symmetric: entry ({i},{j}) = {} but ({j},{i}) = {}",
-                    a[[i, j]],
-                    a[[j, i]]
-                )));
+                return Err(Error::Invalid(format!("covariance is not symmetric: entry ({i},{j}) = {} but ({j},{i}) = {}", a[[i, j]], a[[j, i]])));
             }
         }
     }

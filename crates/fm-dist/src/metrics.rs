@@ -353,7 +353,8 @@ impl SampleQuality {
         }
         let (mean_log_prob, reference_mean_log_prob, log_prob_gap_se) = if target.has_density() {
             let fresh = target.sample(n, rng);
-            let (a, b) = (Estimate::of(target.log_prob(generated)?.as_slice().unwrap_or(&[]))?, Estimate::of(target.log_prob(fresh.view())?.as_slice().unwrap_or(&[]))?);
+            let (a, b) =
+                (Estimate::of(target.log_prob(generated)?.as_slice().unwrap_or(&[]))?, Estimate::of(target.log_prob(fresh.view())?.as_slice().unwrap_or(&[]))?);
             let se = (a.se.powi(2) + b.se.powi(2)).sqrt();
             (Some(a.mean), Some(b.mean), Some(se))
         } else {
@@ -422,6 +423,12 @@ impl std::fmt::Display for SampleQuality {
             self.w2_points,
             self.w2_draws
         )?;
-        write!(f, "  MMD²               {:.5}{}   (unbiased; 0 in expectation for true samples; bandwidths {})", self.mmd2, se(self.mmd2_se, 5), fmt_list(&self.mmd_bandwidths))
+        write!(
+            f,
+            "  MMD²               {:.5}{}   (unbiased; 0 in expectation for true samples; bandwidths {})",
+            self.mmd2,
+            se(self.mmd2_se, 5),
+            fmt_list(&self.mmd_bandwidths)
+        )
     }
 }

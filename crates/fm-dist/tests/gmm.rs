@@ -129,7 +129,19 @@ fn constructor_errors_name_the_problem() {
 fn high_dimensional_mixture_samples_and_evaluates() {
     let d = 64;
     let means = Array2::from_shape_fn((4, d), |(k, j)| (k as f64) * if j % 2 == 0 { 1.0 } else { -1.0 });
-    let covs = (0..4).map(|k| Array2::from_shape_fn((d, d), |(i, j)| if i == j { 1.0 + 0.1 * k as f64 } else if i.abs_diff(j) == 1 { 0.2 } else { 0.0 })).collect();
+    let covs = (0..4)
+        .map(|k| {
+            Array2::from_shape_fn((d, d), |(i, j)| {
+                if i == j {
+                    1.0 + 0.1 * k as f64
+                } else if i.abs_diff(j) == 1 {
+                    0.2
+                } else {
+                    0.0
+                }
+            })
+        })
+        .collect();
     let g = GaussianMixture::new(vec![0.25; 4], means, covs).unwrap();
     let x = g.sample(500, &mut rng(3));
     let lp = g.log_prob(x.view()).unwrap();

@@ -108,7 +108,13 @@ pub fn load_into(model: &(impl VelocityModel + ?Sized), path: &Path) -> Result<M
     let architecture = model.architecture();
     let recorded = Architecture { kind: metadata.get("format").cloned().unwrap_or_default(), config: metadata.get("config").cloned().unwrap_or_default() };
     if !recorded.same_as(&architecture) {
-        return Err(err(path, format!("holds a {} model with config {}, not the {} model with config {} it is loaded into", recorded.kind, recorded.config, architecture.kind, architecture.config)));
+        return Err(err(
+            path,
+            format!(
+                "holds a {} model with config {}, not the {} model with config {} it is loaded into",
+                recorded.kind, recorded.config, architecture.kind, architecture.config
+            ),
+        ));
     }
     if metadata.get("format_version").map(String::as_str) != Some(&FORMAT_VERSION.to_string()) {
         return Err(err(path, format!("format version {} is not {FORMAT_VERSION}", metadata.get("format_version").map_or("(none)", String::as_str))));

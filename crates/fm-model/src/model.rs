@@ -102,11 +102,8 @@ pub fn var_store_parameters(vs: &tch::nn::VarStore) -> Vec<(String, Tensor)> {
 pub fn copy_parameters(model: &(impl VelocityModel + ?Sized), values: &[(String, Tensor)]) -> Result<()> {
     let mut pairs = Vec::new();
     for (name, dst) in model.named_parameters() {
-        let src = values
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, t)| t)
-            .ok_or_else(|| crate::Error::Parameters(format!("no values for the parameter '{name}'")))?;
+        let src =
+            values.iter().find(|(n, _)| *n == name).map(|(_, t)| t).ok_or_else(|| crate::Error::Parameters(format!("no values for the parameter '{name}'")))?;
         if src.size() != dst.size() {
             return Err(crate::Error::Parameters(format!("'{name}' has shape {:?}, the model's is {:?}", src.size(), dst.size())));
         }

@@ -84,16 +84,7 @@ fn all_finite(x: &Tensor) -> Result<Tensor> {
 /// Hairer's starting step (*Solving ODEs I*, §II.4): a step whose explicit Euler error
 /// estimate is about 1% of the tolerance, costing one evaluation. Returns `|h|`.
 #[allow(clippy::too_many_arguments)]
-fn initial_step(
-    f: &dyn VectorField,
-    y0: &Tensor,
-    k1: &Tensor,
-    t0: f64,
-    dir: f64,
-    span: f64,
-    exponent: f64,
-    opts: &AdaptiveOptions,
-) -> Result<f64> {
+fn initial_step(f: &dyn VectorField, y0: &Tensor, k1: &Tensor, t0: f64, dir: f64, span: f64, exponent: f64, opts: &AdaptiveOptions) -> Result<f64> {
     let scale = y0.f_abs()?.f_mul_scalar(opts.rtol)?.f_add_scalar(opts.atol)?;
     let d = read(&Tensor::f_stack(&[rms(y0, &scale)?, rms(k1, &scale)?], 0)?)?;
     let (d0, d1) = (d[0], d[1]);

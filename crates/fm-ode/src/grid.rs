@@ -6,7 +6,7 @@ use crate::{Error, Result};
 ///
 /// Fixed-step methods step from each time to the next; the adaptive [`crate::Method::Dopri5`] (or any adaptive solve) integrates
 /// from the first to the last time with its own steps and uses the inner times only as output
-/// times (for [`SolveOptions::keep_trajectory`]).
+/// times (for [`crate::SolveOptions::keep_trajectory`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimeGrid(Vec<f64>);
 

@@ -16,15 +16,7 @@ impl ButcherTableau {
     /// Forward Euler (order 1, 1 stage): `y1 = y0 + h f(y0, t)` (Euler 1768; Hairer, Nørsett &
     /// Wanner, *Solving ODEs I*, §I.7 and §II.1).
     pub fn euler() -> Self {
-        ButcherTableau {
-            name: "euler".into(),
-            order: 1,
-            c: vec![0.0],
-            a: fractions(&[(&[], 1)]),
-            b: Weights::rational(&[1], 1),
-            error: None,
-            dense: None,
-        }
+        ButcherTableau { name: "euler".into(), order: 1, c: vec![0.0], a: fractions(&[(&[], 1)]), b: Weights::rational(&[1], 1), error: None, dense: None }
     }
 
     /// The explicit midpoint rule (order 2, 2 stages; Runge 1895, in Hairer, Nørsett & Wanner,

@@ -53,7 +53,10 @@ impl ModelBundle {
     pub fn train_or_seed(&self) -> Result<(TrainConfig, Option<&'static str>)> {
         match &self.train {
             Ok(Some(t)) => Ok((t.clone(), None)),
-            Ok(None) => Ok((TrainConfig::default(), Some("the checkpoint records no training settings; the exact flow of the seed's (linear path, uniform times, independent pairs) is assumed"))),
+            Ok(None) => Ok((
+                TrainConfig::default(),
+                Some("the checkpoint records no training settings; the exact flow of the seed's (linear path, uniform times, independent pairs) is assumed"),
+            )),
             Err(why) => Err(Error::Invalid(why.clone())),
         }
     }

@@ -24,8 +24,15 @@ pub struct Resolved {
 ///
 /// # Errors
 /// A target or source that cannot be parsed, or a setting the exact flow does not cover.
-pub fn resolve(target: Option<&str>, source: Option<&str>, path: Option<ProbabilityPath>, run: Option<&RunConfig>, bundle: Option<&ModelBundle>) -> Result<Resolved> {
-    let target = target.map(str::to_string).or_else(|| run.map(|r| r.target.clone())).or_else(|| bundle.and_then(|b| b.target.clone())).unwrap_or_else(|| "gmm3".into());
+pub fn resolve(
+    target: Option<&str>,
+    source: Option<&str>,
+    path: Option<ProbabilityPath>,
+    run: Option<&RunConfig>,
+    bundle: Option<&ModelBundle>,
+) -> Result<Resolved> {
+    let target =
+        target.map(str::to_string).or_else(|| run.map(|r| r.target.clone())).or_else(|| bundle.and_then(|b| b.target.clone())).unwrap_or_else(|| "gmm3".into());
     let source = source.map(str::to_string).or_else(|| run.map(|r| r.source.clone())).or_else(|| bundle.and_then(|b| b.metadata.get("source").cloned()));
     let mut notes = Vec::new();
     let train = match (run, bundle) {
@@ -73,7 +80,14 @@ pub struct FieldReport {
 ///
 /// # Errors
 /// A model of another dimension, or a torch failure.
-pub fn field_report(model: &(impl VectorField + HasDevice + ?Sized), target: &dyn Target, source: &dyn Target, train: &TrainConfig, times: &[f64], seed: u64) -> Result<std::result::Result<FieldReport, String>> {
+pub fn field_report(
+    model: &(impl VectorField + HasDevice + ?Sized),
+    target: &dyn Target,
+    source: &dyn Target,
+    train: &TrainConfig,
+    times: &[f64],
+    seed: u64,
+) -> Result<std::result::Result<FieldReport, String>> {
     let flow = match ExactFlow::for_training(target, source, train.path, train.coupling) {
         Ok(flow) => flow,
         Err(fm_train::Error::Exact(why)) => return Ok(Err(why)),
@@ -92,7 +106,11 @@ pub fn field_report(model: &(impl VectorField + HasDevice + ?Sized), target: &dy
 
 impl std::fmt::Display for FieldReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "  field error E‖v − v*‖²  {:.5}   (per coordinate, {} times; this checkpoint's expected loss is floor + field error)", self.error, self.time_sampling)?;
+        writeln!(
+            f,
+            "  field error E‖v − v*‖²  {:.5}   (per coordinate, {} times; this checkpoint's expected loss is floor + field error)",
+            self.error, self.time_sampling
+        )?;
         writeln!(f, "  loss floor             {:.4}   (path {}: the part of the loss no model can remove)", self.floor, self.path)?;
         let row = |v: &dyn Fn(&(f64, Estimate)) -> String| self.curve.iter().map(v).collect::<Vec<_>>().join(" ");
         writeln!(f, "  over t:  t     {}", row(&|(t, _)| format!("{t:>7.2}")))?;

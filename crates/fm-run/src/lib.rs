@@ -29,7 +29,7 @@ mod train;
 pub use bundle::ModelBundle;
 pub use config::{EvalConfig, RunConfig};
 pub use dir::{MetricsRow, Report, RunDir, RunLock};
-pub use train::{train_run, Trained, TrainOptions};
+pub use train::{train_run, TrainOptions, Trained};
 
 use std::path::PathBuf;
 

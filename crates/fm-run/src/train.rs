@@ -4,7 +4,7 @@ use crate::{seeds, Error, MetricsRow, Result, RunConfig, RunDir, RunLock};
 use fm_dist::metrics::Estimate;
 use fm_dist::{parse_target, Target};
 use fm_model::{checkpoint, parse_device, Mlp};
-use fm_train::{Checkpoint, Progress, ProgressBarReporter, Resume, TrainConfig, TrainHooks, TrainReport, Tracker};
+use fm_train::{Checkpoint, Progress, ProgressBarReporter, Resume, Tracker, TrainConfig, TrainHooks, TrainReport};
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::AtomicBool;
 
@@ -75,7 +75,13 @@ pub fn train_run(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &m
             return invalid(format!("the training settings in {} differ from those in config.toml", state_path.display()));
         }
         if loaded.step > cfg.train.steps {
-            return invalid(format!("{} is at step {}, past the {} steps asked for (give --steps {} or more)", dir.path().display(), loaded.step, cfg.train.steps, loaded.step));
+            return invalid(format!(
+                "{} is at step {}, past the {} steps asked for (give --steps {} or more)",
+                dir.path().display(),
+                loaded.step,
+                cfg.train.steps,
+                loaded.step
+            ));
         }
         log(&format!("fm: resuming {} at step {} of {}", dir.path().display(), loaded.step, cfg.train.steps));
         let rows = dir.metrics_up_to(loaded.step);
@@ -154,7 +160,10 @@ pub fn train_run(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &m
     }
     let report = outcome.report;
     let floor_note = loss_floor.map(|f| format!(" (floor {:.4} ± {:.4}: the part no model can remove)", f.mean, f.se)).unwrap_or_default();
-    log(&format!("trained {} steps in {:.1} s ({:.0} steps/s), final loss {:.4}{floor_note}", report.steps, report.seconds, report.steps_per_s, report.final_loss));
+    log(&format!(
+        "trained {} steps in {:.1} s ({:.0} steps/s), final loss {:.4}{floor_note}",
+        report.steps, report.seconds, report.steps_per_s, report.final_loss
+    ));
     outcome.state.apply_ema(&mlp)?;
     Ok(Trained { lock, mlp, target, source, report, loss_floor })
 }

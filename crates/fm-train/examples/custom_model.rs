@@ -45,7 +45,11 @@ impl ResMlp {
         let blocks = (0..config.blocks)
             .map(|k| {
                 let b = &root / format!("block{k}");
-                (nn::layer_norm(&b / "norm", vec![w], Default::default()), nn::linear(&b / "fc1", w, 2 * w, Default::default()), nn::linear(&b / "fc2", 2 * w, w, Default::default()))
+                (
+                    nn::layer_norm(&b / "norm", vec![w], Default::default()),
+                    nn::linear(&b / "fc1", w, 2 * w, Default::default()),
+                    nn::linear(&b / "fc2", 2 * w, w, Default::default()),
+                )
             })
             .collect();
         let output = nn::linear(&root / "output", w, config.dim as i64, Default::default());

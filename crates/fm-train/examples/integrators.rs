@@ -25,9 +25,9 @@
 
 use fm_dist::{metrics, GaussianMixture, StandardNormal, Target};
 use fm_model::{checkpoint, Mlp, MlpConfig};
-use fm_ode::{solve, AdaptiveOptions, Method, SolveOptions, TimeGrid};
 use fm_ode::VectorField;
-use fm_train::{array_to_tensor, model_likelihood, ExactFlow, HasDevice, tensor_to_array, train, KlEstimate, LikelihoodConfig, TrainConfig};
+use fm_ode::{solve, AdaptiveOptions, Method, SolveOptions, TimeGrid};
+use fm_train::{array_to_tensor, model_likelihood, tensor_to_array, train, ExactFlow, HasDevice, KlEstimate, LikelihoodConfig, TrainConfig};
 use ndarray::{Array1, Array2};
 use rand::{rngs::StdRng, SeedableRng};
 use std::path::PathBuf;
@@ -173,7 +173,17 @@ fn measure(
     let quality = metrics::SampleQuality::measure(target, x.view(), W2_POINTS, W2_DRAWS, &mut StdRng::seed_from_u64(w2_seed))?;
     let lik = model_likelihood(field, source, x_kl.view(), &setting.likelihood())?;
     let kl = KlEstimate::from_log_probs(log_p.view(), lik.log_q.view())?;
-    Ok(Row { samples: x, sample_nfe, sample_s, w2_excess: quality.w2_excess(), w2_se: quality.w2_excess_se, lik_nfe: lik.nfe, lik_s: lik.seconds, kl, log_q: lik.log_q })
+    Ok(Row {
+        samples: x,
+        sample_nfe,
+        sample_s,
+        w2_excess: quality.w2_excess(),
+        w2_se: quality.w2_excess_se,
+        lik_nfe: lik.nfe,
+        lik_s: lik.seconds,
+        kl,
+        log_q: lik.log_q,
+    })
 }
 
 fn main() -> std::process::ExitCode {
@@ -224,7 +234,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut rows: Vec<(Setting, Result<Row, String>)> = Vec::new();
     let exact = ExactFlow::new(&target, &source, fm_train::ProbabilityPath::Linear)?;
     for setting in settings {
-        let row = if args.exact { measure(&exact, &target, &source, &x0, w2_seed, &x_kl, &log_p, setting) } else { measure(&mlp, &target, &source, &x0, w2_seed, &x_kl, &log_p, setting) };
+        let row = if args.exact {
+            measure(&exact, &target, &source, &x0, w2_seed, &x_kl, &log_p, setting)
+        } else {
+            measure(&mlp, &target, &source, &x0, w2_seed, &x_kl, &log_p, setting)
+        };
         let row = row.map_err(|e| e.to_string());
         match &row {
             Ok(r) => eprintln!(

@@ -19,10 +19,7 @@ use tch::Device;
 fn candidates() -> Vec<(&'static str, TrainConfig, MlpConfig)> {
     let fast = TrainConfig::preset("fast").unwrap();
     // The presets with their own networks; every other candidate is on the seed's ReLU network.
-    let mut all: Vec<_> = training_candidates()
-        .into_iter()
-        .map(|(n, c)| (n, c, fm_train::Preset::named(n).map(|p| p.model).unwrap_or_default()))
-        .collect();
+    let mut all: Vec<_> = training_candidates().into_iter().map(|(n, c)| (n, c, fm_train::Preset::named(n).map(|p| p.model).unwrap_or_default())).collect();
     for (name, model) in [
         ("fast-relu", MlpConfig::default()),
         ("fast-te8", MlpConfig { time_embedding: 8, ..MlpConfig::default() }),
@@ -67,96 +64,16 @@ fn training_candidates() -> Vec<(&'static str, TrainConfig)> {
         ("cos3e-3-ema", cosine(3e-3, 500, Some(0.999))),
         ("cos2e-3-ema-nowarm", cosine(2e-3, 0, Some(0.999))),
         ("cos2e-3-ema9995", cosine(2e-3, 500, Some(0.9995))),
-        (
-            "fast-ot",
-            TrainConfig {
-                coupling: Coupling::Ot,
-                ..fast.clone()
-            },
-        ),
-        (
-            "fast-b512",
-            TrainConfig {
-                steps: 5000,
-                batch_size: 512,
-                warmup_steps: 250,
-                ema_decay: Some(0.998),
-                ..fast.clone()
-            },
-        ),
-        (
-            "fast-b512-ot",
-            TrainConfig {
-                steps: 5000,
-                batch_size: 512,
-                warmup_steps: 250,
-                ema_decay: Some(0.998),
-                coupling: Coupling::Ot,
-                ..fast.clone()
-            },
-        ),
-        (
-            "fast-logitnormal",
-            TrainConfig {
-                time_sampling: TimeSampling::logit_normal(),
-                ..fast.clone()
-            },
-        ),
-        (
-            "fast-clip1",
-            TrainConfig {
-                max_grad_norm: Some(1.0),
-                ..fast.clone()
-            },
-        ),
-        (
-            "fast-b128",
-            TrainConfig {
-                steps: 20_000,
-                batch_size: 128,
-                warmup_steps: 1000,
-                ema_decay: Some(0.9995),
-                ..fast.clone()
-            },
-        ),
-        (
-            "fast-b128-ema999",
-            TrainConfig {
-                steps: 20_000,
-                batch_size: 128,
-                warmup_steps: 1000,
-                ..fast.clone()
-            },
-        ),
-        (
-            "fast-b64",
-            TrainConfig {
-                steps: 40_000,
-                batch_size: 64,
-                warmup_steps: 2000,
-                ema_decay: Some(0.99975),
-                ..fast.clone()
-            },
-        ),
-        (
-            "fast-ot-b128",
-            TrainConfig {
-                steps: 20_000,
-                batch_size: 128,
-                warmup_steps: 1000,
-                ema_decay: Some(0.9995),
-                coupling: Coupling::Ot,
-                ..fast.clone()
-            },
-        ),
-        (
-            "fast-adamw",
-            TrainConfig {
-                optimizer: fm_train::OptimizerKind::AdamW,
-                weight_decay: 1e-4,
-                ..fast.clone()
-            },
-        ),
+        ("fast-ot", TrainConfig { coupling: Coupling::Ot, ..fast.clone() }),
+        ("fast-b512", TrainConfig { steps: 5000, batch_size: 512, warmup_steps: 250, ema_decay: Some(0.998), ..fast.clone() }),
+        ("fast-b512-ot", TrainConfig { steps: 5000, batch_size: 512, warmup_steps: 250, ema_decay: Some(0.998), coupling: Coupling::Ot, ..fast.clone() }),
+        ("fast-logitnormal", TrainConfig { time_sampling: TimeSampling::logit_normal(), ..fast.clone() }),
+        ("fast-clip1", TrainConfig { max_grad_norm: Some(1.0), ..fast.clone() }),
+        ("fast-b128", TrainConfig { steps: 20_000, batch_size: 128, warmup_steps: 1000, ema_decay: Some(0.9995), ..fast.clone() }),
+        ("fast-b128-ema999", TrainConfig { steps: 20_000, batch_size: 128, warmup_steps: 1000, ..fast.clone() }),
+        ("fast-b64", TrainConfig { steps: 40_000, batch_size: 64, warmup_steps: 2000, ema_decay: Some(0.99975), ..fast.clone() }),
+        ("fast-ot-b128", TrainConfig { steps: 20_000, batch_size: 128, warmup_steps: 1000, ema_decay: Some(0.9995), coupling: Coupling::Ot, ..fast.clone() }),
+        ("fast-adamw", TrainConfig { optimizer: fm_train::OptimizerKind::AdamW, weight_decay: 1e-4, ..fast.clone() }),
     ]
 }
 
@@ -174,12 +91,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         if a == "--seeds" {
-            seeds = it
-                .next()
-                .ok_or("--seeds needs a list")?
-                .split(',')
-                .map(|s| s.trim().parse())
-                .collect::<Result<_, _>>()?;
+            seeds = it.next().ok_or("--seeds needs a list")?.split(',').map(|s| s.trim().parse()).collect::<Result<_, _>>()?;
         } else {
             names.push(a.clone());
         }
@@ -193,38 +105,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let grid = TimeGrid::uniform(1.0, 0.0, 100)?;
     println!(
         "{:<22} {:>4} {:>7} {:>9} {:>7} {:>7} {:>8} {:>8} {:>7} {:>8} {:>7}",
-        "candidate",
-        "seed",
-        "train_s",
-        "couple_ms",
-        "w2",
-        "w2_ref",
-        "w2_exc",
-        "lp_gap",
-        "share",
-        "kl",
-        "kl_se"
+        "candidate", "seed", "train_s", "couple_ms", "w2", "w2_ref", "w2_exc", "lp_gap", "share", "kl", "kl_se"
     );
     for name in &names {
-        let (_, cfg, model) = all
-            .iter()
-            .find(|(n, _, _)| n == name)
-            .ok_or_else(|| format!("unknown candidate {name}"))?;
+        let (_, cfg, model) = all.iter().find(|(n, _, _)| n == name).ok_or_else(|| format!("unknown candidate {name}"))?;
         for &seed in &seeds {
-            let cfg = TrainConfig {
-                seed,
-                ..cfg.clone()
-            };
+            let cfg = TrainConfig { seed, ..cfg.clone() };
             let mut mlp = fm_model::with_torch_seed(seed, || Mlp::new(model.clone(), Device::Cpu))?;
             let report = train(&mut mlp, &target, &source, &cfg, &mut |_| {})?;
-            let samples = sample(
-                &mlp,
-                &source,
-                &SampleConfig {
-                    seed: seed.wrapping_add(1),
-                    ..SampleConfig::default()
-                },
-            )?;
+            let samples = sample(&mlp, &source, &SampleConfig { seed: seed.wrapping_add(1), ..SampleConfig::default() })?;
             let q = SampleQuality::measure(
                 &target,
                 samples.view(),
@@ -232,18 +121,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 SampleQuality::W2_DRAWS,
                 &mut StdRng::seed_from_u64(seed.wrapping_add(2)),
             )?;
-            let lik = log_likelihood(
-                &mlp,
-                &kl_x,
-                &grid,
-                Method::Rk4,
-                &LikelihoodOptions::default(),
-            )?;
-            let log_q = fm_train::tensor_to_array(
-                &lik.log_prob(standard_normal_log_prob)?.reshape([-1, 1]),
-            )?
-            .column(0)
-            .to_owned();
+            let lik = log_likelihood(&mlp, &kl_x, &grid, Method::Rk4, &LikelihoodOptions::default())?;
+            let log_q = fm_train::tensor_to_array(&lik.log_prob(standard_normal_log_prob)?.reshape([-1, 1]))?.column(0).to_owned();
             let diff = &log_p - &log_q;
             let kl = diff.mean().unwrap();
             let kl_se = diff.std(1.0) / (diff.len() as f64).sqrt();

@@ -128,7 +128,7 @@ pub fn save_state(path: &Path, ckpt: &Checkpoint<'_>, extra: &Metadata) -> Resul
 /// # Errors
 /// [`Error::Checkpoint`] for bytes that are not valid safetensors, another format or version,
 /// a missing metadata entry, a model that is not an MLP, or a missing or misshapen weight;
-/// [`Error::Model`] for an invalid model configuration; [`Error::Config`] for optimizer or EMA
+/// [`Error::Model`] for an invalid model configuration; [`Error::State`] for optimizer or EMA
 /// state that does not fit the recorded configuration; [`Error::Torch`] for torch failures.
 pub fn state_from_bytes(bytes: &[u8], device: Device) -> Result<LoadedState> {
     let raw = RawState::parse(bytes)?;
@@ -225,7 +225,10 @@ pub fn load_state_into(model: &(impl VelocityModel + ?Sized), path: &Path) -> Re
     let kind = raw.metadata.get("model_kind").map_or(fm_model::checkpoint::FORMAT, String::as_str);
     let recorded = fm_model::Architecture { kind: kind.to_string(), config: raw.metadata.get("model").cloned().unwrap_or_default() };
     if !recorded.same_as(&architecture) {
-        return Err(named(ckpt_err(format!("holds a {} model with config {}, not the {} model with config {}", recorded.kind, recorded.config, architecture.kind, architecture.config))));
+        return Err(named(ckpt_err(format!(
+            "holds a {} model with config {}, not the {} model with config {}",
+            recorded.kind, recorded.config, architecture.kind, architecture.config
+        ))));
     }
     raw.restore(model).map_err(named)
 }

@@ -36,9 +36,7 @@ pub enum Coupling {
 impl Coupling {
     /// The entropic coupling of Schrödinger-bridge CFM with noise `sigma`: `reg = 2σ²`.
     pub fn schrodinger_bridge(sigma: f64) -> Self {
-        Coupling::Sinkhorn {
-            reg: 2.0 * sigma * sigma,
-        }
+        Coupling::Sinkhorn { reg: 2.0 * sigma * sigma }
     }
 
     /// The name of the variant (`independent`, `ot`, `sinkhorn`), without its parameter
@@ -63,9 +61,7 @@ impl Coupling {
     pub fn validate(self) -> Result<()> {
         if let Coupling::Sinkhorn { reg } = self {
             if !(reg.is_finite() && reg > 0.0) {
-                return Err(Error::Config(format!(
-                    "coupling: sinkhorn reg must be a positive number, got {reg}"
-                )));
+                return Err(Error::Config(format!("coupling: sinkhorn reg must be a positive number, got {reg}")));
             }
         }
         Ok(())
@@ -75,22 +71,15 @@ impl Coupling {
     /// must have the same shape. Only [`Coupling::Sinkhorn`] draws from `rng`.
     ///
     /// # Errors
-    /// [`Error::Config`] for batches of different shapes, empty, or holding NaN or infinite
-    /// values; a failing assignment solver ([`ot_assignment`]); a Sinkhorn `reg` too small for
+    /// [`Error::Config`] for batches of different shapes or empty, [`Error::Data`] for NaN or
+    /// infinite values; a failing assignment solver ([`ot_assignment`]); a Sinkhorn `reg` too small for
     /// the distances ([`sinkhorn_plan`]).
-    pub fn pairs(
-        self,
-        x0: ArrayView2<f64>,
-        x1: ArrayView2<f64>,
-        rng: &mut dyn RngCore,
-    ) -> Result<Vec<(usize, usize)>> {
+    pub fn pairs(self, x0: ArrayView2<f64>, x1: ArrayView2<f64>, rng: &mut dyn RngCore) -> Result<Vec<(usize, usize)>> {
         check_batches(x0, x1)?;
         Ok(match self {
             Coupling::Independent => (0..x0.nrows()).map(|i| (i, i)).collect(),
             Coupling::Ot => ot_assignment(x0, x1)?.into_iter().enumerate().collect(),
-            Coupling::Sinkhorn { reg } => {
-                sample_plan(&sinkhorn_plan(x0, x1, reg)?, x0.nrows(), rng)
-            }
+            Coupling::Sinkhorn { reg } => sample_plan(&sinkhorn_plan(x0, x1, reg)?, x0.nrows(), rng),
         })
     }
 }
@@ -111,24 +100,11 @@ impl std::str::FromStr for Coupling {
         let coupling = match spec.split_once(':') {
             None if spec == "independent" => Coupling::Independent,
             None if spec == "ot" => Coupling::Ot,
-            Some(("sinkhorn", reg)) => Coupling::Sinkhorn {
-                reg: reg.trim().parse().map_err(|_| {
-                    Error::Config(format!(
-                        "coupling 'sinkhorn' takes a number REG, got '{reg}'"
-                    ))
-                })?,
-            },
-            None if spec == "sinkhorn" => {
-                return Err(Error::Config(
-                    "coupling 'sinkhorn' needs its regularisation: sinkhorn:REG".into(),
-                ))
+            Some(("sinkhorn", reg)) => {
+                Coupling::Sinkhorn { reg: reg.trim().parse().map_err(|_| Error::Config(format!("coupling 'sinkhorn' takes a number REG, got '{reg}'")))? }
             }
-            _ => {
-                return Err(Error::Config(format!(
-                    "unknown coupling '{}'; valid couplings: independent, ot, sinkhorn:REG",
-                    s.trim()
-                )))
-            }
+            None if spec == "sinkhorn" => return Err(Error::Config("coupling 'sinkhorn' needs its regularisation: sinkhorn:REG".into())),
+            _ => return Err(Error::Config(format!("unknown coupling '{}'; valid couplings: independent, ot, sinkhorn:REG", s.trim()))),
         };
         coupling.validate()?;
         Ok(coupling)
@@ -137,16 +113,10 @@ impl std::str::FromStr for Coupling {
 
 fn check_batches(x0: ArrayView2<f64>, x1: ArrayView2<f64>) -> Result<()> {
     if x0.dim() != x1.dim() || x0.nrows() == 0 {
-        return Err(Error::Config(format!(
-            "coupling needs two non-empty batches of equal shape, got {:?} and {:?}",
-            x0.dim(),
-            x1.dim()
-        )));
+        return Err(Error::Config(format!("coupling needs two non-empty batches of equal shape, got {:?} and {:?}", x0.dim(), x1.dim())));
     }
     if x0.iter().chain(x1.iter()).any(|v| !v.is_finite()) {
-        return Err(Error::Config(
-            "coupling of samples with NaN or infinite values".into(),
-        ));
+        return Err(Error::Data("coupling of samples with NaN or infinite values".into()));
     }
     Ok(())
 }
@@ -158,21 +128,12 @@ pub fn squared_distances(x0: ArrayView2<f64>, x1: ArrayView2<f64>) -> Vec<f64> {
     if d == 0 {
         return vec![0.0; x0.nrows() * x1.nrows()];
     }
-    let rows = |x: ArrayView2<f64>| -> Vec<f64> {
-        x.axis_iter(Axis(0))
-            .flat_map(|r| r.iter().take(d).copied().collect::<Vec<_>>())
-            .collect()
-    };
+    let rows = |x: ArrayView2<f64>| -> Vec<f64> { x.axis_iter(Axis(0)).flat_map(|r| r.iter().take(d).copied().collect::<Vec<_>>()).collect() };
     let (a, b) = (rows(x0), rows(x1));
     let mut cost = Vec::with_capacity(x0.nrows() * x1.nrows());
     for ra in a.chunks_exact(d) {
         for rb in b.chunks_exact(d) {
-            cost.push(
-                ra.iter()
-                    .zip(rb)
-                    .map(|(p, q)| (p - q) * (p - q))
-                    .sum::<f64>(),
-            );
+            cost.push(ra.iter().zip(rb).map(|(p, q)| (p - q) * (p - q)).sum::<f64>());
         }
     }
     cost
@@ -184,23 +145,20 @@ pub fn squared_distances(x0: ArrayView2<f64>, x1: ArrayView2<f64>) -> Vec<f64> {
 /// uniform equal-size batches).
 ///
 /// # Errors
-/// [`Error::Config`] for batches of different shapes, empty, or holding NaN or infinite values,
-/// or when the solver fails.
+/// [`Error::Config`] for batches of different shapes or empty; [`Error::Data`] for NaN or
+/// infinite values, or when the solver fails.
 pub fn ot_assignment(x0: ArrayView2<f64>, x1: ArrayView2<f64>) -> Result<Vec<usize>> {
     check_batches(x0, x1)?;
     let n = x0.nrows();
     let cost = squared_distances(x0, x1);
-    let (rows, cols) = lsap::solve(n, n, &cost, false)
-        .map_err(|e| Error::Config(format!("coupling: the assignment solver failed: {e}")))?;
+    let (rows, cols) = lsap::solve(n, n, &cost, false).map_err(|e| Error::Data(format!("coupling: the assignment solver failed: {e}")))?;
     let mut perm = vec![usize::MAX; n];
     for (r, c) in rows.into_iter().zip(cols) {
         perm[r] = c;
     }
     // lsap returns one column per row of a square problem; anything else is a solver bug.
     if perm.iter().any(|&c| c >= n) {
-        return Err(Error::Config(
-            "coupling: the assignment solver returned an incomplete assignment".into(),
-        ));
+        return Err(Error::Internal("coupling: the assignment solver returned an incomplete assignment".into()));
     }
     Ok(perm)
 }
@@ -222,23 +180,17 @@ pub const SINKHORN_TOL: f64 = 1e-6;
 /// too small for the distances the scalings still over- or underflow: that is an error.
 ///
 /// # Errors
-/// [`Error::Config`] for batches of different widths or empty, a `reg` that is not positive and
-/// finite, non-finite distances, or scalings that under- or overflow.
+/// [`Error::Config`] for batches of different widths or empty, or a `reg` that is not positive
+/// and finite; [`Error::Data`] for non-finite distances, or scalings that under- or overflow.
 pub fn sinkhorn_plan(x0: ArrayView2<f64>, x1: ArrayView2<f64>, reg: f64) -> Result<Array2<f64>> {
     if x0.ncols() != x1.ncols() || x0.nrows() == 0 || x1.nrows() == 0 {
-        return Err(Error::Config(format!(
-            "sinkhorn needs two non-empty batches of equal dimension, got {:?} and {:?}",
-            x0.dim(),
-            x1.dim()
-        )));
+        return Err(Error::Config(format!("sinkhorn needs two non-empty batches of equal dimension, got {:?} and {:?}", x0.dim(), x1.dim())));
     }
     Coupling::Sinkhorn { reg }.validate()?;
     let (n, m) = (x0.nrows(), x1.nrows());
     let mut cost = squared_distances(x0, x1);
     if cost.iter().any(|c| !c.is_finite()) {
-        return Err(Error::Config(
-            "sinkhorn of samples with NaN or infinite values".into(),
-        ));
+        return Err(Error::Data("sinkhorn of samples with NaN or infinite values".into()));
     }
     let max_cost = cost.iter().copied().fold(0.0, f64::max);
     for row in cost.chunks_mut(m) {
@@ -247,25 +199,15 @@ pub fn sinkhorn_plan(x0: ArrayView2<f64>, x1: ArrayView2<f64>, reg: f64) -> Resu
     }
     let mut col_min = vec![f64::INFINITY; m];
     for row in cost.chunks(m) {
-        col_min
-            .iter_mut()
-            .zip(row)
-            .for_each(|(c, &v)| *c = c.min(v));
+        col_min.iter_mut().zip(row).for_each(|(c, &v)| *c = c.min(v));
     }
-    let kernel: Vec<f64> = cost
-        .chunks(m)
-        .flat_map(|row| {
-            row.iter()
-                .zip(&col_min)
-                .map(|(&v, c)| (-(v - c) / reg).exp())
-        })
-        .collect();
+    let kernel: Vec<f64> = cost.chunks(m).flat_map(|row| row.iter().zip(&col_min).map(|(&v, c)| (-(v - c) / reg).exp())).collect();
     let (a, b) = (1.0 / n as f64, 1.0 / m as f64);
     let (mut u, mut v) = (vec![1.0; n], vec![1.0; m]);
     let mut kv = vec![0.0; n];
     let mut ktu = vec![0.0; m];
     let underflow = || {
-        Error::Config(format!("coupling: sinkhorn with reg = {reg} under- or overflows for squared distances up to {max_cost:.3}; use a larger reg (a larger sigma) or the exact 'ot' coupling"))
+        Error::Data(format!("coupling: sinkhorn with reg = {reg} under- or overflows for squared distances up to {max_cost:.3}; use a larger reg (a larger sigma) or the exact 'ot' coupling"))
     };
     for iter in 1..=SINKHORN_MAX_ITERS {
         for (i, row) in kernel.chunks(m).enumerate() {
@@ -277,31 +219,18 @@ pub fn sinkhorn_plan(x0: ArrayView2<f64>, x1: ArrayView2<f64>, reg: f64) -> Resu
             ktu.iter_mut().zip(row).for_each(|(acc, k)| *acc += k * ui);
         }
         v.iter_mut().zip(&ktu).for_each(|(v, s)| *v = b / s);
-        if u.iter()
-            .chain(v.iter())
-            .any(|x| !(x.is_finite() && *x > 0.0))
-        {
+        if u.iter().chain(v.iter()).any(|x| !(x.is_finite() && *x > 0.0)) {
             return Err(underflow());
         }
         // Columns are exact after the v-update; check how far the rows are.
         if iter % 10 == 0 || iter == SINKHORN_MAX_ITERS {
-            let err: f64 = kernel
-                .chunks(m)
-                .zip(&u)
-                .map(|(row, ui)| {
-                    (ui * row.iter().zip(&v).map(|(k, v)| k * v).sum::<f64>() - a).abs()
-                })
-                .sum();
+            let err: f64 = kernel.chunks(m).zip(&u).map(|(row, ui)| (ui * row.iter().zip(&v).map(|(k, v)| k * v).sum::<f64>() - a).abs()).sum();
             if err <= SINKHORN_TOL {
                 break;
             }
         }
     }
-    let plan: Vec<f64> = kernel
-        .chunks(m)
-        .zip(&u)
-        .flat_map(|(row, &ui)| row.iter().zip(&v).map(move |(k, vj)| ui * k * vj))
-        .collect();
+    let plan: Vec<f64> = kernel.chunks(m).zip(&u).flat_map(|(row, &ui)| row.iter().zip(&v).map(move |(k, vj)| ui * k * vj)).collect();
     if plan.iter().any(|p| !p.is_finite()) {
         return Err(underflow());
     }

@@ -29,10 +29,10 @@
 //! println!("{kl}");
 //! ```
 
+use crate::HasDevice;
 use crate::{array_to_tensor, tensor_to_array, Error, Result};
 use fm_dist::Target;
-use crate::HasDevice;
-use fm_ode::{log_likelihood, VectorField, AdaptiveOptions, Divergence, LikelihoodOptions, Method, TimeGrid};
+use fm_ode::{log_likelihood, AdaptiveOptions, Divergence, LikelihoodOptions, Method, TimeGrid, VectorField};
 use ndarray::{Array1, ArrayView1, ArrayView2};
 use rand::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -187,7 +187,12 @@ pub struct ModelLikelihood {
 ///
 /// # Errors
 /// As [`model_log_prob`].
-pub fn model_likelihood(field: &(impl VectorField + HasDevice + ?Sized), source: &dyn Target, x: ArrayView2<f64>, cfg: &LikelihoodConfig) -> Result<ModelLikelihood> {
+pub fn model_likelihood(
+    field: &(impl VectorField + HasDevice + ?Sized),
+    source: &dyn Target,
+    x: ArrayView2<f64>,
+    cfg: &LikelihoodConfig,
+) -> Result<ModelLikelihood> {
     let start = Instant::now();
     let grid = cfg.validate()?;
     let dim = field.dim().unwrap_or(source.dim());
@@ -211,7 +216,7 @@ pub fn model_likelihood(field: &(impl VectorField + HasDevice + ?Sized), source:
     let source_lp = source.log_prob(x0.view())?;
     let delta = Vec::<f64>::try_from(lik.delta_log_p.f_to_device(Device::Cpu)?.f_to_kind(Kind::Double)?.f_contiguous()?)?;
     if delta.len() != n || source_lp.len() != n {
-        return Err(Error::Config(format!("the likelihood solve returned {} values and the source {} for {n} points", delta.len(), source_lp.len())));
+        return Err(Error::Internal(format!("the likelihood solve returned {} values and the source {} for {n} points", delta.len(), source_lp.len())));
     }
     let chunks = n.div_ceil(cfg.chunk_size);
     Ok(ModelLikelihood { log_q: source_lp + Array1::from(delta), nfe: lik.nfe as f64 / chunks as f64, seconds: start.elapsed().as_secs_f64() })
@@ -303,7 +308,14 @@ impl std::fmt::Display for KlEstimate {
 /// [`Error::Config`] for `n < 2` or an invalid configuration; [`Error::Dist`] when the target
 /// or the source has no density, dimensions disagree, or a log-density is not finite;
 /// [`Error::Ode`] when the likelihood solve fails.
-pub fn kl_estimate(target: &dyn Target, field: &(impl VectorField + HasDevice + ?Sized), source: &dyn Target, n: usize, cfg: &LikelihoodConfig, rng: &mut dyn RngCore) -> Result<KlEstimate> {
+pub fn kl_estimate(
+    target: &dyn Target,
+    field: &(impl VectorField + HasDevice + ?Sized),
+    source: &dyn Target,
+    n: usize,
+    cfg: &LikelihoodConfig,
+    rng: &mut dyn RngCore,
+) -> Result<KlEstimate> {
     let start = Instant::now();
     cfg.validate()?;
     let dim = field.dim().unwrap_or(source.dim());

@@ -220,7 +220,8 @@ impl ExactFlow {
         let sl = self.slices(&[t])?;
         let (k, d) = (self.target.n_components(), self.dim());
         let means = Array2::from_shape_vec((k, d), sl.means).map_err(|e| Error::Exact(e.to_string()))?;
-        let covs = sl.covs.chunks(d * d).map(|c| Array2::from_shape_vec((d, d), c.to_vec()).map_err(|e| Error::Exact(e.to_string()))).collect::<Result<Vec<_>>>()?;
+        let covs =
+            sl.covs.chunks(d * d).map(|c| Array2::from_shape_vec((d, d), c.to_vec()).map_err(|e| Error::Exact(e.to_string()))).collect::<Result<Vec<_>>>()?;
         Ok(GaussianMixture::new(self.target.weights().to_vec(), means, covs)?)
     }
 
@@ -310,7 +311,15 @@ impl ExactFlow {
     /// covariances, already factored in `sl`, so no mixture is built per time.)
     fn draw(&self, sl: &Slices, per_time: usize, rng: &mut dyn RngCore) -> Result<Tensor> {
         let (k, d) = (self.target.n_components(), self.dim());
-        let cumulative: Vec<f64> = self.target.weights().iter().scan(0.0, |acc, w| { *acc += w; Some(*acc) }).collect();
+        let cumulative: Vec<f64> = self
+            .target
+            .weights()
+            .iter()
+            .scan(0.0, |acc, w| {
+                *acc += w;
+                Some(*acc)
+            })
+            .collect();
         let mut out = Vec::with_capacity(sl.times.len() * per_time * d);
         let mut z = vec![0.0; d];
         for ti in 0..sl.times.len() {
@@ -354,7 +363,14 @@ impl ExactFlow {
     ///
     /// # Errors
     /// As [`ExactFlow::loss_floor`], and the model's own errors.
-    pub fn field_error(&self, model: &(impl VectorField + HasDevice + ?Sized), time: TimeSampling, n_times: usize, per_time: usize, rng: &mut dyn RngCore) -> Result<Estimate> {
+    pub fn field_error(
+        &self,
+        model: &(impl VectorField + HasDevice + ?Sized),
+        time: TimeSampling,
+        n_times: usize,
+        per_time: usize,
+        rng: &mut dyn RngCore,
+    ) -> Result<Estimate> {
         self.per_time_means(time, n_times, per_time, rng, |sl, x| self.squared_error(model, sl, x))
     }
 
@@ -363,7 +379,13 @@ impl ExactFlow {
     ///
     /// # Errors
     /// A bad time or count, and the model's own errors.
-    pub fn field_error_curve(&self, model: &(impl VectorField + HasDevice + ?Sized), times: &[f64], per_time: usize, rng: &mut dyn RngCore) -> Result<Vec<Estimate>> {
+    pub fn field_error_curve(
+        &self,
+        model: &(impl VectorField + HasDevice + ?Sized),
+        times: &[f64],
+        per_time: usize,
+        rng: &mut dyn RngCore,
+    ) -> Result<Vec<Estimate>> {
         if per_time < 2 {
             return Err(Error::Config(format!("a field error with a standard error needs at least 2 points per time, got {per_time}")));
         }
@@ -386,7 +408,12 @@ impl ExactFlow {
             .times
             .iter()
             .enumerate()
-            .map(|(i, &t)| Ok(model.velocity(&x.f_get(i as i64)?.f_to_kind(Kind::Float)?.f_to_device(model.device())?, t)?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Double)?))
+            .map(|(i, &t)| {
+                Ok(model
+                    .velocity(&x.f_get(i as i64)?.f_to_kind(Kind::Float)?.f_to_device(model.device())?, t)?
+                    .f_to_device(Device::Cpu)?
+                    .f_to_kind(Kind::Double)?)
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Tensor::f_stack(&v, 0)?.f_sub(&truth)?.f_square()?.f_mean_dim(-1i64, false, None::<Kind>)?)
     }
@@ -400,7 +427,14 @@ impl ExactFlow {
     /// times made that variation the whole error (the seed's floor had a standard error of 0.03
     /// from 131,072 points). Each replicate is an unbiased estimate, independent of the others,
     /// so the standard error is that of the replicate means.
-    fn per_time_means(&self, time: TimeSampling, n_times: usize, per_time: usize, rng: &mut dyn RngCore, f: impl Fn(&Slices, &Tensor) -> Result<Tensor>) -> Result<Estimate> {
+    fn per_time_means(
+        &self,
+        time: TimeSampling,
+        n_times: usize,
+        per_time: usize,
+        rng: &mut dyn RngCore,
+        f: impl Fn(&Slices, &Tensor) -> Result<Tensor>,
+    ) -> Result<Estimate> {
         time.validate()?;
         if n_times < 2 * REPLICATES || per_time == 0 {
             return Err(Error::Config(format!(

@@ -44,20 +44,32 @@ mod train;
 pub use checkpoint::{load_state, load_state_into, save_state, Checkpoint, LoadedState, ResumedState, STATE_FILE};
 pub use convert::{array_to_tensor, tensor_to_array};
 pub use coupling::Coupling;
-pub use eval::{
-    kl_estimate, model_likelihood, model_log_prob, KlEstimate, LikelihoodConfig, ModelLikelihood, Tracked, Tracker,
-};
-pub use optim::{clip_grad_norm, Adam, Ema, LrSchedule, OptimizerKind};
+pub use eval::{kl_estimate, model_likelihood, model_log_prob, KlEstimate, LikelihoodConfig, ModelLikelihood, Tracked, Tracker};
 pub use exact::ExactFlow;
+pub use optim::{clip_grad_norm, Adam, Ema, LrSchedule, OptimizerKind};
 pub use path::{AffineCoefficients, ProbabilityPath};
 pub use progress::ProgressBarReporter;
 pub use sample::{sample, sample_paths, HasDevice, SampleConfig};
 pub use time::TimeSampling;
-pub use train::{step_seed, CheckpointHook, train, train_resumable, train_with_state, Preset, Progress, Resume, TrainConfig, TrainHooks, TrainOutcome, TrainReport, TrainState, PRESETS};
+pub use train::{
+    step_seed, train, train_resumable, train_with_state, CheckpointHook, Preset, Progress, Resume, TrainConfig, TrainHooks, TrainOutcome, TrainReport,
+    TrainState, PRESETS,
+};
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Training data that cannot be used (NaN or infinite values in a batch), or a coupling
+    /// solver that fails on them; the message says which.
+    #[error("{0}")]
+    Data(String),
+    /// An optimizer, EMA or training state that does not fit the model or settings it is
+    /// restored into (a tensor missing or of another shape, an EMA present on one side only).
+    #[error("training state: {0}")]
+    State(String),
+    /// A broken invariant of this crate (a bug); the message says which.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// The caller's checkpoint hook failed (writing its files, say): its own error.
     #[error(transparent)]
     Hook(Box<dyn std::error::Error + Send + Sync>),

@@ -45,10 +45,7 @@ impl std::str::FromStr for OptimizerKind {
         match s.trim().to_ascii_lowercase().as_str() {
             "adam" => Ok(OptimizerKind::Adam),
             "adamw" => Ok(OptimizerKind::AdamW),
-            _ => Err(Error::Config(format!(
-                "unknown optimizer '{}'; valid optimizers: adam, adamw",
-                s.trim()
-            ))),
+            _ => Err(Error::Config(format!("unknown optimizer '{}'; valid optimizers: adam, adamw", s.trim()))),
         }
     }
 }
@@ -235,11 +232,7 @@ impl Adam {
     /// # Errors
     /// As [`Adam::new`].
     pub fn adamw(params: Vec<(String, Tensor)>, lr: f64, weight_decay: f64) -> Result<Self> {
-        Ok(Self {
-            weight_decay,
-            kind: OptimizerKind::AdamW,
-            ..Self::new(params, lr)?
-        })
+        Ok(Self { weight_decay, kind: OptimizerKind::AdamW, ..Self::new(params, lr)? })
     }
 
     /// Updates taken so far (PyTorch's `state["step"]`).
@@ -371,20 +364,15 @@ impl Adam {
     /// copied onto this optimizer's device). Nothing changes when anything is missing or wrong.
     ///
     /// # Errors
-    /// [`Error::Config`] for a tensor missing or of another shape, or a `step` that is not a
+    /// [`Error::State`] for a tensor missing or of another shape, or a `step` that is not a
     /// scalar ≥ 0; [`Error::Torch`] when a conversion or copy fails.
     pub fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
         let step = lookup(state, "step")?;
         if step.numel() != 1 {
-            return Err(Error::Config(format!(
-                "optimizer state 'step' must be a scalar, got shape {:?}",
-                step.size()
-            )));
+            return Err(Error::State(format!("optimizer 'step' must be a scalar, got shape {:?}", step.size())));
         }
         let step = i64::try_from(step.f_to_kind(Kind::Int64)?)?;
-        let step = u64::try_from(step).map_err(|_| {
-            Error::Config(format!("optimizer state 'step' must be ≥ 0, got {step}"))
-        })?;
+        let step = u64::try_from(step).map_err(|_| Error::State(format!("optimizer 'step' must be ≥ 0, got {step}")))?;
         let mut moments = Vec::new();
         for (prefix, current) in [("exp_avg", &self.exp_avg), ("exp_avg_sq", &self.exp_avg_sq)] {
             for (name, t) in self.names.iter().zip(current) {
@@ -393,12 +381,7 @@ impl Adam {
             }
         }
         let _no_grad = tch::no_grad_guard();
-        for (dst, src) in self
-            .exp_avg
-            .iter_mut()
-            .chain(self.exp_avg_sq.iter_mut())
-            .zip(&moments)
-        {
+        for (dst, src) in self.exp_avg.iter_mut().chain(self.exp_avg_sq.iter_mut()).zip(&moments) {
             dst.f_copy_(src)?;
         }
         self.step = step;
@@ -407,21 +390,13 @@ impl Adam {
 }
 
 fn lookup<'a>(state: &'a [(String, Tensor)], key: &str) -> Result<&'a Tensor> {
-    state
-        .iter()
-        .find(|(n, _)| n == key)
-        .map(|(_, t)| t)
-        .ok_or_else(|| Error::Config(format!("state has no tensor '{key}'")))
+    state.iter().find(|(n, _)| n == key).map(|(_, t)| t).ok_or_else(|| Error::State(format!("no tensor '{key}'")))
 }
 
 /// `src` as a tensor of `like`'s kind on `like`'s device, after checking its shape.
 fn checked(src: &Tensor, like: &Tensor, key: &str) -> Result<Tensor> {
     if src.size() != like.size() {
-        return Err(Error::Config(format!(
-            "state tensor '{key}' has shape {:?}, expected {:?}",
-            src.size(),
-            like.size()
-        )));
+        return Err(Error::State(format!("tensor '{key}' has shape {:?}, expected {:?}", src.size(), like.size())));
     }
     Ok(src.f_to_device(like.device())?.f_to_kind(like.kind())?)
 }
@@ -436,11 +411,7 @@ fn checked(src: &Tensor, like: &Tensor, key: &str) -> Result<Tensor> {
 /// [`Error::Torch`] when a torch operation fails.
 pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> Result<Tensor> {
     let _no_grad = tch::no_grad_guard();
-    let grads: Vec<Tensor> = params
-        .iter()
-        .map(|p| p.grad())
-        .filter(|g| g.defined())
-        .collect();
+    let grads: Vec<Tensor> = params.iter().map(|p| p.grad()).filter(|g| g.defined()).collect();
     if grads.is_empty() {
         return Ok(Tensor::from(0f32));
     }
@@ -453,17 +424,10 @@ pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> Result<Tensor> {
 
 /// The total norm of `grads` (not empty) and the factor [`clip_grad_norm`] scales them by.
 fn clip_coefficient(grads: &[Tensor], max_norm: f64) -> Result<(Tensor, Tensor)> {
-    let norms = grads
-        .iter()
-        .map(|g| g.f_norm())
-        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let norms = grads.iter().map(|g| g.f_norm()).collect::<std::result::Result<Vec<_>, _>>()?;
     let total = Tensor::f_stack(&norms, 0)?.f_norm()?;
     // PyTorch's `max_norm / (total + 1e-6)` is `reciprocal(total + 1e-6) * max_norm`.
-    let coef = total
-        .f_add_scalar(1e-6)?
-        .f_reciprocal()?
-        .f_mul_scalar(max_norm)?
-        .f_clamp_max(1.0)?;
+    let coef = total.f_add_scalar(1e-6)?.f_reciprocal()?.f_mul_scalar(max_norm)?.f_clamp_max(1.0)?;
     Ok((total, coef))
 }
 
@@ -499,8 +463,7 @@ impl LrSchedule {
         match self {
             LrSchedule::Constant => lr,
             LrSchedule::Cosine { min_lr } => {
-                let p =
-                    ((step - warmup) as f64 / total.saturating_sub(warmup).max(1) as f64).min(1.0);
+                let p = ((step - warmup) as f64 / total.saturating_sub(warmup).max(1) as f64).min(1.0);
                 min_lr + (lr - min_lr) * 0.5 * (1.0 + (PI * p).cos())
             }
         }
@@ -525,17 +488,10 @@ impl std::str::FromStr for LrSchedule {
             None if spec == "constant" => Ok(LrSchedule::Constant),
             None if spec == "cosine" => Ok(LrSchedule::Cosine { min_lr: 0.0 }),
             Some(("cosine", v)) => match v.trim().parse::<f64>() {
-                Ok(min_lr) if min_lr.is_finite() && min_lr >= 0.0 => {
-                    Ok(LrSchedule::Cosine { min_lr })
-                }
-                _ => Err(Error::Config(format!(
-                    "lr_schedule: cosine takes a floor MIN_LR ≥ 0, got '{v}'"
-                ))),
+                Ok(min_lr) if min_lr.is_finite() && min_lr >= 0.0 => Ok(LrSchedule::Cosine { min_lr }),
+                _ => Err(Error::Config(format!("lr_schedule: cosine takes a floor MIN_LR ≥ 0, got '{v}'"))),
             },
-            _ => Err(Error::Config(format!(
-                "unknown lr_schedule '{}'; valid: constant, cosine, cosine:MIN_LR",
-                s.trim()
-            ))),
+            _ => Err(Error::Config(format!("unknown lr_schedule '{}'; valid: constant, cosine, cosine:MIN_LR", s.trim()))),
         }
     }
 }
@@ -586,11 +542,7 @@ impl FlatEma {
 
 impl std::fmt::Debug for Ema {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ema")
-            .field("decay", &self.decay)
-            .field("params", &self.names)
-            .field("flat", &self.flat.is_some())
-            .finish()
+        f.debug_struct("Ema").field("decay", &self.decay).field("params", &self.names).field("flat", &self.flat.is_some()).finish()
     }
 }
 
@@ -603,9 +555,7 @@ impl Ema {
     /// be allocated.
     pub fn new(params: Vec<(String, Tensor)>, decay: f64) -> Result<Self> {
         if !(0.0..1.0).contains(&decay) {
-            return Err(Error::Config(format!(
-                "ema_decay must be in [0, 1), got {decay}"
-            )));
+            return Err(Error::Config(format!("ema_decay must be in [0, 1), got {decay}")));
         }
         let (names, params): (Vec<String>, Vec<Tensor>) = params.into_iter().unzip();
         let flat = match FlatEma::span(&params) {
@@ -614,18 +564,9 @@ impl Ema {
         };
         let shadow = match &flat {
             Some(f) => views(&f.shadow, &layout(&params).0)?,
-            None => params
-                .iter()
-                .map(|p| p.f_detach_copy())
-                .collect::<std::result::Result<_, _>>()?,
+            None => params.iter().map(|p| p.f_detach_copy()).collect::<std::result::Result<_, _>>()?,
         };
-        Ok(Self {
-            decay,
-            names,
-            params,
-            shadow,
-            flat,
-        })
+        Ok(Self { decay, names, params, shadow, flat })
     }
 
     /// The decay: the weight the average keeps at each update.
@@ -653,11 +594,7 @@ impl Ema {
 
     /// The averaged weights (shallow handles: copy them before changing them).
     pub fn weights(&self) -> Vec<(String, Tensor)> {
-        self.names
-            .iter()
-            .cloned()
-            .zip(self.shadow.iter().map(|t| t.shallow_clone()))
-            .collect()
+        self.names.iter().cloned().zip(self.shadow.iter().map(|t| t.shallow_clone())).collect()
     }
 
     /// Copies the averaged weights into `model` (matched by name, shapes checked; nothing is
@@ -669,7 +606,7 @@ impl Ema {
         let vars: std::collections::HashMap<String, Tensor> = model.named_parameters().into_iter().collect();
         let mut pairs = Vec::with_capacity(self.names.len());
         for (name, e) in self.names.iter().zip(&self.shadow) {
-            let dst = vars.get(name).ok_or_else(|| Error::Config(format!("the model has no parameter '{name}' to copy the EMA into")))?;
+            let dst = vars.get(name).ok_or_else(|| Error::State(format!("the model has no parameter '{name}' to copy the EMA into")))?;
             pairs.push((dst.shallow_clone(), checked(e, dst, name)?));
         }
         let _no_grad = tch::no_grad_guard();
@@ -685,7 +622,7 @@ impl Ema {
     /// overwritten: call this after, not between, seeded initialisations.
     ///
     /// # Errors
-    /// [`Error::Model`] when the network cannot be built on `device`; [`Error::Config`] when its
+    /// [`Error::Model`] when the network cannot be built on `device`; [`Error::State`] when its
     /// parameters are not those the average was made for (see [`Ema::copy_to`]).
     pub fn to_mlp(&self, like: &Mlp, device: Device) -> Result<Mlp> {
         let mlp = Mlp::new(like.config().clone(), device)?;
@@ -698,25 +635,16 @@ impl Ema {
     /// # Errors
     /// [`Error::Torch`] when a tensor cannot be copied.
     pub fn state(&self) -> Result<Vec<(String, Tensor)>> {
-        self.names
-            .iter()
-            .zip(&self.shadow)
-            .map(|(n, t)| Ok((n.clone(), t.f_detach_copy()?)))
-            .collect()
+        self.names.iter().zip(&self.shadow).map(|(n, t)| Ok((n.clone(), t.f_detach_copy()?))).collect()
     }
 
     /// Restores what [`Ema::state`] exported; nothing changes when anything is missing or wrong.
     ///
     /// # Errors
-    /// [`Error::Config`] for a tensor missing or of another shape; [`Error::Torch`] when a
+    /// [`Error::State`] for a tensor missing or of another shape; [`Error::Torch`] when a
     /// conversion or copy fails.
     pub fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
-        let values = self
-            .names
-            .iter()
-            .zip(&self.shadow)
-            .map(|(n, t)| checked(lookup(state, n)?, t, n))
-            .collect::<Result<Vec<_>>>()?;
+        let values = self.names.iter().zip(&self.shadow).map(|(n, t)| checked(lookup(state, n)?, t, n)).collect::<Result<Vec<_>>>()?;
         let _no_grad = tch::no_grad_guard();
         for (dst, src) in self.shadow.iter_mut().zip(&values) {
             dst.f_copy_(src)?;

@@ -61,13 +61,7 @@ pub enum ProbabilityPath {
 
 impl ProbabilityPath {
     /// Every name [`std::str::FromStr`] knows, with the form it takes.
-    pub const NAMES: [&'static str; 5] = [
-        "linear",
-        "icfm:SIGMA",
-        "lipman:SIGMA_MIN",
-        "vp (or cosine)",
-        "schrodinger-bridge:SIGMA",
-    ];
+    pub const NAMES: [&'static str; 5] = ["linear", "icfm:SIGMA", "lipman:SIGMA_MIN", "vp (or cosine)", "schrodinger-bridge:SIGMA"];
 
     /// The name of the variant, as serde and [`std::str::FromStr`] spell it.
     pub fn name(self) -> &'static str {
@@ -82,10 +76,7 @@ impl ProbabilityPath {
 
     /// Whether `x_t` has a noise term `ε` (so training draws one per coordinate).
     pub fn needs_noise(self) -> bool {
-        matches!(
-            self,
-            ProbabilityPath::Icfm { .. } | ProbabilityPath::SchrodingerBridge { .. }
-        )
+        matches!(self, ProbabilityPath::Icfm { .. } | ProbabilityPath::SchrodingerBridge { .. })
     }
 
     /// Checks the parameters; the message names the field.
@@ -94,22 +85,11 @@ impl ProbabilityPath {
     /// [`Error::Config`] for an I-CFM `sigma` that is negative or not finite, a Lipman
     /// `sigma_min` outside `[0, 1]`, or a Schrödinger-bridge `sigma` that is not positive and finite.
     pub fn validate(self) -> Result<()> {
-        let bad = |what: &str, v: f64, need: &str| {
-            Err(Error::Config(format!(
-                "path: {} {what} must be {need}, got {v}",
-                self.name()
-            )))
-        };
+        let bad = |what: &str, v: f64, need: &str| Err(Error::Config(format!("path: {} {what} must be {need}, got {v}", self.name())));
         match self {
-            ProbabilityPath::Icfm { sigma } if !(sigma.is_finite() && sigma >= 0.0) => {
-                bad("sigma", sigma, "finite and ≥ 0")
-            }
-            ProbabilityPath::Lipman { sigma_min } if !(0.0..=1.0).contains(&sigma_min) => {
-                bad("sigma_min", sigma_min, "in [0, 1]")
-            }
-            ProbabilityPath::SchrodingerBridge { sigma } if !(sigma.is_finite() && sigma > 0.0) => {
-                bad("sigma", sigma, "finite and > 0")
-            }
+            ProbabilityPath::Icfm { sigma } if !(sigma.is_finite() && sigma >= 0.0) => bad("sigma", sigma, "finite and ≥ 0"),
+            ProbabilityPath::Lipman { sigma_min } if !(0.0..=1.0).contains(&sigma_min) => bad("sigma_min", sigma_min, "in [0, 1]"),
+            ProbabilityPath::SchrodingerBridge { sigma } if !(sigma.is_finite() && sigma > 0.0) => bad("sigma", sigma, "finite and > 0"),
             _ => Ok(()),
         }
     }
@@ -121,7 +101,8 @@ impl ProbabilityPath {
     /// and its velocity on `ε`, and it is only trained on entropic-OT pairs, which are not
     /// independent. The exact flow of [`crate::exact`] is built on these coefficients.
     pub fn affine(self, t: f64) -> Option<AffineCoefficients> {
-        let straight = |sigma0: f64, noise: f64| AffineCoefficients { alpha: t, sigma: 1.0 - (1.0 - sigma0) * t, d_alpha: 1.0, d_sigma: -(1.0 - sigma0), noise };
+        let straight =
+            |sigma0: f64, noise: f64| AffineCoefficients { alpha: t, sigma: 1.0 - (1.0 - sigma0) * t, d_alpha: 1.0, d_sigma: -(1.0 - sigma0), noise };
         match self {
             ProbabilityPath::Linear => Some(straight(0.0, 0.0)),
             ProbabilityPath::Icfm { sigma } => Some(straight(0.0, sigma)),
@@ -147,23 +128,11 @@ impl ProbabilityPath {
     ///
     /// # Errors
     /// [`Error::Torch`] when the shapes do not broadcast.
-    pub fn interpolate_with_noise(
-        self,
-        x0: &Tensor,
-        x1: &Tensor,
-        t: &Tensor,
-        eps: &Tensor,
-    ) -> Result<(Tensor, Tensor)> {
+    pub fn interpolate_with_noise(self, x0: &Tensor, x1: &Tensor, t: &Tensor, eps: &Tensor) -> Result<(Tensor, Tensor)> {
         self.eval(x0, x1, t, Some(eps))
     }
 
-    fn eval(
-        self,
-        x0: &Tensor,
-        x1: &Tensor,
-        t: &Tensor,
-        eps: Option<&Tensor>,
-    ) -> Result<(Tensor, Tensor)> {
+    fn eval(self, x0: &Tensor, x1: &Tensor, t: &Tensor, eps: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
         match self {
             ProbabilityPath::Linear => {
                 let u = x1.f_sub(x0)?;
@@ -199,10 +168,7 @@ impl ProbabilityPath {
                 };
                 // s = √(t(1 − t)); σ_t = σ s; σ'_t = σ (1 − 2t) / (2 s), taken as 0 where s = 0.
                 let s = t.f_mul(&t.f_neg()?.f_add_scalar(1.0)?)?.f_sqrt()?;
-                let ds = t
-                    .f_mul_scalar(-2.0)?
-                    .f_add_scalar(1.0)?
-                    .f_div(&s.f_mul_scalar(2.0)?)?;
+                let ds = t.f_mul_scalar(-2.0)?.f_add_scalar(1.0)?.f_div(&s.f_mul_scalar(2.0)?)?;
                 let ds = ds.f_where_self(&s.f_gt(0.0)?, &ds.f_zeros_like()?)?;
                 xt = xt.f_add(&s.f_mul(eps)?.f_mul_scalar(sigma)?)?;
                 let u = u_mean.f_add(&ds.f_mul(eps)?.f_mul_scalar(sigma)?)?;
@@ -251,39 +217,17 @@ impl std::str::FromStr for ProbabilityPath {
         let spec = s.trim().to_ascii_lowercase();
         let (name, arg) = crate::split_spec(&spec);
         let value = |what: &str| -> Result<f64> {
-            let a = arg.ok_or_else(|| {
-                Error::Config(format!(
-                    "path '{name}' needs its {what}: {name}:{}",
-                    what.to_ascii_uppercase()
-                ))
-            })?;
-            a.parse().map_err(|_| {
-                Error::Config(format!("path '{name}': {what} must be a number, got '{a}'"))
-            })
+            let a = arg.ok_or_else(|| Error::Config(format!("path '{name}' needs its {what}: {name}:{}", what.to_ascii_uppercase())))?;
+            a.parse().map_err(|_| Error::Config(format!("path '{name}': {what} must be a number, got '{a}'")))
         };
         let path = match name {
-            "linear" | "vp" | "cosine" if arg.is_some() => {
-                return Err(Error::Config(format!(
-                    "path '{name}' takes no ':' argument (got '{s}')"
-                )))
-            }
+            "linear" | "vp" | "cosine" if arg.is_some() => return Err(Error::Config(format!("path '{name}' takes no ':' argument (got '{s}')"))),
             "linear" => ProbabilityPath::Linear,
             "vp" | "cosine" => ProbabilityPath::Vp,
-            "icfm" => ProbabilityPath::Icfm {
-                sigma: value("sigma")?,
-            },
-            "lipman" => ProbabilityPath::Lipman {
-                sigma_min: value("sigma_min")?,
-            },
-            "schrodinger-bridge" => ProbabilityPath::SchrodingerBridge {
-                sigma: value("sigma")?,
-            },
-            _ => {
-                return Err(Error::Config(format!(
-                    "unknown path '{name}'; valid paths: {}",
-                    Self::NAMES.join(", ")
-                )))
-            }
+            "icfm" => ProbabilityPath::Icfm { sigma: value("sigma")? },
+            "lipman" => ProbabilityPath::Lipman { sigma_min: value("sigma_min")? },
+            "schrodinger-bridge" => ProbabilityPath::SchrodingerBridge { sigma: value("sigma")? },
+            _ => return Err(Error::Config(format!("unknown path '{name}'; valid paths: {}", Self::NAMES.join(", ")))),
         };
         path.validate()?;
         Ok(path)

@@ -37,16 +37,7 @@ pub struct SampleConfig {
 impl Default for SampleConfig {
     fn default() -> Self {
         let tol = AdaptiveOptions::default();
-        Self {
-            n_samples: 10_000,
-            steps: 100,
-            method: Method::Euler,
-            seed: 1,
-            chunk_size: 512,
-            gpu_chunk_size: 1 << 16,
-            rtol: tol.rtol,
-            atol: tol.atol,
-        }
+        Self { n_samples: 10_000, steps: 100, method: Method::Euler, seed: 1, chunk_size: 512, gpu_chunk_size: 1 << 16, rtol: tol.rtol, atol: tol.atol }
     }
 }
 
@@ -58,9 +49,7 @@ impl SampleConfig {
     /// of 0 or above a million, or invalid tolerances.
     pub fn validate(&self) -> Result<TimeGrid> {
         if self.n_samples == 0 {
-            return Err(Error::Config(
-                "the number of samples must be at least 1".into(),
-            ));
+            return Err(Error::Config("the number of samples must be at least 1".into()));
         }
         if self.chunk_size == 0 || self.gpu_chunk_size == 0 {
             return Err(Error::Config("the chunk size must be at least 1".into()));
@@ -71,14 +60,7 @@ impl SampleConfig {
 
     /// The solver options these settings ask for.
     pub fn solve_options(&self) -> SolveOptions {
-        SolveOptions {
-            adaptive: AdaptiveOptions {
-                rtol: self.rtol,
-                atol: self.atol,
-                ..AdaptiveOptions::default()
-            },
-            ..SolveOptions::default()
-        }
+        SolveOptions { adaptive: AdaptiveOptions { rtol: self.rtol, atol: self.atol, ..AdaptiveOptions::default() }, ..SolveOptions::default() }
     }
 }
 
@@ -89,9 +71,7 @@ mod method_name {
         s.serialize_str(m.name())
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Method, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -101,20 +81,12 @@ mod method_name {
 /// # Errors
 /// As [`SampleConfig::validate`]; [`Error::Ode`] when a solve fails (a field error, non-finite
 /// values, an adaptive step underflow or budget); [`Error::Torch`] for torch failures.
-pub fn sample(
-    field: &(impl VectorField + HasDevice + ?Sized),
-    source: &dyn Target,
-    cfg: &SampleConfig,
-) -> Result<Array2<f64>> {
+pub fn sample(field: &(impl VectorField + HasDevice + ?Sized), source: &dyn Target, cfg: &SampleConfig) -> Result<Array2<f64>> {
     let grid = cfg.validate()?;
     let x0 = source.sample(cfg.n_samples, &mut StdRng::seed_from_u64(cfg.seed));
     let device = field.device();
     let x0 = array_to_tensor(x0.view(), device)?;
-    let rows = if device.is_cuda() {
-        cfg.gpu_chunk_size
-    } else {
-        cfg.chunk_size
-    };
+    let rows = if device.is_cuda() { cfg.gpu_chunk_size } else { cfg.chunk_size };
     let parts = x0
         .f_split(rows as i64, 0)?
         .iter()
@@ -129,43 +101,18 @@ pub fn sample(
 ///
 /// # Errors
 /// As [`sample`], and [`Error::Config`] for `n == 0`.
-pub fn sample_paths(
-    field: &(impl VectorField + HasDevice + ?Sized),
-    source: &dyn Target,
-    cfg: &SampleConfig,
-    n: usize,
-) -> Result<(Vec<f64>, Array3<f64>)> {
-    let grid = if cfg.method.is_adaptive() {
-        TimeGrid::uniform(0.0, 1.0, 100)?
-    } else {
-        cfg.validate()?
-    };
+pub fn sample_paths(field: &(impl VectorField + HasDevice + ?Sized), source: &dyn Target, cfg: &SampleConfig, n: usize) -> Result<(Vec<f64>, Array3<f64>)> {
+    let grid = if cfg.method.is_adaptive() { TimeGrid::uniform(0.0, 1.0, 100)? } else { cfg.validate()? };
     cfg.validate()?;
     if n == 0 {
-        return Err(Error::Config(
-            "the number of paths must be at least 1".into(),
-        ));
+        return Err(Error::Config("the number of paths must be at least 1".into()));
     }
-    let x0 = array_to_tensor(
-        source
-            .sample(n, &mut StdRng::seed_from_u64(cfg.seed))
-            .view(),
-        field.device(),
-    )?;
-    let opts = SolveOptions {
-        keep_trajectory: true,
-        ..cfg.solve_options()
-    };
-    let states = solve(&Borrowed(field), &x0, &grid, cfg.method, opts)?
-        .trajectory
-        .unwrap_or_default();
-    let views = states
-        .iter()
-        .map(tensor_to_array)
-        .collect::<Result<Vec<_>>>()?;
+    let x0 = array_to_tensor(source.sample(n, &mut StdRng::seed_from_u64(cfg.seed)).view(), field.device())?;
+    let opts = SolveOptions { keep_trajectory: true, ..cfg.solve_options() };
+    let states = solve(&Borrowed(field), &x0, &grid, cfg.method, opts)?.trajectory.unwrap_or_default();
+    let views = states.iter().map(tensor_to_array).collect::<Result<Vec<_>>>()?;
     let views: Vec<_> = views.iter().map(|a| a.view()).collect();
-    let paths = ndarray::stack(ndarray::Axis(0), &views)
-        .map_err(|e| Error::Config(format!("trajectory shapes: {e}")))?;
+    let paths = ndarray::stack(ndarray::Axis(0), &views).map_err(|e| Error::Internal(format!("trajectory shapes: {e}")))?;
     Ok((grid.times().to_vec(), paths))
 }
 

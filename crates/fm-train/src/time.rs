@@ -43,10 +43,7 @@ impl TimeSampling {
 
     /// The logit-normal law with mean 0 and standard deviation 1.
     pub fn logit_normal() -> Self {
-        TimeSampling::LogitNormal {
-            mean: 0.0,
-            std: 1.0,
-        }
+        TimeSampling::LogitNormal { mean: 0.0, std: 1.0 }
     }
 
     /// Checks the parameters; the message names the field.

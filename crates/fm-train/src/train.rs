@@ -256,10 +256,12 @@ impl TrainState {
         let mut names: Vec<&str> = params.iter().map(|(n, _)| n.as_str()).collect();
         names.sort_unstable();
         if let Some(twice) = names.windows(2).find(|w| w[0] == w[1]) {
-            return Err(Error::Config(format!("the model names two parameters '{}': checkpoints and the EMA match parameters by name", twice[0])));
+            let msg = format!("the model names two parameters '{}': checkpoints and the EMA match parameters by name", twice[0]);
+            return Err(Error::Model(fm_model::Error::Parameters(msg)));
         }
         if params.is_empty() || params.iter().any(|(_, p)| !p.requires_grad()) {
-            return Err(Error::Config("the model has no parameters, or one that does not track gradients (named_parameters must hand out the model's own trainable tensors)".into()));
+            let msg = "the model has no parameters, or one that does not track gradients (named_parameters must hand out the model's own trainable tensors)";
+            return Err(Error::Model(fm_model::Error::Parameters(msg.into())));
         }
         let mut optimizer = Adam::new(params.iter().map(|(n, p)| (n.clone(), p.shallow_clone())).collect(), cfg.lr)?;
         optimizer.kind = cfg.optimizer;
@@ -287,7 +289,7 @@ impl TrainState {
     /// here but not in the state, is an error).
     ///
     /// # Errors
-    /// [`Error::Config`] for an EMA present on one side only, a tensor missing or of another
+    /// [`Error::State`] for an EMA present on one side only, a tensor missing or of another
     /// shape, or a `step` that is not a scalar ≥ 0 (see [`Adam::load_state`], [`Ema::load_state`]);
     /// [`Error::Torch`] when a copy fails.
     pub fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
@@ -298,8 +300,8 @@ impl TrainState {
         match (&mut self.ema, ema_part.is_empty()) {
             (Some(ema), false) => ema.load_state(&ema_part)?,
             (None, true) => {}
-            (Some(_), true) => return Err(Error::Config("the state has no EMA weights but ema_decay is set".into())),
-            (None, false) => return Err(Error::Config("the state has EMA weights but ema_decay is not set".into())),
+            (Some(_), true) => return Err(Error::State("it has no EMA weights but ema_decay is set".into())),
+            (None, false) => return Err(Error::State("it has EMA weights but ema_decay is not set".into())),
         }
         self.optimizer.load_state(&part("optimizer."))
     }
@@ -329,7 +331,13 @@ impl TrainState {
 ///
 /// # Errors
 /// As [`train_resumable`] (without checkpoints).
-pub fn train<M: VelocityModel>(model: &mut M, target: &dyn Target, source: &dyn Target, cfg: &TrainConfig, on_progress: &mut dyn FnMut(&Progress)) -> Result<TrainReport> {
+pub fn train<M: VelocityModel>(
+    model: &mut M,
+    target: &dyn Target,
+    source: &dyn Target,
+    cfg: &TrainConfig,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<TrainReport> {
     let (report, state) = train_with_state(model, target, source, cfg, on_progress)?;
     state.apply_ema(model)?;
     Ok(report)
@@ -448,7 +456,7 @@ impl<'a> Batches<'a> {
             Batches::Inline { cfg, source, target, d } => draw_batch(step, cfg, *source, *target, *d),
             Batches::Ahead { first_step, queues } => {
                 let queue = &queues[(step - first_step - 1) % queues.len()];
-                queue.recv().map_err(|_| Error::Config(format!("the thread drawing the training data stopped before step {step}")))?
+                queue.recv().map_err(|_| Error::Internal(format!("the thread drawing the training data stopped before step {step}")))?
             }
         }
     }
@@ -607,7 +615,8 @@ pub fn train_resumable<M: VelocityModel>(
                     };
                     if step == first_step + 1 && !opt.params().iter().map(reached).collect::<Result<Vec<_>>>()?.contains(&true) {
                         // The loss does not reach the parameters the optimizer holds (copies, say).
-                        return Err(Error::Config("no parameter of the model received a gradient: named_parameters must hand out the tensors its forward pass uses".into()));
+                        let msg = "no parameter of the model received a gradient: named_parameters must hand out the tensors its forward pass uses";
+                        return Err(Error::Model(fm_model::Error::Parameters(msg.into())));
                     }
                     loss
                 }

@@ -18,28 +18,13 @@ fn velocity(gmm: &GaussianMixture, x: ArrayView2<f64>, t: f64) -> Array2<f64> {
         for k in 0..gmm.n_components() {
             let (m, c) = (gmm.means().row(k).to_owned(), &gmm.covariances()[k]);
             // S = (1-t)² I + t² Σ, cross = t Σ - (1-t) I.
-            let s = [
-                [(1.0 - t).powi(2) + t * t * c[[0, 0]], t * t * c[[0, 1]]],
-                [t * t * c[[1, 0]], (1.0 - t).powi(2) + t * t * c[[1, 1]]],
-            ];
+            let s = [[(1.0 - t).powi(2) + t * t * c[[0, 0]], t * t * c[[0, 1]]], [t * t * c[[1, 0]], (1.0 - t).powi(2) + t * t * c[[1, 1]]]];
             let det = s[0][0] * s[1][1] - s[0][1] * s[1][0];
-            let inv = [
-                [s[1][1] / det, -s[0][1] / det],
-                [-s[1][0] / det, s[0][0] / det],
-            ];
+            let inv = [[s[1][1] / det, -s[0][1] / det], [-s[1][0] / det, s[0][0] / det]];
             let d = [row[0] - t * m[0], row[1] - t * m[1]];
-            let z = [
-                inv[0][0] * d[0] + inv[0][1] * d[1],
-                inv[1][0] * d[0] + inv[1][1] * d[1],
-            ];
-            let cross = [
-                [t * c[[0, 0]] - (1.0 - t), t * c[[0, 1]]],
-                [t * c[[1, 0]], t * c[[1, 1]] - (1.0 - t)],
-            ];
-            us.push([
-                m[0] + cross[0][0] * z[0] + cross[0][1] * z[1],
-                m[1] + cross[1][0] * z[0] + cross[1][1] * z[1],
-            ]);
+            let z = [inv[0][0] * d[0] + inv[0][1] * d[1], inv[1][0] * d[0] + inv[1][1] * d[1]];
+            let cross = [[t * c[[0, 0]] - (1.0 - t), t * c[[0, 1]]], [t * c[[1, 0]], t * c[[1, 1]] - (1.0 - t)]];
+            us.push([m[0] + cross[0][0] * z[0] + cross[0][1] * z[1], m[1] + cross[1][0] * z[0] + cross[1][1] * z[1]]);
             logw.push(gmm.weights()[k].ln() - 0.5 * (d[0] * z[0] + d[1] * z[1]) - 0.5 * det.ln());
         }
         let mx = logw.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
@@ -53,11 +38,7 @@ fn velocity(gmm: &GaussianMixture, x: ArrayView2<f64>, t: f64) -> Array2<f64> {
 }
 
 fn main() {
-    let dir = PathBuf::from(
-        std::env::args()
-            .nth(1)
-            .unwrap_or_else(|| "/tmp/fm-viz-gallery".into()),
-    );
+    let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "/tmp/fm-viz-gallery".into()));
     std::fs::create_dir_all(&dir).unwrap();
     let gmm = GaussianMixture::seed();
     let mut rng = StdRng::seed_from_u64(7);
@@ -76,63 +57,29 @@ fn main() {
     }
     for ext in ["png", "svg"] {
         let p = dir.join(format!("trajectories.{ext}"));
-        trajectories(
-            &p,
-            states.view(),
-            &times,
-            Some(&gmm),
-            &TrajectoryFigure::default(),
-        )
-        .unwrap();
+        trajectories(&p, states.view(), &times, Some(&gmm), &TrajectoryFigure::default()).unwrap();
         println!("{}", p.display());
     }
     // Straight lines from the independent coupling (they cross).
     let x1 = gmm.sample(n, &mut rng);
-    let lines = Array3::from_shape_fn((steps + 1, n, 2), |(k, p, c)| {
-        (1.0 - times[k]) * x0[[p, c]] + times[k] * x1[[p, c]]
-    });
+    let lines = Array3::from_shape_fn((steps + 1, n, 2), |(k, p, c)| (1.0 - times[k]) * x0[[p, c]] + times[k] * x1[[p, c]]);
     let p = dir.join("trajectories-straight.png");
-    trajectories(
-        &p,
-        lines.view(),
-        &times,
-        Some(&gmm),
-        &TrajectoryFigure::default(),
-    )
-    .unwrap();
+    trajectories(&p, lines.view(), &times, Some(&gmm), &TrajectoryFigure::default()).unwrap();
     println!("{}", p.display());
     // 16-D: no density drawn, target samples instead.
     let sn = StandardNormal::new(16).unwrap();
     let hi0 = sn.sample(200, &mut rng);
-    let hi = Array3::from_shape_fn((21, 200, 16), |(k, p, c)| {
-        hi0[[p, c]] * (1.0 - 0.5 * k as f64 / 20.0) + 2.0 * (c % 3) as f64 * k as f64 / 20.0
-    });
+    let hi = Array3::from_shape_fn((21, 200, 16), |(k, p, c)| hi0[[p, c]] * (1.0 - 0.5 * k as f64 / 20.0) + 2.0 * (c % 3) as f64 * k as f64 / 20.0);
     let t21: Vec<f64> = (0..21).map(|k| k as f64 / 20.0).collect();
     let p = dir.join("trajectories-16d.png");
-    trajectories(
-        &p,
-        hi.view(),
-        &t21,
-        Some(&sn),
-        &TrajectoryFigure {
-            coords: (2, 6),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    trajectories(&p, hi.view(), &t21, Some(&sn), &TrajectoryFigure { coords: (2, 6), ..Default::default() }).unwrap();
     println!("{}", p.display());
     let _ = (rng.random::<f64>(), Array1::<f64>::zeros(1));
 
     // The field at five times.
     for ext in ["png", "svg"] {
         let p = dir.join(format!("field.{ext}"));
-        field(
-            &p,
-            |x: ArrayView2<f64>, t| Ok::<_, std::convert::Infallible>(velocity(&gmm, x, t)),
-            Some(&gmm),
-            &FieldFigure::default(),
-        )
-        .unwrap();
+        field(&p, |x: ArrayView2<f64>, t| Ok::<_, std::convert::Infallible>(velocity(&gmm, x, t)), Some(&gmm), &FieldFigure::default()).unwrap();
         println!("{}", p.display());
     }
 
@@ -142,13 +89,7 @@ fn main() {
     let model = GaussianMixture::new(vec![0.25, 0.4, 0.35], means, covs).unwrap();
     for ext in ["png", "svg"] {
         let p = dir.join(format!("density.{ext}"));
-        density(
-            &p,
-            |x: ArrayView2<f64>| model.log_prob(x),
-            Some(&gmm),
-            &DensityFigure::default(),
-        )
-        .unwrap();
+        density(&p, |x: ArrayView2<f64>| model.log_prob(x), Some(&gmm), &DensityFigure::default()).unwrap();
         println!("{}", p.display());
     }
     // The seed's compare figure, the same with fitted axes, and a 16-D one.
@@ -156,13 +97,7 @@ fn main() {
     for (name, fig) in [
         ("compare-seed.png", CompareFigure::seed()),
         ("compare-fitted.png", CompareFigure::fitted()),
-        (
-            "compare.svg",
-            CompareFigure {
-                resolution: 120,
-                ..CompareFigure::seed()
-            },
-        ),
+        ("compare.svg", CompareFigure { resolution: 120, ..CompareFigure::seed() }),
     ] {
         let p = dir.join(name);
         compare(&p, &gmm, samples.view(), &fig).unwrap();
@@ -170,16 +105,7 @@ fn main() {
     }
     let p = dir.join("compare-16d.png");
     let s16 = sn.sample(5000, &mut rng);
-    compare(
-        &p,
-        &sn,
-        s16.view(),
-        &CompareFigure {
-            coords: (2, 6),
-            ..CompareFigure::fitted()
-        },
-    )
-    .unwrap();
+    compare(&p, &sn, s16.view(), &CompareFigure { coords: (2, 6), ..CompareFigure::fitted() }).unwrap();
     println!("{}", p.display());
 
     // The flow as a GIF (2000 particles).
@@ -192,63 +118,33 @@ fn main() {
         flow.index_axis_mut(Axis(0), k + 1).assign(&x);
     }
     let p = dir.join("animation.gif");
-    animation(
-        &p,
-        flow.view(),
-        &times,
-        Some(&gmm),
-        &AnimationFigure::default(),
-    )
-    .unwrap();
+    animation(&p, flow.view(), &times, Some(&gmm), &AnimationFigure::default()).unwrap();
     println!("{}", p.display());
 
     // Training curves: a noisy decaying loss, W2 and KL every 250 steps.
     let steps = 5000;
-    let loss_rows = Array2::from_shape_fn((steps, 2), |(k, c)| {
-        if c == 0 {
-            k as f64
-        } else {
-            1.05 + 1.8 * (-(k as f64) / 600.0).exp() + 0.25 * (rng.random::<f64>() - 0.5)
-        }
-    });
-    let w2 = Array2::from_shape_fn((21, 2), |(k, c)| {
-        if c == 0 {
-            250.0 * k as f64
-        } else {
-            0.08 + 3.0 * (-(k as f64) / 3.0).exp()
-        }
-    });
-    let kl = Array2::from_shape_fn((21, 2), |(k, c)| {
-        if c == 0 {
-            250.0 * k as f64
-        } else {
-            0.01 + 6.0 * (-(k as f64) / 2.5).exp()
-        }
-    });
+    let loss_rows =
+        Array2::from_shape_fn(
+            (steps, 2),
+            |(k, c)| {
+                if c == 0 {
+                    k as f64
+                } else {
+                    1.05 + 1.8 * (-(k as f64) / 600.0).exp() + 0.25 * (rng.random::<f64>() - 0.5)
+                }
+            },
+        );
+    let w2 = Array2::from_shape_fn((21, 2), |(k, c)| if c == 0 { 250.0 * k as f64 } else { 0.08 + 3.0 * (-(k as f64) / 3.0).exp() });
+    let kl = Array2::from_shape_fn((21, 2), |(k, c)| if c == 0 { 250.0 * k as f64 } else { 0.01 + 6.0 * (-(k as f64) / 2.5).exp() });
     for ext in ["png", "svg"] {
         let p = dir.join(format!("loss.{ext}"));
-        loss(
-            &p,
-            loss_rows.view(),
-            &[("W2", w2.view()), ("KL", kl.view())],
-            &LossFigure {
-                width: 1800,
-                ..LossFigure::default()
-            },
-        )
-        .unwrap();
+        loss(&p, loss_rows.view(), &[("W2", w2.view()), ("KL", kl.view())], &LossFigure { width: 1800, ..LossFigure::default() }).unwrap();
         println!("{}", p.display());
     }
     let p = dir.join("loss-alone.png");
     loss(&p, loss_rows.view(), &[], &LossFigure::default()).unwrap();
     println!("{}", p.display());
     let p = dir.join("density-model-only.png");
-    density(
-        &p,
-        |x: ArrayView2<f64>| model.log_prob(x),
-        None,
-        &DensityFigure::default(),
-    )
-    .unwrap();
+    density(&p, |x: ArrayView2<f64>| model.log_prob(x), None, &DensityFigure::default()).unwrap();
     println!("{}", p.display());
 }

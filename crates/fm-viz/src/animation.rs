@@ -77,24 +77,13 @@ impl Default for AnimationFigure {
 /// [`Error::Invalid`] for an `.svg` path, bad states, times or settings, or a target of another
 /// dimension; [`Error::Font`] without a usable font; [`Error::Dist`] when the target's
 /// log-density or writing the file fails.
-pub fn animation(
-    path: &Path,
-    states: ArrayView3<f64>,
-    times: &[f64],
-    target: Option<&dyn Target>,
-    fig: &AnimationFigure,
-) -> Result<()> {
+pub fn animation(path: &Path, states: ArrayView3<f64>, times: &[f64], target: Option<&dyn Target>, fig: &AnimationFigure) -> Result<()> {
     if figure::is_svg(path) {
-        return Err(Error::Invalid(
-            "animations are GIF files; SVG cannot hold one".into(),
-        ));
+        return Err(Error::Invalid("animations are GIF files; SVG cannot hold one".into()));
     }
     figure::check_size("animation", (fig.width, fig.height), (240, 200))?;
     if fig.width > 4096 || fig.height > 4096 {
-        return Err(Error::Invalid(format!(
-            "the animation is {}×{} px; GIF frames here are at most 4096×4096",
-            fig.width, fig.height
-        )));
+        return Err(Error::Invalid(format!("the animation is {}×{} px; GIF frames here are at most 4096×4096", fig.width, fig.height)));
     }
     figure::check_states(&states, times)?;
     let (t, n, d) = states.dim();
@@ -113,36 +102,15 @@ pub fn animation(
             fig.frame_delay_ms, fig.max_frames, fig.max_points, fig.point_size, fig.levels, fig.resolution, fig.hold_frames
         )));
     }
-    let frames: Vec<usize> = if t <= fig.max_frames {
-        (0..t).collect()
-    } else {
-        (0..fig.max_frames)
-            .map(|k| k * (t - 1) / (fig.max_frames - 1))
-            .collect()
-    };
-    let particles: Vec<usize> = if n <= fig.max_points {
-        (0..n).collect()
-    } else {
-        (0..fig.max_points)
-            .map(|k| k * n / fig.max_points)
-            .collect()
-    };
+    let frames: Vec<usize> = if t <= fig.max_frames { (0..t).collect() } else { (0..fig.max_frames).map(|k| k * (t - 1) / (fig.max_frames - 1)).collect() };
+    let particles: Vec<usize> = if n <= fig.max_points { (0..n).collect() } else { (0..fig.max_points).map(|k| k * n / fig.max_points).collect() };
 
-    let target_points = target
-        .map(|tg| figure::target_points(tg, fig.target_samples, fig.rng_seed, &proj))
-        .unwrap_or_default();
+    let target_points = target.map(|tg| figure::target_points(tg, fig.target_samples, fig.rng_seed, &proj)).unwrap_or_default();
     let (x_range, y_range) = figure::fit_paths(states, &target_points, &proj, &fig.x_range, &fig.y_range)?;
     let st = Style::for_panel_height(fig.height);
-    let aspect = fig.height.saturating_sub(st.px(130)).max(1) as f64
-        / fig.width.saturating_sub(st.px(100)).max(1) as f64;
+    let aspect = fig.height.saturating_sub(st.px(130)).max(1) as f64 / fig.width.saturating_sub(st.px(100)).max(1) as f64;
     let backdrop = match target {
-        Some(tg) => figure::backdrop(
-            tg,
-            &proj,
-            Grid::new(x_range.clone(), y_range.clone(), fig.resolution, aspect),
-            fig.levels,
-            target_points,
-        )?,
+        Some(tg) => figure::backdrop(tg, &proj, Grid::new(x_range.clone(), y_range.clone(), fig.resolution, aspect), fig.levels, target_points)?,
         None => Backdrop::None,
     };
     let title = proj.titled(&fig.title.clone().unwrap_or_else(|| match target {
@@ -151,33 +119,13 @@ pub fn animation(
     }));
 
     fm_dist::io::replace_atomically(path, |tmp| -> DrawResult {
-        let root = BitMapBackend::gif(tmp, (fig.width, fig.height), fig.frame_delay_ms)
-            .map_err(|e| format!("cannot start the GIF: {e}"))?
-            .into_drawing_area();
+        let root = BitMapBackend::gif(tmp, (fig.width, fig.height), fig.frame_delay_ms).map_err(|e| format!("cannot start the GIF: {e}"))?.into_drawing_area();
         let last = frames.len() - 1;
-        for (f, &k) in frames
-            .iter()
-            .chain(std::iter::repeat_n(&frames[last], fig.hold_frames))
-            .enumerate()
-        {
+        for (f, &k) in frames.iter().chain(std::iter::repeat_n(&frames[last], fig.hold_frames)).enumerate() {
             root.fill(&WHITE).map_err(draw_err)?;
-            let points: Vec<(f64, f64)> = particles
-                .iter()
-                .map(|&p| (states[[k, p, proj.i]], states[[k, p, proj.j]]))
-                .collect();
-            draw_frame(
-                &root,
-                &st,
-                &format!("{title}, t = {}", num_fixed(times[k], times)),
-                &x_range,
-                &y_range,
-                &proj,
-                &backdrop,
-                &points,
-                fig.point_size,
-            )?;
-            root.present()
-                .map_err(|e| format!("frame {f}: {}", draw_err(e)))?;
+            let points: Vec<(f64, f64)> = particles.iter().map(|&p| (states[[k, p, proj.i]], states[[k, p, proj.j]])).collect();
+            draw_frame(&root, &st, &format!("{title}, t = {}", num_fixed(times[k], times)), &x_range, &y_range, &proj, &backdrop, &points, fig.point_size)?;
+            root.present().map_err(|e| format!("frame {f}: {}", draw_err(e)))?;
         }
         Ok(())
     })?;
@@ -186,15 +134,8 @@ pub fn animation(
 
 /// The time with as many decimals as the time steps need, so titles don't jitter.
 fn num_fixed(t: f64, times: &[f64]) -> String {
-    let step = times
-        .windows(2)
-        .map(|w| w[1] - w[0])
-        .fold(f64::INFINITY, f64::min);
-    let decimals = if step >= 1.0 {
-        0
-    } else {
-        ((-step.log10()).ceil() as usize).clamp(1, 4)
-    };
+    let step = times.windows(2).map(|w| w[1] - w[0]).fold(f64::INFINITY, f64::min);
+    let decimals = if step >= 1.0 { 0 } else { ((-step.log10()).ceil() as usize).clamp(1, 4) };
     format!("{t:.decimals$}")
 }
 
@@ -214,13 +155,6 @@ fn draw_frame<DB: DrawingBackend>(
     let mut chart = figure::panel(&area, None, x.clone(), y.clone(), st)?;
     backdrop.draw(&mut chart, 1)?;
     let style = RGBColor(255, 140, 0).mix(0.7).filled();
-    chart
-        .draw_series(
-            points
-                .iter()
-                .filter(|p| figure::inside(**p, x, y))
-                .map(|&p| Circle::new(p, r, style)),
-        )
-        .map_err(draw_err)?;
+    chart.draw_series(points.iter().filter(|p| figure::inside(**p, x, y)).map(|&p| Circle::new(p, r, style))).map_err(draw_err)?;
     figure::axes(&mut chart, &proj.x_name(), &proj.y_name(), st)
 }

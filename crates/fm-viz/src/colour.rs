@@ -3,17 +3,8 @@
 use plotters::style::RGBColor;
 
 /// Matplotlib's sequential "Blues" (the seed's contour colours), from its 9 anchor colours.
-const BLUES: [(u8, u8, u8); 9] = [
-    (247, 251, 255),
-    (222, 235, 247),
-    (198, 219, 239),
-    (158, 202, 225),
-    (107, 174, 214),
-    (66, 146, 198),
-    (33, 113, 181),
-    (8, 81, 156),
-    (8, 48, 107),
-];
+const BLUES: [(u8, u8, u8); 9] =
+    [(247, 251, 255), (222, 235, 247), (198, 219, 239), (158, 202, 225), (107, 174, 214), (66, 146, 198), (33, 113, 181), (8, 81, 156), (8, 48, 107)];
 
 /// Matplotlib's "viridis" at 0, 0.1, …, 1.
 const VIRIDIS: [(u8, u8, u8); 11] = [
@@ -46,11 +37,7 @@ const PLASMA: [(u8, u8, u8); 11] = [
 ];
 
 fn interpolate(anchors: &[(u8, u8, u8)], v: f64) -> RGBColor {
-    let v = if v.is_finite() {
-        v.clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
+    let v = if v.is_finite() { v.clamp(0.0, 1.0) } else { 0.0 };
     let x = v * (anchors.len() - 1) as f64;
     let i = (x.floor() as usize).min(anchors.len() - 2);
     let f = x - i as f64;

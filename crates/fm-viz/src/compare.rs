@@ -64,11 +64,7 @@ impl CompareFigure {
 
     /// The seed's figure with axes fitted to the data.
     pub fn fitted() -> Self {
-        Self {
-            x_range: None,
-            y_range: None,
-            ..Self::seed()
-        }
+        Self { x_range: None, y_range: None, ..Self::seed() }
     }
 }
 
@@ -89,19 +85,10 @@ impl Default for CompareFigure {
 /// [`Error::Invalid`] for samples of another dimension or with non-finite drawn coordinates,
 /// or bad settings; [`Error::Font`] without a usable font; [`Error::Dist`] when the target's
 /// log-density or writing the file fails.
-pub fn compare(
-    path: &Path,
-    target: &dyn Target,
-    samples: ArrayView2<f64>,
-    fig: &CompareFigure,
-) -> Result<()> {
+pub fn compare(path: &Path, target: &dyn Target, samples: ArrayView2<f64>, fig: &CompareFigure) -> Result<()> {
     font::ensure()?;
     if target.dim() != samples.ncols() {
-        return Err(Error::Invalid(format!(
-            "the target is {}-D, the samples {}-D",
-            target.dim(),
-            samples.ncols()
-        )));
+        return Err(Error::Invalid(format!("the target is {}-D, the samples {}-D", target.dim(), samples.ncols())));
     }
     let proj = Projection::new(fig.coords, target.dim())?;
     if fig.width < 200
@@ -112,79 +99,32 @@ pub fn compare(
         || fig.resolution < 2
         || fig.resolution > 4096
     {
-        return Err(Error::Invalid(format!(
-            "bad size or grid: {}×{} px, {} levels, resolution {}",
-            fig.width, fig.height, fig.levels, fig.resolution
-        )));
+        return Err(Error::Invalid(format!("bad size or grid: {}×{} px, {} levels, resolution {}", fig.width, fig.height, fig.levels, fig.resolution)));
     }
     let points: Vec<(f64, f64)> = samples.rows().into_iter().map(|r| proj.pick(r)).collect();
     if points.iter().any(|p| !p.0.is_finite() || !p.1.is_finite()) {
-        return Err(Error::Invalid(
-            "a sample has a non-finite coordinate".into(),
-        ));
+        return Err(Error::Invalid("a sample has a non-finite coordinate".into()));
     }
-    let needs_target_points =
-        fig.x_range.is_none() || fig.y_range.is_none() || proj.dim != 2 || !target.has_density();
-    let target_points = if needs_target_points {
-        figure::target_points(target, fig.target_samples, fig.rng_seed, &proj)
-    } else {
-        Vec::new()
-    };
+    let needs_target_points = fig.x_range.is_none() || fig.y_range.is_none() || proj.dim != 2 || !target.has_density();
+    let target_points = if needs_target_points { figure::target_points(target, fig.target_samples, fig.rng_seed, &proj) } else { Vec::new() };
     let all = || points.iter().chain(&target_points);
-    let x_range = figure::axis(
-        "x",
-        &fig.x_range,
-        figure::fit(all().map(|p| p.0)),
-        -1.0..1.0,
-    )?;
-    let y_range = figure::axis(
-        "y",
-        &fig.y_range,
-        figure::fit(all().map(|p| p.1)),
-        -1.0..1.0,
-    )?;
+    let x_range = figure::axis("x", &fig.x_range, figure::fit(all().map(|p| p.0)), -1.0..1.0)?;
+    let y_range = figure::axis("y", &fig.y_range, figure::fit(all().map(|p| p.1)), -1.0..1.0)?;
 
     // Density on the cell centres of a grid over the axes (cells about square in data units).
     let density = if proj.dim == 2 && target.has_density() {
         let nx = fig.resolution;
-        let ny = ((nx as f64) * (y_range.end - y_range.start) / (x_range.end - x_range.start))
-            .ceil()
-            .clamp(2.0, 4096.0) as usize;
-        let grid = Grid {
-            x: x_range.clone(),
-            y: y_range.clone(),
-            nx,
-            ny,
-        };
-        let density = target
-            .log_prob(proj.embed(&grid, &[]).view())?
-            .mapv(f64::exp);
-        let max = density
-            .iter()
-            .cloned()
-            .filter(|v| v.is_finite())
-            .fold(0.0, f64::max)
-            .max(f64::MIN_POSITIVE);
-        let level = density
-            .iter()
-            .map(|&p| {
-                Some(((p / max * fig.levels as f64).floor() as usize).min(fig.levels - 1))
-                    .filter(|&l| l > 0 && p.is_finite())
-            })
-            .collect();
+        let ny = ((nx as f64) * (y_range.end - y_range.start) / (x_range.end - x_range.start)).ceil().clamp(2.0, 4096.0) as usize;
+        let grid = Grid { x: x_range.clone(), y: y_range.clone(), nx, ny };
+        let density = target.log_prob(proj.embed(&grid, &[]).view())?.mapv(f64::exp);
+        let max = density.iter().cloned().filter(|v| v.is_finite()).fold(0.0, f64::max).max(f64::MIN_POSITIVE);
+        let level =
+            density.iter().map(|&p| Some(((p / max * fig.levels as f64).floor() as usize).min(fig.levels - 1)).filter(|&l| l > 0 && p.is_finite())).collect();
         Some((grid, level, max))
     } else {
         None
     };
-    let scene = CompareScene {
-        fig,
-        proj,
-        x_range,
-        y_range,
-        points,
-        target_points,
-        density,
-    };
+    let scene = CompareScene { fig, proj, x_range, y_range, points, target_points, density };
     figure::write_figure(path, (fig.width, fig.height), &scene)
 }
 
@@ -200,11 +140,7 @@ struct CompareScene<'a> {
 
 impl CompareScene<'_> {
     /// A titled panel with room for axis labels, spanning the figure's axes (the seed's layout).
-    fn chart<'b, DB: DrawingBackend>(
-        &self,
-        area: &'b Area<DB>,
-        title: &str,
-    ) -> DrawResult<Chart2d<'b, DB>> {
+    fn chart<'b, DB: DrawingBackend>(&self, area: &'b Area<DB>, title: &str) -> DrawResult<Chart2d<'b, DB>> {
         ChartBuilder::on(area)
             .caption(title, (font::FAMILY, 26))
             .margin(16)
@@ -226,19 +162,9 @@ impl CompareScene<'_> {
             .map_err(draw_err)
     }
 
-    fn scatter<DB: DrawingBackend>(
-        &self,
-        chart: &mut Chart2d<DB>,
-        points: &[(f64, f64)],
-        style: ShapeStyle,
-    ) -> DrawResult {
+    fn scatter<DB: DrawingBackend>(&self, chart: &mut Chart2d<DB>, points: &[(f64, f64)], style: ShapeStyle) -> DrawResult {
         chart
-            .draw_series(
-                points
-                    .iter()
-                    .filter(|p| self.x_range.contains(&p.0) && self.y_range.contains(&p.1))
-                    .map(|&p| Circle::new(p, 1, style)),
-            )
+            .draw_series(points.iter().filter(|p| self.x_range.contains(&p.0) && self.y_range.contains(&p.1)).map(|&p| Circle::new(p, 1, style)))
             .map_err(draw_err)?;
         Ok(())
     }
@@ -260,13 +186,7 @@ impl Scene for CompareScene<'_> {
                 let level_colour = |l: usize| blues((l as f64 + 0.5) / fig.levels as f64);
                 left_chart
                     .plotting_area()
-                    .draw(&Rectangle::new(
-                        [
-                            (self.x_range.start, self.y_range.start),
-                            (self.x_range.end, self.y_range.end),
-                        ],
-                        level_colour(0).filled(),
-                    ))
+                    .draw(&Rectangle::new([(self.x_range.start, self.y_range.start), (self.x_range.end, self.y_range.end)], level_colour(0).filled()))
                     .map_err(draw_err)?;
                 figure::draw_levels(&mut left_chart, grid, level, &level_colour)?;
                 self.axes(&mut left_chart)?;
@@ -285,10 +205,7 @@ impl Scene for CompareScene<'_> {
                 bar_chart
                     .draw_series((0..fig.levels).map(|l| {
                         let lo = max * l as f64 / fig.levels as f64;
-                        Rectangle::new(
-                            [(0.0, lo), (1.0, lo + max / fig.levels as f64)],
-                            level_colour(l).filled(),
-                        )
+                        Rectangle::new([(0.0, lo), (1.0, lo + max / fig.levels as f64)], level_colour(l).filled())
                     }))
                     .map_err(draw_err)?;
                 bar_chart
@@ -306,24 +223,15 @@ impl Scene for CompareScene<'_> {
             }
             None => {
                 let (left, right) = root.split_horizontally(w / 2);
-                let mut left_chart =
-                    self.chart(&left, &format!("{} (samples)", fig.target_title))?;
+                let mut left_chart = self.chart(&left, &format!("{} (samples)", fig.target_title))?;
                 self.axes(&mut left_chart)?;
-                self.scatter(
-                    &mut left_chart,
-                    &self.target_points,
-                    RGBColor(33, 113, 181).mix(0.5).filled(),
-                )?;
+                self.scatter(&mut left_chart, &self.target_points, RGBColor(33, 113, 181).mix(0.5).filled())?;
                 right
             }
         };
         let mut right_chart = self.chart(&right, &fig.samples_title)?;
         self.axes(&mut right_chart)?;
-        self.scatter(
-            &mut right_chart,
-            &self.points,
-            RGBColor(255, 140, 0).mix(0.6).filled(),
-        )?;
+        self.scatter(&mut right_chart, &self.points, RGBColor(255, 140, 0).mix(0.6).filled())?;
         Ok(())
     }
 }

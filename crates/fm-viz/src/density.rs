@@ -82,12 +82,7 @@ impl Default for DensityFigure {
 /// [`Error::Callback`] when `log_q` fails; [`Error::Invalid`] for bad settings, a wrong count
 /// of values, NaN or `+∞`, or `-∞` everywhere; [`Error::Font`]; [`Error::Dist`] when the
 /// target's log-density or writing the file fails.
-pub fn density<F, E>(
-    path: &Path,
-    log_q: F,
-    target: Option<&dyn Target>,
-    fig: &DensityFigure,
-) -> Result<()>
+pub fn density<F, E>(path: &Path, log_q: F, target: Option<&dyn Target>, fig: &DensityFigure) -> Result<()>
 where
     F: Fn(ArrayView2<f64>) -> std::result::Result<Array1<f64>, E>,
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -96,61 +91,31 @@ where
     let dim = target.map_or(2, |t| t.dim());
     let proj = Projection::new(fig.coords, dim)?;
     figure::check_through(&fig.through, dim)?;
-    let settings_ok = fig.clip.is_finite()
-        && fig.clip > 0.0
-        && (1..=256).contains(&fig.levels)
-        && (2..=2048).contains(&fig.resolution);
+    let settings_ok = fig.clip.is_finite() && fig.clip > 0.0 && (1..=256).contains(&fig.levels) && (2..=2048).contains(&fig.resolution);
     if !settings_ok {
         return Err(Error::Invalid(format!(
             "bad density settings: clip {} (> 0), levels {} (1–256), resolution {} (2–2048)",
             fig.clip, fig.levels, fig.resolution
         )));
     }
-    let target_points = target
-        .map(|tg| figure::target_points(tg, fig.target_samples, fig.rng_seed, &proj))
-        .unwrap_or_default();
-    let x_range = figure::axis(
-        "x",
-        &fig.x_range,
-        figure::fit(target_points.iter().map(|p| p.0)),
-        -4.0..4.0,
-    )?;
-    let y_range = figure::axis(
-        "y",
-        &fig.y_range,
-        figure::fit(target_points.iter().map(|p| p.1)),
-        -4.0..4.0,
-    )?;
+    let target_points = target.map(|tg| figure::target_points(tg, fig.target_samples, fig.rng_seed, &proj)).unwrap_or_default();
+    let x_range = figure::axis("x", &fig.x_range, figure::fit(target_points.iter().map(|p| p.0)), -4.0..4.0)?;
+    let y_range = figure::axis("y", &fig.y_range, figure::fit(target_points.iter().map(|p| p.1)), -4.0..4.0)?;
 
     let with_target = target.filter(|t| t.has_density());
     let panels = if with_target.is_some() { 2 } else { 1 };
     let st = Style::for_panel_height(fig.height);
-    let panel_w = (fig.width.saturating_sub(figure::colour_bar_width(&st)) / panels)
-        .saturating_sub(st.px(90))
-        .max(1) as f64;
+    let panel_w = (fig.width.saturating_sub(figure::colour_bar_width(&st)) / panels).saturating_sub(st.px(90)).max(1) as f64;
     let panel_h = fig.height.saturating_sub(st.px(160)).max(1) as f64;
-    let grid = Grid::new(
-        x_range.clone(),
-        y_range.clone(),
-        fig.resolution,
-        panel_h / panel_w,
-    );
+    let grid = Grid::new(x_range.clone(), y_range.clone(), fig.resolution, panel_h / panel_w);
     let points = proj.embed(&grid, &fig.through);
 
     let check = |what: &str, v: &Array1<f64>| -> Result<()> {
         if v.len() != grid.len() {
-            return Err(Error::Invalid(format!(
-                "{what} returned {} values for {} points",
-                v.len(),
-                grid.len()
-            )));
+            return Err(Error::Invalid(format!("{what} returned {} values for {} points", v.len(), grid.len())));
         }
         match v.iter().position(|x| x.is_nan() || *x == f64::INFINITY) {
-            Some(k) => Err(Error::Invalid(format!(
-                "{what} is {} at {:?}",
-                v[k],
-                grid.centre(k)
-            ))),
+            Some(k) => Err(Error::Invalid(format!("{what} is {} at {:?}", v[k], grid.centre(k)))),
             None => Ok(()),
         }
     };
@@ -162,33 +127,15 @@ where
         check("the target's log-density", &p)?;
         values.push(("target", p));
     }
-    let max = values
-        .iter()
-        .flat_map(|(_, v)| v.iter())
-        .cloned()
-        .filter(|v| v.is_finite())
-        .fold(f64::NEG_INFINITY, f64::max);
+    let max = values.iter().flat_map(|(_, v)| v.iter()).cloned().filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max);
     if !max.is_finite() {
-        return Err(Error::Invalid(
-            "the log-densities are -∞ everywhere on the grid; choose axes where the model has mass"
-                .into(),
-        ));
+        return Err(Error::Invalid("the log-densities are -∞ everywhere on the grid; choose axes where the model has mass".into()));
     }
     let low = max - fig.clip;
     let n = fig.levels;
     let levels: Vec<Vec<Option<usize>>> = values
         .iter()
-        .map(|(_, v)| {
-            v.iter()
-                .map(|&x| {
-                    Some(if x > low {
-                        (((x - low) / fig.clip * n as f64).floor() as usize).min(n - 1)
-                    } else {
-                        0
-                    })
-                })
-                .collect()
-        })
+        .map(|(_, v)| v.iter().map(|&x| Some(if x > low { (((x - low) / fig.clip * n as f64).floor() as usize).min(n - 1) } else { 0 })).collect())
         .collect();
 
     let slice = match (proj.dim, &fig.through[..]) {
@@ -196,35 +143,13 @@ where
         (_, []) => " on the plane through the origin".into(),
         _ => " on the plane through the given point".into(),
     };
-    let default_title = if with_target.is_some() {
-        "Log-density: model vs target"
-    } else {
-        "Model log-density"
-    };
-    let title = format!(
-        "{}{slice}",
-        proj.titled(fig.title.as_deref().unwrap_or(default_title))
-    );
+    let default_title = if with_target.is_some() { "Log-density: model vs target" } else { "Model log-density" };
+    let title = format!("{}{slice}", proj.titled(fig.title.as_deref().unwrap_or(default_title)));
     let mut captions = vec![fig.model_title.clone()];
     if let Some(tg) = with_target {
-        captions.push(
-            fig.target_title
-                .clone()
-                .unwrap_or_else(|| format!("Target log p(x): {}", tg.name())),
-        );
+        captions.push(fig.target_title.clone().unwrap_or_else(|| format!("Target log p(x): {}", tg.name())));
     }
-    let scene = DensityScene {
-        st,
-        proj,
-        title,
-        captions,
-        x_range,
-        y_range,
-        grid,
-        levels,
-        range: low..max,
-        n_levels: n,
-    };
+    let scene = DensityScene { st, proj, title, captions, x_range, y_range, grid, levels, range: low..max, n_levels: n };
     figure::write_figure(path, (fig.width, fig.height), &scene)
 }
 
@@ -245,20 +170,13 @@ impl Scene for DensityScene {
     fn draw<DB: DrawingBackend>(&self, root: &Area<DB>) -> DrawResult {
         let st = &self.st;
         let root = figure::titled(root, &self.title, st)?;
-        let (body, bar) =
-            root.split_horizontally(root.dim_in_pixel().0 - figure::colour_bar_width(st));
+        let (body, bar) = root.split_horizontally(root.dim_in_pixel().0 - figure::colour_bar_width(st));
         let areas = body.split_evenly((1, self.levels.len()));
         let n = self.n_levels as f64;
         let colour = |l: usize| viridis((l as f64 + 0.5) / n);
         let mut plot = (0..0, 0..0);
         for ((area, level), caption) in areas.iter().zip(&self.levels).zip(&self.captions) {
-            let mut chart = figure::panel(
-                area,
-                Some(caption),
-                self.x_range.clone(),
-                self.y_range.clone(),
-                st,
-            )?;
+            let mut chart = figure::panel(area, Some(caption), self.x_range.clone(), self.y_range.clone(), st)?;
             figure::draw_levels(&mut chart, &self.grid, level, &colour)?;
             figure::axes(&mut chart, &self.proj.x_name(), &self.proj.y_name(), st)?;
             plot = chart.plotting_area().get_pixel_range();

@@ -77,12 +77,7 @@ impl Default for FieldFigure {
 /// # Errors
 /// [`Error::Callback`] when `velocity` fails; [`Error::Invalid`] for bad settings or a
 /// velocity of the wrong shape or not finite; [`Error::Font`]; [`Error::Dist`] when writing fails.
-pub fn field<F, E>(
-    path: &Path,
-    velocity: F,
-    target: Option<&dyn Target>,
-    fig: &FieldFigure,
-) -> Result<()>
+pub fn field<F, E>(path: &Path, velocity: F, target: Option<&dyn Target>, fig: &FieldFigure) -> Result<()>
 where
     F: Fn(ArrayView2<f64>, f64) -> std::result::Result<Array2<f64>, E>,
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -126,26 +121,14 @@ fn fields(path: &Path, fields: &[(&str, Callback<'_>)], target: Option<&dyn Targ
     let proj = Projection::new(fig.coords, dim)?;
     figure::check_through(&fig.through, dim)?;
     if fig.times.is_empty() || fig.times.len() > 64 || fig.times.iter().any(|t| !t.is_finite()) {
-        return Err(Error::Invalid(format!(
-            "the field figure needs 1 to 64 finite times; got {:?}",
-            fig.times
-        )));
+        return Err(Error::Invalid(format!("the field figure needs 1 to 64 finite times; got {:?}", fig.times)));
     }
     if !(2..=200).contains(&fig.arrows) {
-        return Err(Error::Invalid(format!(
-            "{} arrows along x; use 2 to 200",
-            fig.arrows
-        )));
+        return Err(Error::Invalid(format!("{} arrows along x; use 2 to 200", fig.arrows)));
     }
-    let target_points = target
-        .map(|tg| figure::target_points(tg, fig.target_samples, fig.rng_seed, &proj))
-        .unwrap_or_default();
-    let xs = [-3.0, 3.0]
-        .into_iter()
-        .chain(target_points.iter().map(|p| p.0));
-    let ys = [-3.0, 3.0]
-        .into_iter()
-        .chain(target_points.iter().map(|p| p.1));
+    let target_points = target.map(|tg| figure::target_points(tg, fig.target_samples, fig.rng_seed, &proj)).unwrap_or_default();
+    let xs = [-3.0, 3.0].into_iter().chain(target_points.iter().map(|p| p.0));
+    let ys = [-3.0, 3.0].into_iter().chain(target_points.iter().map(|p| p.1));
     let x_range = figure::axis("x", &fig.x_range, figure::fit(xs), -1.0..1.0)?;
     let y_range = figure::axis("y", &fig.y_range, figure::fit(ys), -1.0..1.0)?;
 
@@ -157,18 +140,9 @@ fn fields(path: &Path, fields: &[(&str, Callback<'_>)], target: Option<&dyn Targ
     };
     let rows = n.div_ceil(cols);
     let st = Style::for_panel_height(fig.height / rows as u32);
-    let panel_w = (fig.width.saturating_sub(figure::colour_bar_width(&st)) / cols as u32)
-        .saturating_sub(st.px(90))
-        .max(1) as f64;
-    let panel_h = (fig.height.saturating_sub(st.px(50)) / rows as u32)
-        .saturating_sub(st.px(110))
-        .max(1) as f64;
-    let grid = Grid::new(
-        x_range.clone(),
-        y_range.clone(),
-        fig.arrows,
-        panel_h / panel_w,
-    );
+    let panel_w = (fig.width.saturating_sub(figure::colour_bar_width(&st)) / cols as u32).saturating_sub(st.px(90)).max(1) as f64;
+    let panel_h = (fig.height.saturating_sub(st.px(50)) / rows as u32).saturating_sub(st.px(110)).max(1) as f64;
+    let grid = Grid::new(x_range.clone(), y_range.clone(), fig.arrows, panel_h / panel_w);
     let points = proj.embed(&grid, &fig.through);
 
     let mut panels = Vec::with_capacity(n);
@@ -176,43 +150,17 @@ fn fields(path: &Path, fields: &[(&str, Callback<'_>)], target: Option<&dyn Targ
     for ((name, velocity), &t) in fields.iter().flat_map(|f| fig.times.iter().map(move |t| (f, t))) {
         titles.push(if name.is_empty() { format!("t = {}", num(t)) } else { format!("{name}, t = {}", num(t)) });
         let v = velocity(points.view(), t).map_err(Error::Callback)?;
-        figure::check_output(
-            &format!("the velocity at t = {}", num(t)),
-            v.view(),
-            grid.len(),
-            dim,
-        )?;
-        panels.push(
-            (0..grid.len())
-                .map(|k| (v[[k, proj.i]], v[[k, proj.j]]))
-                .collect::<Vec<_>>(),
-        );
+        figure::check_output(&format!("the velocity at t = {}", num(t)), v.view(), grid.len(), dim)?;
+        panels.push((0..grid.len()).map(|k| (v[[k, proj.i]], v[[k, proj.j]])).collect::<Vec<_>>());
     }
-    let max_speed = panels
-        .iter()
-        .flatten()
-        .map(|v| v.0.hypot(v.1))
-        .fold(0.0, f64::max);
+    let max_speed = panels.iter().flatten().map(|v| v.0.hypot(v.1)).fold(0.0, f64::max);
     let title = proj.titled(fig.title.as_deref().unwrap_or("Velocity field"));
     let title = match (&fig.through[..], proj.dim) {
         (_, 2) => title,
         ([], _) => format!("{title}, other coordinates 0"),
         _ => format!("{title}, other coordinates fixed"),
     };
-    let scene = FieldScene {
-        st,
-        proj,
-        title,
-        x_range,
-        y_range,
-        grid,
-        titles,
-        panels,
-        max_speed,
-        colour_label: &fig.colour_label,
-        cols,
-        rows,
-    };
+    let scene = FieldScene { st, proj, title, x_range, y_range, grid, titles, panels, max_speed, colour_label: &fig.colour_label, cols, rows };
     figure::write_figure(path, (fig.width, fig.height), &scene)
 }
 
@@ -245,20 +193,13 @@ impl Scene for FieldScene<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &Area<DB>) -> DrawResult {
         let st = &self.st;
         let root = figure::titled(root, &self.title, st)?;
-        let (body, bar) =
-            root.split_horizontally(root.dim_in_pixel().0 - figure::colour_bar_width(st));
+        let (body, bar) = root.split_horizontally(root.dim_in_pixel().0 - figure::colour_bar_width(st));
         let areas = body.split_evenly((self.rows, self.cols));
         let speeds = speed_range(self.max_speed);
         let (mut top, mut bottom) = (i32::MAX, i32::MIN);
         let mut arrows = Vec::new();
         for (k, (area, v)) in areas.iter().zip(&self.panels).enumerate() {
-            let mut chart = figure::panel(
-                area,
-                Some(&self.titles[k]),
-                self.x_range.clone(),
-                self.y_range.clone(),
-                st,
-            )?;
+            let mut chart = figure::panel(area, Some(&self.titles[k]), self.x_range.clone(), self.y_range.clone(), st)?;
             figure::axes(&mut chart, &self.proj.x_name(), &self.proj.y_name(), st)?;
             let (px, py) = chart.plotting_area().get_pixel_range();
             top = top.min(py.start);
@@ -268,19 +209,10 @@ impl Scene for FieldScene<'_> {
             let sx = (px.end - px.start) as f64 / (self.x_range.end - self.x_range.start);
             let sy = (py.end - py.start) as f64 / (self.y_range.end - self.y_range.start);
             let cell = (self.grid.dx() * sx).min(self.grid.dy() * sy);
-            let mut lengths: Vec<f64> = self
-                .panels
-                .iter()
-                .flatten()
-                .map(|v| (v.0 * sx).hypot(v.1 * sy))
-                .collect();
+            let mut lengths: Vec<f64> = self.panels.iter().flatten().map(|v| (v.0 * sx).hypot(v.1 * sy)).collect();
             lengths.sort_by(f64::total_cmp);
             let typical = lengths[(lengths.len() * 9 / 10).min(lengths.len() - 1)];
-            let scale = if typical > 0.0 {
-                0.8 * cell / typical
-            } else {
-                0.0
-            };
+            let scale = if typical > 0.0 { 0.8 * cell / typical } else { 0.0 };
             let head_max = st.px(8) as f64;
             arrows.clear();
             for (c, &(vx, vy)) in v.iter().enumerate() {
@@ -290,47 +222,28 @@ impl Scene for FieldScene<'_> {
                 if len > cell {
                     (ux, uy) = (ux * cell / len, uy * cell / len);
                 }
-                let colour =
-                    speed_colour((vx.hypot(vy) - speeds.start) / (speeds.end - speeds.start));
+                let colour = speed_colour((vx.hypot(vy) - speeds.start) / (speeds.end - speeds.start));
                 arrows.push(((bx as f64, by as f64), (ux, uy), colour));
             }
             let screen = chart.plotting_area().use_screen_coord();
             for &((bx, by), (ux, uy), colour) in &arrows {
                 let len = ux.hypot(uy);
                 if len < 1.5 {
-                    screen
-                        .draw(&Circle::new(
-                            (bx.round() as i32, by.round() as i32),
-                            1,
-                            colour.filled(),
-                        ))
-                        .map_err(draw_err)?;
+                    screen.draw(&Circle::new((bx.round() as i32, by.round() as i32), 1, colour.filled())).map_err(draw_err)?;
                     continue;
                 }
                 // Centred on the grid point (matplotlib's pivot="middle"), so arrows stay inside.
-                let (tail, tip) = (
-                    (bx - ux / 2.0, by - uy / 2.0),
-                    (bx + ux / 2.0, by + uy / 2.0),
-                );
+                let (tail, tip) = ((bx - ux / 2.0, by - uy / 2.0), (bx + ux / 2.0, by + uy / 2.0));
                 let head = (0.35 * len).clamp(3.0_f64.min(len), head_max);
                 let shaft = if st.px(10) >= 14 { 2 } else { 1 };
                 let (dx, dy) = (ux / len, uy / len);
                 let base = (tip.0 - dx * head, tip.1 - dy * head);
                 let half = 0.45 * head;
                 let p = |x: f64, y: f64| (x.round() as i32, y.round() as i32);
-                screen
-                    .draw(&PathElement::new(
-                        vec![p(tail.0, tail.1), p(base.0, base.1)],
-                        colour.stroke_width(shaft),
-                    ))
-                    .map_err(draw_err)?;
+                screen.draw(&PathElement::new(vec![p(tail.0, tail.1), p(base.0, base.1)], colour.stroke_width(shaft))).map_err(draw_err)?;
                 screen
                     .draw(&Polygon::new(
-                        vec![
-                            p(tip.0, tip.1),
-                            p(base.0 - dy * half, base.1 + dx * half),
-                            p(base.0 + dy * half, base.1 - dx * half),
-                        ],
+                        vec![p(tip.0, tip.1), p(base.0 - dy * half, base.1 + dx * half), p(base.0 + dy * half, base.1 - dx * half)],
                         colour.filled(),
                     ))
                     .map_err(draw_err)?;
@@ -341,15 +254,7 @@ impl Scene for FieldScene<'_> {
         figure::colour_bar(
             &bar,
             &plot,
-            &ColourBar {
-                range: speeds.clone(),
-                colour: &speed_colour,
-                levels: None,
-                label: self.colour_label,
-                ticks: 6,
-                format: &format,
-                under: None,
-            },
+            &ColourBar { range: speeds.clone(), colour: &speed_colour, levels: None, label: self.colour_label, ticks: 6, format: &format, under: None },
             st,
         )
     }

@@ -35,8 +35,7 @@ pub(crate) trait Scene {
 
 /// Whether `path` asks for SVG (it ends in `.svg`, any case); everything else is PNG.
 pub(crate) fn is_svg(path: &Path) -> bool {
-    path.extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("svg"))
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("svg"))
 }
 
 /// Draws `scene` into `path` atomically: SVG when the path ends in `.svg`, PNG otherwise
@@ -61,15 +60,7 @@ pub(crate) fn write_figure(path: &Path, (w, h): (u32, u32), scene: &impl Scene) 
                 scene.draw(&root)?;
                 root.present().map_err(draw_err)?;
             }
-            image::save_buffer_with_format(
-                tmp,
-                &pixels,
-                w,
-                h,
-                image::ColorType::Rgb8,
-                image::ImageFormat::Png,
-            )
-            .map_err(|e| e.to_string())
+            image::save_buffer_with_format(tmp, &pixels, w, h, image::ColorType::Rgb8, image::ImageFormat::Png).map_err(|e| e.to_string())
         }
     })?;
     Ok(())
@@ -92,9 +83,7 @@ pub(crate) struct Style {
 impl Style {
     /// Scaled by the height of one panel (640 px is scale 1).
     pub fn for_panel_height(h: u32) -> Self {
-        Self {
-            scale: (h as f64 / 640.0).clamp(0.75, 2.0),
-        }
+        Self { scale: (h as f64 / 640.0).clamp(0.75, 2.0) }
     }
     /// `v` pixels at scale 1, scaled and rounded.
     pub fn px(&self, v: u32) -> u32 {
@@ -134,9 +123,7 @@ impl Projection {
     /// and `i`, `j` are two different coordinates below `dim`.
     pub fn new((i, j): (usize, usize), dim: usize) -> Result<Self> {
         if dim < 2 {
-            return Err(Error::Invalid(format!(
-                "figures draw two coordinates; the data is {dim}-D"
-            )));
+            return Err(Error::Invalid(format!("figures draw two coordinates; the data is {dim}-D")));
         }
         if i >= dim || j >= dim || i == j {
             return Err(Error::Invalid(format!("coordinates ({i}, {j}) are not two different coordinates of {dim}-D data (0-based, each below {dim})")));
@@ -145,14 +132,7 @@ impl Projection {
     }
     /// "coordinates 3 and 7 of 16" (1-based, like the axis names) unless the data is simply 2-D.
     pub fn note(&self) -> Option<String> {
-        (self.dim != 2 || (self.i, self.j) != (0, 1)).then(|| {
-            format!(
-                "coordinates {} and {} of {}",
-                self.i + 1,
-                self.j + 1,
-                self.dim
-            )
-        })
+        (self.dim != 2 || (self.i, self.j) != (0, 1)).then(|| format!("coordinates {} and {} of {}", self.i + 1, self.j + 1, self.dim))
     }
     /// Appends [`Projection::note`] to a title.
     pub fn titled(&self, title: &str) -> String {
@@ -194,15 +174,10 @@ impl Projection {
 /// Checks a point of a plane's other coordinates (`through`, empty for the origin).
 pub(crate) fn check_through(through: &[f64], dim: usize) -> Result<()> {
     if !through.is_empty() && through.len() != dim {
-        return Err(Error::Invalid(format!(
-            "the plane goes through a point with {} coordinates; the data is {dim}-D",
-            through.len()
-        )));
+        return Err(Error::Invalid(format!("the plane goes through a point with {} coordinates; the data is {dim}-D", through.len())));
     }
     if through.iter().any(|v| !v.is_finite()) {
-        return Err(Error::Invalid(
-            "the plane's point has a non-finite coordinate".into(),
-        ));
+        return Err(Error::Invalid("the plane's point has a non-finite coordinate".into()));
     }
     Ok(())
 }
@@ -210,20 +185,11 @@ pub(crate) fn check_through(through: &[f64], dim: usize) -> Result<()> {
 /// The range of the finite values, widened by [`FIT_MARGIN`] on each side (by ±0.5 where
 /// all values are equal); `None` without finite values.
 pub(crate) fn fit(values: impl IntoIterator<Item = f64>) -> Option<Range<f64>> {
-    let (lo, hi) = values
-        .into_iter()
-        .filter(|v| v.is_finite())
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-            (lo.min(v), hi.max(v))
-        });
+    let (lo, hi) = values.into_iter().filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
     if lo > hi {
         return None;
     }
-    let pad = if hi > lo {
-        (hi - lo) * FIT_MARGIN
-    } else {
-        0.5 * lo.abs().max(1.0)
-    };
+    let pad = if hi > lo { (hi - lo) * FIT_MARGIN } else { 0.5 * lo.abs().max(1.0) };
     let r = (lo - pad)..(hi + pad);
     valid_range(&r).then_some(r)
 }
@@ -231,35 +197,24 @@ pub(crate) fn fit(values: impl IntoIterator<Item = f64>) -> Option<Range<f64>> {
 /// Finite, increasing, and wide enough to tell its ends apart.
 pub(crate) fn valid_range(r: &Range<f64>) -> bool {
     let w = r.end - r.start;
-    r.start.is_finite()
-        && r.end.is_finite()
-        && w.is_finite()
-        && w > 1e-12 * r.start.abs().max(r.end.abs()).max(1e-300)
+    r.start.is_finite() && r.end.is_finite() && w.is_finite() && w > 1e-12 * r.start.abs().max(r.end.abs()).max(1e-300)
 }
 
 /// The axis range a figure uses: `given` when set (checked), else the fitted one, else `fallback`.
-pub(crate) fn axis(
-    name: &str,
-    given: &Option<Range<f64>>,
-    fitted: Option<Range<f64>>,
-    fallback: Range<f64>,
-) -> Result<Range<f64>> {
+pub(crate) fn axis(name: &str, given: &Option<Range<f64>>, fitted: Option<Range<f64>>, fallback: Range<f64>) -> Result<Range<f64>> {
     match given {
         Some(r) if valid_range(r) => Ok(r.clone()),
-        Some(r) => Err(Error::Invalid(format!("bad {name} range {r:?}: it needs finite ends, start below end, and a width above 1e-12 of its ends' magnitude"))),
+        Some(r) => {
+            Err(Error::Invalid(format!("bad {name} range {r:?}: it needs finite ends, start below end, and a width above 1e-12 of its ends' magnitude")))
+        }
         None => Ok(fitted.unwrap_or(fallback)),
     }
 }
 
 /// Checks that every value of an array is finite; names it in the error.
-pub(crate) fn check_finite<'a>(
-    what: &str,
-    values: impl IntoIterator<Item = &'a f64>,
-) -> Result<()> {
+pub(crate) fn check_finite<'a>(what: &str, values: impl IntoIterator<Item = &'a f64>) -> Result<()> {
     match values.into_iter().position(|v| !v.is_finite()) {
-        Some(k) => Err(Error::Invalid(format!(
-            "{what} holds a non-finite value (element {k} in memory order)"
-        ))),
+        Some(k) => Err(Error::Invalid(format!("{what} holds a non-finite value (element {k} in memory order)"))),
         None => Ok(()),
     }
 }
@@ -298,21 +253,13 @@ impl Grid {
     }
     /// Centre of cell `k` in data units.
     pub fn centre(&self, k: usize) -> (f64, f64) {
-        (
-            self.x.start + (k % self.nx) as f64 * self.dx() + self.dx() / 2.0,
-            self.y.start + (k / self.nx) as f64 * self.dy() + self.dy() / 2.0,
-        )
+        (self.x.start + (k % self.nx) as f64 * self.dx() + self.dx() / 2.0, self.y.start + (k / self.nx) as f64 * self.dy() + self.dy() / 2.0)
     }
 }
 
 /// Draws the cells of `grid` with a level as filled rectangles, one per run of equal levels
 /// along a row (few elements, so SVG files stay small); cells without a level are not drawn.
-pub(crate) fn draw_levels<DB: DrawingBackend>(
-    chart: &mut Chart2d<DB>,
-    grid: &Grid,
-    level: &[Option<usize>],
-    colour: &dyn Fn(usize) -> RGBColor,
-) -> DrawResult {
+pub(crate) fn draw_levels<DB: DrawingBackend>(chart: &mut Chart2d<DB>, grid: &Grid, level: &[Option<usize>], colour: &dyn Fn(usize) -> RGBColor) -> DrawResult {
     let (dx, dy) = (grid.dx(), grid.dy());
     let mut runs = Vec::new();
     for row in 0..grid.ny {
@@ -324,14 +271,8 @@ pub(crate) fn draw_levels<DB: DrawingBackend>(
                 end += 1;
             }
             if let Some(l) = cells[start] {
-                let (x0, y0) = (
-                    grid.x.start + start as f64 * dx,
-                    grid.y.start + row as f64 * dy,
-                );
-                runs.push(Rectangle::new(
-                    [(x0, y0), (grid.x.start + end as f64 * dx, y0 + dy)],
-                    colour(l).filled(),
-                ));
+                let (x0, y0) = (grid.x.start + start as f64 * dx, grid.y.start + row as f64 * dy);
+                runs.push(Rectangle::new([(x0, y0), (grid.x.start + end as f64 * dx, y0 + dy)], colour(l).filled()));
             }
             start = end;
         }
@@ -341,20 +282,10 @@ pub(crate) fn draw_levels<DB: DrawingBackend>(
 }
 
 /// The part of segment `a`–`b` inside the axes (Liang–Barsky); `None` when it misses them.
-pub(crate) fn clip_segment(
-    a: (f64, f64),
-    b: (f64, f64),
-    x: &Range<f64>,
-    y: &Range<f64>,
-) -> Option<((f64, f64), (f64, f64))> {
+pub(crate) fn clip_segment(a: (f64, f64), b: (f64, f64), x: &Range<f64>, y: &Range<f64>) -> Option<((f64, f64), (f64, f64))> {
     let (dx, dy) = (b.0 - a.0, b.1 - a.1);
     let (mut t0, mut t1) = (0.0f64, 1.0f64);
-    for (p, q) in [
-        (-dx, a.0 - x.start),
-        (dx, x.end - a.0),
-        (-dy, a.1 - y.start),
-        (dy, y.end - a.1),
-    ] {
+    for (p, q) in [(-dx, a.0 - x.start), (dx, x.end - a.0), (-dy, a.1 - y.start), (dy, y.end - a.1)] {
         if p == 0.0 {
             if q < 0.0 {
                 return None;
@@ -368,10 +299,7 @@ pub(crate) fn clip_segment(
             }
         }
     }
-    (t0 <= t1).then_some((
-        (a.0 + t0 * dx, a.1 + t0 * dy),
-        (a.0 + t1 * dx, a.1 + t1 * dy),
-    ))
+    (t0 <= t1).then_some(((a.0 + t0 * dx, a.1 + t0 * dy), (a.0 + t1 * dx, a.1 + t1 * dy)))
 }
 
 /// Whether a point lies on the axes.
@@ -381,17 +309,10 @@ pub(crate) fn inside(p: (f64, f64), x: &Range<f64>, y: &Range<f64>) -> bool {
 
 /// Draws `title` at the top of `area`, shrunk (down to 55%) to fit its width, and returns
 /// the area below it.
-pub(crate) fn titled<DB: DrawingBackend>(
-    area: &Area<DB>,
-    title: &str,
-    st: &Style,
-) -> DrawResult<Area<DB>> {
+pub(crate) fn titled<DB: DrawingBackend>(area: &Area<DB>, title: &str, st: &Style) -> DrawResult<Area<DB>> {
     let (family, mut size) = st.title();
     let room = area.dim_in_pixel().0 as f64 * 0.96;
-    let width = area
-        .estimate_text_size(title, &(family, size).into_text_style(area))
-        .map_err(draw_err)?
-        .0 as f64;
+    let width = area.estimate_text_size(title, &(family, size).into_text_style(area)).map_err(draw_err)?.0 as f64;
     if width > room {
         size = (size * room / width).max(size * 0.55);
     }
@@ -410,21 +331,11 @@ pub(crate) fn panel<'a, DB: DrawingBackend>(
     if let Some(c) = caption {
         b.caption(c, st.caption());
     }
-    b.margin(st.px(12))
-        .margin_right(st.px(18))
-        .x_label_area_size(st.px(48))
-        .y_label_area_size(st.px(62))
-        .build_cartesian_2d(x, y)
-        .map_err(draw_err)
+    b.margin(st.px(12)).margin_right(st.px(18)).x_label_area_size(st.px(48)).y_label_area_size(st.px(62)).build_cartesian_2d(x, y).map_err(draw_err)
 }
 
 /// Axes with tick labels and names, no grid lines.
-pub(crate) fn axes<DB: DrawingBackend>(
-    chart: &mut Chart2d<DB>,
-    x_name: &str,
-    y_name: &str,
-    st: &Style,
-) -> DrawResult {
+pub(crate) fn axes<DB: DrawingBackend>(chart: &mut Chart2d<DB>, x_name: &str, y_name: &str, st: &Style) -> DrawResult {
     chart
         .configure_mesh()
         .disable_mesh()
@@ -463,12 +374,7 @@ pub(crate) fn colour_bar_width(st: &Style) -> u32 {
 }
 
 /// Draws `bar` into `area`, level with the panel's plotting area `plot` (see [`ColourBar`]).
-pub(crate) fn colour_bar<DB: DrawingBackend>(
-    area: &Area<DB>,
-    plot: &(Range<i32>, Range<i32>),
-    bar: &ColourBar,
-    st: &Style,
-) -> DrawResult {
+pub(crate) fn colour_bar<DB: DrawingBackend>(area: &Area<DB>, plot: &(Range<i32>, Range<i32>), bar: &ColourBar, st: &Style) -> DrawResult {
     let (_, ay) = area.get_pixel_range();
     let top = (plot.1.start - ay.start).max(0) as u32;
     let bottom = (ay.end - plot.1.end).max(0) as u32;
@@ -484,23 +390,12 @@ pub(crate) fn colour_bar<DB: DrawingBackend>(
     let (lo, w) = (bar.range.start, bar.range.end - bar.range.start);
     let n = bar.levels.unwrap_or(128).max(1);
     c.draw_series((0..n).map(|l| {
-        let (a, b) = (
-            lo + w * l as f64 / n as f64,
-            lo + w * (l + 1) as f64 / n as f64,
-        );
-        let f = if bar.levels.is_some() {
-            (l as f64 + 0.5) / n as f64
-        } else {
-            l as f64 / (n - 1).max(1) as f64
-        };
+        let (a, b) = (lo + w * l as f64 / n as f64, lo + w * (l + 1) as f64 / n as f64);
+        let f = if bar.levels.is_some() { (l as f64 + 0.5) / n as f64 } else { l as f64 / (n - 1).max(1) as f64 };
         Rectangle::new([(0.0, a), (1.0, b)], (bar.colour)(f).filled())
     }))
     .map_err(draw_err)?;
-    c.draw_series(std::iter::once(Rectangle::new(
-        [(0.0, bar.range.start), (1.0, bar.range.end)],
-        BLACK.mix(0.6).stroke_width(1),
-    )))
-    .map_err(draw_err)?;
+    c.draw_series(std::iter::once(Rectangle::new([(0.0, bar.range.start), (1.0, bar.range.end)], BLACK.mix(0.6).stroke_width(1)))).map_err(draw_err)?;
     c.configure_mesh()
         .disable_mesh()
         .disable_x_axis()
@@ -515,13 +410,7 @@ pub(crate) fn colour_bar<DB: DrawingBackend>(
     if let Some(note) = &bar.under {
         let (x, y) = c.backend_coord(&(0.0, bar.range.start));
         let screen = c.plotting_area().use_screen_coord();
-        screen
-            .draw(&Text::new(
-                note.clone(),
-                (x, y + st.px(8) as i32),
-                st.label(),
-            ))
-            .map_err(draw_err)?;
+        screen.draw(&Text::new(note.clone(), (x, y + st.px(8) as i32), st.label())).map_err(draw_err)?;
     }
     Ok(())
 }
@@ -541,10 +430,7 @@ pub(crate) fn tick_format(range: &Range<f64>) -> impl Fn(&f64) -> String {
     move |v: &f64| {
         let s = format!("{v:.decimals$}");
         // "-0.0" reads oddly on an axis.
-        if s.trim_start_matches('-')
-            .chars()
-            .all(|c| c == '0' || c == '.')
-        {
+        if s.trim_start_matches('-').chars().all(|c| c == '0' || c == '.') {
             s.trim_start_matches('-').to_string()
         } else {
             s
@@ -570,12 +456,7 @@ pub(crate) enum Backdrop {
 }
 
 /// `n` target samples drawn with a fixed seed, projected on the drawn pair (finite ones only).
-pub(crate) fn target_points(
-    target: &dyn Target,
-    n: usize,
-    seed: u64,
-    proj: &Projection,
-) -> Vec<(f64, f64)> {
+pub(crate) fn target_points(target: &dyn Target, n: usize, seed: u64, proj: &Projection) -> Vec<(f64, f64)> {
     if n == 0 {
         return Vec::new();
     }
@@ -583,51 +464,24 @@ pub(crate) fn target_points(
     if s.ncols() != proj.dim {
         return Vec::new();
     }
-    s.rows()
-        .into_iter()
-        .map(|r| proj.pick(r))
-        .filter(|p| p.0.is_finite() && p.1.is_finite())
-        .collect()
+    s.rows().into_iter().map(|r| proj.pick(r)).filter(|p| p.0.is_finite() && p.1.is_finite()).collect()
 }
 
 /// The target's density in filled levels when it is 2-D with a density; its samples otherwise.
-pub(crate) fn backdrop(
-    target: &dyn Target,
-    proj: &Projection,
-    grid: Grid,
-    levels: usize,
-    points: Vec<(f64, f64)>,
-) -> Result<Backdrop> {
+pub(crate) fn backdrop(target: &dyn Target, proj: &Projection, grid: Grid, levels: usize, points: Vec<(f64, f64)>) -> Result<Backdrop> {
     if proj.dim != 2 || !target.has_density() {
         return Ok(Backdrop::Samples(points));
     }
-    let density = target
-        .log_prob(proj.embed(&grid, &[]).view())?
-        .mapv(f64::exp);
-    let max = density
-        .iter()
-        .cloned()
-        .filter(|v| v.is_finite())
-        .fold(0.0, f64::max);
+    let density = target.log_prob(proj.embed(&grid, &[]).view())?.mapv(f64::exp);
+    let max = density.iter().cloned().filter(|v| v.is_finite()).fold(0.0, f64::max);
     if max <= 0.0 {
         return Ok(Backdrop::Samples(points));
     }
     let level = density
         .iter()
-        .map(|&p| {
-            if p.is_finite() {
-                Some(((p / max * levels as f64).floor() as usize).min(levels - 1))
-                    .filter(|&l| l > 0)
-            } else {
-                None
-            }
-        })
+        .map(|&p| if p.is_finite() { Some(((p / max * levels as f64).floor() as usize).min(levels - 1)).filter(|&l| l > 0) } else { None })
         .collect();
-    Ok(Backdrop::Density {
-        grid,
-        level,
-        levels,
-    })
+    Ok(Backdrop::Density { grid, level, levels })
 }
 
 impl Backdrop {
@@ -635,28 +489,15 @@ impl Backdrop {
     pub fn draw<DB: DrawingBackend>(&self, chart: &mut Chart2d<DB>, point_size: u32) -> DrawResult {
         match self {
             Backdrop::None => Ok(()),
-            Backdrop::Density {
-                grid,
-                level,
-                levels,
-            } => {
+            Backdrop::Density { grid, level, levels } => {
                 // The lighter two thirds of "Blues": the data drawn over it stays legible.
                 let n = *levels as f64;
-                draw_levels(chart, grid, level, &|l| {
-                    crate::colour::blues(0.7 * (l as f64 + 0.5) / n)
-                })
+                draw_levels(chart, grid, level, &|l| crate::colour::blues(0.7 * (l as f64 + 0.5) / n))
             }
             Backdrop::Samples(points) => {
                 let (x, y) = (chart.x_range(), chart.y_range());
                 let style = RGBColor(90, 120, 170).mix(0.25).filled();
-                chart
-                    .draw_series(
-                        points
-                            .iter()
-                            .filter(|p| inside(**p, &x, &y))
-                            .map(|&p| Circle::new(p, point_size, style)),
-                    )
-                    .map_err(draw_err)?;
+                chart.draw_series(points.iter().filter(|p| inside(**p, &x, &y)).map(|&p| Circle::new(p, point_size, style))).map_err(draw_err)?;
                 Ok(())
             }
         }
@@ -671,20 +512,13 @@ pub(crate) fn check_states(states: &ndarray::ArrayView3<f64>, times: &[f64]) -> 
         return Err(Error::Invalid(format!("states have shape [{t}, {n}, {d}]; they need [T ≥ 2 times, N ≥ 1 particles, D ≥ 2 coordinates]")));
     }
     if times.len() != t {
-        return Err(Error::Invalid(format!(
-            "{} times for {t} states",
-            times.len()
-        )));
+        return Err(Error::Invalid(format!("{} times for {t} states", times.len())));
     }
     if times.iter().any(|v| !v.is_finite()) || times.windows(2).any(|w| w[1] <= w[0]) {
-        return Err(Error::Invalid(
-            "times must be finite and strictly increasing".into(),
-        ));
+        return Err(Error::Invalid("times must be finite and strictly increasing".into()));
     }
     if let Some(((k, p, c), _)) = states.indexed_iter().find(|(_, v)| !v.is_finite()) {
-        return Err(Error::Invalid(format!(
-            "state of particle {p} at time index {k} has a non-finite coordinate {c}"
-        )));
+        return Err(Error::Invalid(format!("state of particle {p} at time index {k} has a non-finite coordinate {c}")));
     }
     Ok(())
 }
@@ -692,11 +526,7 @@ pub(crate) fn check_states(states: &ndarray::ArrayView3<f64>, times: &[f64]) -> 
 /// Checks that a target, when given, has the data's dimension.
 pub(crate) fn check_target(target: Option<&dyn Target>, dim: usize) -> Result<()> {
     match target {
-        Some(t) if t.dim() != dim => Err(Error::Invalid(format!(
-            "the target {} is {}-D, the data {dim}-D",
-            t.name(),
-            t.dim()
-        ))),
+        Some(t) if t.dim() != dim => Err(Error::Invalid(format!("the target {} is {}-D, the data {dim}-D", t.name(), t.dim()))),
         _ => Ok(()),
     }
 }
@@ -704,10 +534,7 @@ pub(crate) fn check_target(target: Option<&dyn Target>, dim: usize) -> Result<()
 /// Checks a closure's output: `rows × cols`, finite.
 pub(crate) fn check_output(what: &str, a: ArrayView2<f64>, rows: usize, cols: usize) -> Result<()> {
     if a.dim() != (rows, cols) {
-        return Err(Error::Invalid(format!(
-            "{what} returned shape {:?} for {rows} points; expected [{rows}, {cols}]",
-            a.dim()
-        )));
+        return Err(Error::Invalid(format!("{what} returned shape {:?} for {rows} points; expected [{rows}, {cols}]", a.dim())));
     }
     check_finite(what, a.iter())
 }
@@ -721,9 +548,8 @@ pub(crate) fn fit_paths(
     x_range: &Option<Range<f64>>,
     y_range: &Option<Range<f64>>,
 ) -> Result<(Range<f64>, Range<f64>)> {
-    let coord = |k: usize, pick: fn(&(f64, f64)) -> f64| {
-        states.index_axis(ndarray::Axis(2), k).iter().copied().chain(extra.iter().map(pick)).collect::<Vec<_>>()
-    };
+    let coord =
+        |k: usize, pick: fn(&(f64, f64)) -> f64| states.index_axis(ndarray::Axis(2), k).iter().copied().chain(extra.iter().map(pick)).collect::<Vec<_>>();
     Ok((axis("x", x_range, fit(coord(proj.i, |p| p.0)), -1.0..1.0)?, axis("y", y_range, fit(coord(proj.j, |p| p.1)), -1.0..1.0)?))
 }
 
@@ -734,14 +560,8 @@ mod tests {
     #[test]
     fn clipping_keeps_the_inside_part() {
         let (x, y) = (0.0..1.0, 0.0..1.0);
-        assert_eq!(
-            clip_segment((0.5, 0.5), (0.6, 0.6), &x, &y),
-            Some(((0.5, 0.5), (0.6, 0.6)))
-        );
-        assert_eq!(
-            clip_segment((-1.0, 0.5), (2.0, 0.5), &x, &y),
-            Some(((0.0, 0.5), (1.0, 0.5)))
-        );
+        assert_eq!(clip_segment((0.5, 0.5), (0.6, 0.6), &x, &y), Some(((0.5, 0.5), (0.6, 0.6))));
+        assert_eq!(clip_segment((-1.0, 0.5), (2.0, 0.5), &x, &y), Some(((0.0, 0.5), (1.0, 0.5))));
         assert_eq!(clip_segment((-1.0, -1.0), (-0.5, 2.0), &x, &y), None);
         assert_eq!(clip_segment((2.0, 0.5), (2.0, 0.6), &x, &y), None);
     }
@@ -759,10 +579,7 @@ mod tests {
     fn projections_name_their_coordinates_one_based() {
         let p = Projection::new((2, 6), 16).unwrap();
         assert_eq!(p.note().unwrap(), "coordinates 3 and 7 of 16");
-        assert_eq!(
-            (p.x_name(), p.y_name()),
-            ("x3".to_string(), "x7".to_string())
-        );
+        assert_eq!((p.x_name(), p.y_name()), ("x3".to_string(), "x7".to_string()));
         assert!(Projection::new((0, 1), 2).unwrap().note().is_none());
         assert!(Projection::new((0, 2), 2).is_err() && Projection::new((1, 1), 3).is_err());
     }

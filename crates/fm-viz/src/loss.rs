@@ -53,14 +53,8 @@ impl Default for LossFigure {
 }
 
 /// Matplotlib's "tab10" colours, one per series.
-const TAB10: [RGBColor; 6] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-];
+const TAB10: [RGBColor; 6] =
+    [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(44, 160, 44), RGBColor(214, 39, 40), RGBColor(148, 103, 189), RGBColor(140, 86, 75)];
 
 /// Draws training curves into `path`: `loss` has rows (step, loss); `extra` holds other named
 /// series with rows (step, value), e.g. `("W2", w2.view())`, each in its own panel (their units
@@ -73,51 +67,24 @@ const TAB10: [RGBColor; 6] = [
 /// [`Error::Invalid`] for bad settings, over 15 extra series, or a series that is not
 /// `[K ≥ 1, 2]` or cannot be drawn (a non-finite step, no finite value, a value ≤ 0 on a log
 /// axis); [`Error::Font`]; [`Error::Dist`] when writing fails.
-pub fn loss(
-    path: &Path,
-    loss: ArrayView2<f64>,
-    extra: &[(&str, ArrayView2<f64>)],
-    fig: &LossFigure,
-) -> Result<()> {
+pub fn loss(path: &Path, loss: ArrayView2<f64>, extra: &[(&str, ArrayView2<f64>)], fig: &LossFigure) -> Result<()> {
     figure::check_size("loss", (fig.width, fig.height), (320, 200))?;
     if extra.len() > 15 {
-        return Err(Error::Invalid(format!(
-            "{} extra series; at most 15 fit",
-            extra.len()
-        )));
+        return Err(Error::Invalid(format!("{} extra series; at most 15 fit", extra.len())));
     }
     if fig.smooth == Some(0) {
-        return Err(Error::Invalid(
-            "a moving average over 0 points; use Some(1) for none".into(),
-        ));
+        return Err(Error::Invalid("a moving average over 0 points; use Some(1) for none".into()));
     }
     let mut series = Vec::with_capacity(1 + extra.len());
-    for (k, (name, rows)) in std::iter::once((fig.loss_name.as_str(), loss))
-        .chain(extra.iter().map(|(n, r)| (*n, r.view())))
-        .enumerate()
-    {
+    for (k, (name, rows)) in std::iter::once((fig.loss_name.as_str(), loss)).chain(extra.iter().map(|(n, r)| (*n, r.view()))).enumerate() {
         let reference = if k == 0 { fig.floor } else { None };
         series.push(Series::new(name, rows, fig, reference, TAB10[k % TAB10.len()])?);
     }
     let n = series.len();
-    let cols = if fig.columns == 0 {
-        n.min(3)
-    } else {
-        fig.columns.min(n)
-    };
+    let cols = if fig.columns == 0 { n.min(3) } else { fig.columns.min(n) };
     let rows = n.div_ceil(cols);
     let st = Style::for_panel_height((fig.height / rows as u32).max(fig.height.min(560)));
-    figure::write_figure(
-        path,
-        (fig.width, fig.height),
-        &LossScene {
-            fig,
-            st,
-            series,
-            cols,
-            rows,
-        },
-    )
+    figure::write_figure(path, (fig.width, fig.height), &LossScene { fig, st, series, cols, rows })
 }
 
 struct Series {
@@ -136,15 +103,10 @@ struct Series {
 impl Series {
     fn new(name: &str, rows: ArrayView2<f64>, fig: &LossFigure, reference: Option<f64>, colour: RGBColor) -> Result<Self> {
         if rows.ncols() != 2 || rows.nrows() == 0 {
-            return Err(Error::Invalid(format!(
-                "series {name:?} has shape {:?}; it needs rows (step, value): [K ≥ 1, 2]",
-                rows.dim()
-            )));
+            return Err(Error::Invalid(format!("series {name:?} has shape {:?}; it needs rows (step, value): [K ≥ 1, 2]", rows.dim())));
         }
         if rows.column(0).iter().any(|s| !s.is_finite()) {
-            return Err(Error::Invalid(format!(
-                "series {name:?} has a non-finite step"
-            )));
+            return Err(Error::Invalid(format!("series {name:?} has a non-finite step")));
         }
         let mut points: Vec<(f64, f64)> = rows.rows().into_iter().map(|r| (r[0], r[1])).collect();
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -152,9 +114,7 @@ impl Series {
         points.retain(|p| p.1.is_finite());
         let dropped = total - points.len();
         if points.is_empty() {
-            return Err(Error::Invalid(format!(
-                "series {name:?} has no finite value"
-            )));
+            return Err(Error::Invalid(format!("series {name:?} has no finite value")));
         }
         if reference.is_some_and(|r| !r.is_finite()) {
             return Err(Error::Invalid(format!("series {name:?}: the floor {reference:?} is not finite")));
@@ -163,11 +123,7 @@ impl Series {
         let positive = values().all(|v| v > 0.0);
         let (lo, hi) = values().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
         let log = match fig.log_y {
-            Some(true) if !positive => {
-                return Err(Error::Invalid(format!(
-                    "series {name:?} has values ≤ 0; it cannot be log-scaled"
-                )))
-            }
+            Some(true) if !positive => return Err(Error::Invalid(format!("series {name:?} has values ≤ 0; it cannot be log-scaled"))),
             Some(l) => l,
             None => positive && hi / lo > 10.0,
         };
@@ -175,39 +131,16 @@ impl Series {
             let pad = (hi / lo).max(1.5).powf(figure::FIT_MARGIN);
             (lo / pad)..(hi * pad)
         } else {
-            figure::fit([lo, hi]).ok_or_else(|| {
-                Error::Invalid(format!("series {name:?} spans too wide a range to draw"))
-            })?
+            figure::fit([lo, hi]).ok_or_else(|| Error::Invalid(format!("series {name:?} spans too wide a range to draw")))?
         };
         let (x0, x1) = (points[0].0, points[points.len() - 1].0);
-        let x = if x1 > x0 {
-            x0..x1
-        } else {
-            figure::fit([x0]).unwrap_or(-1.0..1.0)
-        };
+        let x = if x1 > x0 { x0..x1 } else { figure::fit([x0]).unwrap_or(-1.0..1.0) };
         if !figure::valid_range(&x) || !figure::valid_range(&y) {
-            return Err(Error::Invalid(format!(
-                "series {name:?} spans too wide a range to draw"
-            )));
+            return Err(Error::Invalid(format!("series {name:?} spans too wide a range to draw")));
         }
-        let window = fig.smooth.unwrap_or(if points.len() >= 50 {
-            (points.len() / 40).max(3)
-        } else {
-            1
-        });
-        let smooth = (window > 1 && window < points.len())
-            .then(|| (window, moving_average(&points, window)));
-        Ok(Self {
-            name: name.to_string(),
-            reference,
-            points,
-            smooth,
-            dropped,
-            log,
-            x,
-            y,
-            colour,
-        })
+        let window = fig.smooth.unwrap_or(if points.len() >= 50 { (points.len() / 40).max(3) } else { 1 });
+        let smooth = (window > 1 && window < points.len()).then(|| (window, moving_average(&points, window)));
+        Ok(Self { name: name.to_string(), reference, points, smooth, dropped, log, x, y, colour })
     }
 }
 
@@ -256,11 +189,7 @@ impl LossScene<'_> {
             .axis_desc_style(st.desc())
             .draw()
             .map_err(draw_err)?;
-        let raw = if s.smooth.is_some() {
-            s.colour.mix(0.3).stroke_width(1)
-        } else {
-            s.colour.stroke_width(st.px(2).max(1))
-        };
+        let raw = if s.smooth.is_some() { s.colour.mix(0.3).stroke_width(1) } else { s.colour.stroke_width(st.px(2).max(1)) };
         chart
             .draw_series(LineSeries::new(s.points.iter().copied(), raw))
             .map_err(draw_err)?
@@ -268,13 +197,7 @@ impl LossScene<'_> {
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], raw));
         if s.points.len() <= 40 {
             let r = st.px(3);
-            chart
-                .draw_series(
-                    s.points
-                        .iter()
-                        .map(|&p| Circle::new(p, r, s.colour.filled())),
-                )
-                .map_err(draw_err)?;
+            chart.draw_series(s.points.iter().map(|&p| Circle::new(p, r, s.colour.filled()))).map_err(draw_err)?;
         }
         if let Some(level) = s.reference {
             let grey = RGBColor(90, 90, 90).stroke_width(st.px(2).max(1));
@@ -320,11 +243,7 @@ fn short(v: f64) -> String {
         format!("{}k", s.trim_end_matches('0').trim_end_matches('.'))
     } else {
         let s = format!("{v:.4}");
-        let s = if s.contains('.') {
-            s.trim_end_matches('0').trim_end_matches('.').to_string()
-        } else {
-            s
-        };
+        let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
         if a >= 100.0 {
             format!("{v:.0}")
         } else {
@@ -347,23 +266,11 @@ impl Scene for LossScene<'_> {
                 caption.push_str(&format!(" — {} non-finite not drawn", s.dropped));
             }
             let mut b = ChartBuilder::on(area);
-            b.caption(caption, st.caption())
-                .margin(st.px(12))
-                .margin_right(st.px(24))
-                .x_label_area_size(st.px(48))
-                .y_label_area_size(st.px(70));
+            b.caption(caption, st.caption()).margin(st.px(12)).margin_right(st.px(24)).x_label_area_size(st.px(48)).y_label_area_size(st.px(70));
             if s.log {
-                self.panel(
-                    b.build_cartesian_2d(s.x.clone(), s.y.clone().log_scale())
-                        .map_err(draw_err)?,
-                    s,
-                )?;
+                self.panel(b.build_cartesian_2d(s.x.clone(), s.y.clone().log_scale()).map_err(draw_err)?, s)?;
             } else {
-                self.panel(
-                    b.build_cartesian_2d(s.x.clone(), s.y.clone())
-                        .map_err(draw_err)?,
-                    s,
-                )?;
+                self.panel(b.build_cartesian_2d(s.x.clone(), s.y.clone()).map_err(draw_err)?, s)?;
             }
         }
         Ok(())

@@ -1,9 +1,7 @@
 //! Particles' paths from the source to the target, coloured by time, over the target.
 
 use crate::colour::viridis;
-use crate::figure::{
-    self, draw_err, Area, Backdrop, ColourBar, DrawResult, Grid, Projection, Scene, Style,
-};
+use crate::figure::{self, draw_err, Area, Backdrop, ColourBar, DrawResult, Grid, Projection, Scene, Style};
 use crate::Result;
 use fm_dist::Target;
 use ndarray::ArrayView3;
@@ -75,93 +73,38 @@ impl Default for TrajectoryFigure {
 /// [`crate::Error::Invalid`] for bad states, times or settings, or a target of another
 /// dimension; [`crate::Error::Font`]; [`crate::Error::Dist`] when the target's log-density or
 /// writing the file fails.
-pub fn trajectories(
-    path: &Path,
-    states: ArrayView3<f64>,
-    times: &[f64],
-    target: Option<&dyn Target>,
-    fig: &TrajectoryFigure,
-) -> Result<()> {
+pub fn trajectories(path: &Path, states: ArrayView3<f64>, times: &[f64], target: Option<&dyn Target>, fig: &TrajectoryFigure) -> Result<()> {
     figure::check_size("trajectory", (fig.width, fig.height), (320, 240))?;
     figure::check_states(&states, times)?;
     let (t, n, d) = states.dim();
     figure::check_target(target, d)?;
     let proj = Projection::new(fig.coords, d)?;
-    if fig.max_paths == 0
-        || fig.line_width == 0
-        || !(fig.opacity > 0.0 && fig.opacity <= 1.0)
-        || fig.levels == 0
-        || !(2..=2048).contains(&fig.resolution)
-    {
+    if fig.max_paths == 0 || fig.line_width == 0 || !(fig.opacity > 0.0 && fig.opacity <= 1.0) || fig.levels == 0 || !(2..=2048).contains(&fig.resolution) {
         return Err(crate::Error::Invalid(format!(
             "bad trajectory settings: max_paths {}, line_width {}, opacity {}, levels {}, resolution {} (2–2048)",
             fig.max_paths, fig.line_width, fig.opacity, fig.levels, fig.resolution
         )));
     }
-    let drawn: Vec<usize> = if n <= fig.max_paths {
-        (0..n).collect()
-    } else {
-        (0..fig.max_paths).map(|k| k * n / fig.max_paths).collect()
-    };
-    let paths: Vec<Vec<(f64, f64)>> = drawn
-        .iter()
-        .map(|&p| {
-            (0..t)
-                .map(|k| (states[[k, p, proj.i]], states[[k, p, proj.j]]))
-                .collect()
-        })
-        .collect();
+    let drawn: Vec<usize> = if n <= fig.max_paths { (0..n).collect() } else { (0..fig.max_paths).map(|k| k * n / fig.max_paths).collect() };
+    let paths: Vec<Vec<(f64, f64)>> = drawn.iter().map(|&p| (0..t).map(|k| (states[[k, p, proj.i]], states[[k, p, proj.j]])).collect()).collect();
 
-    let target_points = target
-        .map(|tg| figure::target_points(tg, fig.target_samples, fig.rng_seed, &proj))
-        .unwrap_or_default();
+    let target_points = target.map(|tg| figure::target_points(tg, fig.target_samples, fig.rng_seed, &proj)).unwrap_or_default();
     let (x_range, y_range) = figure::fit_paths(states, &target_points, &proj, &fig.x_range, &fig.y_range)?;
 
     let st = Style::for_panel_height(fig.height);
-    let plot_w = fig
-        .width
-        .saturating_sub(figure::colour_bar_width(&st) + st.px(90))
-        .max(1) as f64;
+    let plot_w = fig.width.saturating_sub(figure::colour_bar_width(&st) + st.px(90)).max(1) as f64;
     let plot_h = fig.height.saturating_sub(st.px(150)).max(1) as f64;
     let backdrop = match target {
-        Some(tg) => figure::backdrop(
-            tg,
-            &proj,
-            Grid::new(
-                x_range.clone(),
-                y_range.clone(),
-                fig.resolution,
-                plot_h / plot_w,
-            ),
-            fig.levels,
-            target_points,
-        )?,
+        Some(tg) => figure::backdrop(tg, &proj, Grid::new(x_range.clone(), y_range.clone(), fig.resolution, plot_h / plot_w), fig.levels, target_points)?,
         None => Backdrop::None,
     };
     let (t0, t1) = (times[0], times[t - 1]);
     let title = fig.title.clone().unwrap_or_else(|| {
-        let what = if drawn.len() < n {
-            format!("{} of {n} paths", drawn.len())
-        } else {
-            format!("{n} paths")
-        };
-        let to = target
-            .map(|tg| format!(" to {}", tg.name()))
-            .unwrap_or_default();
+        let what = if drawn.len() < n { format!("{} of {n} paths", drawn.len()) } else { format!("{n} paths") };
+        let to = target.map(|tg| format!(" to {}", tg.name())).unwrap_or_default();
         format!("Flow{to}: {what}, t = {} → {}", num(t0), num(t1))
     });
-    let scene = TrajectoryScene {
-        fig,
-        st,
-        proj,
-        title: proj.titled(&title),
-        x_range,
-        y_range,
-        times,
-        paths,
-        backdrop,
-        target_shown: target.is_some(),
-    };
+    let scene = TrajectoryScene { fig, st, proj, title: proj.titled(&title), x_range, y_range, times, paths, backdrop, target_shown: target.is_some() };
     figure::write_figure(path, (fig.width, fig.height), &scene)
 }
 
@@ -190,39 +133,25 @@ struct TrajectoryScene<'a> {
 }
 
 /// A one-line legend of markers drawn in pixels, centred in `area`.
-pub(crate) fn marker_legend<DB: DrawingBackend>(
-    area: &Area<DB>,
-    entries: &[(&str, ShapeStyle, ShapeStyle)],
-    st: &Style,
-) -> DrawResult {
+pub(crate) fn marker_legend<DB: DrawingBackend>(area: &Area<DB>, entries: &[(&str, ShapeStyle, ShapeStyle)], st: &Style) -> DrawResult {
     let font = st.label();
     let gap = st.px(34) as i32;
     let r = st.px(5) as i32;
     let widths: Vec<i32> = entries
         .iter()
-        .map(|(text, ..)| {
-            area.estimate_text_size(text, &font.into_text_style(area))
-                .map(|s| s.0 as i32)
-                .map_err(draw_err)
-        })
+        .map(|(text, ..)| area.estimate_text_size(text, &font.into_text_style(area)).map(|s| s.0 as i32).map_err(draw_err))
         .collect::<DrawResult<_>>()?;
-    let total: i32 =
-        widths.iter().map(|w| w + 3 * r).sum::<i32>() + gap * (entries.len() as i32 - 1);
+    let total: i32 = widths.iter().map(|w| w + 3 * r).sum::<i32>() + gap * (entries.len() as i32 - 1);
     let (w, h) = area.dim_in_pixel();
     let (mut x, y) = ((w as i32 - total) / 2, h as i32 / 2);
     for ((text, fill, edge), tw) in entries.iter().zip(widths) {
-        area.draw(&Circle::new((x + r, y), r, *fill))
-            .map_err(draw_err)?;
-        area.draw(&Circle::new((x + r, y), r, *edge))
-            .map_err(draw_err)?;
+        area.draw(&Circle::new((x + r, y), r, *fill)).map_err(draw_err)?;
+        area.draw(&Circle::new((x + r, y), r, *edge)).map_err(draw_err)?;
         area.draw(&Text::new(
             text.to_string(),
             (x + 3 * r, y),
             font.into_text_style(area)
-                .pos(plotters::style::text_anchor::Pos::new(
-                    plotters::style::text_anchor::HPos::Left,
-                    plotters::style::text_anchor::VPos::Center,
-                )),
+                .pos(plotters::style::text_anchor::Pos::new(plotters::style::text_anchor::HPos::Left, plotters::style::text_anchor::VPos::Center)),
         ))
         .map_err(draw_err)?;
         x += tw + 3 * r + gap;
@@ -235,8 +164,7 @@ impl Scene for TrajectoryScene<'_> {
         let (fig, st) = (self.fig, &self.st);
         let root = figure::titled(root, &self.title, st)?;
         let (legend, body) = root.split_vertically(st.px(30));
-        let (main, bar) =
-            body.split_horizontally(body.dim_in_pixel().0 - figure::colour_bar_width(st));
+        let (main, bar) = body.split_horizontally(body.dim_in_pixel().0 - figure::colour_bar_width(st));
         let mut chart = figure::panel(&main, None, self.x_range.clone(), self.y_range.clone(), st)?;
         self.backdrop.draw(&mut chart, 1)?;
 
@@ -248,50 +176,25 @@ impl Scene for TrajectoryScene<'_> {
             let colour = viridis(frac(0.5 * (self.times[k] + self.times[k + 1])));
             let style = colour.mix(fig.opacity).stroke_width(fig.line_width);
             chart
-                .draw_series(
-                    self.paths
-                        .iter()
-                        .filter_map(|p| figure::clip_segment(p[k], p[k + 1], x, y))
-                        .map(|(a, b)| PathElement::new(vec![a, b], style)),
-                )
+                .draw_series(self.paths.iter().filter_map(|p| figure::clip_segment(p[k], p[k + 1], x, y)).map(|(a, b)| PathElement::new(vec![a, b], style)))
                 .map_err(draw_err)?;
         }
         let r = st.px(2);
-        let start = (
-            viridis(0.0).mix(0.9).filled(),
-            viridis(0.0).mix(0.9).stroke_width(1),
-        );
+        let start = (viridis(0.0).mix(0.9).filled(), viridis(0.0).mix(0.9).stroke_width(1));
         let end = (viridis(1.0).filled(), BLACK.mix(0.7).stroke_width(1));
         for (k, (fill, edge)) in [(0, start), (self.times.len() - 1, end)] {
-            let pts: Vec<(f64, f64)> = self
-                .paths
-                .iter()
-                .map(|p| p[k])
-                .filter(|p| figure::inside(*p, x, y))
-                .collect();
-            chart
-                .draw_series(pts.iter().map(|&p| Circle::new(p, r, fill)))
-                .map_err(draw_err)?;
-            chart
-                .draw_series(pts.iter().map(|&p| Circle::new(p, r, edge)))
-                .map_err(draw_err)?;
+            let pts: Vec<(f64, f64)> = self.paths.iter().map(|p| p[k]).filter(|p| figure::inside(*p, x, y)).collect();
+            chart.draw_series(pts.iter().map(|&p| Circle::new(p, r, fill))).map_err(draw_err)?;
+            chart.draw_series(pts.iter().map(|&p| Circle::new(p, r, edge))).map_err(draw_err)?;
         }
         figure::axes(&mut chart, &self.proj.x_name(), &self.proj.y_name(), st)?;
 
         let start_label = format!("start (t = {})", num(t0));
         let end_label = format!("end (t = {})", num(t1));
-        let mut entries = vec![
-            (start_label.as_str(), start.0, start.1),
-            (end_label.as_str(), end.0, end.1),
-        ];
+        let mut entries = vec![(start_label.as_str(), start.0, start.1), (end_label.as_str(), end.0, end.1)];
         let backdrop_label = match &self.backdrop {
-            Backdrop::Density { .. } => Some((
-                "target density (shaded)",
-                crate::colour::blues(0.45).filled(),
-            )),
-            Backdrop::Samples(_) if self.target_shown => {
-                Some(("target samples", RGBColor(90, 120, 170).mix(0.5).filled()))
-            }
+            Backdrop::Density { .. } => Some(("target density (shaded)", crate::colour::blues(0.45).filled())),
+            Backdrop::Samples(_) if self.target_shown => Some(("target samples", RGBColor(90, 120, 170).mix(0.5).filled())),
             _ => None,
         };
         if let Some((label, fill)) = backdrop_label {
@@ -304,15 +207,7 @@ impl Scene for TrajectoryScene<'_> {
         figure::colour_bar(
             &bar,
             &plot,
-            &ColourBar {
-                range: t0..t1,
-                colour: &viridis,
-                levels: None,
-                label: "time t",
-                ticks: 6,
-                format: &format,
-                under: None,
-            },
+            &ColourBar { range: t0..t1, colour: &viridis, levels: None, label: "time t", ticks: 6, format: &format, under: None },
             st,
         )
     }

@@ -3,11 +3,11 @@
 //! regression inputs (`tests/fuzz/regressions/<target>/`) of bugs the fuzzer found, replayed
 //! before every run.
 
-use fm_run::RunConfig;
 use fm_dist::io::{encode_csv, encode_npy};
 use fm_dist::{ComponentSpec, GaussianMixture, MixtureSpec};
 use fm_model::checkpoint::{self, Metadata};
 use fm_model::{Activation, Mlp, MlpConfig};
+use fm_run::RunConfig;
 use ndarray::{array, Array2};
 use std::path::{Path, PathBuf};
 use tch::Device;

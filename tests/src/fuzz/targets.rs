@@ -3,11 +3,11 @@
 //! result is used the way the program would use it next, and the invariants our own writers
 //! promise are asserted (an assertion that fails is a bug like a panic).
 
-use fm_run::RunConfig;
 use fm_dist::io::{decode_npy, encode_csv, encode_npy};
 use fm_dist::{empirical::parse_csv, MixtureSpec, PointCloud, SpecFormat, Target};
 use fm_model::checkpoint::{from_any_bytes, LoadOptions};
 use fm_ode::VectorField;
+use fm_run::RunConfig;
 use ndarray::Array2;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

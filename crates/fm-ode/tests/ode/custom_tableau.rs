@@ -1,7 +1,6 @@
 //! Issue 15: methods fm-ode does not ship, added from outside through the public API as
 //! Butcher tableaux, converge at their order — fixed-step, and adaptive with an embedded pair.
 
-
 use crate::common::{max_abs, problems, Problem};
 use fm_ode::{solve, solve_with, AdaptiveOptions, ButcherTableau, ErrorEstimate, Method, SolveOptions, Stepping, TimeGrid, Weights};
 

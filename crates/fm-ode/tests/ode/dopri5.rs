@@ -1,6 +1,5 @@
 //! The adaptive Dormand–Prince 5(4) solver: tolerances, cost, direction, output times, failures.
 
-
 use crate::common::{max_abs, problems, Problem};
 use fm_ode::{solve, AdaptiveOptions, Error, Method, Solution, SolveOptions, TimeGrid};
 use tch::{Kind, Tensor};
@@ -34,10 +33,7 @@ fn dopri5_meets_its_tolerance_forwards_and_backwards() {
             for tol in [1e-3, 1e-5, 1e-7, 1e-9] {
                 let sol = dopri(&p, t0, t1, tol);
                 let e = scaled_error(&p, &sol.x, t0, t1, tol);
-                eprintln!(
-                    "{} {t0}→{t1} tol {tol:.0e}: error {e:.2} tol, {} NFE ({} steps, {} rejected)",
-                    p.name, sol.nfe, sol.steps, sol.rejected
-                );
+                eprintln!("{} {t0}→{t1} tol {tol:.0e}: error {e:.2} tol, {} NFE ({} steps, {} rejected)", p.name, sol.nfe, sol.steps, sol.rejected);
                 assert!(e < TOLERANCE_MULTIPLE, "{} {t0}→{t1} tol {tol:e}: error is {e:.2} tolerances", p.name);
                 assert!(sol.nfe >= last_nfe, "{}: tighter tolerance, fewer evaluations", p.name);
                 assert_eq!(sol.nfe, 2 + 6 * (sol.steps + sol.rejected), "FSAL: 6 evaluations per attempt plus 2 to start");
@@ -118,8 +114,7 @@ fn dopri5_trajectory_holds_the_states_at_the_requested_times() {
                 assert!(e < TOLERANCE_MULTIPLE, "{} at t = {t}: error {e:.2} tolerances", p.name);
             }
             // The inner times are outputs only: the steps are those of the two-point grid.
-            let two_point =
-                solve(&p.field, &x0, &TimeGrid::new(vec![times[0], times[times.len() - 1]]).unwrap(), Method::Dopri5, opts(tol)).unwrap();
+            let two_point = solve(&p.field, &x0, &TimeGrid::new(vec![times[0], times[times.len() - 1]]).unwrap(), Method::Dopri5, opts(tol)).unwrap();
             assert_eq!(max_abs(&(&two_point.x - &with.x)), 0.0, "{}: inner grid times changed the steps", p.name);
         }
     }

@@ -1,6 +1,5 @@
 //! Fixed-step integrators against closed-form solutions.
 
-
 use crate::common::{problems, Problem};
 use fm_ode::{solve, Method, SolveOptions, TimeGrid};
 use tch::{Device, Kind, Tensor};
@@ -132,14 +131,8 @@ fn euler_matches_the_seed_loop() {
     for step in 0..n {
         x = &x + f(&x, step as f64 / n as f64).unwrap() * (1.0 / n as f64);
     }
-    let ours = solve(
-        &f,
-        &Tensor::ones([4, 2], (Kind::Float, Device::Cpu)),
-        &TimeGrid::uniform(0.0, 1.0, n).unwrap(),
-        Method::Euler,
-        SolveOptions::default(),
-    )
-    .unwrap();
+    let ours =
+        solve(&f, &Tensor::ones([4, 2], (Kind::Float, Device::Cpu)), &TimeGrid::uniform(0.0, 1.0, n).unwrap(), Method::Euler, SolveOptions::default()).unwrap();
     assert!(max_abs(&(ours.x - x)) < 1e-6);
 }
 

@@ -1,6 +1,5 @@
 //! Log-likelihoods through the divergence-augmented ODE, against closed-form densities.
 
-
 use crate::common::max_abs;
 use fm_ode::{log_likelihood, standard_normal_log_prob, Divergence, Error, LikelihoodOptions, Method, Probe, TimeGrid, AUTO_EXACT_MAX_DIM};
 use tch::{Device, Kind, Tensor};
@@ -247,9 +246,7 @@ fn auto_divergence_is_exact_in_low_dimension_and_hutchinson_above() {
     assert_eq!(Divergence::Auto.resolve(AUTO_EXACT_MAX_DIM + 1), Divergence::Hutchinson { probes: 1, kind: Probe::Rademacher });
     let d = AUTO_EXACT_MAX_DIM as i64 + 1;
     let x = Tensor::ones([5, d], (Kind::Double, Device::Cpu));
-    let lik =
-        log_likelihood(&|x: &Tensor, _: f64| Ok(x.f_mul_scalar(-0.3)?), &x, &backwards(2), Method::Euler, &LikelihoodOptions::default())
-            .unwrap();
+    let lik = log_likelihood(&|x: &Tensor, _: f64| Ok(x.f_mul_scalar(-0.3)?), &x, &backwards(2), Method::Euler, &LikelihoodOptions::default()).unwrap();
     assert_eq!(lik.divergence, Divergence::Hutchinson { probes: 1, kind: Probe::Rademacher });
     // v = −0.3 x: every probe sees εᵀ(−0.3 I)ε = −0.3 d exactly (Rademacher ε² = 1).
     assert!(max_abs(&(lik.delta_log_p - 0.3 * d as f64)) < 1e-12);

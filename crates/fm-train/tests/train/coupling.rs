@@ -2,9 +2,7 @@
 //! pairs drawn from a plan follow it.
 
 use fm_dist::{StandardNormal, Target};
-use fm_train::coupling::{
-    ot_assignment, sample_plan, sinkhorn_plan, squared_distances, SINKHORN_TOL,
-};
+use fm_train::coupling::{ot_assignment, sample_plan, sinkhorn_plan, squared_distances, SINKHORN_TOL};
 use fm_train::Coupling;
 use ndarray::{array, Array2, ArrayView2};
 use rand::{rngs::StdRng, SeedableRng};
@@ -39,8 +37,7 @@ fn permutations(n: usize) -> Vec<Vec<usize>> {
 
 fn is_permutation(p: &[usize]) -> bool {
     let mut seen = vec![false; p.len()];
-    p.iter()
-        .all(|&j| j < p.len() && !std::mem::replace(&mut seen[j], true))
+    p.iter().all(|&j| j < p.len() && !std::mem::replace(&mut seen[j], true))
 }
 
 #[test]
@@ -58,14 +55,8 @@ fn ot_is_an_optimal_permutation_on_tiny_batches() {
             let got = cost_of(x0.view(), x1.view(), &perm);
             let identity: Vec<usize> = (0..n).collect();
             assert!(got <= cost_of(x0.view(), x1.view(), &identity) + 1e-12);
-            let best = all
-                .iter()
-                .map(|p| cost_of(x0.view(), x1.view(), p))
-                .fold(f64::INFINITY, f64::min);
-            assert!(
-                (got - best).abs() <= 1e-9 * (1.0 + best),
-                "n = {n}: got {got}, brute force {best}"
-            );
+            let best = all.iter().map(|p| cost_of(x0.view(), x1.view(), p)).fold(f64::INFINITY, f64::min);
+            assert!((got - best).abs() <= 1e-9 * (1.0 + best), "n = {n}: got {got}, brute force {best}");
         }
     }
 }
@@ -80,17 +71,12 @@ fn ot_pairs_a_training_batch_and_lowers_its_cost() {
     let perm: Vec<usize> = pairs.iter().map(|p| p.1).collect();
     assert!(is_permutation(&perm));
     let identity: Vec<usize> = (0..256).collect();
-    let (ot, ind) = (
-        cost_of(x0.view(), x1.view(), &perm),
-        cost_of(x0.view(), x1.view(), &identity),
-    );
+    let (ot, ind) = (cost_of(x0.view(), x1.view(), &perm), cost_of(x0.view(), x1.view(), &identity));
     // Independent pairs of N(0, I) and the radius-5 ring cost E|x0|² + E|x1|² ≈ 2 + 25.6 per
     // pair; OT moves each point only from its radius to the ring's (measured ≈ 14 per pair).
     assert!(ot < 0.6 * ind, "OT cost {ot}, independent {ind}");
     // Independent pairing is the identity and draws nothing.
-    let ind_pairs = Coupling::Independent
-        .pairs(x0.view(), x1.view(), &mut rng)
-        .unwrap();
+    let ind_pairs = Coupling::Independent.pairs(x0.view(), x1.view(), &mut rng).unwrap();
     assert!(ind_pairs.iter().enumerate().all(|(k, &p)| p == (k, k)));
 }
 
@@ -100,11 +86,7 @@ fn bad_batches_are_errors() {
     let a = array![[0.0, 1.0], [2.0, 3.0]];
     let b = array![[0.0, 1.0]];
     let nan = array![[0.0, f64::NAN], [2.0, 3.0]];
-    for c in [
-        Coupling::Ot,
-        Coupling::Sinkhorn { reg: 1.0 },
-        Coupling::Independent,
-    ] {
+    for c in [Coupling::Ot, Coupling::Sinkhorn { reg: 1.0 }, Coupling::Independent] {
         assert!(c.pairs(a.view(), b.view(), &mut rng).is_err(), "{c}");
         assert!(c.pairs(a.view(), nan.view(), &mut rng).is_err(), "{c}");
     }
@@ -129,10 +111,7 @@ fn sinkhorn_plans_have_uniform_marginals_and_the_right_limits() {
         let row_err: f64 = rows.iter().map(|r| (r - 1.0 / n as f64).abs()).sum();
         assert!(row_err <= row_tol, "reg {reg}: row error {row_err:e}");
         // Columns are exact after each column update.
-        assert!(
-            cols.iter().all(|c| (c - 1.0 / n as f64).abs() < 1e-12),
-            "reg {reg}"
-        );
+        assert!(cols.iter().all(|c| (c - 1.0 / n as f64).abs() < 1e-12), "reg {reg}");
     }
     // Large reg: the plan tends to the product of the marginals.
     let flat = sinkhorn_plan(x0.view(), x1.view(), 1e4).unwrap();
@@ -144,9 +123,7 @@ fn sinkhorn_plans_have_uniform_marginals_and_the_right_limits() {
     assert!(on_perm > 0.9, "mass on the OT permutation {on_perm}");
     // Tiny reg on spread-out points under- or overflows: an error, not a panic or NaNs.
     let far = x1.clone() * 100.0;
-    let err = sinkhorn_plan(x0.view(), far.view(), 1e-4)
-        .unwrap_err()
-        .to_string();
+    let err = sinkhorn_plan(x0.view(), far.view(), 1e-4).unwrap_err().to_string();
     assert!(err.contains("sinkhorn") && err.contains("reg"), "{err}");
     assert!(sinkhorn_plan(x0.view(), x1.view(), 0.0).is_err());
 }
@@ -172,39 +149,22 @@ fn pairs_drawn_from_a_plan_follow_it() {
     let c = Coupling::Sinkhorn { reg: 0.5 };
     let x = array![[0.0, 0.0], [1.0, 0.0], [0.0, 3.0]];
     let y = array![[0.5, 0.0], [1.0, 1.0], [0.0, 2.0]];
-    let draw = |seed| {
-        c.pairs(x.view(), y.view(), &mut StdRng::seed_from_u64(seed))
-            .unwrap()
-    };
+    let draw = |seed| c.pairs(x.view(), y.view(), &mut StdRng::seed_from_u64(seed)).unwrap();
     assert_eq!(draw(1), draw(1));
     assert_eq!(draw(1).len(), 3);
 }
 
 #[test]
 fn couplings_parse_print_and_serialize() {
-    for c in [
-        Coupling::Independent,
-        Coupling::Ot,
-        Coupling::Sinkhorn { reg: 0.5 },
-    ] {
+    for c in [Coupling::Independent, Coupling::Ot, Coupling::Sinkhorn { reg: 0.5 }] {
         assert_eq!(c.to_string().parse::<Coupling>().unwrap(), c);
         let json = serde_json::to_string(&c).unwrap();
         assert_eq!(serde_json::from_str::<Coupling>(&json).unwrap(), c);
     }
     assert_eq!(serde_json::to_string(&Coupling::Ot).unwrap(), "\"ot\"");
-    assert_eq!(
-        Coupling::schrodinger_bridge(0.5),
-        Coupling::Sinkhorn { reg: 0.5 }
-    );
+    assert_eq!(Coupling::schrodinger_bridge(0.5), Coupling::Sinkhorn { reg: 0.5 });
     let err = "exact".parse::<Coupling>().unwrap_err().to_string();
-    assert!(
-        err.contains("independent") && err.contains("ot") && err.contains("sinkhorn"),
-        "{err}"
-    );
-    assert!("sinkhorn:-1"
-        .parse::<Coupling>()
-        .unwrap_err()
-        .to_string()
-        .contains("reg must be a positive number"));
+    assert!(err.contains("independent") && err.contains("ot") && err.contains("sinkhorn"), "{err}");
+    assert!("sinkhorn:-1".parse::<Coupling>().unwrap_err().to_string().contains("reg must be a positive number"));
     assert!("sinkhorn".parse::<Coupling>().is_err());
 }

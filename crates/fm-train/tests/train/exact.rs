@@ -11,12 +11,8 @@ use ndarray::{array, Array1, Array2};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tch::{Kind, Tensor};
 
-const PATHS: [ProbabilityPath; 4] = [
-    ProbabilityPath::Linear,
-    ProbabilityPath::Icfm { sigma: 0.3 },
-    ProbabilityPath::Lipman { sigma_min: 0.05 },
-    ProbabilityPath::Vp,
-];
+const PATHS: [ProbabilityPath; 4] =
+    [ProbabilityPath::Linear, ProbabilityPath::Icfm { sigma: 0.3 }, ProbabilityPath::Lipman { sigma_min: 0.05 }, ProbabilityPath::Vp];
 
 fn normal(d: usize) -> StandardNormal {
     StandardNormal::new(d).unwrap()
@@ -66,7 +62,13 @@ fn the_exact_field_satisfies_the_continuity_equation() {
                 for i in 0..8 {
                     let scale = dt[i].abs() + transport[i].abs() + div[i].abs() + 1.0;
                     let residual = dt[i] + transport[i] + div[i];
-                    assert!(residual.abs() < 1e-4 * scale, "{name}, {path}, t = {t}: ∂t log p {} + transport {} + div {} = {residual}", dt[i], transport[i], div[i]);
+                    assert!(
+                        residual.abs() < 1e-4 * scale,
+                        "{name}, {path}, t = {t}: ∂t log p {} + transport {} + div {} = {residual}",
+                        dt[i],
+                        transport[i],
+                        div[i]
+                    );
                 }
             }
         }
@@ -115,7 +117,14 @@ fn one_gaussian_gives_the_textbook_linear_field() {
 /// Draws `(x_t, u_t)` through the training code's own path (`interpolate_with_noise`) at
 /// `n_times` uniform times, `per_time` independent pairs each, and returns per-time means of
 /// `g(x_t, u_t, t)`.
-fn brute_force(flow: &ExactFlow, target: &dyn Target, n_times: usize, per_time: usize, seed: u64, g: impl Fn(&Tensor, &Tensor, f64) -> Tensor) -> fm_dist::metrics::Estimate {
+fn brute_force(
+    flow: &ExactFlow,
+    target: &dyn Target,
+    n_times: usize,
+    per_time: usize,
+    seed: u64,
+    g: impl Fn(&Tensor, &Tensor, f64) -> Tensor,
+) -> fm_dist::metrics::Estimate {
     let mut rng = StdRng::seed_from_u64(seed);
     let d = target.dim() as i64;
     let as_tensor = |a: Array2<f64>| Tensor::from_slice(a.as_slice().unwrap()).reshape([per_time as i64, d]);
@@ -158,7 +167,9 @@ fn loss_minus_floor_is_the_field_error_on_a_trained_model() {
     fm_train::train(&mut mlp, &target, &source, &cfg, &mut |_| {}).unwrap();
     let flow = ExactFlow::new(&target, &source, cfg.path).unwrap();
     let _no_grad = tch::no_grad_guard();
-    let loss = brute_force(&flow, &target, 1500, 64, 6, |xt, u, t| (mlp.velocity(&xt.to_kind(Kind::Float), t).unwrap().to_kind(Kind::Double) - u).square().mean_dim(1i64, false, Kind::Double));
+    let loss = brute_force(&flow, &target, 1500, 64, 6, |xt, u, t| {
+        (mlp.velocity(&xt.to_kind(Kind::Float), t).unwrap().to_kind(Kind::Double) - u).square().mean_dim(1i64, false, Kind::Double)
+    });
     let floor = flow.loss_floor(TimeSampling::Uniform, 1500, 64, &mut StdRng::seed_from_u64(7)).unwrap();
     let error = flow.field_error(&mlp, TimeSampling::Uniform, 1500, 64, &mut StdRng::seed_from_u64(8)).unwrap();
     let se = (loss.se.powi(2) + floor.se.powi(2) + error.se.powi(2)).sqrt();

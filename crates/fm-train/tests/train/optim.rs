@@ -1,8 +1,8 @@
 //! The optimizer pieces: AdamW against Adam and a hand-computed PyTorch step, the
 //! learning-rate schedule, gradient clipping, the EMA, state export; and time sampling.
 
-use fm_model::{Mlp, MlpConfig};
 use fm_model::VelocityModel;
+use fm_model::{Mlp, MlpConfig};
 use fm_train::{clip_grad_norm, Adam, Ema, LrSchedule, OptimizerKind, TimeSampling};
 use rand::{rngs::StdRng, SeedableRng};
 use tch::{Device, Kind, Tensor};
@@ -74,11 +74,7 @@ fn adamw_and_adam_steps_match_pytorch_by_hand() {
     for decoupled in [true, false] {
         let p = param(&p0);
         let named = vec![("p".to_string(), p.shallow_clone())];
-        let mut opt = if decoupled {
-            Adam::adamw(named, lr, wd).unwrap()
-        } else {
-            Adam::new(named, lr).unwrap()
-        };
+        let mut opt = if decoupled { Adam::adamw(named, lr, wd).unwrap() } else { Adam::new(named, lr).unwrap() };
         opt.weight_decay = wd;
         for k in 1..=GRADS.len() {
             set_grad(&p, &GRADS[k - 1]);
@@ -86,10 +82,7 @@ fn adamw_and_adam_steps_match_pytorch_by_hand() {
             let want = reference_steps(&p0, &GRADS[..k], lr, wd, decoupled);
             let got = values(&p);
             for (g, w) in got.iter().zip(&want) {
-                assert!(
-                    (g - w).abs() < 1e-14,
-                    "decoupled {decoupled}, step {k}: {got:?} vs {want:?}"
-                );
+                assert!((g - w).abs() < 1e-14, "decoupled {decoupled}, step {k}: {got:?} vs {want:?}");
             }
         }
         // One step from rest is p(1 − lr λ) − lr · sign(g) (up to ε) for AdamW: check the first by the closed form.
@@ -98,11 +91,7 @@ fn adamw_and_adam_steps_match_pytorch_by_hand() {
             let mut opt = Adam::adamw(vec![("p".into(), p.shallow_clone())], lr, wd).unwrap();
             set_grad(&p, &GRADS[0]);
             opt.step().unwrap();
-            let want: Vec<f64> = p0
-                .iter()
-                .zip(GRADS[0])
-                .map(|(p, g)| p * (1.0 - lr * wd) - lr * g / (g.abs() + 1e-8))
-                .collect();
+            let want: Vec<f64> = p0.iter().zip(GRADS[0]).map(|(p, g)| p * (1.0 - lr * wd) - lr * g / (g.abs() + 1e-8)).collect();
             for (g, w) in values(&p).iter().zip(&want) {
                 assert!((g - w).abs() < 1e-12, "{g} vs {w}");
             }
@@ -140,27 +129,13 @@ fn optimizer_state_round_trips_and_resumes_identically() {
 
     // Missing or misshapen tensors are refused and change nothing.
     let mut other = Adam::new(vec![("w".into(), param(&[0.0, 0.0, 0.0]))], 0.1).unwrap();
-    assert!(other
-        .load_state(&state[..2])
-        .unwrap_err()
-        .to_string()
-        .contains("exp_avg_sq.w"));
+    assert!(other.load_state(&state[..2]).unwrap_err().to_string().contains("exp_avg_sq.w"));
     let bad = vec![
         ("step".into(), Tensor::from(1i64)),
-        (
-            "exp_avg.w".into(),
-            Tensor::zeros([2], (Kind::Double, Device::Cpu)),
-        ),
-        (
-            "exp_avg_sq.w".into(),
-            Tensor::zeros([3], (Kind::Double, Device::Cpu)),
-        ),
+        ("exp_avg.w".into(), Tensor::zeros([2], (Kind::Double, Device::Cpu))),
+        ("exp_avg_sq.w".into(), Tensor::zeros([3], (Kind::Double, Device::Cpu))),
     ];
-    assert!(other
-        .load_state(&bad)
-        .unwrap_err()
-        .to_string()
-        .contains("shape"));
+    assert!(other.load_state(&bad).unwrap_err().to_string().contains("shape"));
     assert_eq!(other.step_count(), 0);
 }
 
@@ -183,39 +158,16 @@ fn cosine_schedule_with_warmup() {
     assert_eq!(LrSchedule::Constant.lr_at(lr, 10, total, 20), lr / 2.0);
     assert_eq!(LrSchedule::Constant.lr_at(lr, 20, total, 20), lr);
     assert_eq!(LrSchedule::Constant.lr_at(lr, total, total, 0), lr);
-    assert_eq!(
-        serde_json::to_string(&cos).unwrap(),
-        r#"{"cosine":{"min_lr":0.00001}}"#
-    );
-    assert_eq!(
-        serde_json::from_str::<LrSchedule>(r#"{"cosine":{"min_lr":1e-5}}"#).unwrap(),
-        cos
-    );
-    assert_eq!(
-        serde_json::from_str::<LrSchedule>(r#""constant""#).unwrap(),
-        LrSchedule::Constant
-    );
-    for s in [
-        LrSchedule::Constant,
-        cos,
-        LrSchedule::Cosine { min_lr: 0.0 },
-    ] {
+    assert_eq!(serde_json::to_string(&cos).unwrap(), r#"{"cosine":{"min_lr":0.00001}}"#);
+    assert_eq!(serde_json::from_str::<LrSchedule>(r#"{"cosine":{"min_lr":1e-5}}"#).unwrap(), cos);
+    assert_eq!(serde_json::from_str::<LrSchedule>(r#""constant""#).unwrap(), LrSchedule::Constant);
+    for s in [LrSchedule::Constant, cos, LrSchedule::Cosine { min_lr: 0.0 }] {
         assert_eq!(s.to_string().parse::<LrSchedule>().unwrap(), s);
     }
-    assert_eq!(
-        "cosine".parse::<LrSchedule>().unwrap(),
-        LrSchedule::Cosine { min_lr: 0.0 }
-    );
-    assert!("linear"
-        .parse::<LrSchedule>()
-        .unwrap_err()
-        .to_string()
-        .contains("constant, cosine"));
+    assert_eq!("cosine".parse::<LrSchedule>().unwrap(), LrSchedule::Cosine { min_lr: 0.0 });
+    assert!("linear".parse::<LrSchedule>().unwrap_err().to_string().contains("constant, cosine"));
     assert!("cosine:-1".parse::<LrSchedule>().is_err());
-    assert_eq!(
-        serde_json::from_str::<LrSchedule>(r#"{"cosine":{}}"#).unwrap(),
-        LrSchedule::Cosine { min_lr: 0.0 }
-    );
+    assert_eq!(serde_json::from_str::<LrSchedule>(r#"{"cosine":{}}"#).unwrap(), LrSchedule::Cosine { min_lr: 0.0 });
 }
 
 #[test]
@@ -229,21 +181,14 @@ fn clipping_bounds_the_total_norm_like_pytorch() {
     assert!((f64::try_from(&total).unwrap() - 13.0).abs() < 1e-12);
     let coef = 1.0 / (13.0 + 1e-6);
     assert_eq!(values(&a.grad()), [3.0 * coef, 0.0, -4.0 * coef]);
-    let after: f64 = params
-        .iter()
-        .map(|p| values(&p.grad()).iter().map(|g| g * g).sum::<f64>())
-        .sum::<f64>()
-        .sqrt();
+    let after: f64 = params.iter().map(|p| values(&p.grad()).iter().map(|g| g * g).sum::<f64>()).sum::<f64>().sqrt();
     assert!(after <= 1.0 && after > 1.0 - 1e-6, "{after}");
     // Below the bound nothing changes, bit for bit.
     let before = values(&b.grad());
     let _ = clip_grad_norm(&params, 10.0).unwrap();
     assert_eq!(values(&b.grad()), before);
     // No gradients: norm 0.
-    assert_eq!(
-        f64::try_from(clip_grad_norm(&[param(&[1.0])], 1.0).unwrap()).unwrap(),
-        0.0
-    );
+    assert_eq!(f64::try_from(clip_grad_norm(&[param(&[1.0])], 1.0).unwrap()).unwrap(), 0.0);
 }
 
 #[test]
@@ -256,14 +201,9 @@ fn ema_of_a_constant_parameter_converges_geometrically() {
         ema.update().unwrap();
         let got = values(&ema.weights()[0].1);
         let want = [1.0 + 4.0 * 0.9f64.powi(k), 1.0 - 2.0 * 0.9f64.powi(k)];
-        assert!(
-            (got[0] - want[0]).abs() < 1e-12 && (got[1] - want[1]).abs() < 1e-12,
-            "k = {k}: {got:?}"
-        );
+        assert!((got[0] - want[0]).abs() < 1e-12 && (got[1] - want[1]).abs() < 1e-12, "k = {k}: {got:?}");
     }
-    assert!(values(&ema.weights()[0].1)
-        .iter()
-        .all(|v| (v - 1.0).abs() < 1e-8));
+    assert!(values(&ema.weights()[0].1).iter().all(|v| (v - 1.0).abs() < 1e-8));
     assert!(Ema::new(vec![("p".into(), p.shallow_clone())], 1.0).is_err());
     assert!(Ema::new(vec![("p".into(), p)], -0.1).is_err());
 }
@@ -271,19 +211,10 @@ fn ema_of_a_constant_parameter_converges_geometrically() {
 #[test]
 fn ema_weights_go_into_a_model_and_round_trip_as_state() {
     tch::manual_seed(0);
-    let cfg = MlpConfig {
-        hidden_dim: 8,
-        ..MlpConfig::default()
-    };
+    let cfg = MlpConfig { hidden_dim: 8, ..MlpConfig::default() };
     let mlp = Mlp::new(cfg.clone(), Device::Cpu).unwrap();
     let params = VelocityModel::named_parameters(&mlp);
-    assert_eq!(
-        params.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
-        cfg.parameter_shapes()
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(params.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(), cfg.parameter_shapes().into_iter().map(|(n, _)| n).collect::<Vec<_>>());
     let mut ema = Ema::new(params, 0.5).unwrap();
     let before = fm_model::checkpoint::to_bytes(&mlp, &Default::default()).unwrap();
     // Move the live weights; the EMA goes half-way.
@@ -294,10 +225,7 @@ fn ema_weights_go_into_a_model_and_round_trip_as_state() {
     });
     ema.update().unwrap();
     let averaged = ema.to_mlp(&mlp, Device::Cpu).unwrap();
-    for ((_, a), (_, p)) in VelocityModel::named_parameters(&averaged)
-        .iter()
-        .zip(VelocityModel::named_parameters(&mlp))
-    {
+    for ((_, a), (_, p)) in VelocityModel::named_parameters(&averaged).iter().zip(VelocityModel::named_parameters(&mlp)) {
         assert!(f64::try_from((a - (&p - 0.5)).abs().max()).unwrap() < 1e-6);
     }
     // State out, into a fresh EMA, then into the model.
@@ -305,27 +233,10 @@ fn ema_weights_go_into_a_model_and_round_trip_as_state() {
     let mut other = Ema::new(VelocityModel::named_parameters(&mlp), 0.5).unwrap();
     other.load_state(&state).unwrap();
     other.copy_to(&mlp).unwrap();
-    assert_eq!(
-        fm_model::checkpoint::to_bytes(&mlp, &Default::default()).unwrap(),
-        fm_model::checkpoint::to_bytes(&averaged, &Default::default()).unwrap()
-    );
-    assert_ne!(
-        fm_model::checkpoint::to_bytes(&mlp, &Default::default()).unwrap(),
-        before
-    );
-    let wrong = Mlp::new(
-        MlpConfig {
-            hidden_dim: 4,
-            ..cfg
-        },
-        Device::Cpu,
-    )
-    .unwrap();
-    assert!(ema
-        .copy_to(&{ wrong })
-        .unwrap_err()
-        .to_string()
-        .contains("shape"));
+    assert_eq!(fm_model::checkpoint::to_bytes(&mlp, &Default::default()).unwrap(), fm_model::checkpoint::to_bytes(&averaged, &Default::default()).unwrap());
+    assert_ne!(fm_model::checkpoint::to_bytes(&mlp, &Default::default()).unwrap(), before);
+    let wrong = Mlp::new(MlpConfig { hidden_dim: 4, ..cfg }, Device::Cpu).unwrap();
+    assert!(ema.copy_to(&{ wrong }).unwrap_err().to_string().contains("shape"));
 }
 
 #[test]
@@ -339,20 +250,12 @@ fn logit_normal_times_lie_inside_with_the_right_median() {
         let median = t[n / 2] as f64;
         let m = 1.0 / (1.0 + (-mean).exp());
         // Standard error of a sample median: 1 / (2 f(m) √n), with f(m) = φ(0) / (std m (1 − m)).
-        let se = std * m * (1.0 - m)
-            / (2.0 * (1.0 / (2.0 * std::f64::consts::PI).sqrt()) * (n as f64).sqrt());
-        assert!(
-            (median - m).abs() < 5.0 * se,
-            "mean {mean}, std {std}: median {median}, want {m} ± {se}"
-        );
+        let se = std * m * (1.0 - m) / (2.0 * (1.0 / (2.0 * std::f64::consts::PI).sqrt()) * (n as f64).sqrt());
+        assert!((median - m).abs() < 5.0 * se, "mean {mean}, std {std}: median {median}, want {m} ± {se}");
     }
     // Very wide laws still stay strictly inside (0, 1) in f32.
     let mut t = vec![0f32; 10_000];
-    TimeSampling::LogitNormal {
-        mean: 0.0,
-        std: 60.0,
-    }
-    .fill(&mut t, &mut StdRng::seed_from_u64(8));
+    TimeSampling::LogitNormal { mean: 0.0, std: 60.0 }.fill(&mut t, &mut StdRng::seed_from_u64(8));
     assert!(t.iter().all(|&v| v > 0.0 && v < 1.0));
     assert!(t.contains(&TimeSampling::LOGIT_NORMAL_RANGE.1));
     let mut u = vec![0f32; 1000];
@@ -391,64 +294,23 @@ fn quantiles_invert_each_time_law() {
 
 #[test]
 fn time_samplings_parse_and_serialize() {
-    assert_eq!(
-        "logit-normal".parse::<TimeSampling>().unwrap(),
-        TimeSampling::LogitNormal {
-            mean: 0.0,
-            std: 1.0
-        }
-    );
-    assert_eq!(
-        "logit-normal:0.5, 2".parse::<TimeSampling>().unwrap(),
-        TimeSampling::LogitNormal {
-            mean: 0.5,
-            std: 2.0
-        }
-    );
-    assert_eq!(
-        "Uniform".parse::<TimeSampling>().unwrap(),
-        TimeSampling::Uniform
-    );
+    assert_eq!("logit-normal".parse::<TimeSampling>().unwrap(), TimeSampling::LogitNormal { mean: 0.0, std: 1.0 });
+    assert_eq!("logit-normal:0.5, 2".parse::<TimeSampling>().unwrap(), TimeSampling::LogitNormal { mean: 0.5, std: 2.0 });
+    assert_eq!("Uniform".parse::<TimeSampling>().unwrap(), TimeSampling::Uniform);
     for bad in ["beta", "logit-normal:1", "logit-normal:0,-1", "uniform:2", "stratified:2"] {
         assert!(bad.parse::<TimeSampling>().is_err(), "{bad}");
     }
-    assert!("beta"
-        .parse::<TimeSampling>()
-        .unwrap_err()
-        .to_string()
-        .contains("uniform, stratified, logit-normal"));
+    assert!("beta".parse::<TimeSampling>().unwrap_err().to_string().contains("uniform, stratified, logit-normal"));
     assert_eq!("stratified".parse::<TimeSampling>().unwrap(), TimeSampling::Stratified);
     assert!("stratified:3".parse::<TimeSampling>().is_err());
-    let ln = TimeSampling::LogitNormal {
-        mean: 0.5,
-        std: 2.0,
-    };
+    let ln = TimeSampling::LogitNormal { mean: 0.5, std: 2.0 };
     assert_eq!(ln.to_string().parse::<TimeSampling>().unwrap(), ln);
-    assert_eq!(
-        serde_json::from_str::<TimeSampling>(r#"{"logit-normal":{}}"#).unwrap(),
-        TimeSampling::logit_normal()
-    );
-    assert_eq!(
-        serde_json::from_str::<TimeSampling>(r#""uniform""#).unwrap(),
-        TimeSampling::Uniform
-    );
-    assert_eq!(
-        serde_json::to_string(&ln).unwrap(),
-        r#"{"logit-normal":{"mean":0.5,"std":2.0}}"#
-    );
-    assert_eq!(
-        "AdamW".parse::<OptimizerKind>().unwrap(),
-        OptimizerKind::AdamW
-    );
-    assert_eq!(
-        serde_json::to_string(&OptimizerKind::AdamW).unwrap(),
-        "\"adamw\""
-    );
-    assert!("sgd"
-        .parse::<OptimizerKind>()
-        .unwrap_err()
-        .to_string()
-        .contains("adam, adamw"));
+    assert_eq!(serde_json::from_str::<TimeSampling>(r#"{"logit-normal":{}}"#).unwrap(), TimeSampling::logit_normal());
+    assert_eq!(serde_json::from_str::<TimeSampling>(r#""uniform""#).unwrap(), TimeSampling::Uniform);
+    assert_eq!(serde_json::to_string(&ln).unwrap(), r#"{"logit-normal":{"mean":0.5,"std":2.0}}"#);
+    assert_eq!("AdamW".parse::<OptimizerKind>().unwrap(), OptimizerKind::AdamW);
+    assert_eq!(serde_json::to_string(&OptimizerKind::AdamW).unwrap(), "\"adamw\"");
+    assert!("sgd".parse::<OptimizerKind>().unwrap_err().to_string().contains("adam, adamw"));
 }
 
 /// A seed-shaped network (narrower) and a fixed batch for it.
