@@ -601,19 +601,9 @@ impl Ema {
     /// copied when a name or shape does not match).
     ///
     /// # Errors
-    /// A parameter of `model` the average lacks, or of another shape.
+    /// [`Error::Model`] ([`fm_model::Error::Parameters`]): a parameter of `model` the average lacks, or of another shape.
     pub fn copy_to(&self, model: &(impl VelocityModel + ?Sized)) -> Result<()> {
-        let vars: std::collections::HashMap<String, Tensor> = model.named_parameters().into_iter().collect();
-        let mut pairs = Vec::with_capacity(self.names.len());
-        for (name, e) in self.names.iter().zip(&self.shadow) {
-            let dst = vars.get(name).ok_or_else(|| Error::State(format!("the model has no parameter '{name}' to copy the EMA into")))?;
-            pairs.push((dst.shallow_clone(), checked(e, dst, name)?));
-        }
-        let _no_grad = tch::no_grad_guard();
-        for (mut dst, src) in pairs {
-            dst.f_copy_(&src)?;
-        }
-        Ok(())
+        Ok(fm_model::copy_parameters(model, &self.weights())?)
     }
 
     /// A new model shaped like `like`, on `device`, holding the averaged weights.
@@ -622,7 +612,7 @@ impl Ema {
     /// overwritten: call this after, not between, seeded initialisations.
     ///
     /// # Errors
-    /// [`Error::Model`] when the network cannot be built on `device`; [`Error::State`] when its
+    /// [`Error::Model`] when the network cannot be built on `device`; [`Error::Model`] when its
     /// parameters are not those the average was made for (see [`Ema::copy_to`]).
     pub fn to_mlp(&self, like: &Mlp, device: Device) -> Result<Mlp> {
         let mlp = Mlp::new(like.config().clone(), device)?;
