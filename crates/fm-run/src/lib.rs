@@ -61,7 +61,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// Another process holds the run folder's lock.
-    #[error("{} is in use by another fm process; wait for it to finish or choose another --out", dir.display())]
+    #[error("{} is in use by another fm process; wait for it to finish or choose another run folder", dir.display())]
     Locked {
         /// The run folder.
         dir: PathBuf,
