@@ -78,15 +78,19 @@ impl RunDir {
     pub fn read_metrics(&self) -> Result<Vec<MetricsRow>> {
         let path = self.file(Self::METRICS);
         let fail = |source| Error::Metrics { path: path.clone(), source };
-        csv::ReaderBuilder::new().trim(csv::Trim::All).from_path(&path).map_err(fail)?.deserialize().collect::<std::result::Result<_, _>>().map_err(fail)
+        self.metrics_reader(false).map_err(fail)?.deserialize().collect::<std::result::Result<_, _>>().map_err(fail)
+    }
+
+    /// A reader of `metrics.csv` by column name; `flexible`: rows of any length (a torn row).
+    fn metrics_reader(&self, flexible: bool) -> csv::Result<csv::Reader<std::fs::File>> {
+        csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(flexible).from_path(self.file(Self::METRICS))
     }
 
     /// The rows of `metrics.csv` for steps up to `step`, to continue a run from its checkpoint
     /// at `step`: none when there is no file, and rows that do not parse skipped (the rows
     /// appended between checkpoints are written best effort, and a kill can tear the last one).
     pub fn metrics_up_to(&self, step: usize) -> Vec<MetricsRow> {
-        let reader = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(true).from_path(self.file(Self::METRICS));
-        reader.map(|mut r| r.deserialize::<MetricsRow>().flatten().filter(|row| row.step <= step).collect()).unwrap_or_default()
+        self.metrics_reader(true).map(|mut r| r.deserialize::<MetricsRow>().flatten().filter(|row| row.step <= step).collect()).unwrap_or_default()
     }
 
     /// Writes `rows` as `metrics.csv` (the header even when there are none), atomically.

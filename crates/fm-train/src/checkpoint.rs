@@ -132,7 +132,7 @@ pub fn save_state(path: &Path, ckpt: &Checkpoint<'_>, extra: &Metadata) -> Resul
 /// state that does not fit the recorded configuration; [`Error::Torch`] for torch failures.
 pub fn state_from_bytes(bytes: &[u8], device: Device) -> Result<LoadedState> {
     let raw = RawState::parse(bytes)?;
-    let kind = raw.metadata.get("model_kind").map_or(fm_model::checkpoint::FORMAT, String::as_str);
+    let kind = raw.architecture().kind;
     if kind != fm_model::checkpoint::FORMAT {
         return Err(ckpt_err(format!("the model is a {kind}, not an MLP: build it and load with load_state_into")));
     }
@@ -189,6 +189,12 @@ impl RawState {
         Ok(raw)
     }
 
+    /// The recorded model: `model_kind` (absent in files of the MLP, which predate it) and `model`.
+    fn architecture(&self) -> fm_model::Architecture {
+        let kind = self.metadata.get("model_kind").map_or(fm_model::checkpoint::FORMAT, String::as_str);
+        fm_model::Architecture { kind: kind.into(), config: self.metadata.get("model").cloned().unwrap_or_default() }
+    }
+
     fn get(&self, key: &str) -> Result<&str> {
         self.metadata.get(key).map(String::as_str).ok_or_else(|| ckpt_err(format!("the metadata has no '{key}' entry (not a training checkpoint)")))
     }
@@ -215,22 +221,26 @@ impl RawState {
 /// An unreadable or foreign file, another architecture, a missing or misshapen tensor
 /// ([`Error::Checkpoint`], naming the file).
 pub fn load_state_into(model: &(impl VelocityModel + ?Sized), path: &Path) -> Result<ResumedState> {
-    let named = |e: Error| match e {
+    read_naming(path, |bytes| {
+        let raw = RawState::parse(bytes)?;
+        let (recorded, architecture) = (raw.architecture(), model.architecture());
+        if !recorded.same_as(&architecture) {
+            return Err(ckpt_err(format!(
+                "holds a {} model with config {}, not the {} model with config {}",
+                recorded.kind, recorded.config, architecture.kind, architecture.config
+            )));
+        }
+        raw.restore(model)
+    })
+}
+
+/// `read(bytes of path)`, its checkpoint errors (and a file that cannot be read) naming `path`.
+fn read_naming<T>(path: &Path, read: impl FnOnce(&[u8]) -> Result<T>) -> Result<T> {
+    let bytes = std::fs::read(path).map_err(|e| ckpt_err(format!("{}: {e}", path.display())))?;
+    read(&bytes).map_err(|e| match e {
         Error::Checkpoint(msg) => ckpt_err(format!("{}: {msg}", path.display())),
         e => e,
-    };
-    let bytes = std::fs::read(path).map_err(|e| ckpt_err(format!("{}: {e}", path.display())))?;
-    let raw = RawState::parse(&bytes).map_err(named)?;
-    let architecture = model.architecture();
-    let kind = raw.metadata.get("model_kind").map_or(fm_model::checkpoint::FORMAT, String::as_str);
-    let recorded = fm_model::Architecture { kind: kind.to_string(), config: raw.metadata.get("model").cloned().unwrap_or_default() };
-    if !recorded.same_as(&architecture) {
-        return Err(named(ckpt_err(format!(
-            "holds a {} model with config {}, not the {} model with config {}",
-            recorded.kind, recorded.config, architecture.kind, architecture.config
-        ))));
-    }
-    raw.restore(model).map_err(named)
+    })
 }
 
 /// An error unless every parameter of `model` is among `tensors` (as `model.NAME`) with its
@@ -263,9 +273,5 @@ fn check_model_tensors(model: &MlpConfig, tensors: &[(String, Tensor)]) -> Resul
 /// # Errors
 /// As [`state_from_bytes`], and [`Error::Checkpoint`] when the file cannot be read.
 pub fn load_state(path: &Path, device: Device) -> Result<LoadedState> {
-    let bytes = std::fs::read(path).map_err(|e| ckpt_err(format!("{}: {e}", path.display())))?;
-    state_from_bytes(&bytes, device).map_err(|e| match e {
-        Error::Checkpoint(msg) => ckpt_err(format!("{}: {msg}", path.display())),
-        e => e,
-    })
+    read_naming(path, |bytes| state_from_bytes(bytes, device))
 }
