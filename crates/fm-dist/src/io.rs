@@ -183,13 +183,30 @@ pub fn encode_csv(a: ArrayView2<f64>) -> String {
 ///
 /// # Errors
 /// [`Error::Io`] when the file cannot be read; [`Error::File`] for another extension or
-/// content that does not parse ([`decode_npy`], [`crate::empirical::parse_csv`]).
+/// content that does not parse ([`decode_npy`], [`crate::empirical::parse_csv_table`]).
 pub fn read_points(path: &Path) -> Result<Array2<f64>> {
+    Ok(match read_points_file(path)? {
+        PointsFile::Npy(points) => points,
+        PointsFile::Csv(table) => table.points,
+    })
+}
+
+/// A point-cloud file as read: a `.csv` file keeps what its first line was taken as.
+pub(crate) enum PointsFile {
+    /// The array of a `.npy` file.
+    Npy(Array2<f64>),
+    /// The points and header of a `.csv` file.
+    Csv(crate::empirical::CsvPoints),
+}
+
+/// Reads a `.npy` or `.csv` file (by extension): [`read_points`] and
+/// [`crate::PointCloud::read`] share this one choice of reader.
+pub(crate) fn read_points_file(path: &Path) -> Result<PointsFile> {
     match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-        Some("npy") => read_npy(path),
+        Some("npy") => read_npy(path).map(PointsFile::Npy),
         Some("csv") => {
             let text = std::fs::read_to_string(path).map_err(|e| io_err(path, e))?;
-            crate::empirical::parse_csv(&text).map_err(|msg| Error::File { path: path.display().to_string(), msg })
+            crate::empirical::parse_csv_table(&text).map(PointsFile::Csv).map_err(|msg| Error::File { path: path.display().to_string(), msg })
         }
         _ => Err(Error::File { path: path.display().to_string(), msg: "expected a .npy or .csv file".into() }),
     }

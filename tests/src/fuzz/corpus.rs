@@ -107,6 +107,15 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         "three-columns.csv",
         format!("# a comment, then a blank line\n\n{}", encode_csv(array![[1.0, 2.0, 3.0], [-4.0, 5.5, 6e-7]].view())).into_bytes(),
     ));
+    // What pandas and spreadsheets write: column numbers as the header (`df.to_csv(index=False)`),
+    // an index column under an empty name (`df.to_csv()`) or `Unnamed: 0` (read and written
+    // again), and Excel's byte-order mark with CRLF line ends and quotes.
+    out.push(("csv", "pandas-column-numbers.csv", b"0,1\n0.5,-1.25\n3.0,2.0\n-0.125,0.001\n".to_vec()));
+    out.push(("csv", "pandas-index.csv", b",x,y\n0,0.5,-1.25\n1,3.0,2.0\n2,-0.125,0.001\n".to_vec()));
+    out.push(("csv", "pandas-index-column-numbers.csv", b",0,1\n0,0.5,-1.25\n1,3.0,2.0\n".to_vec()));
+    out.push(("csv", "unnamed-0-index.csv", b"Unnamed: 0,x,y\n0,0.5,-1.25\n1,3.0,2.0\n".to_vec()));
+    out.push(("csv", "bom-crlf-quotes.csv", "\u{feff}\"x\",\"y\"\r\n0.5,-1.25\r\n\"3.0\",2\r\n".as_bytes().to_vec()));
+    out.push(("csv", "bom-one-column.csv", "\u{feff}5\r\n6\r\n7.5\r\n".as_bytes().to_vec()));
     out
 }
 
