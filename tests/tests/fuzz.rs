@@ -106,7 +106,8 @@ fn lying_safetensors_headers_are_refused_before_allocating() {
     ];
     assert!(checkpoint::read_safetensors(&file(None, good)).is_ok());
     for (i, bytes) in cases.iter().enumerate() {
-        let (result, largest) = largest_allocation(|| checkpoint::from_any_bytes(bytes, Device::Cpu, &LoadOptions::default()).map(|_| ()));
+        let (result, largest) =
+            largest_allocation(|| checkpoint::from_any_bytes(bytes, Device::Cpu, &LoadOptions::with_activation(fm_model::Activation::Relu)).map(|_| ()));
         let err = result.unwrap_err().to_string();
         assert!(err.contains("not a valid safetensors file"), "case {i}: {err}");
         assert!(largest < 64 << 10, "case {i}: a request of {largest} bytes");
@@ -117,7 +118,8 @@ fn lying_safetensors_headers_are_refused_before_allocating() {
 fn lying_checkpoint_configs_are_refused_before_the_model_is_built() {
     // The regression input the fuzzer found: a config of 2^32 hidden layers over 6 small tensors.
     let found = std::fs::read(fuzz::corpus::regressions_root().join("checkpoint/hidden-layers-4294967296.safetensors")).unwrap();
-    let (result, largest) = largest_allocation(|| checkpoint::from_any_bytes(&found, Device::Cpu, &LoadOptions::default()).map(|_| ()));
+    let (result, largest) =
+        largest_allocation(|| checkpoint::from_any_bytes(&found, Device::Cpu, &LoadOptions::with_activation(fm_model::Activation::Relu)).map(|_| ()));
     let err = result.unwrap_err().to_string();
     assert!(err.contains("with 4294967296 hidden layers of width 4 has more parameters than the checkpoint holds"), "{err}");
     assert!(largest < 64 << 10, "a request of {largest} bytes");

@@ -61,7 +61,9 @@ fn model_log_likelihood_and_kl_agree_with_pytorch() {
     tch::set_num_threads(1);
 
     let mlp = match std::env::var_os("FM_KL_CHECKPOINT") {
-        Some(path) => checkpoint::load_any(Path::new(&path), Device::Cpu).unwrap().0,
+        Some(path) => {
+            checkpoint::load_any_with(Path::new(&path), Device::Cpu, &checkpoint::LoadOptions::with_activation(fm_model::Activation::Relu)).unwrap().0
+        }
         None => {
             // The seed network and data, with a shorter, faster schedule than the seed's
             // 10,000 steps at 1e-4: KL is larger than a fully trained model's, which does not

@@ -31,6 +31,31 @@ pub fn checkpoint_or_run(checkpoint: Option<&Path>, config: Option<&Path>, flag:
     Ok(path)
 }
 
+/// What a checkpoint without our config (a PyTorch state dict) cannot say of its network,
+/// shared by every command that reads a checkpoint.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ForeignModelArgs {
+    /// The network's activation where the checkpoint does not record it (a PyTorch state dict; the seed's network
+    /// is relu) [default: the run file's, with --config; else such a file is refused].
+    #[arg(long)]
+    pub activation: Option<fm_model::Activation>,
+    /// Time features of the network's input where the checkpoint does not record them [default: the run file's,
+    /// with --config, else 0: the raw time].
+    #[arg(long, value_name = "N")]
+    pub time_embedding: Option<usize>,
+}
+
+impl ForeignModelArgs {
+    /// The load options: the flags, else the run file's `[model]`.
+    pub fn options(&self, run: Option<&RunConfig>) -> fm_model::checkpoint::LoadOptions {
+        fm_model::checkpoint::LoadOptions {
+            config: None,
+            activation: self.activation.or(run.map(|r| r.model.activation)),
+            time_embedding: self.time_embedding.or(run.map(|r| r.model.time_embedding)).unwrap_or(0),
+        }
+    }
+}
+
 /// `--config` and `--preset`, shared by every command that trains.
 #[derive(clap::Args, Debug)]
 pub struct ConfigArgs {

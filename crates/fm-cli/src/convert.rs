@@ -1,11 +1,9 @@
 //! `fm export` / `fm import`: checkpoints across to PyTorch and back.
 
-use crate::config::{checkpoint_or_run, override_given, RunConfig};
+use crate::config::{checkpoint_or_run, ForeignModelArgs, RunConfig};
 use crate::train::print_written;
 use anyhow::Result;
-use clap::ArgMatches;
-use fm_model::checkpoint::{self, LoadOptions};
-use fm_model::{Activation, MlpConfig};
+use fm_model::checkpoint;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -32,9 +30,8 @@ pub struct ImportArgs {
     /// The fm checkpoint (.safetensors) to write.
     #[arg(long)]
     out: PathBuf,
-    /// The network's activation where the file does not record it (a PyTorch state dict does not; the seed's is relu).
-    #[arg(long, default_value_t = MlpConfig::default().activation)]
-    activation: Activation,
+    #[command(flatten)]
+    foreign: ForeignModelArgs,
 }
 
 pub fn export(args: ExportArgs) -> Result<()> {
@@ -44,11 +41,9 @@ pub fn export(args: ExportArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn import(args: ImportArgs, m: &ArgMatches) -> Result<()> {
+pub fn import(args: ImportArgs) -> Result<()> {
     let run = args.config.as_deref().map(RunConfig::read).transpose()?;
-    let mut opts = LoadOptions { activation: run.map_or(args.activation, |r| r.model.activation), ..LoadOptions::default() };
-    override_given!(m, args, activation => opts.activation);
-    checkpoint::import_pth(&args.checkpoint, &args.out, &opts)?;
+    checkpoint::import_pth(&args.checkpoint, &args.out, &args.foreign.options(run.as_ref()))?;
     print_written(&[("checkpoint", &args.out)]);
     Ok(())
 }

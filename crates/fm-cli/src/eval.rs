@@ -37,6 +37,8 @@ pub struct EvalArgs {
     path: Option<fm_train::ProbabilityPath>,
     #[command(flatten)]
     eval: EvalFlags,
+    #[command(flatten)]
+    foreign: crate::config::ForeignModelArgs,
     /// Integration steps of the likelihood ODE (RK4, from t = 1 to 0).
     #[arg(long, default_value_t = LikelihoodConfig::default().steps)]
     kl_steps: usize,
@@ -52,7 +54,7 @@ pub fn eval(args: EvalArgs, m: &clap::ArgMatches) -> Result<()> {
     if crate::config::given(m, "kl_steps") {
         cfg.likelihood.steps = args.kl_steps;
     }
-    let model = args.checkpoint.as_deref().map(|c| ModelBundle::load(c, "auto", None)).transpose()?;
+    let model = args.checkpoint.as_deref().map(|c| ModelBundle::load(c, "auto", None, &args.foreign.options(run.as_ref()))).transpose()?;
     let spec = args
         .target
         .clone()

@@ -12,14 +12,16 @@ pub struct InspectArgs {
     /// A run folder's config.toml: inspect that run's model.safetensors.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    foreign: crate::config::ForeignModelArgs,
 }
 
 pub fn inspect(args: InspectArgs) -> Result<()> {
     let path = checkpoint_or_run(args.checkpoint.as_deref(), args.config.as_deref(), "a CHECKPOINT")?;
+    let run = args.config.as_deref().map(crate::config::RunConfig::read).transpose()?;
     let bytes = std::fs::read(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     let format = Format::detect(&bytes);
-    let (mlp, meta) =
-        checkpoint::from_any_bytes(&bytes, tch::Device::Cpu, &checkpoint::LoadOptions::default()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let (mlp, meta) = checkpoint::load_any_with(&path, tch::Device::Cpu, &args.foreign.options(run.as_ref()))?;
     let c = mlp.config();
     let params: i64 = mlp.var_store().trainable_variables().iter().map(|t| t.numel() as i64).sum();
     println!("{} ({:?}, {} bytes)", path.display(), format, bytes.len());

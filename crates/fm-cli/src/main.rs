@@ -36,7 +36,7 @@ enum Command {
     Train(train::TrainArgs),
     /// Generate samples from a checkpoint (.safetensors or PyTorch .pth) by integrating its velocity field.
     #[command(
-        after_help = "Examples:\n  fm sample --checkpoint runs/seed/model.safetensors --method rk4 --steps 20\n  fm sample --config runs/seed/config.toml --samples 5000   # the run's model.safetensors, its [sample] section\n  fm sample --checkpoint flow_match_model.pth --method dopri5 --rtol 1e-6 --out samples.csv\n  fm sample --oracle --target 8gaussians --method rk4 --steps 20   # the exact flow: no model"
+        after_help = "Examples:\n  fm sample --checkpoint runs/seed/model.safetensors --method rk4 --steps 20\n  fm sample --config runs/seed/config.toml --samples 5000   # the run's model.safetensors, its [sample] section\n  fm sample --checkpoint flow_match_model.pth --activation relu --method dopri5 --rtol 1e-6 --out samples.csv\n  fm sample --oracle --target 8gaussians --method rk4 --steps 20   # the exact flow: no model"
     )]
     Sample(sample::SampleArgs),
     /// Judge samples (.npy/.csv) against a target (W2, MMD, log-density, component shares, with standard errors), a
@@ -47,7 +47,7 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Draw a figure from a run or checkpoint: compare, trajectories, field, field-error, density, loss or animation.
     #[command(
-        after_help = "Examples:\n  fm plot trajectories --run runs/seed            # writes runs/seed/trajectories.png\n  fm plot density --run runs/seed --out density.svg\n  fm plot animation --run runs/seed               # runs/seed/animation.gif\n  fm plot loss --config runs/ot/config.toml       # that run's loss: runs/ot/loss.png\n  fm plot field --checkpoint flow_match_model.pth --target gmm3 --out field.png\n  fm plot field-error --run runs/fast             # the model against the exact field, over t\n  fm plot field --exact --target 8gaussians --out exact.png   # the exact field; no model needed"
+        after_help = "Examples:\n  fm plot trajectories --run runs/seed            # writes runs/seed/trajectories.png\n  fm plot density --run runs/seed --out density.svg\n  fm plot animation --run runs/seed               # runs/seed/animation.gif\n  fm plot loss --config runs/ot/config.toml       # that run's loss: runs/ot/loss.png\n  fm plot field --checkpoint flow_match_model.pth --activation relu --target gmm3 --out field.png\n  fm plot field-error --run runs/fast             # the model against the exact field, over t\n  fm plot field --exact --target 8gaussians --out exact.png   # the exact field; no model needed"
     )]
     Plot(plot::PlotArgs),
     /// List the targets (built-in and file-based), one line each; --config adds what a run file's target and source are.
@@ -57,7 +57,7 @@ enum Command {
     Targets(targets::TargetsArgs),
     /// Show what a checkpoint holds: format, architecture, parameters, target and training settings.
     #[command(
-        after_help = "Examples:\n  fm inspect runs/seed/model.safetensors\n  fm inspect --config runs/seed/config.toml    # the run's model.safetensors\n  fm inspect flow_match_model.pth"
+        after_help = "Examples:\n  fm inspect runs/seed/model.safetensors\n  fm inspect --config runs/seed/config.toml    # the run's model.safetensors\n  fm inspect flow_match_model.pth --activation relu"
     )]
     Inspect(inspect::InspectArgs),
     /// Convert a checkpoint to PyTorch's .pth (torch.load(path, weights_only=True) reads it).
@@ -67,7 +67,7 @@ enum Command {
     Export(convert::ExportArgs),
     /// Convert a PyTorch checkpoint (.pth or .safetensors state dict) into an fm checkpoint.
     #[command(
-        after_help = "Examples:\n  fm import --checkpoint flow_match_model.pth --out runs/imported/model.safetensors\n  fm import --checkpoint net.pth --config my-run.toml --out net.safetensors   # the run file's activation"
+        after_help = "Examples:\n  fm import --checkpoint flow_match_model.pth --activation relu --out runs/imported/model.safetensors\n  fm import --checkpoint net.pth --config my-run.toml --out net.safetensors   # the run file's activation"
     )]
     Import(convert::ImportArgs),
     /// Print a shell completion script for fm (bash, zsh, fish, elvish or powershell).
@@ -90,8 +90,8 @@ fn main() {
         let msg = info.payload().downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| info.payload().downcast_ref::<String>().cloned()).unwrap_or_default();
         eprintln!("error: internal error (a bug, please report it): {msg}");
     }));
-    let matches = Cli::command().get_matches();
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let matches = Cli::command().try_get_matches().unwrap_or_else(|e| exit_on_usage_error(e));
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| exit_on_usage_error(e));
     // Flags override config files only where given: the commands need to know which were.
     let sub = matches.subcommand().map(|(_, m)| m.clone()).unwrap_or_default();
     let result = match cli.command {
@@ -103,7 +103,7 @@ fn main() {
         Command::Plot(args) => plot::plot(args, &sub),
         Command::Inspect(args) => inspect::inspect(args),
         Command::Export(args) => convert::export(args),
-        Command::Import(args) => convert::import(args, &sub),
+        Command::Import(args) => convert::import(args),
         Command::Completions(args) => completions::completions(args, &mut Cli::command()),
     };
     if let Err(e) = result {
@@ -113,6 +113,31 @@ fn main() {
         }
         eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
         std::process::exit(1);
+    }
+}
+
+/// Help and version go to stdout as clap prints them (exit 0); a usage error becomes the same one
+/// `error:` line and exit code 1 as every other error (clap's own: several lines, exit code 2).
+fn exit_on_usage_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind::{DisplayHelp, DisplayHelpOnMissingArgumentOrSubcommand, DisplayVersion};
+    if matches!(e.kind(), DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand) {
+        e.exit();
+    }
+    eprintln!("{}", one_line(&e.render().to_string()));
+    std::process::exit(1);
+}
+
+/// Clap's message (`error: …`, indented details, blank line, `tip:` lines, usage, `For more
+/// information…`) as one line: the message with its details, then the tips.
+fn one_line(rendered: &str) -> String {
+    let mut blocks = rendered.split("\n\n");
+    let message = blocks.next().unwrap_or_default().split('\n').map(str::trim).collect::<Vec<_>>().join(" ");
+    let tips: Vec<&str> = blocks.flat_map(|b| b.lines()).map(str::trim).filter(|l| l.starts_with("tip:")).collect();
+    let message = if message.starts_with("error:") { message } else { format!("error: {message}") };
+    if tips.is_empty() {
+        format!("{message} (see --help)")
+    } else {
+        format!("{message} ({}; see --help)", tips.join("; "))
     }
 }
 

@@ -74,6 +74,8 @@ pub struct PlotArgs {
     /// With --exact: the probability path (linear, icfm:σ, lipman:σ_min, vp) [default: the run's, else linear].
     #[arg(long, requires = "exact")]
     path: Option<fm_train::ProbabilityPath>,
+    #[command(flatten)]
+    foreign: crate::config::ForeignModelArgs,
 }
 
 pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
@@ -86,6 +88,7 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
     };
     let config = args.config.clone().or_else(|| Some(dir.join("config.toml")).filter(|p| p.exists()));
     let run = config.as_deref().map(crate::config::RunConfig::read).transpose()?;
+    let foreign = args.foreign.options(run.as_ref());
     let ext = if args.kind == Kind::Animation { "gif" } else { "png" };
     let name = match args.kind {
         Kind::FieldError => "field-error".to_string(),
@@ -108,13 +111,13 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
         None => args.checkpoint.clone().unwrap_or_else(|| RunDir::new(&dir).file(RunDir::MODEL)),
     };
     if args.exact {
-        let model = if ckpt.exists() || args.checkpoint.is_some() { Some(ModelBundle::load(&ckpt, &args.device, None)?) } else { None };
+        let model = if ckpt.exists() || args.checkpoint.is_some() { Some(ModelBundle::load(&ckpt, &args.device, None, &foreign)?) } else { None };
         let flow = crate::resolve_exact(args.target.as_deref(), None, args.path, run.as_ref(), model.as_ref())?.flow;
         crate::plot_field::exact(&out, &flow, model.as_ref().map(|m| &m.mlp), coords)?;
         print_written(&[("figure", &out)]);
         return Ok(());
     }
-    let bundle = ModelBundle::load(&ckpt, &args.device, None)?;
+    let bundle = ModelBundle::load(&ckpt, &args.device, None, &foreign)?;
     let (mlp, source) = (&bundle.mlp, &bundle.source);
     let spec = args
         .target

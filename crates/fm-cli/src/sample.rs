@@ -56,6 +56,11 @@ pub struct SampleArgs {
     /// Absolute tolerance of dopri5.
     #[arg(long, default_value_t = SampleConfig::default().atol)]
     atol: f64,
+    /// Most attempted steps of dopri5 (accepted and rejected) before it gives up.
+    #[arg(long, default_value_t = SampleConfig::default().max_steps)]
+    max_steps: usize,
+    #[command(flatten)]
+    foreign: crate::config::ForeignModelArgs,
     /// Seed of the source draws.
     #[arg(long, default_value_t = SampleConfig::default().seed)]
     seed: u64,
@@ -75,7 +80,7 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
     let checkpoint = if args.oracle { None } else { Some(checkpoint_or_run(args.checkpoint.as_deref(), args.config.as_deref(), "--checkpoint C")?) };
     let mut cfg = run.as_ref().map_or_else(SampleConfig::default, |r| r.sample.clone());
     override_given!(m, args, samples => cfg.n_samples, steps => cfg.steps, method => cfg.method,
-        rtol => cfg.rtol, atol => cfg.atol, seed => cfg.seed);
+        rtol => cfg.rtol, atol => cfg.atol, max_steps => cfg.max_steps, seed => cfg.seed);
     let device = if given(m, "device") { args.device.clone() } else { run.as_ref().map_or(args.device.clone(), |r| r.device.clone()) };
     let source = args.source.clone().or_else(|| run.as_ref().map(|r| r.source.clone()));
     cfg.validate()?;
@@ -85,7 +90,7 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
     let (x, source, out, of) = match &checkpoint {
         Some(checkpoint) => {
             let out = args.out.clone().unwrap_or_else(|| checkpoint.with_file_name(format!("samples-{what}.npy")));
-            let bundle = ModelBundle::load(checkpoint, &device, source.as_deref())?;
+            let bundle = ModelBundle::load(checkpoint, &device, source.as_deref(), &args.foreign.options(run.as_ref()))?;
             (fm_train::sample(&bundle.mlp, bundle.source.as_ref(), &cfg)?, bundle.source, out, String::new())
         }
         None => {

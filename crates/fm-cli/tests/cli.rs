@@ -20,7 +20,7 @@ fn stderr(o: &Output) -> String {
 /// A failure with one `error:` line naming the problem, no panic, no backtrace.
 fn assert_clean_failure(o: &Output, needle: &str) {
     let err = stderr(o);
-    assert!(!o.status.success(), "expected failure, got success; stderr: {err}");
+    assert_eq!(o.status.code(), Some(1), "expected exit code 1; stderr: {err}");
     assert!(err.starts_with("error: ") && err.contains(needle), "stderr should name '{needle}': {err}");
     assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
 }
@@ -131,6 +131,36 @@ fn bad_numbers_are_refused_before_any_work() {
     assert_clean_failure(&fm(&["run", "--sample-steps", "0", "--out", o_str]), "integration steps must be at least 1");
     assert_clean_failure(&fm(&["run", "--hidden-dim", "0", "--out", o_str]), "must all be at least 1");
     assert!(!out.exists(), "a refused run must not create its output folder");
+}
+
+/// A run that diverges before its first checkpoint leaves no model, no training state and no
+/// samples (the weights it held are NaN or astronomically large), and says so.
+#[test]
+fn a_diverged_run_leaves_no_model() {
+    let out = temp("diverged");
+    let o = fm(&[
+        "run",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--lr",
+        "1000",
+        "--steps",
+        "400",
+        "--checkpoint-every",
+        "100",
+        "--hidden-dim",
+        "16",
+        "--batch-size",
+        "64",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, "no checkpoint was written");
+    assert!(stderr(&o).contains("diverged at step 100"), "{}", stderr(&o));
+    for file in ["model.safetensors", "train-state.safetensors", "samples.npy", "report.json"] {
+        assert!(!out.join(file).exists(), "{file} was left behind");
+    }
 }
 
 #[test]
@@ -351,7 +381,7 @@ fn run_folders_pass_between_library_and_cli() {
     let rows = dir.read_metrics().unwrap();
     assert_eq!(rows.last().map(|r| r.step), Some(2));
     assert!(rows.iter().all(|r| r.loss.is_finite() && r.loss_floor.is_some()));
-    let bundle = fm_run::ModelBundle::load(&dir.file(fm_run::RunDir::MODEL), "cpu", None).unwrap();
+    let bundle = fm_run::ModelBundle::load(&dir.file(fm_run::RunDir::MODEL), "cpu", None, &Default::default()).unwrap();
     assert_eq!(bundle.mlp.config().hidden_dim, 8);
     assert_eq!(bundle.target.as_deref(), Some("gmm3"));
     assert_eq!(bundle.train.unwrap().unwrap().steps, 2);
@@ -437,7 +467,12 @@ fn inspect_export_import_and_targets_read_a_run_file() {
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     let bare = run.join("bare.safetensors");
     std::fs::write(&bare, fm_model::checkpoint::encode_safetensors(&tensors, &Default::default()).unwrap()).unwrap();
-    for (extra, activation) in [(&[][..], "relu"), (&["--config", c][..], "gelu"), (&["--config", c, "--activation", "silu"][..], "silu")] {
+    let refused = run.join("refused.safetensors");
+    assert_clean_failure(&fm(&["import", "--checkpoint", bare.to_str().unwrap(), "--out", refused.to_str().unwrap()]), "--activation relu|silu|gelu|selu");
+    assert!(!refused.exists(), "nothing is written for a refused file");
+    assert_clean_failure(&fm(&["sample", "--checkpoint", bare.to_str().unwrap()]), "net.0.weight [8, 3]");
+    for (extra, activation) in [(&["--activation", "relu"][..], "relu"), (&["--config", c][..], "gelu"), (&["--config", c, "--activation", "silu"][..], "silu")]
+    {
         let out = run.join(format!("imported-{activation}.safetensors"));
         let o = fm(&[&["import", "--checkpoint", bare.to_str().unwrap(), "--out", out.to_str().unwrap()][..], extra].concat());
         assert!(o.status.success(), "{}", stderr(&o));
@@ -648,4 +683,63 @@ fn resuming_a_run_with_an_older_metrics_file_keeps_its_columns() {
     assert!(lines[3].starts_with("3,") && lines[3].split(',').count() == 6, "{text}");
     let o = fm(&["plot", "loss", "--run", run.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// Usage errors found by clap (a bad value, an unknown flag, a missing argument) are one
+/// `error:` line with exit code 1, as every other error; help and version still exit 0.
+#[test]
+fn usage_errors_are_one_line_with_exit_code_1() {
+    for (args, needle) in [
+        (&["train", "--steps", "abc"][..], "invalid value 'abc' for '--steps <STEPS>'"),
+        (&["train", "--stpes", "3"][..], "a similar argument exists: '--steps'"),
+        (&["export"][..], "--out <OUT>"),
+        (&["sample", "--method", "foo"][..], "valid: euler, midpoint, heun, rk4, dopri5"),
+        (&["frobnicate"][..], "unrecognized subcommand 'frobnicate'"),
+    ] {
+        let o = fm(args);
+        assert_clean_failure(&o, needle);
+        assert_eq!(stderr(&o).trim_end().lines().count(), 1, "{args:?}: {}", stderr(&o));
+    }
+    for args in [&["--help"][..], &["sample", "--help"][..], &["--version"][..]] {
+        let o = fm(args);
+        assert!(o.status.success() && !o.stdout.is_empty(), "{args:?}: {}", stderr(&o));
+    }
+}
+
+/// A resumed run must train on what it started with: a changed target, source, data file or
+/// setting in config.toml is refused naming each field with its old and new values.
+#[test]
+fn resume_refuses_changed_data_and_settings_by_name() {
+    let run = temp("resume-fingerprint");
+    std::fs::create_dir_all(&run).unwrap();
+    let data = run.join("pts.csv");
+    let original = "x,y\n1,2\n3,4\n5,6.5\n";
+    std::fs::write(&data, original).unwrap();
+    let target = format!("file:{}", data.display());
+    let r = run.join("run");
+    let o = fm(&["train", "--quiet", "--device", "cpu", "--target", &target, "--steps", "20", "--hidden-dim", "8", "--out", r.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let config = r.join("config.toml");
+    let toml = std::fs::read_to_string(&config).unwrap().replacen("steps = 20\n", "steps = 30\n", 1);
+    let resume = || fm(&["train", "--quiet", "--resume", r.to_str().unwrap()]);
+
+    std::fs::write(&data, "x,y\n1,2\n3,4\n5,7.5\n").unwrap();
+    std::fs::write(&config, &toml).unwrap();
+    assert_clean_failure(&resume(), "target file content was sha256:");
+    std::fs::write(&data, original).unwrap();
+
+    let edits = [
+        (format!("target = \"{target}\""), "target = \"moons\"".to_string(), format!("target was {target}, is moons")),
+        ("source = \"normal\"".into(), "source = \"8gaussians\"".into(), "source was normal, is 8gaussians".into()),
+        ("lr = 0.0001".into(), "lr = 0.01".into(), "train.lr was 0.0001, is 0.01".into()),
+        ("seed = 0\n".into(), "seed = 7\n".into(), "train.seed was 0, is 7".into()),
+    ];
+    for (from, to, needle) in &edits {
+        assert!(toml.contains(from.as_str()), "config.toml has no '{from}':\n{toml}");
+        std::fs::write(&config, toml.replacen(from.as_str(), to, 1)).unwrap();
+        assert_clean_failure(&resume(), needle);
+    }
+    std::fs::write(&config, &toml).unwrap();
+    let o = resume();
+    assert!(o.status.success(), "the unchanged run resumes: {}", stderr(&o));
 }

@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod empirical;
+pub mod files;
 pub mod gmm;
 pub mod io;
 pub mod linalg;
@@ -110,6 +111,11 @@ pub trait Target: Send + Sync {
     fn score(&self, x: ArrayView2<f64>) -> Result<Array2<f64>> {
         let _ = x;
         Err(Error::NoDensity(self.name()))
+    }
+    /// What the data are and how they were read, for a target read from a file (the row count,
+    /// the header, a dropped index column); `None` for the built-in distributions.
+    fn describe_data(&self) -> Option<String> {
+        None
     }
     /// The Gaussian mixture this target is, if it is one (for component shares).
     fn as_mixture(&self) -> Option<&GaussianMixture> {

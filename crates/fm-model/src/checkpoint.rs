@@ -32,12 +32,25 @@ fn err(path: &Path, msg: impl Into<String>) -> Error {
 /// metadata map has no fixed order: with sorted keys the same model gives the same bytes.
 ///
 /// # Errors
-/// A torch failure reading the weights.
+/// [`Error::Parameters`] when a parameter holds NaN or infinity (a diverged model is never
+/// written); a torch failure reading the weights.
 pub fn to_bytes(model: &(impl VelocityModel + ?Sized), extra: &Metadata) -> Result<Vec<u8>> {
     let metadata = full_metadata(model, extra);
     let mut tensors = model.named_parameters();
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    refuse_non_finite(&tensors)?;
     encode_safetensors(&tensors, &metadata)
+}
+
+/// An error naming the first tensor that holds NaN or infinity.
+fn refuse_non_finite(tensors: &[(String, Tensor)]) -> Result<()> {
+    let _no_grad = tch::no_grad_guard();
+    for (name, t) in tensors {
+        if t.is_floating_point() && !bool::try_from(t.f_isfinite()?.f_all()?)? {
+            return Err(Error::Parameters(format!("parameter '{name}' holds NaN or infinite values (a diverged model): nothing is written")));
+        }
+    }
+    Ok(())
 }
 
 /// Safetensors bytes of `tensors`, in the order given, and `metadata` (sorted keys), so the
@@ -139,8 +152,8 @@ pub fn load_into(model: &(impl VelocityModel + ?Sized), path: &Path) -> Result<M
 
 /// Reads a checkpoint: the model on `device`, and the header metadata.
 ///
-/// A checkpoint without our metadata (a `.safetensors` exported from PyTorch) is accepted
-/// when the tensor shapes determine the architecture (ReLU is then assumed).
+/// A checkpoint without our metadata (a `.safetensors` exported from PyTorch) does not say its
+/// activation and is refused: [`load_any_with`] reads it with the caller's.
 ///
 /// # Errors
 /// [`Error::Checkpoint`] naming the file when it cannot be read, is not valid safetensors, was
@@ -169,15 +182,28 @@ pub type StateDict = Vec<(String, TensorData)>;
 
 /// What the caller knows of the architecture when the file does not say it all.
 ///
-/// The weights give the data dimension, the width and the number of hidden layers, but not the
-/// activation: files without our `config` metadata (written by PyTorch) get [`Self::activation`].
+/// The weights give the width, the number of hidden layers and the input width, but not the
+/// activation, nor how much of the input width is time features: files without our `config`
+/// metadata (a state dict written by PyTorch) take both from here, and are refused when
+/// [`Self::activation`] is `None` rather than run with a guessed one.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LoadOptions {
     /// The architecture to expect. Tensor shapes are checked against it, and a `config` in the
     /// file's metadata must equal it. `None`: the file's config, else one inferred from shapes.
     pub config: Option<MlpConfig>,
-    /// The activation of an architecture inferred from shapes; ReLU (the seed's) by default.
-    pub activation: Activation,
+    /// The activation of an architecture inferred from shapes (the seed's is ReLU). `None`: a
+    /// file that does not record its activation is an error saying how to give it.
+    pub activation: Option<Activation>,
+    /// The time features of an architecture inferred from shapes (`0`: the raw time, the seed's).
+    pub time_embedding: usize,
+}
+
+impl LoadOptions {
+    /// Options for a file whose activation the caller knows: a PyTorch state dict of the
+    /// seed's network is `LoadOptions::with_activation(Activation::Relu)`.
+    pub fn with_activation(activation: Activation) -> Self {
+        Self { activation: Some(activation), ..Self::default() }
+    }
 }
 
 /// The checkpoint file formats this crate reads and writes.
@@ -255,9 +281,9 @@ pub fn from_any_bytes(bytes: &[u8], device: Device, opts: &LoadOptions) -> Resul
     Ok((mlp, metadata))
 }
 
-/// Reads a checkpoint of any [`Format`], told apart by content rather than by extension; for
-/// a `.pth` from PyTorch (the seed's `flow_match_model.pth`) the architecture is inferred from
-/// the tensor shapes, with ReLU. See [`load_any_with`] to say more.
+/// Reads a checkpoint of any [`Format`], told apart by content rather than by extension. A
+/// file without our config (a `.pth` from PyTorch, such as the seed's `flow_match_model.pth`)
+/// is refused, since its activation is unknown: [`load_any_with`] says it.
 ///
 /// # Errors
 /// As [`from_any_bytes`], the [`Error::Checkpoint`] naming the file; also when it cannot be read.
@@ -271,6 +297,10 @@ pub fn load_any(path: &Path, device: Device) -> Result<(Mlp, Metadata)> {
 /// As [`load_any`].
 pub fn load_any_with(path: &Path, device: Device, opts: &LoadOptions) -> Result<(Mlp, Metadata)> {
     let bytes = std::fs::read(path).map_err(|e| err(path, e.to_string()))?;
+    // Another file fm writes (a training state, samples, a run file) is named for what it is.
+    if let Some(kind) = fm_dist::files::FileKind::detect(&bytes).filter(|k| *k != fm_dist::files::FileKind::ModelCheckpoint) {
+        return Err(err(path, format!("not a model checkpoint: {}", kind.advice())));
+    }
     from_any_bytes(&bytes, device, opts).map_err(|e| match e {
         Error::Checkpoint { msg, .. } => err(path, msg),
         e => e,
@@ -309,7 +339,7 @@ fn build(state: &StateDict, metadata: &Metadata, device: Device, opts: &LoadOpti
         }
         (file, wanted) => wanted.clone().or(file),
     };
-    from_state_dict(state, device, &LoadOptions { config, activation: opts.activation })
+    from_state_dict(state, device, &LoadOptions { config, ..opts.clone() })
 }
 
 /// Builds the model from named tensors, whatever file they came from: the architecture is
@@ -324,9 +354,12 @@ fn build(state: &StateDict, metadata: &Metadata, device: Device, opts: &LoadOpti
 /// ([`MlpConfig::validate`]); [`Error::Torch`] when the model cannot be built on `device`.
 pub fn from_state_dict(state: &StateDict, device: Device, opts: &LoadOptions) -> Result<Mlp> {
     let here = Path::new("<bytes>");
+    let renamed = canonical_names(state);
+    let state = renamed.as_ref().unwrap_or(state);
+    let holds = || format!("; the file holds {}", list_tensors(state));
     let config = match &opts.config {
         Some(c) => c.clone(),
-        None => infer_config(state, opts.activation).map_err(|m| err(here, m))?,
+        None => infer_config(state, opts).map_err(|m| err(here, m + &holds()))?,
     };
     // Everything is checked before the model is built: the config comes from the file (or its
     // shapes) and may describe a network far larger than the file holds.
@@ -334,14 +367,14 @@ pub fn from_state_dict(state: &StateDict, device: Device, opts: &LoadOptions) ->
     config.validate()?;
     let expected = config.parameter_shapes();
     if let Some((extra, _)) = state.iter().find(|(n, _)| !expected.iter().any(|(e, _)| e == n)) {
-        return Err(err(here, format!("unexpected tensor '{extra}' for {}", describe(&config))));
+        return Err(err(here, format!("unexpected tensor '{extra}' for {}{}", describe(&config), holds())));
     }
     let mut checked = Vec::with_capacity(expected.len());
     for (name, shape) in expected {
-        let t = get(state, &name).ok_or_else(|| err(here, format!("tensor '{name}' is missing for {}", describe(&config))))?;
+        let t = get(state, &name).ok_or_else(|| err(here, format!("tensor '{name}' is missing for {}{}", describe(&config), holds())))?;
         let got: Vec<i64> = t.shape.iter().map(|&s| s as i64).collect();
         if got != shape {
-            return Err(err(here, format!("tensor '{name}' has shape {got:?}, expected {shape:?} for {}", describe(&config))));
+            return Err(err(here, format!("tensor '{name}' has shape {got:?}, expected {shape:?} for {}{}", describe(&config), holds())));
         }
         if t.values.iter().any(|v| !v.is_finite()) {
             return Err(err(here, format!("tensor '{name}' holds NaN or infinite values")));
@@ -357,6 +390,39 @@ pub fn from_state_dict(state: &StateDict, device: Device, opts: &LoadOptions) ->
         var.f_copy_(&src)?;
     }
     Ok(mlp)
+}
+
+/// The state dict under our names (`net.0.weight`, …) when it uses another common spelling of
+/// them; `None` when it needs no renaming. PyTorch prefixes every key with `module.` for a
+/// network wrapped in `DataParallel`/`DistributedDataParallel` and with `_orig_mod.` for one
+/// built by `torch.compile` (in either order); a bare `nn.Sequential` has no `net.` prefix.
+fn canonical_names(state: &StateDict) -> Option<StateDict> {
+    let all_start = |names: &[String], p: &str| !names.is_empty() && names.iter().all(|n| n.starts_with(p));
+    let mut names: Vec<String> = state.iter().map(|(n, _)| n.clone()).collect();
+    while let Some(p) = ["module.", "_orig_mod."].into_iter().find(|p| all_start(&names, p)) {
+        names.iter_mut().for_each(|n| *n = n[p.len()..].to_string());
+    }
+    let bare_sequential = names.iter().all(|n| n.split_once('.').is_some_and(|(i, rest)| i.parse::<usize>().is_ok() && !rest.contains('.')));
+    if !names.is_empty() && bare_sequential {
+        names.iter_mut().for_each(|n| *n = format!("net.{n}"));
+    }
+    let changed = names.iter().zip(state).any(|(n, (old, _))| n != old);
+    changed.then(|| names.into_iter().zip(state.iter().map(|(_, t)| t.clone())).collect())
+}
+
+/// The names and shapes of a state dict's tensors, for error messages: all of them up to 12,
+/// else the first 10 and how many more.
+fn list_tensors(state: &StateDict) -> String {
+    if state.is_empty() {
+        return "no tensors".into();
+    }
+    let shown = if state.len() <= 12 { state.len() } else { 10 };
+    let mut s = format!("{} tensor{}: ", state.len(), if state.len() == 1 { "" } else { "s" });
+    s += &state[..shown].iter().map(|(n, t)| format!("{n} {:?}", t.shape)).collect::<Vec<_>>().join(", ");
+    if shown < state.len() {
+        s += &format!(", … and {} more", state.len() - shown);
+    }
+    s
 }
 
 /// An error unless `config` could fit in `state`: no more linear layers than the state has tensors,
@@ -403,6 +469,7 @@ pub fn state_dict(model: &(impl VelocityModel + ?Sized)) -> Result<StateDict> {
 /// [`Error::Torch`] when the weights cannot be read; [`Error::Config`] when the archive cannot
 /// be written (see [`crate::pth::write_state_dict`]).
 pub fn to_pth_bytes(mlp: &(impl VelocityModel + ?Sized), extra: &Metadata) -> Result<Vec<u8>> {
+    refuse_non_finite(&mlp.named_parameters())?;
     crate::pth::write_state_dict(&state_dict(mlp)?, &full_metadata(mlp, extra))
 }
 
@@ -440,8 +507,9 @@ fn describe(c: &MlpConfig) -> String {
     format!("a {}-D MLP with {} hidden layers of width {}", c.dim, c.hidden_layers, c.hidden_dim)
 }
 
-/// The architecture implied by the shapes of `net.0.weight`, `net.2.weight`, …
-fn infer_config(state: &StateDict, activation: Activation) -> std::result::Result<MlpConfig, String> {
+/// The architecture implied by the shapes of `net.0.weight`, `net.2.weight`, …, with the
+/// activation and time features the caller gives (the shapes cannot say them).
+fn infer_config(state: &StateDict, opts: &LoadOptions) -> std::result::Result<MlpConfig, String> {
     let shape = |i: usize| get(state, &format!("net.{i}.weight")).map(|t| t.shape.clone());
     let first = shape(0).ok_or("no config metadata and no tensor 'net.0.weight' to infer the architecture from")?;
     let mut linear = 1;
@@ -449,8 +517,16 @@ fn infer_config(state: &StateDict, activation: Activation) -> std::result::Resul
         linear += 1;
     }
     let last = shape(2 * (linear - 1)).unwrap_or_default();
-    if first.len() != 2 || first[1] < 2 || last.len() != 2 || linear < 2 {
-        return Err(format!("cannot infer an MLP from 'net.0.weight' of shape {first:?} and {linear} linear layers"));
+    let time_inputs = opts.time_embedding.max(1);
+    if first.len() != 2 || first[1] <= time_inputs || last.len() != 2 || linear < 2 {
+        return Err(format!("cannot infer an MLP with {time_inputs} time input(s) from 'net.0.weight' of shape {first:?} and {linear} linear layers"));
     }
-    Ok(MlpConfig { dim: first[1] - 1, hidden_dim: first[0], hidden_layers: linear - 1, activation, time_embedding: 0 })
+    let activation = opts.activation.ok_or_else(|| {
+        format!(
+            "the file does not record its network's activation (a state dict written by PyTorch holds only weights): \
+             say which with --activation {} (the seed's network uses relu), and --time-embedding N if N of its first layer's inputs are time features",
+            Activation::ALL.map(Activation::name).join("|")
+        )
+    })?;
+    Ok(MlpConfig { dim: first[1] - time_inputs, hidden_dim: first[0], hidden_layers: linear - 1, activation, time_embedding: opts.time_embedding })
 }

@@ -29,7 +29,8 @@ use std::collections::HashMap;
 
 /// Name of the folder inside archives written here (what `torch.save` uses for in-memory buffers).
 const ARCHIVE: &str = "archive";
-/// Record (under the archive folder) holding our header metadata as JSON; torch ignores it.
+/// Record (under the archive folder) in which earlier fm versions kept their metadata as JSON; read
+/// still, no longer written (the metadata is in the pickle now, see [`write_state_dict`]).
 pub const METADATA_RECORD: &str = "extra/fm_metadata.json";
 
 fn err(msg: impl Into<String>) -> Error {
@@ -83,13 +84,18 @@ pub fn read(bytes: &[u8]) -> Result<(StateDict, Metadata)> {
         Some(b"big") => true,
         Some(other) => return Err(err(format!("unknown byteorder record '{}'", String::from_utf8_lossy(other)))),
     };
-    let metadata = match record(METADATA_RECORD) {
-        None => Metadata::new(),
-        Some(e) => {
-            serde_json::from_slice(e.data().map_err(err)?).map_err(|e| err(format!("the {METADATA_RECORD} record is not a JSON map of strings: {e}")))?
-        }
+    let (tensors, in_pickle) = pickle::load(pkl.data().map_err(err)?).map_err(err)?;
+    // Ours is in the pickle (and survives a `torch.load`/`torch.save` round trip); files written by
+    // earlier fm versions have it in a record of the archive only.
+    let json = match (in_pickle, record(METADATA_RECORD)) {
+        (Some(json), _) => Some(json.into_bytes()),
+        (None, Some(e)) => Some(e.data().map_err(err)?.to_vec()),
+        (None, None) => None,
     };
-    let tensors = pickle::load(pkl.data().map_err(err)?).map_err(err)?;
+    let metadata = match json {
+        None => Metadata::new(),
+        Some(json) => serde_json::from_slice(&json).map_err(|e| err(format!("the fm metadata is not a JSON map of strings: {e}")))?,
+    };
     // Tensors may not together hold more data than the file: a pickle cannot make us allocate
     // more than it could have stored (shared storages beyond that are refused).
     let mut budget = bytes.len() as u64;
@@ -171,7 +177,10 @@ fn materialize(name: &str, t: &TensorRef, data: &[u8], big_endian: bool, budget:
 
 /// A `torch.save`-compatible archive of `state` (float32, contiguous), which
 /// `torch.load(path, weights_only=True)` reads as an `OrderedDict` of tensors. Non-empty
-/// `metadata` is stored as JSON in an extra record ([`METADATA_RECORD`]) that torch ignores.
+/// `metadata` is stored as JSON in the dict's `_metadata` attribute, under the root module's
+/// entry (`sd._metadata[""]["fm_metadata"]`): `load_state_dict` ignores it, and PyTorch keeps it
+/// when the loaded dict is saved again (`torch.save(torch.load(p), q)`), though not when a
+/// module's `state_dict()` is saved after loading it.
 ///
 /// # Errors
 /// [`Error::Config`] when a tensor's values do not fill its shape, or the archive would exceed
@@ -185,7 +194,11 @@ pub fn write_state_dict(state: &StateDict, metadata: &Metadata) -> Result<Vec<u8
         }
         shapes.push(t.shape.iter().map(|&n| n as u64).collect::<Vec<u64>>());
     }
-    let pkl = pickle::Writer::state_dict(state.iter().zip(&shapes).enumerate().map(|(i, ((name, _), shape))| (name.as_str(), i.to_string(), &shape[..])));
+    let json = if metadata.is_empty() { None } else { Some(serde_json::to_string(metadata).map_err(|e| Error::Config(e.to_string()))?) };
+    let pkl = pickle::Writer::state_dict(
+        state.iter().zip(&shapes).enumerate().map(|(i, ((name, _), shape))| (name.as_str(), i.to_string(), &shape[..])),
+        json.as_deref(),
+    );
     let mut records = vec![
         (format!("{ARCHIVE}/data.pkl"), pkl),
         (format!("{ARCHIVE}/.format_version"), b"1".to_vec()),
@@ -194,10 +207,6 @@ pub fn write_state_dict(state: &StateDict, metadata: &Metadata) -> Result<Vec<u8
     ];
     for (i, (_, t)) in state.iter().enumerate() {
         records.push((format!("{ARCHIVE}/data/{i}"), t.values.iter().flat_map(|v| v.to_le_bytes()).collect()));
-    }
-    if !metadata.is_empty() {
-        let json = serde_json::to_vec(metadata).map_err(|e| Error::Config(e.to_string()))?;
-        records.push((format!("{ARCHIVE}/{METADATA_RECORD}"), json));
     }
     records.push((format!("{ARCHIVE}/version"), b"3\n".to_vec()));
     zip::write(&records).map_err(Error::Config)

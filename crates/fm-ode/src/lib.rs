@@ -101,7 +101,7 @@ pub enum Error {
     /// The adaptive solver used all its attempted steps ([`AdaptiveOptions::max_steps`]).
     #[error(
         "the adaptive solver used its budget of {max_steps} steps and stopped at t = {t} before reaching {t_end} \
-         (raise max_steps or the tolerances)"
+         (raise max_steps or loosen rtol and atol)"
     )]
     StepBudget {
         /// The budget that ran out.

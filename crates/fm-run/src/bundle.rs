@@ -2,7 +2,7 @@
 
 use crate::{Error, Result};
 use fm_dist::{parse_target, Target};
-use fm_model::checkpoint::{self, Metadata};
+use fm_model::checkpoint::{self, LoadOptions, Metadata};
 use fm_model::Mlp;
 use fm_train::TrainConfig;
 use std::path::Path;
@@ -25,13 +25,15 @@ pub struct ModelBundle {
 
 impl ModelBundle {
     /// Reads the checkpoint at `path` onto `device` (`auto`, `cpu`, `cuda`, `cuda:N`), with
-    /// `source` (a target spec) overriding the file's record.
+    /// `source` (a target spec) overriding the file's record, and `foreign` saying what a file
+    /// that does not record its architecture (a PyTorch state dict) cannot.
     ///
     /// # Errors
-    /// An unreadable checkpoint or device, or a source of another dimension than the model (a
-    /// training record that cannot be read is not an error: it is kept in [`ModelBundle::train`]).
-    pub fn load(path: &Path, device: &str, source: Option<&str>) -> Result<Self> {
-        let (mlp, metadata) = checkpoint::load_any(path, fm_model::parse_device(device)?)?;
+    /// An unreadable checkpoint or device, a file without its activation where `foreign` does
+    /// not give one, or a source of another dimension than the model (a training record that
+    /// cannot be read is not an error: it is kept in [`ModelBundle::train`]).
+    pub fn load(path: &Path, device: &str, source: Option<&str>, foreign: &LoadOptions) -> Result<Self> {
+        let (mlp, metadata) = checkpoint::load_any_with(path, fm_model::parse_device(device)?, foreign)?;
         let dim = mlp.config().dim;
         let spec = source.map(str::to_string).or_else(|| metadata.get("source").cloned()).unwrap_or_else(|| format!("normal:{dim}"));
         let source = parse_target(&spec)?;

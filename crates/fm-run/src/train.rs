@@ -4,7 +4,7 @@ use crate::{seeds, Error, MetricsRow, Result, RunConfig, RunDir, RunLock};
 use fm_dist::metrics::Estimate;
 use fm_dist::{parse_target, Target};
 use fm_model::{checkpoint, parse_device, Mlp};
-use fm_train::{Checkpoint, Progress, ProgressBarReporter, Resume, Tracker, TrainConfig, TrainHooks, TrainReport};
+use fm_train::{Checkpoint, Progress, ProgressBarReporter, Resume, Tracker, TrainHooks, TrainReport};
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::AtomicBool;
 
@@ -42,8 +42,10 @@ pub struct Trained {
 /// then `metrics.csv` (with the tracked figures where `[eval] track_every` asks), each
 /// atomically. `log` receives the lines a user should see (resuming, training, trained).
 ///
-/// With `opts.resume`, continues from the folder's training state when there is one: the model
-/// and the training settings must be those of `config.toml` (only `steps` may grow).
+/// With `opts.resume`, continues from the folder's training state when there is one: everything
+/// that decides what is trained must be as the state records it (target and source, the content
+/// of any file they read, the model and the training settings; only `steps` may grow), and a
+/// difference is refused naming each field with its old and new values.
 ///
 /// # Errors
 /// Invalid settings, a locked or unwritable folder, a state that does not match
@@ -65,14 +67,24 @@ pub fn train_run(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &m
     let state_path = dir.file(RunDir::STATE);
     dir.remove_stale_temporaries();
 
+    let fingerprint = fingerprint(&cfg)?;
     let (mut mlp, start, rows) = if opts.resume && state_path.exists() {
         let loaded = fm_train::load_state(&state_path, device).map_err(|source| Error::Resume { source })?;
         let invalid = |what: String| Err(Error::Invalid(format!("cannot resume: {what}")));
-        if loaded.mlp.config() != &cfg.model {
-            return invalid(format!("the model in {} differs from the one in config.toml", state_path.display()));
-        }
-        if (TrainConfig { steps: cfg.train.steps, ..loaded.train.clone() }) != cfg.train {
-            return invalid(format!("the training settings in {} differ from those in config.toml", state_path.display()));
+        let recorded = recorded_fingerprint(&loaded)?;
+        let changed: Vec<String> = recorded
+            .iter()
+            .filter_map(|(field, old)| {
+                let new = fingerprint.get(field).map_or("(absent)", String::as_str);
+                (new != old).then(|| format!("{field} was {old}, is {new}"))
+            })
+            .collect();
+        if !changed.is_empty() {
+            return invalid(format!(
+                "config.toml no longer describes the run in {}: {} (restore them, or start a new run in another folder)",
+                state_path.display(),
+                changed.join("; ")
+            ));
         }
         if loaded.step > cfg.train.steps {
             return invalid(format!(
@@ -100,6 +112,9 @@ pub fn train_run(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &m
     fm_dist::io::write_atomic(&dir.file(RunDir::CONFIG), cfg.to_toml()?.as_bytes())?;
     dir.write_metrics(&rows)?;
 
+    for data in [&source, &target].into_iter().filter_map(|t| t.describe_data()) {
+        log(&format!("fm: read {data}"));
+    }
     log(&format!("fm: training {} → {} on {device:?}, {} steps of {}", source.name(), target.name(), cfg.train.steps, cfg.train.batch_size));
     // The EMA weights are written through a second model (built after the trained one, so
     // the initialisation is the seed's).
@@ -113,6 +128,9 @@ pub fn train_run(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &m
     let rows = RefCell::new(rows);
     let last_checkpoint = Cell::new(start.as_ref().map(|r| r.step));
     let meta: checkpoint::Metadata = [("target", cfg.target.clone()), ("source", cfg.source.clone())].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    // The training state also records the fingerprint, which a resume compares.
+    let mut state_meta = meta.clone();
+    state_meta.insert(FINGERPRINT.into(), serde_json::to_string(&fingerprint).map_err(|e| Error::Invalid(e.to_string()))?);
     let train_json = serde_json::to_string(&cfg.train).map_err(|e| Error::Invalid(e.to_string()))?;
     let mut on_progress = |p: &Progress| {
         bar.update(p);
@@ -134,7 +152,7 @@ pub fn train_run(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &m
             _ => c.model,
         };
         checkpoint::save(model, &dir.file(RunDir::MODEL), &model_meta)?;
-        fm_train::save_state(&state_path, c, &meta)?;
+        fm_train::save_state(&state_path, c, &state_meta)?;
         if let Some(tracker) = tracker.as_ref().filter(|_| c.step.is_multiple_of(cfg.eval.track_every) || c.step == cfg.train.steps) {
             let tracked = tracker.measure(model, source.as_ref())?;
             if let Some(row) = rows.borrow_mut().last_mut().filter(|r| r.step == c.step) {
@@ -166,4 +184,56 @@ pub fn train_run(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &m
     ));
     outcome.state.apply_ema(&mlp)?;
     Ok(Trained { lock, mlp, target, source, report, loss_floor })
+}
+
+/// Metadata entry of the training state holding [`fingerprint`] as JSON.
+const FINGERPRINT: &str = "fingerprint";
+
+/// Everything that decides what a run trains, by field: the target and source specs, the
+/// content digest of any file they read, every model setting and every training setting but
+/// `steps` (the one a resumed run may change). Values are JSON, so they print as written.
+fn fingerprint(cfg: &RunConfig) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut f = std::collections::BTreeMap::new();
+    for (name, spec) in [("target", &cfg.target), ("source", &cfg.source)] {
+        f.insert(name.to_string(), spec.clone());
+        if let Some(path) = spec.strip_prefix("file:").or_else(|| spec.strip_prefix("spec:")) {
+            f.insert(format!("{name} file content"), file_digest(std::path::Path::new(path))?);
+        }
+    }
+    settings(&mut f, "model", &cfg.model)?;
+    settings(&mut f, "train", &cfg.train)?;
+    f.remove("train.steps");
+    Ok(f)
+}
+
+/// The fingerprint a training state was written with; for a state written before fingerprints,
+/// the part its metadata holds (target, source, model and training settings).
+fn recorded_fingerprint(loaded: &fm_train::LoadedState) -> Result<std::collections::BTreeMap<String, String>> {
+    if let Some(json) = loaded.metadata.get(FINGERPRINT) {
+        return serde_json::from_str(json).map_err(|e| Error::Invalid(format!("cannot resume: the training state's fingerprint cannot be read: {e}")));
+    }
+    let mut f: std::collections::BTreeMap<String, String> =
+        ["target", "source"].into_iter().filter_map(|k| Some((k.to_string(), loaded.metadata.get(k)?.clone()))).collect();
+    settings(&mut f, "model", loaded.mlp.config())?;
+    settings(&mut f, "train", &loaded.train)?;
+    f.remove("train.steps");
+    Ok(f)
+}
+
+/// Adds each field of `value` (a struct serialised as a JSON object) as `prefix.field`.
+fn settings(f: &mut std::collections::BTreeMap<String, String>, prefix: &str, value: &impl serde::Serialize) -> Result<()> {
+    let serde_json::Value::Object(fields) = serde_json::to_value(value).map_err(|e| Error::Invalid(e.to_string()))? else {
+        return Err(Error::Invalid(format!("{prefix} settings are not a table")));
+    };
+    for (k, v) in fields {
+        f.insert(format!("{prefix}.{k}"), v.to_string());
+    }
+    Ok(())
+}
+
+/// `sha256:` and the hex SHA-256 of a file's bytes.
+fn file_digest(path: &std::path::Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(path).map_err(|source| Error::Io { what: "cannot read", path: path.to_path_buf(), source })?;
+    Ok(format!("sha256:{:x}", Sha256::digest(&bytes)))
 }

@@ -204,7 +204,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let target = GaussianMixture::seed();
     let source = StandardNormal::new(2)?;
     let mlp = match &args.checkpoint {
-        Some(path) => checkpoint::load_any(path, Device::Cpu)?.0,
+        // A PyTorch state dict is the seed's network (ReLU); fm's files record theirs.
+        Some(path) => checkpoint::load_any_with(path, Device::Cpu, &checkpoint::LoadOptions::with_activation(fm_model::Activation::Relu))?.0,
         // The exact flow needs no model (this one is never used).
         None if args.exact => Mlp::new(MlpConfig::default(), Device::Cpu)?,
         None => {

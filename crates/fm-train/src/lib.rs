@@ -80,13 +80,28 @@ pub enum Error {
     Config(String),
     /// Training produced NaN or infinity: the mean loss of a reporting window, or a weight,
     /// moment or average about to be checkpointed, is not finite.
-    #[error("training diverged: the loss is {loss} at step {step}")]
+    #[error("training diverged at step {step} (mean loss {loss:e} since the last report; NaN or infinity in the loss, weights or optimizer state)")]
     Diverged {
         /// The step that closed the window, or the step of the refused checkpoint.
         step: usize,
         /// The mean loss of the window that ended at `step`: itself NaN or infinite when the
         /// loss diverged; NaN also when no window was measured (a run resumed at its last step).
         loss: f64,
+    },
+    /// Sampling carried some points to NaN or infinity: a diverged model, or a field too steep
+    /// for the integrator's steps. Nothing of the samples is returned.
+    #[error(
+        "sampling produced NaN or infinite values in {bad} of {total} samples{}: the field blows up there (a diverged model, or too few integration steps for it)",
+        first_bad.map_or(String::new(), |(step, t)| format!(", the first after step {step} (t = {t})"))
+    )]
+    NonFiniteSamples {
+        /// Samples that ended NaN or infinite.
+        bad: usize,
+        /// Samples drawn.
+        total: usize,
+        /// The first integration step (1-based) after which a sample was not finite, and the time it
+        /// reached; `None` for the adaptive method, whose steps are not fixed in advance.
+        first_bad: Option<(usize, f64)>,
     },
     /// A training checkpoint that cannot be written or read back.
     #[error("training checkpoint: {0}")]

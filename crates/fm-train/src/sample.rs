@@ -32,12 +32,25 @@ pub struct SampleConfig {
     pub rtol: f64,
     /// Absolute tolerance of the adaptive method.
     pub atol: f64,
+    /// Most attempted steps of the adaptive method before it gives up (see
+    /// [`AdaptiveOptions::max_steps`]).
+    pub max_steps: usize,
 }
 
 impl Default for SampleConfig {
     fn default() -> Self {
         let tol = AdaptiveOptions::default();
-        Self { n_samples: 10_000, steps: 100, method: Method::Euler, seed: 1, chunk_size: 512, gpu_chunk_size: 1 << 16, rtol: tol.rtol, atol: tol.atol }
+        Self {
+            n_samples: 10_000,
+            steps: 100,
+            method: Method::Euler,
+            seed: 1,
+            chunk_size: 512,
+            gpu_chunk_size: 1 << 16,
+            rtol: tol.rtol,
+            atol: tol.atol,
+            max_steps: tol.max_steps,
+        }
     }
 }
 
@@ -60,7 +73,7 @@ impl SampleConfig {
 
     /// The solver options these settings ask for.
     pub fn solve_options(&self) -> SolveOptions {
-        SolveOptions { adaptive: AdaptiveOptions { rtol: self.rtol, atol: self.atol, ..AdaptiveOptions::default() }, ..SolveOptions::default() }
+        SolveOptions { adaptive: AdaptiveOptions { rtol: self.rtol, atol: self.atol, max_steps: self.max_steps }, ..SolveOptions::default() }
     }
 }
 
@@ -80,19 +93,52 @@ mod method_name {
 ///
 /// # Errors
 /// As [`SampleConfig::validate`]; [`Error::Ode`] when a solve fails (a field error, non-finite
-/// values, an adaptive step underflow or budget); [`Error::Torch`] for torch failures.
+/// values, an adaptive step underflow or budget); [`Error::NonFiniteSamples`] when samples end
+/// NaN or infinite (naming how many, and the first step after which one was); [`Error::Torch`]
+/// for torch failures.
 pub fn sample(field: &(impl VectorField + HasDevice + ?Sized), source: &dyn Target, cfg: &SampleConfig) -> Result<Array2<f64>> {
     let grid = cfg.validate()?;
     let x0 = source.sample(cfg.n_samples, &mut StdRng::seed_from_u64(cfg.seed));
     let device = field.device();
     let x0 = array_to_tensor(x0.view(), device)?;
     let rows = if device.is_cuda() { cfg.gpu_chunk_size } else { cfg.chunk_size };
-    let parts = x0
-        .f_split(rows as i64, 0)?
-        .iter()
-        .map(|part| Ok(solve(&Borrowed(field), part, &grid, cfg.method, cfg.solve_options())?.x))
-        .collect::<Result<Vec<_>>>()?;
-    tensor_to_array(&tch::Tensor::f_cat(&parts, 0)?)
+    let starts = x0.f_split(rows as i64, 0)?;
+    let parts = starts.iter().map(|part| Ok(solve(&Borrowed(field), part, &grid, cfg.method, cfg.solve_options())?.x)).collect::<Result<Vec<_>>>()?;
+    let x = tch::Tensor::f_cat(&parts, 0)?;
+    // One check of the whole result (a sync per step would slow GPU sampling); only when it
+    // fails is the first bad block solved again, keeping its states, to find the step.
+    let finite_rows = x.f_isfinite()?.f_all_dim(1, false)?;
+    let bad = cfg.n_samples - i64::try_from(finite_rows.f_sum(tch::Kind::Int64)?)? as usize;
+    if bad > 0 {
+        let mut first_bad = None;
+        if !cfg.method.is_adaptive() {
+            for (part, start) in parts.iter().zip(&starts) {
+                if !crate::checkpoint::all_finite([part])? {
+                    first_bad = first_non_finite_step(field, start, &grid, cfg)?;
+                    break;
+                }
+            }
+        }
+        return Err(Error::NonFiniteSamples { bad, total: cfg.n_samples, first_bad });
+    }
+    tensor_to_array(&x)
+}
+
+/// The first step (1-based) after which a state of `x0`'s paths is NaN or infinite, and its time.
+fn first_non_finite_step(
+    field: &(impl VectorField + HasDevice + ?Sized),
+    x0: &tch::Tensor,
+    grid: &TimeGrid,
+    cfg: &SampleConfig,
+) -> Result<Option<(usize, f64)>> {
+    let opts = SolveOptions { keep_trajectory: true, ..cfg.solve_options() };
+    let states = solve(&Borrowed(field), x0, grid, cfg.method, opts)?.trajectory.unwrap_or_default();
+    for (i, s) in states.iter().enumerate() {
+        if !crate::checkpoint::all_finite([s])? {
+            return Ok(Some((i, grid.times()[i])));
+        }
+    }
+    Ok(None)
 }
 
 /// The paths of `n` source points through `field`: their states at every time of the

@@ -571,10 +571,12 @@ pub fn train_resumable<M: VelocityModel>(
     let mut stopped = false;
     let start = Instant::now();
     let has_hook = on_checkpoint.is_some();
-    // Checks the weights, then hands the checkpoint to the hook.
+    // Checks the weights, moments and average (all of them, before the hook writes any file:
+    // a diverged model must not be left beside a refused state), then hands the checkpoint over.
     let mut checkpoint = |step: usize, model: &M, state: &TrainState, loss: f64| -> Result<()> {
         if let Some(hook) = on_checkpoint.as_mut() {
-            if !crate::checkpoint::all_finite(model.named_parameters().iter().map(|(_, t)| t))? {
+            let weights = model.named_parameters().into_iter().map(|(_, t)| t);
+            if !crate::checkpoint::all_finite(weights.chain(state.state()?.into_iter().map(|(_, t)| t)).collect::<Vec<_>>().iter())? {
                 return Err(Error::Diverged { step, loss });
             }
             hook(&crate::Checkpoint { step, model, state, cfg, loss, finished: step == cfg.steps })?;

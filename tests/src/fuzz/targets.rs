@@ -3,8 +3,9 @@
 //! result is used the way the program would use it next, and the invariants our own writers
 //! promise are asserted (an assertion that fails is a bug like a panic).
 
+use fm_dist::empirical::{parse_csv, parse_csv_table};
 use fm_dist::io::{decode_npy, encode_csv, encode_npy};
-use fm_dist::{empirical::parse_csv, MixtureSpec, PointCloud, SpecFormat, Target};
+use fm_dist::{MixtureSpec, PointCloud, SpecFormat, Target};
 use fm_model::checkpoint::{from_any_bytes, LoadOptions};
 use fm_ode::VectorField;
 use fm_run::RunConfig;
@@ -106,7 +107,7 @@ thread_local! {
 /// A model checkpoint, safetensors or `.pth` (`fm sample --checkpoint`, `fm inspect`,
 /// `fm import`): a model that loads must evaluate.
 pub fn checkpoint(data: &[u8]) -> bool {
-    let Ok((mlp, _metadata)) = from_any_bytes(data, Device::Cpu, &LoadOptions::default()) else { return false };
+    let Ok((mlp, _metadata)) = from_any_bytes(data, Device::Cpu, &LoadOptions::with_activation(fm_model::Activation::Relu)) else { return false };
     let x = Tensor::zeros([2, mlp.config().dim as i64], (Kind::Float, Device::Cpu));
     let v = mlp.velocity(&x, 0.5).expect("a model that loads evaluates");
     assert_eq!(v.size(), x.size());
@@ -122,10 +123,19 @@ pub fn npy(data: &[u8]) -> bool {
     point_cloud(points)
 }
 
-/// A `.csv` point cloud (`file:FILE`): parsed (exactly: our CSV of it parses to the same bits),
-/// then taken as a target and sampled.
+/// A `.csv` point cloud (`file:FILE`): parsed with what its first line was taken as (a header
+/// or a point, pandas' column numbers, a pandas index column), the structure checked (an index
+/// column comes with a header naming every kept column, at least one finite point), parsed
+/// exactly (our CSV of it parses to the same bits), then taken as a target and sampled.
 pub fn csv(data: &[u8]) -> bool {
-    let Ok(points) = parse_csv(&String::from_utf8_lossy(data)) else { return false };
+    let Ok(table) = parse_csv_table(&String::from_utf8_lossy(data)) else { return false };
+    let points = table.points;
+    assert!(!table.index_column || table.header.is_some(), "a pandas index column was dropped without a header");
+    if let Some(names) = &table.header {
+        assert_eq!(names.len(), points.ncols(), "the header does not name every column of the points");
+    }
+    assert!(points.nrows() >= 1 && points.ncols() >= 1, "a CSV parsed to {:?} points", points.dim());
+    assert!(points.iter().all(|v| v.is_finite()), "a CSV parsed to a non-finite coordinate");
     let again = parse_csv(&encode_csv(points.view())).expect("a CSV we wrote parses");
     assert!(same_bits(&points, &again), "parsed CSV points change when written and read again");
     point_cloud(points)

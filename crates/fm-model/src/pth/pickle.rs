@@ -153,6 +153,8 @@ struct Machine<'a> {
     stack: Vec<Value>,
     marks: Vec<usize>,
     memo: HashMap<u32, Value>,
+    /// Our metadata JSON, found in the state dict's `_metadata` (see [`FM_METADATA_KEY`]).
+    fm_metadata: Option<String>,
 }
 
 impl<'a> Machine<'a> {
@@ -359,8 +361,15 @@ impl<'a> Machine<'a> {
                 b'b' => {
                     let state = self.pop()?;
                     match (self.top()?, state) {
-                        // The `_metadata` attribute torch sets on a state dict: not needed here.
-                        (Value::Dict(_), Value::Dict(_)) => {}
+                        // The `_metadata` attribute torch sets on a state dict: only our entry
+                        // in it is read (see [`Writer::state_dict`]).
+                        (Value::Dict(_), Value::Dict(attrs)) => {
+                            if let Some(Value::Str(json)) =
+                                lookup(&attrs, "_metadata").and_then(|m| lookup_dict(&m, "")).and_then(|root| lookup_dict(&root, FM_METADATA_KEY))
+                            {
+                                self.fm_metadata = Some(json.to_string());
+                            }
+                        }
                         (target, state) => return Err(format!("pickle: BUILD of {} with {} at byte {at} is not supported", target.kind(), state.kind())),
                     }
                 }
@@ -449,9 +458,27 @@ fn persistent_load(pid: Value) -> Result<Value, String> {
     }
 }
 
-/// Runs the pickle of a state dict: the `(key, tensor)` entries of its top-level dict.
-pub(crate) fn load(data: &[u8]) -> Result<Entries, String> {
-    let mut m = Machine { data, pos: 0, stack: Vec::new(), marks: Vec::new(), memo: HashMap::new() };
+/// The value of the last `key` entry of a dict's items (alternating keys and values).
+fn lookup(dict: &Node, key: &str) -> Option<Value> {
+    dict.0.borrow().chunks_exact(2).rev().find(|kv| matches!(&kv[0], Value::Str(k) if &**k == key)).map(|kv| kv[1].clone())
+}
+
+fn lookup_dict(v: &Value, key: &str) -> Option<Value> {
+    match v {
+        Value::Dict(d) => lookup(d, key),
+        _ => None,
+    }
+}
+
+/// Our entry in the per-module metadata of the root module (`state_dict._metadata[""]`): the
+/// checkpoint metadata as JSON. PyTorch keeps `_metadata` through `torch.load` and `torch.save`
+/// of the dict, and `load_state_dict` ignores keys it does not know.
+pub(crate) const FM_METADATA_KEY: &str = "fm_metadata";
+
+/// Runs the pickle of a state dict: the `(key, tensor)` entries of its top-level dict, and
+/// our metadata JSON when its `_metadata` holds it.
+pub(crate) fn load(data: &[u8]) -> Result<(Entries, Option<String>), String> {
+    let mut m = Machine { data, pos: 0, stack: Vec::new(), marks: Vec::new(), memo: HashMap::new(), fm_metadata: None };
     let top = m.run()?;
     let Value::Dict(dict) = top else { return Err(format!("the pickle holds {}, not a state dict (an OrderedDict of tensors)", top.kind())) };
     let items = dict.0.borrow();
@@ -464,7 +491,7 @@ pub(crate) fn load(data: &[u8]) -> Result<Entries, String> {
             None => out.push((key.to_string(), t.clone())),
         }
     }
-    Ok(out)
+    Ok((out, m.fm_metadata.take()))
 }
 
 /// Pickle writer: protocol 2, the layout `torch.save(state_dict)` produces.
@@ -501,8 +528,8 @@ impl Writer {
     }
 
     /// An `OrderedDict` of float32 contiguous tensors, each in its own storage `key`:
-    /// `(name, key, shape)`.
-    pub fn state_dict<'s>(entries: impl IntoIterator<Item = (&'s str, String, &'s [u64])>) -> Vec<u8> {
+    /// `(name, key, shape)`, with `metadata` (JSON) as `_metadata[""]["fm_metadata"]`.
+    pub fn state_dict<'s>(entries: impl IntoIterator<Item = (&'s str, String, &'s [u64])>, metadata: Option<&str>) -> Vec<u8> {
         let mut w = Writer::default();
         w.0.extend_from_slice(&[0x80, 2]);
         w.global("collections", "OrderedDict");
@@ -529,7 +556,20 @@ impl Writer {
             w.global("collections", "OrderedDict");
             w.0.extend_from_slice(b")RtR");
         }
-        w.0.extend_from_slice(b"u.");
+        w.0.push(b'u');
+        if let Some(json) = metadata {
+            // BUILD the dict with {'_metadata': OrderedDict({'': {FM_METADATA_KEY: json}})}.
+            w.0.push(b'}');
+            w.str("_metadata");
+            w.global("collections", "OrderedDict");
+            w.0.extend_from_slice(b")R(");
+            w.str("");
+            w.0.extend_from_slice(b"}(");
+            w.str(FM_METADATA_KEY);
+            w.str(json);
+            w.0.extend_from_slice(b"uusb");
+        }
+        w.0.push(b'.');
         w.0
     }
 }
@@ -551,8 +591,9 @@ mod tests {
     #[test]
     fn the_writers_pickle_reads_back() {
         let shape = [3u64, 2];
-        let p = Writer::state_dict([("w", "0".to_string(), &shape[..])]);
-        let e = load(&p).unwrap();
+        let p = Writer::state_dict([("w", "0".to_string(), &shape[..])], Some("{}"));
+        let (e, metadata) = load(&p).unwrap();
+        assert_eq!(metadata.as_deref(), Some("{}"));
         assert_eq!(e.len(), 1);
         assert_eq!(e[0].0, "w");
         assert_eq!(e[0].1.size, [3, 2]);

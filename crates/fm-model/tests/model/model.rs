@@ -112,7 +112,10 @@ fn a_plain_pytorch_safetensors_infers_its_architecture() {
         .collect();
     let views = data.iter().map(|(k, s, b)| (k.as_str(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap()));
     let bytes = safetensors::serialize(views, None).unwrap();
-    let (back, _) = checkpoint::from_bytes(&bytes, Device::Cpu).unwrap();
+    let err = checkpoint::from_bytes(&bytes, Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("does not record its network's activation"), "never a guessed activation: {err}");
+    let opts = checkpoint::LoadOptions::with_activation(mlp.config().activation);
+    let (back, _) = checkpoint::from_any_bytes(&bytes, Device::Cpu, &opts).unwrap();
     assert_eq!(back.config(), mlp.config());
 }
 

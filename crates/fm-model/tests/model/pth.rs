@@ -18,7 +18,7 @@ fn tmp(name: &str) -> std::path::PathBuf {
 }
 
 fn any_err(bytes: &[u8]) -> String {
-    checkpoint::from_any_bytes(bytes, Device::Cpu, &LoadOptions::default()).unwrap_err().to_string()
+    checkpoint::from_any_bytes(bytes, Device::Cpu, &LoadOptions::with_activation(Activation::Relu)).unwrap_err().to_string()
 }
 
 // ---- an independent stored-zip writer and pickle pieces --------------------------------------
@@ -374,8 +374,10 @@ fn load_options_supply_what_the_weights_cannot_tell() {
     let mlp = Mlp::new(small(), Device::Cpu).unwrap();
     let plain = pth::write_state_dict(&checkpoint::state_dict(&mlp).unwrap(), &Default::default()).unwrap();
     let with = |opts: LoadOptions| checkpoint::from_any_bytes(&plain, Device::Cpu, &opts).map(|(m, _)| m.config().clone());
-    assert_eq!(with(LoadOptions::default()).unwrap(), small(), "ReLU by default");
-    let silu = LoadOptions { activation: Activation::Silu, ..Default::default() };
+    let err = with(LoadOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("does not record its network's activation") && err.contains("--activation"), "no guessed activation: {err}");
+    assert_eq!(with(LoadOptions::with_activation(Activation::Relu)).unwrap(), small());
+    let silu = LoadOptions::with_activation(Activation::Silu);
     assert_eq!(with(silu).unwrap().activation, Activation::Silu);
     let gelu = MlpConfig { activation: Activation::Gelu, ..small() };
     assert_eq!(with(LoadOptions { config: Some(gelu.clone()), ..Default::default() }).unwrap(), gelu);
@@ -400,7 +402,7 @@ fn foreign_safetensors_metadata_is_not_mistaken_for_ours() {
     let meta = Some([("format".to_string(), "pt".to_string())].into_iter().collect());
     let bytes = safetensors::serialize(views, meta).unwrap();
     assert_eq!(Format::detect(&bytes), Format::Safetensors);
-    let (back, meta) = checkpoint::from_any_bytes(&bytes, Device::Cpu, &LoadOptions::default()).unwrap();
+    let (back, meta) = checkpoint::from_any_bytes(&bytes, Device::Cpu, &LoadOptions::with_activation(Activation::Relu)).unwrap();
     assert_eq!(back.config(), &small());
     assert_eq!(meta["format"], "pt");
 }

@@ -75,6 +75,11 @@ fn model() -> Mlp {
     Mlp::new(MlpConfig::default(), Device::Cpu).unwrap()
 }
 
+/// A network the shapes alone misread: GELU, and 16 time features (an 18-wide first layer).
+fn model_te() -> Mlp {
+    Mlp::new(MlpConfig { activation: Activation::Gelu, time_embedding: 16, ..MlpConfig::default() }, Device::Cpu).unwrap()
+}
+
 /// Our model, as the Rust side wrote it for PyTorch (tests run in parallel threads: re-seeding
 /// torch's global generator in each would race).
 fn ours(c: &Cross) -> Mlp {
@@ -88,6 +93,9 @@ fn cross() -> &'static Cross {
         std::fs::create_dir_all(&dir).unwrap();
         checkpoint::save(&model(), &dir.join("ours.safetensors"), &Default::default()).unwrap();
         checkpoint::export_pth(&dir.join("ours.safetensors"), &dir.join("ours.pth")).unwrap();
+        let te = model_te();
+        checkpoint::save_pth(&te, &dir.join("ours_te.pth"), &Default::default()).unwrap();
+        checkpoint::save(&te, &dir.join("ours_te.safetensors"), &Default::default()).unwrap();
         tch::manual_seed(5);
         let opts = (Kind::Float, Device::Cpu);
         let inputs = [("x", Tensor::randn([64, 2], opts) * 2.0), ("t", Tensor::rand([64, 1], opts)), ("x0", Tensor::randn([512, 2], opts))];
@@ -161,24 +169,25 @@ fn our_pth_loads_with_torch_load_weights_only() {
 fn a_seed_net_saved_by_torch_save_loads_with_the_same_velocities() {
     let c = cross();
     c.section_ok("seed_pth");
-    let (seed, meta) = checkpoint::load_any(&c.path("seed.pth"), Device::Cpu).unwrap();
-    assert_eq!(seed.config(), &MlpConfig::default(), "architecture inferred from the shapes, ReLU");
+    let relu = LoadOptions::with_activation(Activation::Relu);
+    let (seed, meta) = checkpoint::load_any_with(&c.path("seed.pth"), Device::Cpu, &relu).unwrap();
+    assert_eq!(seed.config(), &MlpConfig::default(), "architecture inferred from the shapes, ReLU as told");
     assert!(meta.is_empty());
     assert_velocities(&seed, c, "v_seed");
 
     // The same weights through safetensors.torch.save_file, saved from a GPU, or pickled with
     // protocol 4.
     for file in ["seed.safetensors", "seed_cuda.pth", "seed_proto4.pth"] {
-        let (other, _) = checkpoint::load_any(&c.path(file), Device::Cpu).unwrap();
+        let (other, _) = checkpoint::load_any_with(&c.path(file), Device::Cpu, &relu).unwrap();
         for (name, v) in seed.var_store().variables() {
             assert!(v.equal(&other.var_store().variables()[&name]), "{file}: {name} differs from seed.pth's");
         }
     }
-    let (st, _) = checkpoint::load(&c.path("seed.safetensors"), Device::Cpu).unwrap();
+    let (st, _) = checkpoint::load_any_with(&c.path("seed.safetensors"), Device::Cpu, &relu).unwrap();
     assert_velocities(&st, c, "v_seed");
 
     // Conversion to our format keeps the weights and records the (overridden) architecture.
-    let opts = LoadOptions { activation: Activation::Silu, ..Default::default() };
+    let opts = LoadOptions::with_activation(Activation::Silu);
     checkpoint::import_pth(&c.path("seed.pth"), &c.path("imported.safetensors"), &opts).unwrap();
     let (imported, meta) = checkpoint::load(&c.path("imported.safetensors"), Device::Cpu).unwrap();
     assert_eq!(imported.config(), &MlpConfig { activation: Activation::Silu, ..MlpConfig::default() });
@@ -201,7 +210,7 @@ fn euler_samples_agree_with_the_seeds_sampler_both_ways() {
     c.section_ok("seed_pth");
     let grid = TimeGrid::uniform(0.0, 1.0, 100).unwrap();
     let x0 = c.tensor("x0");
-    let (seed, _) = checkpoint::load_any(&c.path("seed.pth"), Device::Cpu).unwrap();
+    let (seed, _) = checkpoint::load_any_with(&c.path("seed.pth"), Device::Cpu, &LoadOptions::with_activation(Activation::Relu)).unwrap();
     for (mlp, expected) in [(ours(c), "euler_ours"), (seed, "euler_seed")] {
         let ours = solve(&mlp, &x0, &grid, Method::Euler, SolveOptions::default()).unwrap().x;
         let theirs = c.tensor(expected);
@@ -211,5 +220,42 @@ fn euler_samples_agree_with_the_seeds_sampler_both_ways() {
         let moved = max_diff(&theirs, &x0);
         assert!(moved > 100.0 * SAMPLE_TOL, "'{expected}' barely moved from x0 ({moved})");
         eprintln!("{expected}: max |ours - PyTorch| = {diff:.2e} (points moved up to {moved:.2})");
+    }
+}
+
+#[test]
+fn a_state_dict_without_its_activation_is_refused_until_told_and_then_right() {
+    let c = cross();
+    c.section_ok("foreign_layouts");
+    // Run as ReLU, this SiLU network would give other velocities with exit code 0: refused instead.
+    let err = checkpoint::load_any(&c.path("silu.pth"), Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("silu.pth") && err.contains("--activation relu|silu|gelu|selu"), "{err}");
+    assert!(err.contains("net.0.weight [128, 3]") && err.contains("8 tensors"), "the refusal lists what the file holds: {err}");
+    let (silu, _) = checkpoint::load_any_with(&c.path("silu.pth"), Device::Cpu, &LoadOptions::with_activation(Activation::Silu)).unwrap();
+    assert_velocities(&silu, c, "v_silu");
+}
+
+#[test]
+fn data_parallel_compiled_and_bare_sequential_names_load_as_the_seed() {
+    let c = cross();
+    c.section_ok("foreign_layouts");
+    let relu = LoadOptions::with_activation(Activation::Relu);
+    for file in ["seed_dp.pth", "seed_compiled.pth", "seed_bare.pth"] {
+        let (mlp, _) = checkpoint::load_any_with(&c.path(file), Device::Cpu, &relu).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_velocities(&mlp, c, "v_seed");
+    }
+}
+
+#[test]
+fn our_metadata_survives_torch_load_and_torch_save() {
+    let c = cross();
+    c.section_ok("foreign_layouts");
+    // Without the record, the 18-wide first layer would read as a 17-D network with raw time.
+    let (back, meta) = checkpoint::load_any(&c.path("ours_te_resaved.pth"), Device::Cpu).unwrap();
+    assert_eq!(back.config(), model_te().config());
+    assert_eq!(meta["format"], checkpoint::FORMAT);
+    let (ours, _) = checkpoint::load(&c.path("ours_te.safetensors"), Device::Cpu).unwrap();
+    for (name, v) in ours.var_store().variables() {
+        assert!(v.equal(&back.var_store().variables()[&name]), "{name} changed through PyTorch");
     }
 }

@@ -5,6 +5,7 @@ usage: crossover.py WORKDIR
 Reads from WORKDIR what the Rust side wrote:
   ours.safetensors   a checkpoint written by fm_model::checkpoint::save (the seed's architecture)
   ours.pth           the same model written by fm_model::checkpoint::export_pth
+  ours_te.pth        a GELU network with 16 time features, written by export_pth
   inputs.safetensors x [n, 2], t [n, 1] (a batch to evaluate) and x0 [m, 2] (Euler starting points)
 Writes to WORKDIR:
   seed.pth           a seed FlowMatchNet, briefly trained, saved as the seed does: torch.save(net.state_dict(), p)
@@ -13,6 +14,10 @@ Writes to WORKDIR:
   seed_deflated.pth  seed.pth re-zipped with compression (which torch never writes)
   seed_legacy.pth    seed.pth in the legacy, pre-zip torch.save format
   seed_proto4.pth    seed.pth with pickle protocol 4 (frames, STACK_GLOBAL, MEMOIZE)
+  seed_dp.pth, seed_compiled.pth, seed_bare.pth   seed.pth's weights as DataParallel (module.),
+                     torch.compile (_orig_mod.) and a bare nn.Sequential name them
+  silu.pth           the seed's layout with SiLU units (TorchCFM-style), briefly trained
+  ours_te_resaved.pth ours_te.pth after torch.load and torch.save
   outputs.safetensors velocities and Euler samples computed here
   report.json        {section: "ok" or the error}, so each Rust test reports its own part
 """
@@ -132,6 +137,30 @@ def _():
                 z.writestr(rec, data)
     torch.save(net.state_dict(), path("seed_legacy.pth"), _use_new_zipfile_serialization=False)
     torch.save(net.state_dict(), path("seed_proto4.pth"), pickle_protocol=4)
+
+
+@section("foreign_layouts")
+def _():
+    # The seed net's weights as other PyTorch wrappers name them: the real wrappers, not renaming.
+    torch.manual_seed(3)
+    net = FlowMatchNet(input_dim=2, hidden_dim=128)
+    net.load_state_dict(torch.load(path("seed.pth"), weights_only=True))
+    torch.save(torch.nn.DataParallel(net).state_dict(), path("seed_dp.pth"))
+    sd = net.state_dict()
+    compiled = {"_orig_mod." + k: v for k, v in sd.items()}  # what torch.compile(net).state_dict() names them
+    torch.save(compiled, path("seed_compiled.pth"))
+    torch.save(net.net.state_dict(), path("seed_bare.pth"))
+    # The seed's layout with SiLU units: the activation is nowhere in the file.
+    silu = FlowMatchNet(input_dim=2, hidden_dim=128)
+    for i in (1, 3, 5):
+        silu.net[i] = torch.nn.SiLU()
+    torch.save(silu.state_dict(), path("silu.pth"))
+    with torch.no_grad():
+        outputs["v_silu"] = silu(x, t)
+    # Our export, through PyTorch's load and save: our metadata stays in the dict's _metadata.
+    ours_te = torch.load(path("ours_te.pth"), weights_only=True)
+    check("fm_metadata" in ours_te._metadata[""], f"no fm_metadata in {ours_te._metadata}")
+    torch.save(ours_te, path("ours_te_resaved.pth"))
 
 
 save_file({k: v.contiguous() for k, v in outputs.items()}, path("outputs.safetensors"))

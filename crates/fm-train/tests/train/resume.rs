@@ -190,7 +190,10 @@ fn checkpoints_refuse_nan_weights_and_bad_bytes_are_errors() {
         let err = state_from_bytes(&good[..cut], Device::Cpu).unwrap_err().to_string();
         assert!(err.contains("training checkpoint"), "{err}");
     }
-    let model_file = fm_model::checkpoint::to_bytes(&mlp, &Default::default()).unwrap();
+    // Nor is a model file written from NaN weights.
+    let err = fm_model::checkpoint::to_bytes(&mlp, &Default::default()).unwrap_err().to_string();
+    assert!(err.contains("parameter 'net.0.weight' holds NaN or infinite values"), "{err}");
+    let model_file = fm_model::checkpoint::to_bytes(&model(5), &Default::default()).unwrap();
     let err = state_from_bytes(&model_file, Device::Cpu).unwrap_err().to_string();
     assert!(err.contains("format 'fm-rs/mlp' is not fm-rs/train-state"), "{err}");
     let loaded = state_from_bytes(good, Device::Cpu).unwrap();

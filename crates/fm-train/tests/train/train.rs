@@ -383,3 +383,35 @@ fn ot_straightening_over_seeds() {
         println!("seed {seed}: W2 at 1/2/4/100 Euler steps: independent {ind:.3?}, ot {ot:.3?}, ratio {ratio:?}");
     }
 }
+
+/// `v(x, t) = 300 x`: Euler multiplies every point by 4 per step of 1/100, past float32's
+/// largest value (3.4e38) after about 64 − log₄|x₀| steps.
+struct Explosive;
+
+impl fm_ode::VectorField for Explosive {
+    fn velocity(&self, x: &Tensor, _t: f64) -> fm_ode::Result<Tensor> {
+        Ok(x * 300.0)
+    }
+}
+
+impl fm_train::HasDevice for Explosive {
+    fn device(&self) -> Device {
+        Device::Cpu
+    }
+}
+
+#[test]
+fn sampling_that_blows_up_is_an_error_naming_the_step_and_the_count() {
+    let cfg = SampleConfig { n_samples: 1000, chunk_size: 300, ..SampleConfig::default() };
+    let err = sample(&Explosive, &StandardNormal::new(2).unwrap(), &cfg).unwrap_err();
+    let msg = err.to_string();
+    let fm_train::Error::NonFiniteSamples { bad, total, first_bad: Some((step, t)) } = err else { panic!("{err}") };
+    // Every point but an exact zero explodes; the largest |x₀| of 1,000 normal draws (about 3.3) goes first.
+    assert_eq!((bad, total), (1000, 1000));
+    assert!((60..=64).contains(&step), "first bad step {step}");
+    assert!((t - step as f64 / 100.0).abs() < 1e-12, "t = {t} at step {step}");
+    assert!(msg.contains(&format!("in 1000 of 1000 samples, the first after step {step}")), "{msg}");
+    // A stable step size on the same field gives finite samples again: the check is on the values.
+    let fine = SampleConfig { n_samples: 10, steps: 1, ..cfg };
+    assert!(sample(&Explosive, &StandardNormal::new(2).unwrap(), &fine).unwrap().iter().all(|v| v.is_finite()));
+}
