@@ -36,23 +36,16 @@ pub fn checkpoint_or_run(checkpoint: Option<&Path>, config: Option<&Path>, flag:
 #[derive(clap::Args, Debug, Clone)]
 pub struct ForeignModelArgs {
     /// The network's activation where the checkpoint does not record it (a PyTorch state dict; the seed's network
-    /// is relu) [default: the run file's, with --config; else such a file is refused].
+    /// is relu) [default: the run file's, with --config, when the file's shapes are that run's network; else such a
+    /// file is refused].
     #[arg(long)]
     pub activation: Option<fm_model::Activation>,
-    /// Time features of the network's input where the checkpoint does not record them [default: the run file's,
-    /// with --config, else 0: the raw time].
-    #[arg(long, value_name = "N")]
-    pub time_embedding: Option<usize>,
 }
 
 impl ForeignModelArgs {
-    /// The load options: the flags, else the run file's `[model]`.
+    /// The load options: the flag, else the run file's `[model]` (for a file of its shapes).
     pub fn options(&self, run: Option<&RunConfig>) -> fm_model::checkpoint::LoadOptions {
-        fm_model::checkpoint::LoadOptions {
-            config: None,
-            activation: self.activation.or(run.map(|r| r.model.activation)),
-            time_embedding: self.time_embedding.or(run.map(|r| r.model.time_embedding)).unwrap_or(0),
-        }
+        fm_model::checkpoint::LoadOptions { config: None, activation: self.activation, described: run.map(|r| r.model.clone()) }
     }
 }
 
@@ -86,6 +79,10 @@ pub struct DataFlags {
     /// Where to compute: auto (CUDA when available), cpu, cuda or cuda:N.
     #[arg(long, default_value_t = RunConfig::default().device)]
     pub device: String,
+    /// Train a file:FILE target in its own units instead of standardised per coordinate (the default: mean 0,
+    /// standard deviation 1, undone at sampling; the map is kept in the checkpoint).
+    #[arg(long)]
+    pub no_standardize: bool,
 }
 
 /// The network.
@@ -182,6 +179,9 @@ pub(crate) use override_given;
 impl DataFlags {
     pub fn apply(&self, m: &ArgMatches, cfg: &mut RunConfig) {
         override_given!(m, self, target => cfg.target, source => cfg.source, device => cfg.device);
+        if self.no_standardize {
+            cfg.standardize = false;
+        }
     }
 }
 

@@ -17,6 +17,8 @@ pub struct ExportArgs {
     /// The .pth file to write.
     #[arg(long)]
     out: PathBuf,
+    #[command(flatten)]
+    foreign: ForeignModelArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -36,7 +38,8 @@ pub struct ImportArgs {
 
 pub fn export(args: ExportArgs) -> Result<()> {
     let src = checkpoint_or_run(args.checkpoint.as_deref(), args.config.as_deref(), "--checkpoint C")?;
-    checkpoint::export_pth(&src, &args.out)?;
+    let run = args.config.as_deref().map(RunConfig::read).transpose()?;
+    checkpoint::export_pth(&src, &args.out, &args.foreign.options(run.as_ref()))?;
     print_written(&[("checkpoint", &args.out)]);
     Ok(())
 }

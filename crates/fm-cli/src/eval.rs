@@ -64,23 +64,36 @@ pub fn eval(args: EvalArgs, m: &clap::ArgMatches) -> Result<()> {
     let target = parse_target(&spec).context("target")?;
     let mut rng = StdRng::seed_from_u64(args.seed);
     if let Some(path) = &args.samples {
-        let x = fm_dist::io::read_points(path)?;
-        anyhow::ensure!(x.iter().all(|v| v.is_finite()), "{}: samples hold NaN or infinite values", path.display());
-        let q = cfg.measure(target.as_ref(), x.view(), &mut rng).with_context(|| format!("cannot judge {}", path.display()))?;
-        println!("quality of {} ({} samples) against {}:\n{q}", path.display(), x.nrows(), target.name());
+        // Read as a point cloud: non-empty, finite, and described (rows, header) in the report line.
+        let samples = fm_dist::PointCloud::read(path)?;
+        let q = cfg.measure(target.as_ref(), samples.points(), &mut rng).with_context(|| format!("cannot judge {}", path.display()))?;
+        println!("quality of {} against {}:\n{q}", samples.describe(), target.name());
     }
     if let (Some(bundle), Some(path)) = (&model, &args.checkpoint) {
         let (mlp, source) = (&bundle.mlp, &bundle.source);
+        // A model trained on standardised file data is judged against a target with a density only
+        // in the data's units; KL is the same in either units, so the target is carried to the model's.
+        let standard_target;
+        let target: &dyn fm_dist::Target = match &bundle.data_map {
+            None => target.as_ref(),
+            Some(map) => {
+                standard_target = fm_dist::affine::Pushforward::new(parse_target(&spec)?, map.inverse())?;
+                &standard_target
+            }
+        };
         if cfg.kl_points > 0 {
-            let kl = fm_train::kl_estimate(target.as_ref(), mlp, source.as_ref(), cfg.kl_points, &cfg.likelihood, &mut rng)
+            let mut kl = fm_train::kl_estimate(target, mlp, source.as_ref(), cfg.kl_points, &cfg.likelihood, &mut rng)
                 .with_context(|| format!("cannot judge {}", path.display()))?;
+            // NLL and entropy in the data's units: each log-density there is lower by log|det|.
+            let log_det = bundle.data_map.as_ref().map_or(0.0, |m| m.log_det());
+            (kl.nll, kl.entropy) = (kl.nll + log_det, kl.entropy + log_det);
             println!("likelihood of {} against {}:\n  {kl}", path.display(), target.name());
         }
-        if target.as_mixture().is_some() {
+        if target.as_mixture().is_some() && bundle.data_map.is_none() {
             let report = match bundle.train_or_seed() {
                 Ok((train, note)) => {
                     note.into_iter().for_each(|n| eprintln!("note: {n}"));
-                    fm_run::exact::field_report(mlp, target.as_ref(), source.as_ref(), &train, &fm_run::exact::CURVE_TIMES, args.seed)?
+                    fm_run::exact::field_report(mlp, target, source.as_ref(), &train, &fm_run::exact::CURVE_TIMES, args.seed)?
                 }
                 Err(e) => Err(e.to_string()),
             };

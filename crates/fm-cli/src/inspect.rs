@@ -25,7 +25,8 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
     let c = mlp.config();
     let params: i64 = mlp.var_store().trainable_variables().iter().map(|t| t.numel() as i64).sum();
     println!("{} ({:?}, {} bytes)", path.display(), format, bytes.len());
-    println!("  model      {}-D MLP: {} hidden layers of {} ({}), {params} parameters", c.dim, c.hidden_layers, c.hidden_dim, c.activation);
+    let time = if c.time_embedding == 0 { "raw time".to_string() } else { format!("{} time features", c.time_embedding) };
+    println!("  model      {}-D MLP: {} hidden layers of {} ({}), {time}, {params} parameters", c.dim, c.hidden_layers, c.hidden_dim, c.activation);
     for (key, value) in &meta {
         if key == "config" {
             continue; // shown above

@@ -90,7 +90,7 @@ fn main() {
         let msg = info.payload().downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| info.payload().downcast_ref::<String>().cloned()).unwrap_or_default();
         eprintln!("error: internal error (a bug, please report it): {msg}");
     }));
-    let matches = Cli::command().try_get_matches().unwrap_or_else(|e| exit_on_usage_error(e));
+    let matches = command().try_get_matches().unwrap_or_else(|e| exit_on_usage_error(e));
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| exit_on_usage_error(e));
     // Flags override config files only where given: the commands need to know which were.
     let sub = matches.subcommand().map(|(_, m)| m.clone()).unwrap_or_default();
@@ -116,14 +116,30 @@ fn main() {
     }
 }
 
-/// Help and version go to stdout as clap prints them (exit 0); a usage error becomes the same one
-/// `error:` line and exit code 1 as every other error (clap's own: several lines, exit code 2).
+/// The command line, with negative numbers taken as values (`--rtol -1` is then refused by the
+/// check of rtol, naming it, rather than read as an unknown flag `-1`).
+fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    let names: Vec<String> = cmd.get_subcommands().map(|s| s.get_name().to_string()).collect();
+    for name in names {
+        cmd = cmd.mut_subcommand(name, |s| s.allow_negative_numbers(true));
+    }
+    cmd
+}
+
+/// Help and version go to stdout as clap prints them (exit 0); a usage error, a missing command
+/// included, becomes the same one `error:` line and exit code 1 as every other error (clap's
+/// own: several lines, exit code 2).
 fn exit_on_usage_error(e: clap::Error) -> ! {
     use clap::error::ErrorKind::{DisplayHelp, DisplayHelpOnMissingArgumentOrSubcommand, DisplayVersion};
-    if matches!(e.kind(), DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand) {
-        e.exit();
+    match e.kind() {
+        DisplayHelp | DisplayVersion => e.exit(),
+        DisplayHelpOnMissingArgumentOrSubcommand => {
+            let names: Vec<String> = Cli::command().get_subcommands().map(|s| s.get_name().to_string()).collect();
+            eprintln!("error: fm needs a command: {} (see fm --help)", names.join(", "));
+        }
+        _ => eprintln!("{}", one_line(&e.render().to_string())),
     }
-    eprintln!("{}", one_line(&e.render().to_string()));
     std::process::exit(1);
 }
 

@@ -133,7 +133,7 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
     let t: &dyn Target = target.as_ref();
     match args.kind {
         Kind::Compare => {
-            let x = fm_train::sample(mlp, source.as_ref(), &cfg)?;
+            let x = bundle.units().sample(&cfg)?;
             let fig = fm_viz::CompareFigure {
                 coords,
                 samples_title: format!("Generated samples ({})", crate::sample::describe(&cfg)),
@@ -142,20 +142,21 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
             fm_viz::compare(&out, t, x.view(), &fig)?;
         }
         Kind::Trajectories => {
-            let (times, paths) = fm_train::sample_paths(mlp, source.as_ref(), &cfg, args.points.unwrap_or(300))?;
+            let (times, paths) = bundle.units().sample_paths(&cfg, args.points.unwrap_or(300))?;
             fm_viz::trajectories(&out, paths.view(), &times, Some(t), &fm_viz::TrajectoryFigure { coords, ..Default::default() })?;
         }
         Kind::Animation => {
-            let (times, paths) = fm_train::sample_paths(mlp, source.as_ref(), &cfg, args.points.unwrap_or(2000))?;
+            let (times, paths) = bundle.units().sample_paths(&cfg, args.points.unwrap_or(2000))?;
             fm_viz::animation(&out, paths.view(), &times, Some(t), &fm_viz::AnimationFigure { coords, ..Default::default() })?;
         }
         Kind::Field => fm_viz::field(
             &out,
-            |x: ArrayView2<f64>, time| crate::plot_field::velocity(mlp, x, time),
+            |x: ArrayView2<f64>, time| -> Result<Array2<f64>> { Ok(bundle.units().velocity(x, time)?) },
             Some(t),
             &fm_viz::FieldFigure { coords, ..Default::default() },
         )?,
         Kind::FieldError => {
+            anyhow::ensure!(bundle.data_map.is_none(), "the model was trained on standardised file data: there is no exact field to compare it with");
             let train = match run.as_ref() {
                 Some(r) => r.train.clone(),
                 None => bundle.train_or_seed()?.0,
@@ -168,7 +169,7 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
             // An exact likelihood per grid point: a coarser grid and 20 RK4 steps keep this to
             // seconds, and the picture does not change at that scale.
             let lik = fm_train::eval::LikelihoodConfig { steps: 20, ..Default::default() };
-            let log_q = |x: ArrayView2<f64>| -> Result<Array1<f64>> { Ok(fm_train::eval::model_log_prob(mlp, source.as_ref(), x, &lik)?) };
+            let log_q = |x: ArrayView2<f64>| -> Result<Array1<f64>> { Ok(bundle.units().log_prob(x, &lik)?) };
             fm_viz::density(&out, log_q, Some(t), &fm_viz::DensityFigure { coords, resolution: args.points.unwrap_or(120), ..Default::default() })?;
         }
         Kind::Loss => unreachable!("handled above"),

@@ -5,15 +5,13 @@ use anyhow::Result;
 use fm_dist::Target;
 use fm_model::Mlp;
 use fm_ode::VectorField;
-use fm_train::{array_to_tensor, tensor_to_array, ExactFlow, HasDevice};
+use fm_train::{ExactFlow, HasDevice};
 use ndarray::{Array2, ArrayView2};
 use std::path::Path;
 
 /// A field's velocity at `x` and time `t`, as an array.
-pub fn velocity(field: &(impl VectorField + HasDevice + ?Sized), x: ArrayView2<f64>, t: f64) -> Result<Array2<f64>> {
-    let _guard = tch::no_grad_guard();
-    let v = field.velocity(&array_to_tensor(x, field.device())?, t)?;
-    Ok(tensor_to_array(&v)?)
+fn velocity(field: &(impl VectorField + HasDevice + ?Sized), x: ArrayView2<f64>, t: f64) -> Result<Array2<f64>> {
+    Ok(fm_train::velocity_array(field, x, t)?)
 }
 
 /// The exact field of `flow`; with a model, the model's above it on one scale.

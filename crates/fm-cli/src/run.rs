@@ -34,18 +34,28 @@ pub fn run(args: RunArgs, m: &ArgMatches) -> Result<()> {
     let trained = train_into(&cfg, &dir, args.setup.quiet, false)?;
 
     let t0 = Instant::now();
-    let samples = fm_train::sample(&trained.mlp, trained.source.as_ref(), &cfg.sample)?;
+    let samples = trained.units().sample(&cfg.sample)?;
     let sample_seconds = t0.elapsed().as_secs_f64();
     println!("sampled {} points with {} in {:.3} s", cfg.sample.n_samples, crate::sample::describe(&cfg.sample), sample_seconds);
     fm_dist::io::write_npy(&dir.file(RunDir::SAMPLES), samples.mapv(|v| v as f32).view())?;
 
-    // The seed's own figure keeps the seed's axes; any other target gets axes fitted to it.
-    let fig = if cfg.target == RunConfig::default().target { fm_viz::CompareFigure::seed() } else { fm_viz::CompareFigure::fitted() };
-    fm_viz::compare(&dir.file(RunDir::COMPARE), trained.target.as_ref(), samples.view(), &fig)?;
+    // The seed's own figure keeps the seed's axes; any other target gets axes fitted to it. A
+    // figure that cannot be drawn for this dimension is skipped, said, and costs nothing else.
+    let dim = trained.target.dim();
+    let drew_compare = dim >= 2;
+    if drew_compare {
+        let fig = if cfg.target == RunConfig::default().target { fm_viz::CompareFigure::seed() } else { fm_viz::CompareFigure::fitted() };
+        fm_viz::compare(&dir.file(RunDir::COMPARE), trained.target.as_ref(), samples.view(), &fig)?;
+        if dim > 2 {
+            println!("note: {} shows coordinates 0 and 1 of {dim} (`fm plot compare --run DIR --coords I,J` draws others)", RunDir::COMPARE);
+        }
+    } else {
+        println!("note: {} skipped: figures draw two coordinates and the data are {dim}-D; the samples and report are complete", RunDir::COMPARE);
+    }
 
     let quality = cfg.eval.measure(trained.target.as_ref(), samples.view(), &mut StdRng::seed_from_u64(seeds::quality(cfg.train.seed)))?;
     println!("quality of the samples:\n{quality}");
-    let kl = if trained.target.has_density() && cfg.eval.kl_points > 0 {
+    let kl = if trained.target.has_density() && trained.data_map.is_none() && cfg.eval.kl_points > 0 {
         let mut rng = StdRng::seed_from_u64(seeds::kl(cfg.train.seed));
         let kl = fm_train::kl_estimate(trained.target.as_ref(), &trained.mlp, trained.source.as_ref(), cfg.eval.kl_points, &cfg.eval.likelihood, &mut rng)?;
         println!("likelihood of the model:\n  {kl}");
@@ -65,6 +75,8 @@ pub fn run(args: RunArgs, m: &ArgMatches) -> Result<()> {
     })?;
     let files = [RunDir::MODEL, RunDir::SAMPLES, RunDir::COMPARE, RunDir::REPORT, RunDir::CONFIG, RunDir::METRICS].map(|f| dir.file(f));
     let names = ["checkpoint", "samples", "figure", "report", "config", "losses"];
-    print_written(&names.iter().zip(&files).map(|(n, f)| (*n, f.as_path())).collect::<Vec<_>>());
+    let written: Vec<(&str, &std::path::Path)> =
+        names.iter().zip(&files).filter(|(n, _)| **n != "figure" || drew_compare).map(|(n, f)| (*n, f.as_path())).collect();
+    print_written(&written);
     Ok(())
 }

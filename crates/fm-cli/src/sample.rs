@@ -91,7 +91,7 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
         Some(checkpoint) => {
             let out = args.out.clone().unwrap_or_else(|| checkpoint.with_file_name(format!("samples-{what}.npy")));
             let bundle = ModelBundle::load(checkpoint, &device, source.as_deref(), &args.foreign.options(run.as_ref()))?;
-            (fm_train::sample(&bundle.mlp, bundle.source.as_ref(), &cfg)?, bundle.source, out, String::new())
+            (bundle.units().sample(&cfg)?, bundle.source, out, String::new())
         }
         None => {
             let Resolved { flow, source, .. } = crate::resolve_exact(args.target.as_deref(), source.as_deref(), args.path, run.as_ref(), None)?;

@@ -120,7 +120,9 @@ fn resume_config(args: &TrainArgs, dir: &Path, m: &ArgMatches) -> Result<RunConf
 pub fn train_into(cfg: &RunConfig, dir: &RunDir, quiet: bool, resume: bool) -> Result<Trained> {
     catch_signals()?;
     let opts = TrainOptions { resume, quiet, stop: Some(&STOP) };
-    Ok(fm_run::train_run(cfg, dir, &opts, &mut |line| println!("{line}"))?)
+    // Warnings go to stderr, where a script that keeps stdout still sees them.
+    let mut log = |line: &str| if line.starts_with("warning:") { eprintln!("{line}") } else { println!("{line}") };
+    Ok(fm_run::train_run(cfg, dir, &opts, &mut log)?)
 }
 
 /// The closing "wrote:" list every command prints.

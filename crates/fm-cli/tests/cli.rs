@@ -471,6 +471,14 @@ fn inspect_export_import_and_targets_read_a_run_file() {
     assert_clean_failure(&fm(&["import", "--checkpoint", bare.to_str().unwrap(), "--out", refused.to_str().unwrap()]), "--activation relu|silu|gelu|selu");
     assert!(!refused.exists(), "nothing is written for a refused file");
     assert_clean_failure(&fm(&["sample", "--checkpoint", bare.to_str().unwrap()]), "net.0.weight [8, 3]");
+    assert_clean_failure(&fm(&["export", "--checkpoint", bare.to_str().unwrap(), "--out", refused.to_str().unwrap()]), "--activation relu|silu|gelu|selu");
+    let exported = run.join("bare-exported.pth");
+    assert!(fm(&["export", "--checkpoint", bare.to_str().unwrap(), "--activation", "gelu", "--out", exported.to_str().unwrap()]).status.success());
+    // A run file lends its activation only to a file of its network's shapes.
+    let other = temp("other-run-file");
+    assert!(fm(&["train", "--quiet", "--device", "cpu", "--steps", "1", "--hidden-dim", "16", "--out", other.to_str().unwrap()]).status.success());
+    let other_config = other.join("config.toml");
+    assert_clean_failure(&fm(&["inspect", bare.to_str().unwrap(), "--config", other_config.to_str().unwrap()]), "are not the network the run file describes");
     for (extra, activation) in [(&["--activation", "relu"][..], "relu"), (&["--config", c][..], "gelu"), (&["--config", c, "--activation", "silu"][..], "silu")]
     {
         let out = run.join(format!("imported-{activation}.safetensors"));
@@ -695,6 +703,9 @@ fn usage_errors_are_one_line_with_exit_code_1() {
         (&["export"][..], "--out <OUT>"),
         (&["sample", "--method", "foo"][..], "valid: euler, midpoint, heun, rk4, dopri5"),
         (&["frobnicate"][..], "unrecognized subcommand 'frobnicate'"),
+        (&[][..], "fm needs a command: run, train"),
+        // A negative number is a value, refused by the setting's own check.
+        (&["sample", "--checkpoint", "x.safetensors", "--rtol", "-1"][..], "rtol must be finite and non-negative, got -1"),
     ] {
         let o = fm(args);
         assert_clean_failure(&o, needle);
@@ -742,4 +753,89 @@ fn resume_refuses_changed_data_and_settings_by_name() {
     std::fs::write(&config, &toml).unwrap();
     let o = resume();
     assert!(o.status.success(), "the unchanged run resumes: {}", stderr(&o));
+}
+
+/// Data far from unit scale (map coordinates around 10⁶): standardised by default, so the
+/// samples land on the data; with --no-standardize a warning gives the figures.
+#[test]
+fn file_targets_far_from_unit_scale_are_standardised() {
+    let dir = temp("standardise");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Two clusters 4e5 apart around (5e6, 4e6): standard deviation about 2e5 per coordinate.
+    let mut csv = String::from("easting,northing\n");
+    for i in 0..400 {
+        let (c, jitter) = (if i % 2 == 0 { -2e5 } else { 2e5 }, (i % 7) as f64 * 1e3);
+        csv += &format!("{},{}\n", 5e6 + c + jitter, 4e6 - c + jitter);
+    }
+    let data = dir.join("utm.csv");
+    std::fs::write(&data, csv).unwrap();
+    let target = format!("file:{}", data.display());
+    let run = dir.join("run");
+    let r = run.to_str().unwrap();
+    let o = fm(&["run", "--quiet", "--device", "cpu", "--target", &target, "--steps", "300", "--hidden-dim", "16", "--samples", "2000", "--out", r]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("standardising the data") && out.contains("read 400 points in 2 dimensions"), "{out}");
+    let samples = fm_dist::io::read_points(&run.join("samples.npy")).unwrap();
+    let mean = samples.mean_axis(ndarray::Axis(0)).unwrap();
+    // Within one data standard deviation (2e5) of the data's mean; a model trained on the raw
+    // numbers samples near the origin, 6e6 away.
+    assert!((mean[0] - 5e6).abs() < 2e5 && (mean[1] - 4e6).abs() < 2e5, "sample mean {mean}");
+    let o = fm(&["inspect", run.join("model.safetensors").to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("standardize"), "{}", String::from_utf8_lossy(&o.stdout));
+
+    let raw = dir.join("raw");
+    let o = fm(&[
+        "train",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--target",
+        &target,
+        "--steps",
+        "5",
+        "--hidden-dim",
+        "8",
+        "--no-standardize",
+        "--out",
+        raw.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("warning: the data are far from unit scale") && stderr(&o).contains("standardisation is off"), "{}", stderr(&o));
+}
+
+/// Every dimension training accepts completes `fm run`: a 1-D cloud (default source `normal`,
+/// which takes the data's dimension) gets its samples and report, and the figure it cannot
+/// have is skipped and said.
+#[test]
+fn a_one_dimensional_run_completes_without_its_figure() {
+    let dir = temp("one-d");
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("one.csv");
+    std::fs::write(&data, "x\n1\n2.5\n3\n4.2\n").unwrap();
+    let run = dir.join("run");
+    let target = format!("file:{}", data.display());
+    let o = fm(&[
+        "run",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--target",
+        &target,
+        "--steps",
+        "20",
+        "--hidden-dim",
+        "8",
+        "--samples",
+        "2000",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("compare.png skipped: figures draw two coordinates and the data are 1-D"), "{out}");
+    assert!(!out.contains("compare.png\n") && !run.join("compare.png").exists());
+    assert!(run.join("report.json").exists() && run.join("samples.npy").exists());
+    let o = fm(&["sample", "--checkpoint", run.join("model.safetensors").to_str().unwrap(), "--samples", "5", "--out", dir.join("s.csv").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
 }

@@ -14,6 +14,12 @@ pub enum FileKind {
     RunFile,
     /// A run's training log (`metrics.csv`).
     Metrics,
+    /// Points as CSV, as `fm sample --out X.csv` writes them (header `x0,x1,…`).
+    PointsCsv,
+    /// A run's report (`report.json`), or other JSON.
+    Json,
+    /// A figure (`.png`, `.svg`, `.gif`).
+    Figure,
 }
 
 impl FileKind {
@@ -21,6 +27,9 @@ impl FileKind {
     pub fn detect(bytes: &[u8]) -> Option<FileKind> {
         if bytes.starts_with(b"\x93NUMPY") {
             return Some(FileKind::Npy);
+        }
+        if bytes.starts_with(b"\x89PNG") || bytes.starts_with(b"GIF8") || bytes.starts_with(b"<svg") || bytes.starts_with(b"<?xml") {
+            return Some(FileKind::Figure);
         }
         if bytes.starts_with(b"PK\x03\x04") {
             // Our `.pth` exports keep their metadata in the archive; its format names the model.
@@ -37,6 +46,12 @@ impl FileKind {
         if text.starts_with("step,") {
             return Some(FileKind::Metrics);
         }
+        if text.starts_with("x0,") || text.starts_with("x0\n") {
+            return Some(FileKind::PointsCsv);
+        }
+        if text.trim_start().starts_with('{') {
+            return Some(FileKind::Json);
+        }
         if text.lines().any(|l| matches!(l.trim(), "[train]" | "[model]" | "[sample]")) {
             return Some(FileKind::RunFile);
         }
@@ -48,12 +63,14 @@ impl FileKind {
         match self {
             FileKind::ModelCheckpoint => "it is an fm model checkpoint: give it as --checkpoint",
             FileKind::TrainState => {
-                "it is fm's training state (model, optimizer and EMA, read by `fm train --resume DIR`), not a model checkpoint: \
-                 give the model.safetensors beside it"
+                "it is fm's training state (model, optimizer and EMA, read by `fm train --resume DIR`): give the model.safetensors beside it"
             }
             FileKind::Npy => "it is a .npy array of points (samples or a point cloud): give it as --samples, or as --target file:PATH",
             FileKind::RunFile => "it is a run file: give it as --config",
             FileKind::Metrics => "it is a run's training log (metrics.csv); `fm plot loss --run DIR` draws it",
+            FileKind::PointsCsv => "it is a CSV of points (samples or a point cloud): give it as --samples, or as --target file:PATH",
+            FileKind::Json => "it is a JSON file (a run's report.json?)",
+            FileKind::Figure => "it is a figure",
         }
     }
 }
@@ -88,6 +105,9 @@ mod tests {
         assert_eq!(FileKind::detect(b"step,loss,lr\n1,2,3\n"), Some(FileKind::Metrics));
         assert_eq!(FileKind::detect(b"target = \"gmm3\"\n\n[train]\nsteps = 3\n"), Some(FileKind::RunFile));
         assert_eq!(FileKind::detect(b"1.0,2.0\n"), None);
+        assert_eq!(FileKind::detect(b"x0,x1\n1,2\n"), Some(FileKind::PointsCsv));
+        assert_eq!(FileKind::detect(b"\x89PNG\r\n"), Some(FileKind::Figure));
+        assert_eq!(FileKind::detect(b"{\"train\": {}}"), Some(FileKind::Json));
         assert_eq!(FileKind::detect(&[0xff; 3]), None);
         // A header length past the end of the bytes is not a safetensors file.
         assert_eq!(FileKind::detect(&u64::MAX.to_le_bytes()), None);

@@ -202,13 +202,23 @@ pub(crate) enum PointsFile {
 /// Reads a `.npy` or `.csv` file (by extension): [`read_points`] and
 /// [`crate::PointCloud::read`] share this one choice of reader.
 pub(crate) fn read_points_file(path: &Path) -> Result<PointsFile> {
+    // Another file fm writes (a checkpoint, a run file, a training log) is named for what it is.
+    let named = |msg: String| {
+        use crate::files::FileKind;
+        let kind = std::fs::read(path).ok().and_then(|b| FileKind::detect(&b)).filter(|k| !matches!(k, FileKind::Npy | FileKind::PointsCsv));
+        let msg = match kind {
+            Some(kind) => format!("{msg}; {}", kind.advice()),
+            None => msg,
+        };
+        Error::File { path: path.display().to_string(), msg }
+    };
     match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("npy") => read_npy(path).map(PointsFile::Npy),
         Some("csv") => {
             let text = std::fs::read_to_string(path).map_err(|e| io_err(path, e))?;
-            crate::empirical::parse_csv_table(&text).map(PointsFile::Csv).map_err(|msg| Error::File { path: path.display().to_string(), msg })
+            crate::empirical::parse_csv_table(&text).map(PointsFile::Csv).map_err(named)
         }
-        _ => Err(Error::File { path: path.display().to_string(), msg: "expected a .npy or .csv file".into() }),
+        _ => Err(named("expected a .npy or .csv file of points".into())),
     }
 }
 

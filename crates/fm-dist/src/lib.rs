@@ -20,6 +20,7 @@
 
 #![warn(missing_docs)]
 
+pub mod affine;
 pub mod empirical;
 pub mod files;
 pub mod gmm;
@@ -34,7 +35,7 @@ pub mod toy;
 pub use empirical::PointCloud;
 pub use gmm::GaussianMixture;
 pub use normal::StandardNormal;
-pub use registry::{list_targets, parse_target};
+pub use registry::{list_targets, parse_source, parse_target};
 pub use spec::{ComponentSpec, MixtureSpec, SpecFormat};
 pub use toy::{Checkerboard, Circles, EightGaussians, Moons, Pinwheel, SwissRoll, TwentyFiveGaussians, TwoSpirals};
 

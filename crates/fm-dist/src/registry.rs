@@ -33,6 +33,15 @@ pub fn list_targets() -> Vec<(&'static str, &'static str)> {
 /// not a positive integer; for `spec:` and `file:`, the errors of [`MixtureSpec::read`] and
 /// [`PointCloud::read`], and [`Error::File`] for a spec that is no valid mixture.
 pub fn parse_target(spec: &str) -> Result<Box<dyn Target>> {
+    parse_source(spec, 2)
+}
+
+/// [`parse_target`] for a source of `dim`-dimensional points: plain `normal` is `N(0, I_dim)`
+/// (noise takes the dimension of the data it is carried to; `normal:D` still says its own).
+///
+/// # Errors
+/// As [`parse_target`].
+pub fn parse_source(spec: &str, dim: usize) -> Result<Box<dyn Target>> {
     let spec = spec.trim();
     let (name, arg) = match spec.split_once(':') {
         Some((n, a)) => (n.trim().to_ascii_lowercase(), Some(a.trim())),
@@ -51,7 +60,7 @@ pub fn parse_target(spec: &str) -> Result<Box<dyn Target>> {
     }
     let target: Box<dyn Target> = match name.as_str() {
         "gmm3" => Box::new(GaussianMixture::seed()),
-        "normal" => Box::new(StandardNormal::new(2)?),
+        "normal" => Box::new(StandardNormal::new(dim)?),
         "8gaussians" => Box::new(EightGaussians::new_default()),
         "25gaussians" => Box::new(TwentyFiveGaussians::new_default()),
         "moons" => Box::new(Moons),

@@ -182,10 +182,11 @@ pub type StateDict = Vec<(String, TensorData)>;
 
 /// What the caller knows of the architecture when the file does not say it all.
 ///
-/// The weights give the width, the number of hidden layers and the input width, but not the
-/// activation, nor how much of the input width is time features: files without our `config`
-/// metadata (a state dict written by PyTorch) take both from here, and are refused when
-/// [`Self::activation`] is `None` rather than run with a guessed one.
+/// The weights give the data dimension (the output width), the time features (the rest of the
+/// input width), the hidden width and the number of hidden layers, but not the activation:
+/// files without our `config` metadata (a state dict written by PyTorch) take it from here, and
+/// are refused when neither [`Self::activation`] nor [`Self::described`] gives one, rather than
+/// run with a guessed one.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LoadOptions {
     /// The architecture to expect. Tensor shapes are checked against it, and a `config` in the
@@ -194,8 +195,10 @@ pub struct LoadOptions {
     /// The activation of an architecture inferred from shapes (the seed's is ReLU). `None`: a
     /// file that does not record its activation is an error saying how to give it.
     pub activation: Option<Activation>,
-    /// The time features of an architecture inferred from shapes (`0`: the raw time, the seed's).
-    pub time_embedding: usize,
+    /// A description of the network from elsewhere (a run file's `[model]`), used for a file
+    /// without its config only when its shapes are exactly that network; then its activation
+    /// is the description's (unless [`Self::activation`] says otherwise).
+    pub described: Option<MlpConfig>,
 }
 
 impl LoadOptions {
@@ -354,9 +357,10 @@ fn build(state: &StateDict, metadata: &Metadata, device: Device, opts: &LoadOpti
 /// ([`MlpConfig::validate`]); [`Error::Torch`] when the model cannot be built on `device`.
 pub fn from_state_dict(state: &StateDict, device: Device, opts: &LoadOptions) -> Result<Mlp> {
     let here = Path::new("<bytes>");
+    // Refusals list the tensors under the file's own names.
+    let holds = || format!("; the file holds {}", list_tensors(state));
     let renamed = canonical_names(state);
     let state = renamed.as_ref().unwrap_or(state);
-    let holds = || format!("; the file holds {}", list_tensors(state));
     let config = match &opts.config {
         Some(c) => c.clone(),
         None => infer_config(state, opts).map_err(|m| err(here, m + &holds()))?,
@@ -484,12 +488,13 @@ pub fn save_pth(mlp: &Mlp, path: &Path, extra: &Metadata) -> Result<()> {
 }
 
 /// Converts a checkpoint (any [`Format`], usually our `.safetensors`) into a `.pth` for
-/// PyTorch, keeping its metadata in the archive's extra record.
+/// PyTorch, keeping its metadata (see [`crate::pth::write_state_dict`]); `opts` as for
+/// [`load_any_with`].
 ///
 /// # Errors
-/// What [`load_any`] returns for `src`, and what [`save_pth`] returns for `dst`.
-pub fn export_pth(src: &Path, dst: &Path) -> Result<()> {
-    let (mlp, metadata) = load_any(src, Device::Cpu)?;
+/// What [`load_any_with`] returns for `src`, and what [`save_pth`] returns for `dst`.
+pub fn export_pth(src: &Path, dst: &Path, opts: &LoadOptions) -> Result<()> {
+    let (mlp, metadata) = load_any_with(src, Device::Cpu, opts)?;
     save_pth(&mlp, dst, &metadata)
 }
 
@@ -517,16 +522,45 @@ fn infer_config(state: &StateDict, opts: &LoadOptions) -> std::result::Result<Ml
         linear += 1;
     }
     let last = shape(2 * (linear - 1)).unwrap_or_default();
-    let time_inputs = opts.time_embedding.max(1);
-    if first.len() != 2 || first[1] <= time_inputs || last.len() != 2 || linear < 2 {
-        return Err(format!("cannot infer an MLP with {time_inputs} time input(s) from 'net.0.weight' of shape {first:?} and {linear} linear layers"));
+    if first.len() != 2 || last.len() != 2 || linear < 2 {
+        return Err(format!(
+            "cannot infer an MLP: expected linear layers 'net.0', 'net.2', 'net.4', … (linear and activation alternating, as in the seed's \
+             nn.Sequential), found 'net.0.weight' of shape {first:?} and {} such layer(s)",
+            linear
+        ));
     }
-    let activation = opts.activation.ok_or_else(|| {
-        format!(
-            "the file does not record its network's activation (a state dict written by PyTorch holds only weights): \
-             say which with --activation {} (the seed's network uses relu), and --time-embedding N if N of its first layer's inputs are time features",
+    // The output is the velocity, as wide as the data; the rest of the input is the time: 1
+    // (raw t) or an even number of sine and cosine features.
+    let (dim, inputs) = (last[0], first[1]);
+    let time_embedding = match inputs.checked_sub(dim) {
+        Some(1) => 0,
+        Some(n) if n >= 2 && n % 2 == 0 => n,
+        _ => {
+            return Err(format!(
+                "cannot infer an MLP: {inputs} inputs and {dim} outputs leave no room for the time (1 input, or an even number of time features)"
+            ))
+        }
+    };
+    let inferred = |activation| MlpConfig { dim, hidden_dim: first[0], hidden_layers: linear - 1, activation, time_embedding };
+    if let Some(activation) = opts.activation {
+        return Ok(inferred(activation));
+    }
+    match &opts.described {
+        Some(described) if inferred(described.activation) == *described => Ok(described.clone()),
+        described => Err(format!(
+            "the file does not record its network's activation (a state dict written by PyTorch holds only weights){}: \
+             say which with --activation {} (the seed's network uses relu)",
+            described.as_ref().map_or(String::new(), |d| format!(
+                ", and its shapes ({}) are not the network the run file describes ({})",
+                shape_of(&inferred(d.activation)),
+                shape_of(d)
+            )),
             Activation::ALL.map(Activation::name).join("|")
-        )
-    })?;
-    Ok(MlpConfig { dim: first[1] - time_inputs, hidden_dim: first[0], hidden_layers: linear - 1, activation, time_embedding: opts.time_embedding })
+        )),
+    }
+}
+
+/// A network's shape, without its activation.
+fn shape_of(c: &MlpConfig) -> String {
+    format!("{}-D, {} hidden layers of {}, {} time inputs", c.dim, c.hidden_layers, c.hidden_dim, c.time_embedding.max(1))
 }

@@ -1,10 +1,11 @@
 //! A checkpoint with what it records about its training, resolved once.
 
 use crate::{Error, Result};
-use fm_dist::{parse_target, Target};
+use fm_dist::affine::Affine;
+use fm_dist::{parse_source, Target};
 use fm_model::checkpoint::{self, LoadOptions, Metadata};
 use fm_model::Mlp;
-use fm_train::TrainConfig;
+use fm_train::{DataUnits, TrainConfig};
 use std::path::Path;
 
 /// A model read from a checkpoint (ours or PyTorch's), with the source it was trained from and
@@ -21,6 +22,9 @@ pub struct ModelBundle {
     /// The training settings the file records (`Ok(None)` for a file that records none; `Err`
     /// saying why for a record that cannot be read, never a guess).
     pub train: std::result::Result<Option<TrainConfig>, String>,
+    /// The standardisation the model was trained under (`x = shift + scale ⊙ z`; the model and
+    /// [`ModelBundle::source`] are in standard units `z`), for a file target.
+    pub data_map: Option<Affine>,
 }
 
 impl ModelBundle {
@@ -36,7 +40,7 @@ impl ModelBundle {
         let (mlp, metadata) = checkpoint::load_any_with(path, fm_model::parse_device(device)?, foreign)?;
         let dim = mlp.config().dim;
         let spec = source.map(str::to_string).or_else(|| metadata.get("source").cloned()).unwrap_or_else(|| format!("normal:{dim}"));
-        let source = parse_target(&spec)?;
+        let source = parse_source(&spec, dim)?;
         if source.dim() != dim {
             return Err(Error::Invalid(format!("the source {} is {}-D but the checkpoint's model is {dim}-D", source.name(), source.dim())));
         }
@@ -44,7 +48,21 @@ impl ModelBundle {
             .get("train")
             .map(|json| serde_json::from_str(json).map_err(|e| format!("the checkpoint's training settings cannot be read: {e}")))
             .transpose();
-        Ok(Self { target: metadata.get("target").cloned(), mlp, metadata, source, train })
+        let data_map = match metadata.get(crate::train::STANDARDIZE) {
+            None => None,
+            Some(json) => {
+                let map: Affine =
+                    serde_json::from_str(json).map_err(|e| Error::Invalid(format!("{}: the standardisation record cannot be read: {e}", path.display())))?;
+                map.validate(dim).map_err(|e| Error::Invalid(format!("{}: the standardisation record: {e}", path.display())))?;
+                Some(map)
+            }
+        };
+        Ok(Self { target: metadata.get("target").cloned(), mlp, metadata, source, train, data_map })
+    }
+
+    /// The model with its source and map: samples and densities in the data's units.
+    pub fn units(&self) -> DataUnits<'_, Mlp> {
+        DataUnits { field: &self.mlp, source: self.source.as_ref(), map: self.data_map.as_ref() }
     }
 
     /// The training settings the file records, or the seed's (linear path, uniform times,

@@ -17,6 +17,10 @@ pub struct RunConfig {
     pub source: String,
     /// auto, cpu, cuda or cuda:N.
     pub device: String,
+    /// Train on a file target (`file:FILE`) standardised per coordinate (mean 0, standard
+    /// deviation 1), the map stored in the checkpoint and undone at sampling; `false` trains in
+    /// the data's units (with a warning when they are far from unit scale).
+    pub standardize: bool,
     /// The network.
     pub model: MlpConfig,
     /// How it is trained.
@@ -33,6 +37,7 @@ impl Default for RunConfig {
             target: "gmm3".into(),
             source: "normal".into(),
             device: "auto".into(),
+            standardize: true,
             model: MlpConfig::default(),
             train: TrainConfig::default(),
             sample: SampleConfig::default(),

@@ -1,10 +1,11 @@
 //! Training a run into its folder.
 
 use crate::{seeds, Error, MetricsRow, Result, RunConfig, RunDir, RunLock};
+use fm_dist::affine::{Affine, Pushforward};
 use fm_dist::metrics::Estimate;
-use fm_dist::{parse_target, Target};
+use fm_dist::{parse_source, parse_target, PointCloud, Target};
 use fm_model::{checkpoint, parse_device, Mlp};
-use fm_train::{Checkpoint, Progress, ProgressBarReporter, Resume, Tracker, TrainHooks, TrainReport};
+use fm_train::{Checkpoint, DataUnits, Progress, ProgressBarReporter, Resume, Tracker, TrainHooks, TrainReport};
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::AtomicBool;
 
@@ -23,17 +24,30 @@ pub struct TrainOptions<'a> {
 pub struct Trained {
     /// Held until the caller has written everything into the run folder.
     pub lock: RunLock,
-    /// The model to sample from (the EMA's weights when the run keeps an average).
+    /// The model to sample from (the EMA's weights when the run keeps an average), in standard
+    /// units when [`Trained::data_map`] is set.
     pub mlp: Mlp,
-    /// The target the run learnt.
+    /// The target the run learnt, in the data's units.
     pub target: Box<dyn Target>,
-    /// The source it starts from.
+    /// The source the model starts from (standard units when [`Trained::data_map`] is set).
     pub source: Box<dyn Target>,
+    /// The standardisation of a file target, `x = shift + scale ⊙ z`: the model learnt `z`.
+    pub data_map: Option<Affine>,
     /// What training measured.
     pub report: TrainReport,
     /// The loss floor of the setting, where the exact flow covers it.
     pub loss_floor: Option<Estimate>,
 }
+
+impl Trained {
+    /// The model with its source and map: samples and densities in the data's units.
+    pub fn units(&self) -> DataUnits<'_, Mlp> {
+        DataUnits { field: &self.mlp, source: self.source.as_ref(), map: self.data_map.as_ref() }
+    }
+}
+
+/// Metadata entry of a checkpoint holding its [`Affine`] standardisation as JSON.
+pub const STANDARDIZE: &str = "standardize";
 
 /// Builds target, source and model from `cfg` (checking everything before any work), trains,
 /// and writes into `dir`: `config.toml` first; then at every checkpoint (every
@@ -54,10 +68,27 @@ pub struct Trained {
 pub fn train_run(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut dyn FnMut(&str)) -> Result<Trained> {
     let device = parse_device(&cfg.device)?;
     let target = parse_target(&cfg.target).map_err(|source| Error::Spec { what: "target", source })?;
-    let source = parse_target(&cfg.source).map_err(|source| Error::Spec { what: "source", source })?;
+    let source = parse_source(&cfg.source, target.dim()).map_err(|source| Error::Spec { what: "source", source })?;
     if source.dim() != target.dim() {
         return Err(Error::Invalid(format!("the source {} is {}-D but the target {} is {}-D", source.name(), source.dim(), target.name(), target.dim())));
     }
+    let data_map = standardization(cfg, target.as_ref(), log)?;
+    // What the network trains on: with a standardisation, the target (and a source in data
+    // units) seen in standard units.
+    let standard = match &data_map {
+        None => None,
+        Some(map) => {
+            let target = Box::new(Pushforward::new(parse_target(&cfg.target)?, map.inverse())?) as Box<dyn Target>;
+            let source = if is_noise(&cfg.source) {
+                None
+            } else {
+                Some(Box::new(Pushforward::new(parse_source(&cfg.source, target.dim())?, map.inverse())?) as Box<dyn Target>)
+            };
+            Some((target, source))
+        }
+    };
+    let train_target = standard.as_ref().map_or(target.as_ref(), |(t, _)| t.as_ref());
+    let train_source = standard.as_ref().and_then(|(_, s)| s.as_deref()).unwrap_or(source.as_ref());
     let mut cfg = cfg.clone();
     cfg.model.dim = target.dim();
     cfg.model.validate()?;
@@ -121,13 +152,23 @@ pub fn train_run(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &m
     let ema_mlp = if cfg.train.ema_decay.is_some() { Some(Mlp::new(cfg.model.clone(), device)?) } else { None };
     let tracker = match cfg.eval.track_every {
         0 => None,
-        _ => Some(Tracker::new(target.as_ref(), source.as_ref(), cfg.eval.track_points, seeds::tracking(cfg.train.seed), &cfg.sample, &cfg.eval.likelihood)?),
+        _ => {
+            let tracker = Tracker::new(train_target, train_source, cfg.eval.track_points, seeds::tracking(cfg.train.seed), &cfg.sample, &cfg.eval.likelihood)?;
+            Some(match &data_map {
+                Some(map) => tracker.in_data_units(map.clone()),
+                None => tracker,
+            })
+        }
     };
-    let loss_floor = fm_train::exact::training_floor(target.as_ref(), source.as_ref(), &cfg.train)?;
+    let loss_floor = fm_train::exact::training_floor(train_target, train_source, &cfg.train)?;
     let bar = ProgressBarReporter::new(cfg.train.steps, opts.quiet).with_floor(loss_floor.map(|f| f.mean));
     let rows = RefCell::new(rows);
     let last_checkpoint = Cell::new(start.as_ref().map(|r| r.step));
-    let meta: checkpoint::Metadata = [("target", cfg.target.clone()), ("source", cfg.source.clone())].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let mut meta: checkpoint::Metadata =
+        [("target", cfg.target.clone()), ("source", cfg.source.clone())].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    if let Some(map) = &data_map {
+        meta.insert(STANDARDIZE.into(), serde_json::to_string(map).map_err(|e| Error::Invalid(e.to_string()))?);
+    }
     // The training state also records the fingerprint, which a resume compares.
     let mut state_meta = meta.clone();
     state_meta.insert(FINGERPRINT.into(), serde_json::to_string(&fingerprint).map_err(|e| Error::Invalid(e.to_string()))?);
@@ -154,7 +195,7 @@ pub fn train_run(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &m
         checkpoint::save(model, &dir.file(RunDir::MODEL), &model_meta)?;
         fm_train::save_state(&state_path, c, &state_meta)?;
         if let Some(tracker) = tracker.as_ref().filter(|_| c.step.is_multiple_of(cfg.eval.track_every) || c.step == cfg.train.steps) {
-            let tracked = tracker.measure(model, source.as_ref())?;
+            let tracked = tracker.measure(model, train_source)?;
             if let Some(row) = rows.borrow_mut().last_mut().filter(|r| r.step == c.step) {
                 row.w2 = Some(tracked.w2);
                 row.kl = tracked.kl;
@@ -165,7 +206,7 @@ pub fn train_run(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &m
         Ok(())
     };
     let hooks = TrainHooks { on_progress: &mut on_progress, on_checkpoint: Some(&mut on_checkpoint), stop: opts.stop };
-    let outcome = fm_train::train_resumable(&mut mlp, target.as_ref(), source.as_ref(), &cfg.train, start, hooks).map_err(|source| {
+    let outcome = fm_train::train_resumable(&mut mlp, train_target, train_source, &cfg.train, start, hooks).map_err(|source| {
         let kept = match last_checkpoint.get() {
             Some(step) => format!("the last good checkpoint (step {step}) is kept in {}", dir.path().display()),
             None => "no checkpoint was written".to_string(),
@@ -183,7 +224,11 @@ pub fn train_run(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &m
         report.steps, report.seconds, report.steps_per_s, report.final_loss
     ));
     outcome.state.apply_ema(&mlp)?;
-    Ok(Trained { lock, mlp, target, source, report, loss_floor })
+    let source = match standard {
+        Some((_, Some(standard_source))) => standard_source,
+        _ => source,
+    };
+    Ok(Trained { lock, mlp, target, source, data_map, report, loss_floor })
 }
 
 /// Metadata entry of the training state holding [`fingerprint`] as JSON.
@@ -200,10 +245,44 @@ fn fingerprint(cfg: &RunConfig) -> Result<std::collections::BTreeMap<String, Str
             f.insert(format!("{name} file content"), file_digest(std::path::Path::new(path))?);
         }
     }
+    f.insert("standardize".into(), cfg.standardize.to_string());
     settings(&mut f, "model", &cfg.model)?;
     settings(&mut f, "train", &cfg.train)?;
     f.remove("train.steps");
     Ok(f)
+}
+
+/// A source of noise (`normal`, `normal:D`) is in standard units already; any other source is
+/// data, and is standardised with the target.
+fn is_noise(spec: &str) -> bool {
+    spec == "normal" || spec.starts_with("normal:")
+}
+
+/// The standardisation of a file target when `cfg.standardize` asks for it (logged); otherwise
+/// `None`, with a warning when the target is far from unit scale.
+fn standardization(cfg: &RunConfig, target: &dyn Target, log: &mut dyn FnMut(&str)) -> Result<Option<Affine>> {
+    let file = cfg.target.strip_prefix("file:").map(|p| PointCloud::read(std::path::Path::new(p))).transpose()?;
+    let fmt = |v: &[f64]| v.iter().map(|x| format!("{x:.4e}")).collect::<Vec<_>>().join(", ");
+    match file {
+        Some(cloud) if cfg.standardize => {
+            let map = Affine::standardizing(cloud.points())?;
+            log(&format!(
+                "fm: standardising the data: trained on z = (x − [{}]) / [{}], sampled back in the data's units (standardize = false in the run file, or --no-standardize, turns this off)",
+                fmt(&map.shift),
+                fmt(&map.scale)
+            ));
+            Ok(Some(map))
+        }
+        _ => {
+            // Built-in and mixture targets are not standardised (their exact flow is in their units).
+            let points = target.sample(10_000, &mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0));
+            if let Some(warning) = Affine::scale_warning(points.view()) {
+                let how = if cfg.target.starts_with("file:") { "standardisation is off" } else { "only file targets are standardised" };
+                log(&format!("warning: {warning}; {how}"));
+            }
+            Ok(None)
+        }
+    }
 }
 
 /// The fingerprint a training state was written with; for a state written before fingerprints,

@@ -345,6 +345,8 @@ pub fn kl_estimate(
 /// from torch's generator: tracking does not change what the run trains.
 pub struct Tracker {
     holdout: ndarray::Array2<f64>,
+    /// For a model trained in standard units: the map to data units, where W2 is measured.
+    map: Option<fm_dist::affine::Affine>,
     log_p: Option<Array1<f64>>,
     sample: crate::SampleConfig,
     likelihood: LikelihoodConfig,
@@ -376,7 +378,14 @@ impl Tracker {
         likelihood.validate()?;
         let holdout = target.sample(n, &mut rand::rngs::StdRng::seed_from_u64(seed));
         let log_p = if target.has_density() && source.has_density() { Some(target.log_prob(holdout.view())?) } else { None };
-        Ok(Self { holdout, log_p, sample, likelihood: likelihood.clone() })
+        Ok(Self { holdout, map: None, log_p, sample, likelihood: likelihood.clone() })
+    }
+
+    /// For a model trained in standard units (target and source given to [`Tracker::new`] in
+    /// those units): W2 measured in data units, `x = shift + scale ⊙ z`. KL is the same in
+    /// either units (it is invariant under an invertible map).
+    pub fn in_data_units(self, map: fm_dist::affine::Affine) -> Self {
+        Self { map: Some(map), ..self }
     }
 
     /// The figures of `mlp` now.
@@ -386,7 +395,10 @@ impl Tracker {
     /// cannot be computed (non-finite samples or log-densities).
     pub fn measure(&self, mlp: &(impl VectorField + HasDevice + ?Sized), source: &dyn Target) -> Result<Tracked> {
         let generated = crate::sample(mlp, source, &self.sample)?;
-        let w2 = fm_dist::metrics::w2(generated.view(), self.holdout.view())?;
+        let w2 = match &self.map {
+            None => fm_dist::metrics::w2(generated.view(), self.holdout.view())?,
+            Some(map) => fm_dist::metrics::w2(map.apply(generated.view()).view(), map.apply(self.holdout.view()).view())?,
+        };
         let kl = match &self.log_p {
             Some(log_p) => {
                 let log_q = model_log_prob(mlp, source, self.holdout.view(), &self.likelihood)?;

@@ -40,6 +40,7 @@ mod progress;
 mod sample;
 pub mod time;
 mod train;
+mod units;
 
 pub use checkpoint::{load_state, load_state_into, save_state, Checkpoint, LoadedState, ResumedState, STATE_FILE};
 pub use convert::{array_to_tensor, tensor_to_array};
@@ -55,6 +56,7 @@ pub use train::{
     step_seed, train, train_resumable, train_with_state, CheckpointHook, Preset, Progress, Resume, TrainConfig, TrainHooks, TrainOutcome, TrainReport,
     TrainState, PRESETS,
 };
+pub use units::{velocity_array, DataUnits};
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]

@@ -95,6 +95,15 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     out.push(("checkpoint", "ours.pth", checkpoint::to_pth_bytes(&mlp, &meta).expect("pth")));
     let plain: Vec<(String, tch::Tensor)> = mlp.var_store().variables().into_iter().collect::<std::collections::BTreeMap<_, _>>().into_iter().collect();
     out.push(("checkpoint", "plain.safetensors", checkpoint::encode_safetensors(&plain, &Metadata::new()).expect("safetensors")));
+    // The key spellings of PyTorch wrappers, as plain .pth state dicts: DataParallel, torch.compile
+    // (and both), a bare nn.Sequential.
+    let state = checkpoint::state_dict(&mlp).expect("state dict");
+    for (name, prefix, strip) in
+        [("dataparallel.pth", "module.", ""), ("compiled.pth", "_orig_mod.", ""), ("both.pth", "module._orig_mod.", ""), ("bare-sequential.pth", "", "net.")]
+    {
+        let renamed: checkpoint::StateDict = state.iter().map(|(k, t)| (format!("{prefix}{}", k.strip_prefix(strip).unwrap_or(k)), t.clone())).collect();
+        out.push(("checkpoint", name, fm_model::pth::write_state_dict(&renamed, &Metadata::new()).expect("pth")));
+    }
 
     // Point clouds.
     let points: Array2<f64> = array![[0.5, -1.25], [3.0, 2.0], [-0.125, 1e-3], [1e6, -7.5], [2.5, 0.0]];

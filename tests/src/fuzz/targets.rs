@@ -107,6 +107,10 @@ thread_local! {
 /// A model checkpoint, safetensors or `.pth` (`fm sample --checkpoint`, `fm inspect`,
 /// `fm import`): a model that loads must evaluate.
 pub fn checkpoint(data: &[u8]) -> bool {
+    // Without an activation given, only a file that records its network may load.
+    if let Ok((_, metadata)) = from_any_bytes(data, Device::Cpu, &LoadOptions::default()) {
+        assert!(metadata.contains_key("config"), "a file without its config loaded with no activation given");
+    }
     let Ok((mlp, _metadata)) = from_any_bytes(data, Device::Cpu, &LoadOptions::with_activation(fm_model::Activation::Relu)) else { return false };
     let x = Tensor::zeros([2, mlp.config().dim as i64], (Kind::Float, Device::Cpu));
     let v = mlp.velocity(&x, 0.5).expect("a model that loads evaluates");

@@ -173,7 +173,7 @@ fn models_round_trip_through_pth_and_conversions_are_lossless() {
         // safetensors → pth → safetensors gives back the very same bytes.
         let (st, pt, st2) = (tmp("a.safetensors"), tmp("a.pth"), tmp("b.safetensors"));
         checkpoint::save(&mlp, &st, &extra).unwrap();
-        checkpoint::export_pth(&st, &pt).unwrap();
+        checkpoint::export_pth(&st, &pt, &LoadOptions::default()).unwrap();
         checkpoint::import_pth(&pt, &st2, &LoadOptions::default()).unwrap();
         assert_eq!(std::fs::read(&st).unwrap(), std::fs::read(&st2).unwrap());
     }

@@ -92,7 +92,7 @@ fn cross() -> &'static Cross {
         let dir = std::env::temp_dir().join(format!("fm-model-pytorch-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         checkpoint::save(&model(), &dir.join("ours.safetensors"), &Default::default()).unwrap();
-        checkpoint::export_pth(&dir.join("ours.safetensors"), &dir.join("ours.pth")).unwrap();
+        checkpoint::export_pth(&dir.join("ours.safetensors"), &dir.join("ours.pth"), &LoadOptions::default()).unwrap();
         let te = model_te();
         checkpoint::save_pth(&te, &dir.join("ours_te.pth"), &Default::default()).unwrap();
         checkpoint::save(&te, &dir.join("ours_te.safetensors"), &Default::default()).unwrap();
@@ -250,7 +250,7 @@ fn data_parallel_compiled_and_bare_sequential_names_load_as_the_seed() {
 fn our_metadata_survives_torch_load_and_torch_save() {
     let c = cross();
     c.section_ok("foreign_layouts");
-    // Without the record, the 18-wide first layer would read as a 17-D network with raw time.
+    // Without the record, the activation (GELU) would be unknown.
     let (back, meta) = checkpoint::load_any(&c.path("ours_te_resaved.pth"), Device::Cpu).unwrap();
     assert_eq!(back.config(), model_te().config());
     assert_eq!(meta["format"], checkpoint::FORMAT);

@@ -1,0 +1,94 @@
+//! A model trained in standard units, used in the data's units.
+//!
+//! A target read from a file is standardised before training (see [`fm_dist::affine`]): the
+//! network learns the flow from the source to `z = (x − shift) / scale`. Everything a user sees
+//! is carried back at the boundary, in `f64`: samples and paths by `x = shift + scale ⊙ z`,
+//! log-densities by `log q_x(x) = log q_z(z) − Σ ln scale`, velocities by `v_x = scale ⊙ v_z`.
+//! The ODE itself runs in standard units, where `f32` has its full precision (data around 10⁶
+//! would lose theirs).
+
+use crate::eval::{model_log_prob, LikelihoodConfig};
+use crate::{array_to_tensor, tensor_to_array, HasDevice, Result, SampleConfig};
+use fm_dist::affine::Affine;
+use fm_dist::Target;
+use fm_ode::VectorField;
+use ndarray::{Array1, Array2, Array3, ArrayView2};
+
+/// A field and its source in standard units, with the map to data units (`None`: the model
+/// was trained in the data's units, and every method is the plain one).
+pub struct DataUnits<'a, F: ?Sized> {
+    /// The learnt velocity field (standard units).
+    pub field: &'a F,
+    /// Its source distribution (standard units).
+    pub source: &'a dyn Target,
+    /// `x = shift + scale ⊙ z`.
+    pub map: Option<&'a Affine>,
+}
+
+impl<F: VectorField + HasDevice + ?Sized> DataUnits<'_, F> {
+    /// [`crate::sample`], in data units.
+    ///
+    /// # Errors
+    /// As [`crate::sample`].
+    pub fn sample(&self, cfg: &SampleConfig) -> Result<Array2<f64>> {
+        let z = crate::sample(self.field, self.source, cfg)?;
+        Ok(self.to_data(z))
+    }
+
+    /// [`crate::sample_paths`], in data units.
+    ///
+    /// # Errors
+    /// As [`crate::sample_paths`].
+    pub fn sample_paths(&self, cfg: &SampleConfig, n: usize) -> Result<(Vec<f64>, Array3<f64>)> {
+        let (times, mut paths) = crate::sample_paths(self.field, self.source, cfg, n)?;
+        if let Some(map) = self.map {
+            for mut state in paths.outer_iter_mut() {
+                let x = map.apply(state.view());
+                state.assign(&x);
+            }
+        }
+        Ok((times, paths))
+    }
+
+    /// [`model_log_prob`] of points `x` given in data units, in nats of the data's units.
+    ///
+    /// # Errors
+    /// As [`model_log_prob`].
+    pub fn log_prob(&self, x: ArrayView2<f64>, cfg: &LikelihoodConfig) -> Result<Array1<f64>> {
+        match self.map {
+            None => model_log_prob(self.field, self.source, x, cfg),
+            Some(map) => Ok(model_log_prob(self.field, self.source, map.inverse().apply(x).view(), cfg)? - map.log_det()),
+        }
+    }
+
+    /// The velocity at points `x` (data units) and time `t`, in data units per unit time.
+    ///
+    /// # Errors
+    /// A field or torch failure.
+    pub fn velocity(&self, x: ArrayView2<f64>, t: f64) -> Result<Array2<f64>> {
+        let z = self.map.map_or_else(|| x.to_owned(), |m| m.inverse().apply(x));
+        let v = velocity_array(self.field, z.view(), t)?;
+        Ok(match self.map {
+            None => v,
+            // v_x = scale ⊙ v_z: the map's shift does not move velocities.
+            Some(m) => Affine { shift: vec![0.0; m.scale.len()], scale: m.scale.clone() }.apply(v.view()),
+        })
+    }
+
+    /// Samples `z` (standard units) in data units.
+    fn to_data(&self, z: Array2<f64>) -> Array2<f64> {
+        match self.map {
+            None => z,
+            Some(map) => map.apply(z.view()),
+        }
+    }
+}
+
+/// A field's velocity at the rows of `x` and time `t`, as an array (no gradient kept).
+///
+/// # Errors
+/// A field or torch failure.
+pub fn velocity_array(field: &(impl VectorField + HasDevice + ?Sized), x: ArrayView2<f64>, t: f64) -> Result<Array2<f64>> {
+    let _guard = tch::no_grad_guard();
+    tensor_to_array(&field.velocity(&array_to_tensor(x, field.device())?, t)?)
+}
