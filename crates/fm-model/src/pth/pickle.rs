@@ -485,7 +485,15 @@ pub(crate) fn load(data: &[u8]) -> Result<(Entries, Option<String>), String> {
     let mut out: Entries = Vec::new();
     for pair in items.chunks_exact(2) {
         let Value::Str(key) = &pair[0] else { return Err(format!("state dict key is {}, not a str", pair[0].kind())) };
-        let Value::Tensor(t) = &pair[1] else { return Err(format!("state dict entry '{key}' is {}, not a tensor", pair[1].kind())) };
+        let Value::Tensor(t) = &pair[1] else {
+            // A training checkpoint ({'model': state_dict, 'optimizer': …, 'epoch': …}) is the usual case.
+            let hint = if matches!(pair[1], Value::Dict(_)) {
+                format!(": save the state dict inside it alone, e.g. torch.save(ckpt['{key}'], path)")
+            } else {
+                String::new()
+            };
+            return Err(format!("state dict entry '{key}' is {}, not a tensor{hint}", pair[1].kind()));
+        };
         match out.iter_mut().find(|(k, _)| **k == **key) {
             Some(slot) => slot.1 = t.clone(),
             None => out.push((key.to_string(), t.clone())),
