@@ -236,7 +236,8 @@ const FINGERPRINT: &str = "fingerprint";
 
 /// Everything that decides what a run trains, by field: the target and source specs, the
 /// content digest of any file they read, every model setting and every training setting but
-/// `steps` (the one a resumed run may change). Values are JSON, so they print as written.
+/// `steps` (the one a resumed run may change) and the reporting and checkpoint intervals (which
+/// change what is written, not what is trained). Values are JSON, so they print as written.
 fn fingerprint(cfg: &RunConfig) -> Result<std::collections::BTreeMap<String, String>> {
     let mut f = std::collections::BTreeMap::new();
     for (name, spec) in [("target", &cfg.target), ("source", &cfg.source)] {
@@ -248,7 +249,7 @@ fn fingerprint(cfg: &RunConfig) -> Result<std::collections::BTreeMap<String, Str
     f.insert("standardize".into(), cfg.standardize.to_string());
     settings(&mut f, "model", &cfg.model)?;
     settings(&mut f, "train", &cfg.train)?;
-    f.remove("train.steps");
+    drop_settings_a_resume_may_change(&mut f);
     Ok(f)
 }
 
@@ -295,8 +296,15 @@ fn recorded_fingerprint(loaded: &fm_train::LoadedState) -> Result<std::collectio
         ["target", "source"].into_iter().filter_map(|k| Some((k.to_string(), loaded.metadata.get(k)?.clone()))).collect();
     settings(&mut f, "model", loaded.mlp.config())?;
     settings(&mut f, "train", &loaded.train)?;
-    f.remove("train.steps");
+    drop_settings_a_resume_may_change(&mut f);
     Ok(f)
+}
+
+/// Removes the settings a resumed run may change: its length and its reporting intervals.
+fn drop_settings_a_resume_may_change(f: &mut std::collections::BTreeMap<String, String>) {
+    for field in ["train.steps", "train.report_every", "train.checkpoint_every"] {
+        f.remove(field);
+    }
 }
 
 /// Adds each field of `value` (a struct serialised as a JSON object) as `prefix.field`.
