@@ -112,6 +112,10 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
     };
     if args.exact {
         let model = if ckpt.exists() || args.checkpoint.is_some() { Some(ModelBundle::load(&ckpt, &args.device, None, &foreign)?) } else { None };
+        anyhow::ensure!(
+            model.as_ref().is_none_or(|m| m.data_map.is_none()),
+            "the model was trained on standardised file data: there is no exact field to draw beside it"
+        );
         let flow = crate::resolve_exact(args.target.as_deref(), None, args.path, run.as_ref(), model.as_ref())?.flow;
         crate::plot_field::exact(&out, &flow, model.as_ref().map(|m| &m.mlp), coords)?;
         print_written(&[("figure", &out)]);
@@ -131,6 +135,13 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
     crate::config::override_given!(m, args, steps => cfg.steps, method => cfg.method);
     cfg.n_samples = args.points.unwrap_or(10_000);
     let t: &dyn Target = target.as_ref();
+    anyhow::ensure!(t.dim() >= 2, "figures draw two coordinates and the data are {}-D (fm sample and fm eval work in any dimension)", t.dim());
+    // A standardised model's field is drawn around its data (its standard-normal source box
+    // would be far from them), through their mean for the coordinates not drawn.
+    let data_frame = bundle.data_map.as_ref().map(|m| {
+        let range = |i: usize| m.shift[i] - 3.0 * m.scale[i]..m.shift[i] + 3.0 * m.scale[i];
+        (range(coords.0), range(coords.1), m.shift.clone())
+    });
     match args.kind {
         Kind::Compare => {
             let x = bundle.units().sample(&cfg)?;
@@ -153,7 +164,12 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
             &out,
             |x: ArrayView2<f64>, time| -> Result<Array2<f64>> { Ok(bundle.units().velocity(x, time)?) },
             Some(t),
-            &fm_viz::FieldFigure { coords, ..Default::default() },
+            &match data_frame {
+                Some((x_range, y_range, through)) => {
+                    fm_viz::FieldFigure { coords, x_range: Some(x_range), y_range: Some(y_range), through, ..Default::default() }
+                }
+                None => fm_viz::FieldFigure { coords, ..Default::default() },
+            },
         )?,
         Kind::FieldError => {
             anyhow::ensure!(bundle.data_map.is_none(), "the model was trained on standardised file data: there is no exact field to compare it with");

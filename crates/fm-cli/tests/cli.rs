@@ -784,6 +784,33 @@ fn file_targets_far_from_unit_scale_are_standardised() {
     let o = fm(&["inspect", run.join("model.safetensors").to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("standardize"), "{}", String::from_utf8_lossy(&o.stdout));
 
+    // A data source (here the same cloud) is standardised with the target, in training and when
+    // the checkpoint is read back: `fm sample` lands on the data too (it once started from the
+    // raw source numbers in standard units, 1e6 standard deviations away).
+    let from_data = dir.join("from-data");
+    let o = fm(&[
+        "train",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--target",
+        &target,
+        "--source",
+        &target,
+        "--steps",
+        "50",
+        "--hidden-dim",
+        "8",
+        "--out",
+        from_data.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = dir.join("from-data.npy");
+    let o = fm(&["sample", "--checkpoint", from_data.join("model.safetensors").to_str().unwrap(), "--samples", "500", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mean = fm_dist::io::read_points(&out).unwrap().mean_axis(ndarray::Axis(0)).unwrap();
+    assert!((mean[0] - 5e6).abs() < 2e5 && (mean[1] - 4e6).abs() < 2e5, "fm sample of a data-source model: mean {mean}");
+
     let raw = dir.join("raw");
     let o = fm(&[
         "train",

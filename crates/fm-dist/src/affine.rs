@@ -95,6 +95,25 @@ impl Affine {
     }
 }
 
+/// Whether `t` is the standard normal `N(0, I)`: noise, which has no units and so is already in
+/// standard units (any other source is data, standardised with the target).
+pub fn is_standard_normal(t: &dyn Target) -> bool {
+    t.as_gaussian().is_some_and(|(mean, cov)| mean.iter().all(|&m| m == 0.0) && cov == Array2::<f64>::eye(t.dim()))
+}
+
+/// The source a model trained under `map` starts from, in its standard units: noise as it is,
+/// a data source pushed through the inverse map.
+///
+/// # Errors
+/// As [`Pushforward::new`].
+pub fn standard_source(source: Box<dyn Target>, map: &Affine) -> Result<Box<dyn Target>> {
+    if is_standard_normal(source.as_ref()) {
+        Ok(source)
+    } else {
+        Ok(Box::new(Pushforward::new(source, map.inverse())?))
+    }
+}
+
 /// A distribution pushed through an [`Affine`] map: samples `shift + scale ⊙ z` for `z` drawn
 /// from the inner distribution, log-density `log p(z) − Σ ln scale` at `z = (x − shift)/scale`.
 pub struct Pushforward {

@@ -535,11 +535,7 @@ fn infer_config(state: &StateDict, opts: &LoadOptions) -> std::result::Result<Ml
     let time_embedding = match inputs.checked_sub(dim) {
         Some(1) => 0,
         Some(n) if n >= 2 && n % 2 == 0 => n,
-        _ => {
-            return Err(format!(
-                "cannot infer an MLP: {inputs} inputs and {dim} outputs leave no room for the time (1 input, or an even number of time features)"
-            ))
-        }
+        _ => return Err(format!("cannot infer an MLP: {inputs} inputs and {dim} outputs do not leave the time 1 input or an even number of time features")),
     };
     let inferred = |activation| MlpConfig { dim, hidden_dim: first[0], hidden_layers: linear - 1, activation, time_embedding };
     if let Some(activation) = opts.activation {

@@ -57,6 +57,11 @@ impl ModelBundle {
                 Some(map)
             }
         };
+        // The model starts from its source in standard units: a data source is standardised too.
+        let source = match &data_map {
+            Some(map) => fm_dist::affine::standard_source(source, map)?,
+            None => source,
+        };
         Ok(Self { target: metadata.get("target").cloned(), mlp, metadata, source, train, data_map })
     }
 

@@ -1,7 +1,7 @@
 //! Training a run into its folder.
 
 use crate::{seeds, Error, MetricsRow, Result, RunConfig, RunDir, RunLock};
-use fm_dist::affine::{Affine, Pushforward};
+use fm_dist::affine::{standard_source, Affine, Pushforward};
 use fm_dist::metrics::Estimate;
 use fm_dist::{parse_source, parse_target, PointCloud, Target};
 use fm_model::{checkpoint, parse_device, Mlp};
@@ -79,16 +79,12 @@ pub fn train_run(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &m
         None => None,
         Some(map) => {
             let target = Box::new(Pushforward::new(parse_target(&cfg.target)?, map.inverse())?) as Box<dyn Target>;
-            let source = if is_noise(&cfg.source) {
-                None
-            } else {
-                Some(Box::new(Pushforward::new(parse_source(&cfg.source, target.dim())?, map.inverse())?) as Box<dyn Target>)
-            };
+            let source = standard_source(parse_source(&cfg.source, target.dim())?, map)?;
             Some((target, source))
         }
     };
     let train_target = standard.as_ref().map_or(target.as_ref(), |(t, _)| t.as_ref());
-    let train_source = standard.as_ref().and_then(|(_, s)| s.as_deref()).unwrap_or(source.as_ref());
+    let train_source = standard.as_ref().map_or(source.as_ref(), |(_, s)| s.as_ref());
     let mut cfg = cfg.clone();
     cfg.model.dim = target.dim();
     cfg.model.validate()?;
@@ -224,10 +220,7 @@ pub fn train_run(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &m
         report.steps, report.seconds, report.steps_per_s, report.final_loss
     ));
     outcome.state.apply_ema(&mlp)?;
-    let source = match standard {
-        Some((_, Some(standard_source))) => standard_source,
-        _ => source,
-    };
+    let source = standard.map_or(source, |(_, s)| s);
     Ok(Trained { lock, mlp, target, source, data_map, report, loss_floor })
 }
 
@@ -251,12 +244,6 @@ fn fingerprint(cfg: &RunConfig) -> Result<std::collections::BTreeMap<String, Str
     settings(&mut f, "train", &cfg.train)?;
     drop_settings_a_resume_may_change(&mut f);
     Ok(f)
-}
-
-/// A source of noise (`normal`, `normal:D`) is in standard units already; any other source is
-/// data, and is standardised with the target.
-fn is_noise(spec: &str) -> bool {
-    spec == "normal" || spec.starts_with("normal:")
 }
 
 /// The standardisation of a file target when `cfg.standardize` asks for it (logged); otherwise
@@ -290,7 +277,9 @@ fn standardization(cfg: &RunConfig, target: &dyn Target, log: &mut dyn FnMut(&st
 /// the part its metadata holds (target, source, model and training settings).
 fn recorded_fingerprint(loaded: &fm_train::LoadedState) -> Result<std::collections::BTreeMap<String, String>> {
     if let Some(json) = loaded.metadata.get(FINGERPRINT) {
-        return serde_json::from_str(json).map_err(|e| Error::Invalid(format!("cannot resume: the training state's fingerprint cannot be read: {e}")));
+        let mut f = serde_json::from_str(json).map_err(|e| Error::Invalid(format!("cannot resume: the training state's fingerprint cannot be read: {e}")))?;
+        drop_settings_a_resume_may_change(&mut f);
+        return Ok(f);
     }
     let mut f: std::collections::BTreeMap<String, String> =
         ["target", "source"].into_iter().filter_map(|k| Some((k.to_string(), loaded.metadata.get(k)?.clone()))).collect();
