@@ -787,23 +787,12 @@ fn file_targets_far_from_unit_scale_are_standardised() {
     // A data source (here the same cloud) is standardised with the target, in training and when
     // the checkpoint is read back: `fm sample` lands on the data too (it once started from the
     // raw source numbers in standard units, 1e6 standard deviations away).
+    // `fm train` on the cloud, a small network, with `extra` flags.
+    let train = |out: &Path, extra: &[&str]| {
+        fm(&[&["train", "--quiet", "--device", "cpu", "--target", &target, "--hidden-dim", "8", "--out", out.to_str().unwrap()][..], extra].concat())
+    };
     let from_data = dir.join("from-data");
-    let o = fm(&[
-        "train",
-        "--quiet",
-        "--device",
-        "cpu",
-        "--target",
-        &target,
-        "--source",
-        &target,
-        "--steps",
-        "50",
-        "--hidden-dim",
-        "8",
-        "--out",
-        from_data.to_str().unwrap(),
-    ]);
+    let o = train(&from_data, &["--source", &target, "--steps", "50"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = dir.join("from-data.npy");
     let o = fm(&["sample", "--checkpoint", from_data.join("model.safetensors").to_str().unwrap(), "--samples", "500", "--out", out.to_str().unwrap()]);
@@ -812,21 +801,7 @@ fn file_targets_far_from_unit_scale_are_standardised() {
     assert!((mean[0] - 5e6).abs() < 2e5 && (mean[1] - 4e6).abs() < 2e5, "fm sample of a data-source model: mean {mean}");
 
     let raw = dir.join("raw");
-    let o = fm(&[
-        "train",
-        "--quiet",
-        "--device",
-        "cpu",
-        "--target",
-        &target,
-        "--steps",
-        "5",
-        "--hidden-dim",
-        "8",
-        "--no-standardize",
-        "--out",
-        raw.to_str().unwrap(),
-    ]);
+    let o = train(&raw, &["--steps", "5", "--no-standardize"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("warning: the data are far from unit scale") && stderr(&o).contains("standardisation is off"), "{}", stderr(&o));
 }
