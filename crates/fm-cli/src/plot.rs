@@ -148,6 +148,7 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
             let fig = fm_viz::CompareFigure {
                 coords,
                 samples_title: format!("Generated samples ({})", crate::sample::describe(&cfg)),
+                target_title: format!("Target: {}", t.name()),
                 ..fm_viz::CompareFigure::fitted()
             };
             fm_viz::compare(&out, t, x.view(), &fig)?;

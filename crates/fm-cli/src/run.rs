@@ -44,7 +44,11 @@ pub fn run(args: RunArgs, m: &ArgMatches) -> Result<()> {
     let dim = trained.target.dim();
     let drew_compare = dim >= 2;
     if drew_compare {
-        let fig = if cfg.target == RunConfig::default().target { fm_viz::CompareFigure::seed() } else { fm_viz::CompareFigure::fitted() };
+        let fig = if cfg.target == RunConfig::default().target {
+            fm_viz::CompareFigure::seed()
+        } else {
+            fm_viz::CompareFigure { target_title: format!("Target: {}", trained.target.name()), ..fm_viz::CompareFigure::fitted() }
+        };
         fm_viz::compare(&dir.file(RunDir::COMPARE), trained.target.as_ref(), samples.view(), &fig)?;
         if dim > 2 {
             println!("note: {} shows coordinates 0 and 1 of {dim} (`fm plot compare --run DIR --coords I,J` draws others)", RunDir::COMPARE);

@@ -156,6 +156,8 @@ impl CompareScene<'_> {
             .disable_mesh()
             .x_desc(self.proj.x_name())
             .y_desc(self.proj.y_name())
+            .x_label_formatter(&crate::figure::tick)
+            .y_label_formatter(&crate::figure::tick)
             .label_style((font::FAMILY, 18))
             .axis_desc_style((font::FAMILY, 20))
             .draw()

@@ -334,6 +334,23 @@ pub(crate) fn panel<'a, DB: DrawingBackend>(
     b.margin(st.px(12)).margin_right(st.px(18)).x_label_area_size(st.px(48)).y_label_area_size(st.px(62)).build_cartesian_2d(x, y).map_err(draw_err)
 }
 
+/// A tick label: plain for `1e-3 ≤ |v| < 1e5` (up to 4 decimals, trailing zeros dropped),
+/// else scientific with up to 4 significant digits (`4.65e6`). plotters' own labels print a
+/// tick's float noise in full (`4600000.4`), which overlaps on axes of data far from unit scale.
+pub(crate) fn tick(v: &f64) -> String {
+    let trim = |s: String| if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
+    let a = v.abs();
+    if a == 0.0 {
+        "0".into()
+    } else if (1e-3..1e5).contains(&a) {
+        trim(format!("{v:.4}"))
+    } else {
+        let s = format!("{v:.3e}");
+        let (mantissa, exponent) = s.split_once('e').unwrap_or((&s, "0"));
+        format!("{}e{exponent}", trim(mantissa.to_string()))
+    }
+}
+
 /// Axes with tick labels and names, no grid lines.
 pub(crate) fn axes<DB: DrawingBackend>(chart: &mut Chart2d<DB>, x_name: &str, y_name: &str, st: &Style) -> DrawResult {
     chart
@@ -343,6 +360,8 @@ pub(crate) fn axes<DB: DrawingBackend>(chart: &mut Chart2d<DB>, x_name: &str, y_
         .y_desc(y_name)
         .x_labels(7)
         .y_labels(7)
+        .x_label_formatter(&tick)
+        .y_label_formatter(&tick)
         .label_style(st.label())
         .axis_desc_style(st.desc())
         .draw()
@@ -556,6 +575,17 @@ pub(crate) fn fit_paths(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tick_labels_are_short_at_every_scale() {
+        assert_eq!(tick(&4600000.4), "4.6e6");
+        assert_eq!(tick(&4650000.0), "4.65e6");
+        assert_eq!(tick(&-2.5e-6), "-2.5e-6");
+        assert_eq!(tick(&0.30000000000000004), "0.3");
+        assert_eq!(tick(&1500.0), "1500");
+        assert_eq!(tick(&-3.0), "-3");
+        assert_eq!(tick(&0.0), "0");
+    }
 
     #[test]
     fn clipping_keeps_the_inside_part() {
