@@ -65,10 +65,14 @@ impl FileKind {
             FileKind::TrainState => {
                 "it is fm's training state (model, optimizer and EMA, read by `fm train --resume DIR`): give the model.safetensors beside it"
             }
-            FileKind::Npy => "it is a .npy array of points (samples or a point cloud): give it as --samples, or as --target file:PATH",
+            FileKind::Npy => {
+                "it is a .npy array of points (samples or a point cloud): judge it with `fm eval --samples FILE`, or learn it with `--target file:FILE`"
+            }
             FileKind::RunFile => "it is a run file: give it as --config",
             FileKind::Metrics => "it is a run's training log (metrics.csv); `fm plot loss --run DIR` draws it",
-            FileKind::PointsCsv => "it is a CSV of points (samples or a point cloud): give it as --samples, or as --target file:PATH",
+            FileKind::PointsCsv => {
+                "it is a CSV of points (samples or a point cloud): judge it with `fm eval --samples FILE`, or learn it with `--target file:FILE`"
+            }
             FileKind::Json => "it is a JSON file (a run's report.json?)",
             FileKind::Figure => "it is a figure",
         }
