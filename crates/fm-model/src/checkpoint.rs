@@ -537,7 +537,7 @@ fn infer_config(state: &StateDict, opts: &LoadOptions) -> std::result::Result<Ml
         Some(n) if n >= 2 && n % 2 == 0 => n,
         _ => return Err(format!("cannot infer an MLP: {inputs} inputs and {dim} outputs do not leave the time 1 input or an even number of time features")),
     };
-    let inferred = |activation| MlpConfig { dim, hidden_dim: first[0], hidden_layers: linear - 1, activation, time_embedding };
+    let inferred = |activation| MlpConfig { dim, hidden_dim: first[0], hidden_layers: linear - 1, activation, time_embedding, time_inputs: 1 };
     if let Some(activation) = opts.activation {
         return Ok(inferred(activation));
     }
@@ -558,5 +558,5 @@ fn infer_config(state: &StateDict, opts: &LoadOptions) -> std::result::Result<Ml
 
 /// A network's shape, without its activation.
 fn shape_of(c: &MlpConfig) -> String {
-    format!("{}-D, {} hidden layers of {}, {} time inputs", c.dim, c.hidden_layers, c.hidden_dim, c.time_embedding.max(1))
+    format!("{}-D, {} hidden layers of {}, {} time inputs", c.dim, c.hidden_layers, c.hidden_dim, c.time_features())
 }

@@ -32,7 +32,7 @@ mod model;
 pub mod pth;
 
 pub use mlp::{Activation, Mlp, MlpConfig};
-pub use model::{copy_parameters, var_store_parameters, velocity_at, Architecture, VelocityModel};
+pub use model::{copy_parameters, jvp_autograd, var_store_parameters, velocity_at, Architecture, VelocityModel};
 
 /// Runs `f` with torch's global generator seeded with `seed`, holding a process-wide lock: the
 /// generator is shared by every thread, so a seeded initialisation (`Mlp::new` draws from it)

@@ -87,11 +87,21 @@ pub struct MlpConfig {
     /// ([`MlpConfig::time_frequencies`]): a small network then resolves fast changes of the
     /// field in `t` (near `t = 1` on sharp targets) without spending width on them.
     pub time_embedding: usize,
+    /// Times the network takes: 1 for a velocity field `v(x, t)`, 2 for an average velocity
+    /// `u(x, r, t)` over the interval from `r` to `t` (MeanFlow), whose time inputs are
+    /// `[r, t]` (each embedded on its own when `time_embedding > 0`). Written into a run file and
+    /// checkpoint only when it is not 1, so the seed's network reads as it always has.
+    #[serde(skip_serializing_if = "is_one")]
+    pub time_inputs: usize,
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 impl Default for MlpConfig {
     fn default() -> Self {
-        Self { dim: 2, hidden_dim: 128, hidden_layers: 3, activation: Activation::Relu, time_embedding: 0 }
+        Self { dim: 2, hidden_dim: 128, hidden_layers: 3, activation: Activation::Relu, time_embedding: 0, time_inputs: 1 }
     }
 }
 
@@ -121,6 +131,9 @@ impl MlpConfig {
         if self.time_embedding % 2 == 1 || self.time_embedding > 1024 {
             return Err(Error::Config(format!("time_embedding must be an even number of features up to 1024 (0: the raw time), got {}", self.time_embedding)));
         }
+        if !(1..=2).contains(&self.time_inputs) {
+            return Err(Error::Config(format!("time_inputs must be 1 (a velocity v(x, t)) or 2 (an average velocity u(x, r, t)), got {}", self.time_inputs)));
+        }
         Ok(())
     }
 
@@ -136,9 +149,9 @@ impl MlpConfig {
         outer.saturating_add(hidden)
     }
 
-    /// Inputs the network takes for the time: 1 (raw `t`) or `time_embedding`.
+    /// Inputs the network takes for its times: per time, 1 (raw) or `time_embedding`.
     pub fn time_features(&self) -> usize {
-        self.time_embedding.max(1)
+        self.time_inputs.max(1) * self.time_embedding.max(1)
     }
 
     /// The `time_embedding / 2` frequencies `ω_i` of the embedding, geometric from 1 to 100.
@@ -223,13 +236,16 @@ impl Mlp {
         &mut self.vs
     }
 
-    /// `v(x, t)` for a batch `x: [n, dim]` and per-row times `t: [n, 1]` (tracks gradients).
+    /// `v(x, t)` for a batch `x: [n, dim]` and per-row times `t: [n, 1]` (tracks gradients);
+    /// for an average-velocity network (`time_inputs = 2`), `u(x, r, t)` with `t: [n, 2]` holding
+    /// `[r, t]`.
     ///
     /// # Errors
-    /// [`Error::Config`] when `x` is not `[n, dim]`; [`Error::Torch`] when `t` does not fit `x`
-    /// or another torch operation fails.
+    /// [`Error::Config`] when `x` is not `[n, dim]` or `t` not `[n, time_inputs]`;
+    /// [`Error::Torch`] when another torch operation fails.
     pub fn forward(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
         self.check_input(x)?;
+        self.check_times(x, t)?;
         let h = Tensor::f_cat(&[x, &self.time_input(t)?], 1)?.f_linear(&self.layers[0].ws, self.layers[0].bs.as_ref())?;
         self.rest(h)
     }
@@ -256,6 +272,7 @@ impl Mlp {
             return Ok(None);
         }
         self.check_input(x)?;
+        self.check_times(x, t)?;
         let _no_grad = tch::no_grad_guard();
         let input = Tensor::f_cat(&[x, &self.time_input(t)?], 1)?;
         let (hidden, v) = self.rest_keeping(input.f_linear(&self.layers[0].ws, self.layers[0].bs.as_ref())?)?;
@@ -297,15 +314,72 @@ impl Mlp {
         Ok((hidden, h))
     }
 
-    /// The time inputs of rows at times `t: [n, 1]`: `t` itself, or its sinusoidal embedding.
+    /// The time inputs of rows at times `t: [n, time_inputs]`: `t` itself, or the sinusoidal
+    /// embedding of each column in turn.
     fn time_input(&self, t: &Tensor) -> Result<Tensor> {
-        Ok(match &self.frequencies {
-            None => t.shallow_clone(),
-            Some(w) => {
-                let angle = t.f_to_kind(Kind::Float)?.f_mul(w)?;
-                Tensor::f_cat(&[angle.f_sin()?, angle.f_cos()?], 1)?
+        Ok(self.time_input_and_tangent(t, None)?.0)
+    }
+
+    /// [`Mlp::time_input`], and its derivative along `dt` (the same shape as `t`) when given:
+    /// `d sin(ωt) = ω cos(ωt) dt`, `d cos(ωt) = −ω sin(ωt) dt`.
+    fn time_input_and_tangent(&self, t: &Tensor, dt: Option<&Tensor>) -> Result<(Tensor, Option<Tensor>)> {
+        let Some(w) = &self.frequencies else {
+            return Ok((t.shallow_clone(), dt.map(Tensor::shallow_clone)));
+        };
+        let (mut features, mut tangents) = (Vec::new(), Vec::new());
+        // In the weights' precision (f32 unless the store was converted).
+        let kind = self.layers[0].ws.kind();
+        let w = w.f_to_kind(kind)?;
+        for j in 0..self.config.time_inputs as i64 {
+            let angle = t.f_narrow(1, j, 1)?.f_to_kind(kind)?.f_mul(&w)?;
+            let (sin, cos) = (angle.f_sin()?, angle.f_cos()?);
+            if let Some(dt) = dt {
+                let rate = dt.f_narrow(1, j, 1)?.f_to_kind(kind)?.f_mul(&w)?;
+                tangents.push(cos.f_mul(&rate)?);
+                tangents.push(sin.f_mul(&rate)?.f_neg()?);
             }
-        })
+            features.push(sin);
+            features.push(cos);
+        }
+        let tangent = if dt.is_some() { Some(Tensor::f_cat(&tangents, 1)?) } else { None };
+        Ok((Tensor::f_cat(&features, 1)?, tangent))
+    }
+
+    /// The network's output and its forward-mode derivative (a Jacobian-vector product) along
+    /// the tangent `(dx, dt)` of its inputs: `(f(x, t), ∂f/∂x · dx + ∂f/∂t · dt)`, shapes
+    /// `[n, dim]` each, for `x, dx: [n, dim]` and `t, dt: [n, time_inputs]`; no gradients are
+    /// tracked. Written out layer by layer (`dz ↦ W dz`, then `σ'(z) ⊙ dz`), it costs about two
+    /// forward passes; SELU, without a written-out derivative, goes through autograd
+    /// ([`crate::jvp_autograd`]). MeanFlow's training target needs it (Geng et al. 2025, eq. 8).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for inputs of the wrong shape; [`Error::Torch`] for torch failures.
+    pub fn jvp(&self, x: &Tensor, t: &Tensor, dx: &Tensor, dt: &Tensor) -> Result<(Tensor, Tensor)> {
+        if self.config.activation == Activation::Selu {
+            return crate::jvp_autograd(self, x, t, dx, dt);
+        }
+        self.check_input(x)?;
+        self.check_input(dx)?;
+        self.check_times(x, t)?;
+        self.check_times(x, dt)?;
+        let _no_grad = tch::no_grad_guard();
+        let (tau, dtau) = self.time_input_and_tangent(t, Some(dt))?;
+        let dtau = dtau.ok_or_else(|| Error::Config("no time tangent".into()))?;
+        let first = &self.layers[0];
+        let mut h = Tensor::f_cat(&[&x.f_to_kind(Kind::Float)?, &tau], 1)?.f_linear(&first.ws, first.bs.as_ref())?;
+        let mut dh = Tensor::f_cat(&[&dx.f_to_kind(Kind::Float)?, &dtau], 1)?.f_matmul(&first.ws.f_tr()?)?;
+        for layer in &self.layers[1..] {
+            let da = match self.config.activation {
+                Activation::Relu => h.f_threshold_backward(&dh, 0)?,
+                Activation::Gelu => h.f_gelu_backward(&dh, "none")?,
+                Activation::Silu => h.f_silu_backward(&dh)?,
+                Activation::Selu => return Err(Error::Config("SELU has no written-out derivative".into())),
+            };
+            self.config.activation.apply_(&mut h)?;
+            h = h.f_linear(&layer.ws, layer.bs.as_ref())?;
+            dh = da.f_matmul(&layer.ws.f_tr()?)?;
+        }
+        Ok((h, dh))
     }
 
     /// Hidden layers and output, from the pre-activation of the first layer.
@@ -315,6 +389,15 @@ impl Mlp {
             h = h.f_linear(&layer.ws, layer.bs.as_ref())?;
         }
         Ok(h)
+    }
+
+    fn check_times(&self, x: &Tensor, t: &Tensor) -> Result<()> {
+        let (rows, k) = (x.size()[0], self.config.time_inputs as i64);
+        if t.size() != [rows, k] {
+            let what = if k == 1 { "one time per row" } else { "two times per row, [r, t]" };
+            return Err(Error::Config(format!("the model takes {what}, of shape [{rows}, {k}]; got {:?}", t.size())));
+        }
+        Ok(())
     }
 
     fn check_input(&self, x: &Tensor) -> Result<()> {
@@ -334,11 +417,13 @@ impl Mlp {
         let first = &self.layers[0];
         let d = self.config.dim as i64;
         let w_x = first.ws.f_narrow(1, 0, d)?;
-        let mut bias = match &self.frequencies {
-            None => first.ws.f_select(1, d)?.f_mul_scalar(t)?,
-            Some(_) => {
+        let mut bias = match (&self.frequencies, self.config.time_inputs) {
+            (None, 1) => first.ws.f_select(1, d)?.f_mul_scalar(t)?,
+            _ => {
+                // Every time input at t (an average velocity's u(x, t, t) is the velocity).
                 // Filled on the device: a copy from the host would wait for the GPU's queue.
-                let tau = self.time_input(&Tensor::f_full([1, 1], t, (Kind::Float, self.device()))?)?;
+                let times = Tensor::f_full([1, self.config.time_inputs as i64], t, (Kind::Float, self.device()))?;
+                let tau = self.time_input(&times)?;
                 tau.f_matmul(&first.ws.f_narrow(1, d, self.config.time_features() as i64)?.f_tr()?)?.f_squeeze_dim(0)?
             }
         };
@@ -352,6 +437,13 @@ impl Mlp {
 impl crate::VelocityModel for Mlp {
     fn forward(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
         Mlp::forward(self, x, t)
+    }
+    fn time_inputs(&self) -> usize {
+        self.config.time_inputs
+    }
+    /// Written out ([`Mlp::jvp`]).
+    fn jvp(&self, x: &Tensor, t: &Tensor, dx: &Tensor, dt: &Tensor) -> Result<(Tensor, Tensor)> {
+        Mlp::jvp(self, x, t, dx, dt)
     }
     fn dim(&self) -> usize {
         self.config.dim

@@ -54,6 +54,23 @@ pub trait VelocityModel: fm_ode::VectorField {
     /// The width `d` of the points.
     fn dim(&self) -> usize;
 
+    /// Times per row the network takes: 1 for a velocity field `v(x, t)` (the default), 2 for an
+    /// average velocity `u(x, r, t)` with `t: [n, 2]` holding `[r, t]` (MeanFlow).
+    fn time_inputs(&self) -> usize {
+        1
+    }
+
+    /// The output and its Jacobian-vector product along `(dx, dt)`:
+    /// `(f(x, t), ∂f/∂x · dx + ∂f/∂t · dt)`, both `[n, d]`, for `x, dx: [n, d]` and
+    /// `t, dt: [n, time_inputs]`; nothing tracks gradients. The default runs autograd twice
+    /// ([`jvp_autograd`]); a network may write its forward-mode derivative out.
+    ///
+    /// # Errors
+    /// Inputs of the wrong shape, or a torch failure.
+    fn jvp(&self, x: &Tensor, t: &Tensor, dx: &Tensor, dt: &Tensor) -> Result<(Tensor, Tensor)> {
+        jvp_autograd(self, x, t, dx, dt)
+    }
+
     /// Where the parameters live.
     fn device(&self) -> Device;
 
@@ -82,9 +99,35 @@ pub trait VelocityModel: fm_ode::VectorField {
 ///
 /// # Errors
 /// What `forward` returns, as an [`fm_ode::Error`].
+///
+/// For an average-velocity model (two time inputs) every time input is `t`: `u(x, t, t)`, the
+/// instantaneous velocity.
 pub fn velocity_at(model: &(impl VelocityModel + ?Sized), x: &Tensor, t: f64) -> fm_ode::Result<Tensor> {
-    let times = Tensor::f_full([x.size()[0], 1], t, (tch::Kind::Float, x.device()))?;
+    let times = Tensor::f_full([x.size()[0], model.time_inputs() as i64], t, (tch::Kind::Float, x.device()))?;
     Ok(model.forward(&x.f_to_kind(tch::Kind::Float)?, &times)?)
+}
+
+/// [`VelocityModel::jvp`] by autograd, for any model: the vector-Jacobian product
+/// `g(w) = Jᵀw` is built with its graph (`create_graph`), and differentiating `⟨g(w), (dx, dt)⟩`
+/// in `w` gives `J · (dx, dt)` (the "double-vjp" trick: two reverse passes in place of one
+/// forward-mode pass).
+///
+/// # Errors
+/// What the model's forward pass returns, or a torch failure (a model whose output does not
+/// depend on `x` or `t` cannot be differentiated in them this way).
+pub fn jvp_autograd(model: &(impl VelocityModel + ?Sized), x: &Tensor, t: &Tensor, dx: &Tensor, dt: &Tensor) -> Result<(Tensor, Tensor)> {
+    let x = x.f_detach()?.f_to_kind(tch::Kind::Float)?.f_set_requires_grad(true)?;
+    let t = t.f_detach()?.f_to_kind(tch::Kind::Float)?.f_set_requires_grad(true)?;
+    let out = model.forward(&x, &t)?;
+    let w = out.f_zeros_like()?.f_set_requires_grad(true)?;
+    let inner = out.f_mul(&w)?.f_sum(tch::Kind::Float)?;
+    let g = Tensor::f_run_backward(&[inner], &[&x, &t], true, true)?;
+    let along = g[0]
+        .f_mul(&dx.f_to_kind(tch::Kind::Float)?)?
+        .f_sum(tch::Kind::Float)?
+        .f_add(&g[1].f_mul(&dt.f_to_kind(tch::Kind::Float)?)?.f_sum(tch::Kind::Float)?)?;
+    let jvp = Tensor::f_run_backward(&[along], &[&w], false, false)?;
+    Ok((out.f_detach()?, jvp[0].f_detach()?))
 }
 
 /// The variables of `vs` sorted by name: [`VelocityModel::named_parameters`] for a model whose

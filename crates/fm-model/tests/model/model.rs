@@ -77,7 +77,14 @@ fn the_time_embedding_feeds_sines_and_cosines_of_geometric_frequencies() {
 #[test]
 fn checkpoint_round_trip_is_bit_exact_with_metadata() {
     for activation in Activation::ALL {
-        let cfg = MlpConfig { dim: 3, hidden_dim: 17, hidden_layers: 2, activation, time_embedding: if activation == Activation::Silu { 6 } else { 0 } };
+        let cfg = MlpConfig {
+            dim: 3,
+            hidden_dim: 17,
+            hidden_layers: 2,
+            activation,
+            time_embedding: if activation == Activation::Silu { 6 } else { 0 },
+            time_inputs: 1,
+        };
         let mlp = Mlp::new(cfg.clone(), Device::Cpu).unwrap();
         let path = tmp(activation.name());
         let extra = [("note".to_string(), "hello".to_string())].into_iter().collect();
@@ -260,7 +267,7 @@ fn mse_backward_is_autograd_bit_for_bit() {
 fn written_out_divergence_matches_autograd() {
     for activation in Activation::ALL {
         for (dim, time_embedding, hidden_layers, rows) in [(2, 0, 3, 64), (3, 8, 2, 64), (2, 0, 1, 64), (3, 0, 2, 3000), (3, 0, 2, 4096)] {
-            let config = MlpConfig { dim, activation, time_embedding, hidden_layers, hidden_dim: 40 };
+            let config = MlpConfig { dim, activation, time_embedding, hidden_layers, hidden_dim: 40, time_inputs: 1 };
             let mlp = Mlp::new(config.clone(), Device::Cpu).unwrap();
             let x = Tensor::randn([rows, dim as i64], (Kind::Float, Device::Cpu));
             let t = 0.37;
