@@ -83,6 +83,14 @@ pub struct DataFlags {
     /// standard deviation 1, undone at sampling; the map is kept in the checkpoint).
     #[arg(long)]
     pub no_standardize: bool,
+    /// Train on the coupled pairs of FILE (rows [x0 | x1], as `fm sample --pairs` writes): reflow, or with
+    /// --objective distill a one-step map; --target still names what the model is judged against.
+    #[arg(long, value_name = "FILE")]
+    pub pairs: Option<String>,
+    /// Start from the weights of CHECKPOINT (the same network) instead of a fresh initialisation: a reflow
+    /// student from its teacher, a distilled map from its flow.
+    #[arg(long, value_name = "CHECKPOINT")]
+    pub init: Option<String>,
 }
 
 /// The network.
@@ -147,6 +155,10 @@ pub struct TrainFlags {
     /// Write a resumable checkpoint every this many steps (0: only at the end); see `fm train --resume`.
     #[arg(long, default_value_t = TrainConfig::default().checkpoint_every)]
     pub checkpoint_every: usize,
+    /// What the network learns: flow-matching (a velocity field), distill (a one-step map from --pairs, sampled
+    /// with --steps 1) or meanflow[:RATIO] (an average velocity u(x, r, t), sampled in any number of jumps).
+    #[arg(long, default_value_t = TrainConfig::default().objective)]
+    pub objective: fm_train::Objective,
 }
 
 /// How to sample.
@@ -182,6 +194,12 @@ impl DataFlags {
         if self.no_standardize {
             cfg.standardize = false;
         }
+        if self.pairs.is_some() {
+            cfg.pairs = self.pairs.clone();
+        }
+        if self.init.is_some() {
+            cfg.init = self.init.clone();
+        }
     }
 }
 
@@ -208,6 +226,7 @@ impl TrainFlags {
             max_grad_norm => cfg.max_grad_norm,
             ema_decay => cfg.ema_decay,
             checkpoint_every => cfg.checkpoint_every,
+            objective => cfg.objective,
         );
     }
 }

@@ -69,7 +69,20 @@ pub fn eval(args: EvalArgs, m: &clap::ArgMatches) -> Result<()> {
         let q = cfg.measure(target.as_ref(), samples.points(), &mut rng).with_context(|| format!("cannot judge {}", path.display()))?;
         println!("quality of {} against {}:\n{q}", samples.describe(), target.name());
     }
-    if let (Some(bundle), Some(path)) = (&model, &args.checkpoint) {
+    let jumps = model.as_ref().is_some_and(|b| b.generator() != fm_train::Generator::Flow);
+    if let (Some(bundle), Some(path), true) = (&model, &args.checkpoint, jumps) {
+        // A one-step or MeanFlow model has no likelihood of its sampler here: its one-step samples judge it.
+        let sample = fm_train::SampleConfig { n_samples: cfg.w2_points.max(10_000), steps: 1, seed: args.seed, ..Default::default() };
+        let x = bundle.units().generate(bundle.generator(), &sample)?;
+        let q = cfg.measure(target.as_ref(), x.view(), &mut rng).with_context(|| format!("cannot judge {}", path.display()))?;
+        println!(
+            "quality of {} samples of {} ({} model, 1 step: 1 network evaluation each) against {}:\n{q}",
+            sample.n_samples,
+            path.display(),
+            bundle.generator().name(),
+            target.name()
+        );
+    } else if let (Some(bundle), Some(path)) = (&model, &args.checkpoint) {
         let (mlp, source) = (&bundle.mlp, &bundle.source);
         // A model trained on standardised file data is judged against a target with a density only
         // in the data's units; KL is the same in either units, so the target is carried to the model's.

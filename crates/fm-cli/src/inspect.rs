@@ -25,8 +25,21 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
     let c = mlp.config();
     let params: i64 = mlp.var_store().trainable_variables().iter().map(|t| t.numel() as i64).sum();
     println!("{} ({:?}, {} bytes)", path.display(), format, bytes.len());
-    let time = if c.time_embedding == 0 { "raw time".to_string() } else { format!("{} time features", c.time_embedding) };
+    let time = match (c.time_embedding, c.time_inputs) {
+        (0, 1) => "raw time".to_string(),
+        (0, _) => "raw times (r, t) of an average velocity u(x, r, t)".to_string(),
+        (k, 1) => format!("{k} time features"),
+        (k, _) => format!("{k} time features for each of (r, t), an average velocity u(x, r, t)"),
+    };
     println!("  model      {}-D MLP: {} hidden layers of {} ({}), {time}, {params} parameters", c.dim, c.hidden_layers, c.hidden_dim, c.activation);
+    if let Some(objective) = meta.get("train").and_then(|t| serde_json::from_str::<fm_train::TrainConfig>(t).ok()).map(|t| t.objective) {
+        let how = match objective.generator() {
+            fm_train::Generator::Flow => "a velocity field: any integrator, any steps",
+            fm_train::Generator::OneStep => "a one-step map x0 + v(x0, 0): fm sample --steps 1",
+            fm_train::Generator::AverageVelocity => "an average velocity: fm sample --steps K makes K jumps (K network evaluations)",
+        };
+        println!("  generates  {how} (objective {objective})");
+    }
     for (key, value) in &meta {
         if key == "config" {
             continue; // shown above

@@ -133,6 +133,11 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
     anyhow::ensure!(target.dim() == mlp.config().dim, "the target {} is {}-D but the model is {}-D", target.name(), target.dim(), mlp.config().dim);
     let mut cfg = run.as_ref().map_or_else(SampleConfig::default, |r| r.sample.clone());
     crate::config::override_given!(m, args, steps => cfg.steps, method => cfg.method);
+    bundle.default_steps(&mut cfg, crate::config::given(m, "steps"));
+    let generator = bundle.generator();
+    if matches!(args.kind, Kind::Field | Kind::FieldError | Kind::Density) {
+        bundle.require_flow("the field, field-error and density figures")?;
+    }
     cfg.n_samples = args.points.unwrap_or(10_000);
     let t: &dyn Target = target.as_ref();
     anyhow::ensure!(t.dim() >= 2, "figures draw two coordinates and the data are {}-D (fm sample and fm eval work in any dimension)", t.dim());
@@ -144,7 +149,7 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
     });
     match args.kind {
         Kind::Compare => {
-            let x = bundle.units().sample(&cfg)?;
+            let x = bundle.units().generate(generator, &cfg)?;
             let fig = fm_viz::CompareFigure {
                 coords,
                 samples_title: format!("Generated samples ({})", crate::sample::describe(&cfg)),
@@ -154,11 +159,11 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
             fm_viz::compare(&out, t, x.view(), &fig)?;
         }
         Kind::Trajectories => {
-            let (times, paths) = bundle.units().sample_paths(&cfg, args.points.unwrap_or(300))?;
+            let (times, paths) = bundle.units().generate_paths(generator, &cfg, args.points.unwrap_or(300))?;
             fm_viz::trajectories(&out, paths.view(), &times, Some(t), &fm_viz::TrajectoryFigure { coords, ..Default::default() })?;
         }
         Kind::Animation => {
-            let (times, paths) = bundle.units().sample_paths(&cfg, args.points.unwrap_or(2000))?;
+            let (times, paths) = bundle.units().generate_paths(generator, &cfg, args.points.unwrap_or(2000))?;
             fm_viz::animation(&out, paths.view(), &times, Some(t), &fm_viz::AnimationFigure { coords, ..Default::default() })?;
         }
         Kind::Field => fm_viz::field(

@@ -34,7 +34,7 @@ pub fn run(args: RunArgs, m: &ArgMatches) -> Result<()> {
     let trained = train_into(&cfg, &dir, args.setup.quiet, false)?;
 
     let t0 = Instant::now();
-    let samples = trained.units().sample(&cfg.sample)?;
+    let samples = trained.units().generate(trained.generator, &cfg.sample)?;
     let sample_seconds = t0.elapsed().as_secs_f64();
     println!("sampled {} points with {} in {:.3} s", cfg.sample.n_samples, crate::sample::describe(&cfg.sample), sample_seconds);
     fm_dist::io::write_npy(&dir.file(RunDir::SAMPLES), samples.mapv(|v| v as f32).view())?;
@@ -59,7 +59,8 @@ pub fn run(args: RunArgs, m: &ArgMatches) -> Result<()> {
 
     let quality = cfg.eval.measure(trained.target.as_ref(), samples.view(), &mut StdRng::seed_from_u64(seeds::quality(cfg.train.seed)))?;
     println!("quality of the samples:\n{quality}");
-    let kl = if trained.target.has_density() && trained.data_map.is_none() && cfg.eval.kl_points > 0 {
+    // A one-step or MeanFlow model's likelihood is not its sampler's: its samples judge it.
+    let kl = if trained.target.has_density() && trained.data_map.is_none() && cfg.eval.kl_points > 0 && trained.generator == fm_train::Generator::Flow {
         let mut rng = StdRng::seed_from_u64(seeds::kl(cfg.train.seed));
         let kl = fm_train::kl_estimate(trained.target.as_ref(), &trained.mlp, trained.source.as_ref(), cfg.eval.kl_points, &cfg.eval.likelihood, &mut rng)?;
         println!("likelihood of the model:\n  {kl}");

@@ -64,6 +64,10 @@ pub struct SampleArgs {
     /// Seed of the source draws.
     #[arg(long, default_value_t = SampleConfig::default().seed)]
     seed: u64,
+    /// Write pairs: each row the source point beside its image, [x0 | x1] (2·D columns), the training pairs of
+    /// reflow and distillation (fm train --pairs FILE). Solve accurately for them, e.g. --method rk4 --steps 50.
+    #[arg(long, conflicts_with = "oracle")]
+    pairs: bool,
 }
 
 /// "100 euler steps" or "dopri5 (rtol 1e-5, atol 1e-5)".
@@ -71,7 +75,7 @@ pub fn describe(cfg: &SampleConfig) -> String {
     if cfg.method.is_adaptive() {
         format!("{} (rtol {:e}, atol {:e})", cfg.method, cfg.rtol, cfg.atol)
     } else {
-        format!("{} {} steps", cfg.steps, cfg.method)
+        format!("{} {} step{}", cfg.steps, cfg.method, if cfg.steps == 1 { "" } else { "s" })
     }
 }
 
@@ -83,17 +87,34 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
         rtol => cfg.rtol, atol => cfg.atol, max_steps => cfg.max_steps, seed => cfg.seed);
     let device = if given(m, "device") { args.device.clone() } else { run.as_ref().map_or(args.device.clone(), |r| r.device.clone()) };
     let source = args.source.clone().or_else(|| run.as_ref().map(|r| r.source.clone()));
+    let bundle = match &checkpoint {
+        Some(c) => Some(ModelBundle::load(c, &device, source.as_deref(), &args.foreign.options(run.as_ref()))?),
+        None => None,
+    };
+    if let Some(b) = &bundle {
+        b.default_steps(&mut cfg, given(m, "steps"));
+        b.generator().check(&cfg)?;
+    }
     cfg.validate()?;
     let what = if cfg.method.is_adaptive() { format!("{}", cfg.method) } else { format!("{}-{}", cfg.method, cfg.steps) };
     let t0 = Instant::now();
     // The samples, their source, the file, and what the report line says they are of.
-    let (x, source, out, of) = match &checkpoint {
-        Some(checkpoint) => {
-            let out = args.out.clone().unwrap_or_else(|| checkpoint.with_file_name(format!("samples-{what}.npy")));
-            let bundle = ModelBundle::load(checkpoint, &device, source.as_deref(), &args.foreign.options(run.as_ref()))?;
-            (bundle.units().sample(&cfg)?, bundle.source, out, String::new())
+    let (x, source, out, of) = match (&checkpoint, bundle) {
+        (Some(checkpoint), Some(bundle)) if args.pairs => {
+            let out = args.out.clone().unwrap_or_else(|| checkpoint.with_file_name(format!("pairs-{what}.npy")));
+            anyhow::ensure!(
+                bundle.data_map.is_none() && bundle.generator() == fm_train::Generator::Flow,
+                "--pairs needs a flow trained in the data's units (a reflow teacher), not a standardised or {} model",
+                bundle.generator().name()
+            );
+            let pairs = fm_train::draw_pairs(&bundle.mlp, bundle.source.as_ref(), &cfg)?;
+            (pairs.to_array(), bundle.source, out, "and their sources, as pairs, ".to_string())
         }
-        None => {
+        (Some(checkpoint), Some(bundle)) => {
+            let out = args.out.clone().unwrap_or_else(|| checkpoint.with_file_name(format!("samples-{what}.npy")));
+            (bundle.units().generate(bundle.generator(), &cfg)?, bundle.source, out, String::new())
+        }
+        _ => {
             let Resolved { flow, source, .. } = crate::resolve_exact(args.target.as_deref(), source.as_deref(), args.path, run.as_ref(), None)?;
             let dir = args.config.as_deref().map_or_else(|| RunDir::new("."), RunDir::of_run_file);
             let out = args.out.clone().unwrap_or_else(|| dir.file(&format!("samples-exact-{what}.npy")));

@@ -841,3 +841,119 @@ fn a_one_dimensional_run_completes_without_its_figure() {
     let o = fm(&["sample", "--checkpoint", run.join("model.safetensors").to_str().unwrap(), "--samples", "5", "--out", dir.join("s.csv").to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// The `one-step` recipe's stages on a tiny budget: a teacher and its pairs, 2-RF and its pairs,
+/// a distilled map in the run folder; the map samples in one step by default, refuses more, and
+/// is judged by its samples.
+#[test]
+fn a_reflow_recipe_trains_its_stages_and_samples_in_one_step() {
+    let out = temp("one-step");
+    std::fs::create_dir_all(&out).unwrap();
+    let run_file = out.join("recipe.toml");
+    std::fs::write(
+        &run_file,
+        "device = \"cpu\"\n[model]\nhidden_dim = 16\nactivation = \"gelu\"\n[train]\nsteps = 30\nbatch_size = 64\n\
+         [sample]\nn_samples = 300\nsteps = 1\n[eval]\nw2_points = 100\nw2_draws = 1\nkl_points = 50\n\
+         [reflow]\nrounds = 1\ndistill = true\npairs = 500\npair_steps = 4\n",
+    )
+    .unwrap();
+    let dir = out.join("run");
+    let o = fm(&["run", "--quiet", "--config", run_file.to_str().unwrap(), "--out", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log = stderr(&o) + &String::from_utf8_lossy(&o.stdout);
+    for what in
+        ["stage 1 of 3: 1-RF", "stage 2 of 3: 2-RF", "stage 3 of 3: distilled", "drew 500 pairs", "(distill)", "3 stages, 90 steps × 64", "1 euler step "]
+    {
+        assert!(log.contains(what), "the log lacks '{what}':\n{log}");
+    }
+    assert!(!log.contains("KL(target ‖ model)"), "a one-step model has no likelihood of its sampler:\n{log}");
+    for stage in ["1-rf", "2-rf"] {
+        assert_eq!(fm_dist::io::read_npy(&dir.join(stage).join("pairs.npy")).unwrap().dim(), (500, 4));
+    }
+    let model = dir.join("model.safetensors");
+    let (_, meta) = fm_model::checkpoint::load(&model, tch::Device::Cpu).unwrap();
+    assert!(meta["train"].contains("\"objective\":\"distill\""), "{}", meta["train"]);
+
+    let o = fm(&["sample", "--device", "cpu", "--checkpoint", model.to_str().unwrap(), "--samples", "50"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(fm_dist::io::read_npy(&dir.join("samples-euler-1.npy")).unwrap().dim(), (50, 2));
+    assert_clean_failure(&fm(&["sample", "--device", "cpu", "--checkpoint", model.to_str().unwrap(), "--steps", "3"]), "--steps 1");
+    assert_clean_failure(&fm(&["plot", "field", "--checkpoint", model.to_str().unwrap(), "--out", out.join("f.png").to_str().unwrap()]), "needs a flow");
+    let o = fm(&["eval", "--checkpoint", model.to_str().unwrap(), "--w2-points", "200", "--w2-draws", "1"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("one-step model, 1 step"), "{}{}", stderr(&o), String::from_utf8_lossy(&o.stdout));
+    let o = fm(&["inspect", model.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("a one-step map"), "{}", String::from_utf8_lossy(&o.stdout));
+}
+
+/// Reflow by hand: a teacher's pairs (`fm sample --pairs`), a student trained on them from the
+/// teacher's weights, a MeanFlow model sampled in jumps; and each bad input a one-line error.
+#[test]
+fn pairs_init_and_meanflow_from_the_command_line() {
+    let out = temp("reflow-cli");
+    let teacher = tiny_trained("reflow-teacher").join("model.safetensors");
+    let pairs = out.join("pairs.npy");
+    std::fs::create_dir_all(&out).unwrap();
+    let o = fm(&[
+        "sample",
+        "--device",
+        "cpu",
+        "--checkpoint",
+        teacher.to_str().unwrap(),
+        "--pairs",
+        "--samples",
+        "200",
+        "--method",
+        "rk4",
+        "--steps",
+        "5",
+        "--out",
+        pairs.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(fm_dist::io::read_npy(&pairs).unwrap().dim(), (200, 4));
+    let student = out.join("student");
+    let train = |extra: &[&str]| {
+        let mut args = vec!["train", "--device", "cpu", "--steps", "3", "--hidden-dim", "8"];
+        args.extend_from_slice(extra);
+        fm(&args)
+    };
+    let o = train(&["--pairs", pairs.to_str().unwrap(), "--init", teacher.to_str().unwrap(), "--out", student.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log = stderr(&o) + &String::from_utf8_lossy(&o.stdout);
+    assert!(log.contains("200 pairs of"), "{log}");
+
+    let mean = out.join("meanflow");
+    let o = train(&["--objective", "meanflow", "--out", mean.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ckpt = mean.join("model.safetensors");
+    let o = fm(&["sample", "--device", "cpu", "--checkpoint", ckpt.to_str().unwrap(), "--steps", "2", "--samples", "20"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_clean_failure(&fm(&["sample", "--checkpoint", ckpt.to_str().unwrap(), "--method", "dopri5"]), "does not apply");
+
+    // Bad input, each refused before training.
+    let csv = out.join("nan.csv");
+    std::fs::write(&csv, "0.1,0.2,0.3,0.4\n0.5,nan,0.7,0.8\n").unwrap();
+    assert_clean_failure(&train(&["--pairs", csv.to_str().unwrap(), "--out", out.join("a").to_str().unwrap()]), "nan.csv");
+    let three = out.join("three.csv");
+    std::fs::write(&three, "0.1,0.2,0.3,0.4,0.5,0.6\n0.5,0.6,0.7,0.8,0.9,1.0\n").unwrap();
+    assert_clean_failure(&train(&["--pairs", three.to_str().unwrap(), "--out", out.join("b").to_str().unwrap()]), "3-D pairs");
+    assert_clean_failure(&train(&["--objective", "distill", "--out", out.join("c").to_str().unwrap()]), "--pairs FILE");
+    assert_clean_failure(
+        &fm(&[
+            "train",
+            "--quiet",
+            "--device",
+            "cpu",
+            "--steps",
+            "3",
+            "--hidden-dim",
+            "12",
+            "--init",
+            teacher.to_str().unwrap(),
+            "--out",
+            out.join("d").to_str().unwrap(),
+        ]),
+        "not this run's network",
+    );
+    assert_clean_failure(&train(&["--objective", "meanflow:2", "--out", out.join("e").to_str().unwrap()]), "[0, 1]");
+}

@@ -358,7 +358,7 @@ fn shown(f: &str) -> String {
 }
 
 /// `n` with its digits in groups of three: `1,000`.
-fn group_digits(n: usize) -> String {
+pub fn group_digits(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

@@ -70,6 +70,38 @@ impl ModelBundle {
         DataUnits { field: &self.mlp, source: self.source.as_ref(), map: self.data_map.as_ref() }
     }
 
+    /// How the model generates, from the objective its training record names (a flow when
+    /// the file records none, as a PyTorch state dict).
+    pub fn generator(&self) -> fm_train::Generator {
+        match &self.train {
+            Ok(Some(t)) => t.objective.generator(),
+            _ => fm_train::Generator::Flow,
+        }
+    }
+
+    /// `cfg` as this model samples by default: one step for a one-step map unless the steps
+    /// were given (`steps_given`), when [`fm_train::Generator::check`] judges them.
+    pub fn default_steps(&self, cfg: &mut fm_train::SampleConfig, steps_given: bool) {
+        if self.generator() == fm_train::Generator::OneStep && !steps_given {
+            cfg.steps = 1;
+        }
+    }
+
+    /// Refuses what needs the model's velocity field at every time (likelihoods, field and
+    /// density figures) for a model that is not a flow: its likelihood is not its sampler's.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming `what` for a one-step or MeanFlow model.
+    pub fn require_flow(&self, what: &str) -> Result<()> {
+        match self.generator() {
+            fm_train::Generator::Flow => Ok(()),
+            g => Err(Error::Invalid(format!(
+                "{what} needs a flow, and this checkpoint is a {} model (it generates in jumps, not by integrating its field): judge its samples with fm eval --samples FILE",
+                g.name()
+            ))),
+        }
+    }
+
     /// The training settings the file records, or the seed's (linear path, uniform times,
     /// independent pairs) with a note saying so for a file that records none.
     ///

@@ -29,6 +29,58 @@ pub struct RunConfig {
     pub sample: SampleConfig,
     /// How `fm run` judges the samples.
     pub eval: EvalConfig,
+    /// Train on the coupled pairs of this file (rows `[x0 | x1]`, `.npy` or `.csv`: a teacher's
+    /// source points and their images, as `fm sample --pairs` writes) instead of drawing and
+    /// coupling `source` and `target` (reflow, distillation); the target still judges the model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pairs: Option<String>,
+    /// Start from the weights of this checkpoint (same network) instead of a fresh
+    /// initialisation: a reflow student from its teacher, a distilled map from its flow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init: Option<String>,
+    /// Train in stages, each from the last one's pairs (rectified flow's reflow, then
+    /// distillation): the `one-step` preset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reflow: Option<ReflowConfig>,
+}
+
+/// Staged few-step training (Liu et al. 2022): a flow-matching teacher (1-RF) in the folder's
+/// `1-rf/`, then `rounds` reflows (k-RF in `k-rf/`, each trained on its teacher's pairs from its
+/// teacher's weights), then, with `distill`, a one-step map distilled from the last flow's
+/// pairs. The last stage is the run folder's model. Every stage trains `[train]`'s steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReflowConfig {
+    /// Reflows after the teacher: 1 trains 2-rectified flow, 2 trains 3-RF.
+    pub rounds: usize,
+    /// Then distil the last flow into a one-step map.
+    pub distill: bool,
+    /// Pairs drawn from each teacher (each stage's training draws from them with replacement).
+    pub pairs: usize,
+    /// RK4 steps of the teachers' solves (4 evaluations each).
+    pub pair_steps: usize,
+}
+
+impl Default for ReflowConfig {
+    fn default() -> Self {
+        Self { rounds: 1, distill: true, pairs: 100_000, pair_steps: 50 }
+    }
+}
+
+impl ReflowConfig {
+    /// Checks the sizes.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for no stage after the teacher, or no pairs or steps.
+    pub fn validate(&self) -> Result<()> {
+        if self.rounds == 0 && !self.distill {
+            return Err(Error::Invalid("[reflow] needs at least one round or distill = true (else it is plain flow matching)".into()));
+        }
+        if self.pairs == 0 || self.pair_steps == 0 {
+            return Err(Error::Invalid(format!("[reflow] pairs and pair_steps must be at least 1, got {} and {}", self.pairs, self.pair_steps)));
+        }
+        Ok(())
+    }
 }
 
 impl Default for RunConfig {
@@ -42,6 +94,9 @@ impl Default for RunConfig {
             train: TrainConfig::default(),
             sample: SampleConfig::default(),
             eval: EvalConfig::default(),
+            pairs: None,
+            init: None,
+            reflow: None,
         }
     }
 }
@@ -132,7 +187,13 @@ impl RunConfig {
             (Some(path), None) => Self::read(path),
             (None, Some(name)) => {
                 let preset = fm_train::Preset::named(name)?;
-                Ok(Self { train: preset.train, model: preset.model, ..Self::default() })
+                let mut cfg = Self { train: preset.train, model: preset.model, ..Self::default() };
+                if name.trim().eq_ignore_ascii_case("one-step") {
+                    // The measured recipe (README, "Few-step generation"): teacher, 2-RF, distilled; sampled in one step.
+                    cfg.reflow = Some(ReflowConfig::default());
+                    cfg.sample.steps = 1;
+                }
+                Ok(cfg)
             }
             (None, None) => Ok(Self::default()),
         }

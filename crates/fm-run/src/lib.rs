@@ -27,7 +27,7 @@ pub mod exact;
 mod train;
 
 pub use bundle::ModelBundle;
-pub use config::{EvalConfig, RunConfig};
+pub use config::{EvalConfig, ReflowConfig, RunConfig};
 pub use dir::{MetricsRow, Report, RunDir, RunLock};
 pub use train::{train_run, TrainOptions, Trained};
 
@@ -134,6 +134,10 @@ pub mod seeds {
     /// The reference sets `fm run` judges its samples against: `seed + 2`.
     pub fn quality(train_seed: u64) -> u64 {
         train_seed.wrapping_add(2)
+    }
+    /// The source points of stage `stage`'s reflow pairs: `seed + 0x9a1f_0000 + stage`.
+    pub fn pairs(train_seed: u64, stage: usize) -> u64 {
+        train_seed.wrapping_add(0x9a1f_0000).wrapping_add(stage as u64)
     }
     /// The target points of `fm run`'s KL estimate: `seed + 3`.
     pub fn kl(train_seed: u64) -> u64 {

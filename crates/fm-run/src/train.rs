@@ -37,6 +37,8 @@ pub struct Trained {
     pub report: TrainReport,
     /// The loss floor of the setting, where the exact flow covers it.
     pub loss_floor: Option<Estimate>,
+    /// How the model generates (from the run's objective).
+    pub generator: fm_train::Generator,
 }
 
 impl Trained {
@@ -65,7 +67,79 @@ pub const STANDARDIZE: &str = "standardize";
 /// Invalid settings, a locked or unwritable folder, a state that does not match
 /// ([`Error::Invalid`]), a failure during training ([`Error::Stopped`], naming the checkpoint
 /// kept), or [`Error::Interrupted`] when `opts.stop` was set.
+///
+/// With a `[reflow]` section, trains its stages (see [`crate::ReflowConfig`]): the teachers in
+/// sub-folders, the last stage in `dir`.
 pub fn train_run(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut dyn FnMut(&str)) -> Result<Trained> {
+    match &cfg.reflow {
+        None => train_stage(cfg, dir, opts, log),
+        Some(reflow) => train_stages(cfg, reflow, dir, opts, log),
+    }
+}
+
+/// The stages of `reflow`: `1-rf/` (flow matching), `k-rf/` (trained on `(k−1)-rf/pairs.npy`
+/// from `(k−1)-rf/model.safetensors`), and the last one in `dir`.
+fn train_stages(cfg: &RunConfig, reflow: &crate::ReflowConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut dyn FnMut(&str)) -> Result<Trained> {
+    reflow.validate()?;
+    if cfg.pairs.is_some() || cfg.init.is_some() {
+        return Err(Error::Invalid("[reflow] draws its own pairs and starts each stage from the last: leave pairs and init unset".into()));
+    }
+    if cfg.train.objective != fm_train::Objective::FlowMatching {
+        return Err(Error::Invalid(format!(
+            "[reflow] trains flows (and distils the last one): the objective must be flow-matching, got {}",
+            cfg.train.objective
+        )));
+    }
+    let stages = 1 + reflow.rounds + usize::from(reflow.distill);
+    let mut stage_cfg = RunConfig { reflow: None, ..cfg.clone() };
+    let mut teacher: Option<std::path::PathBuf> = None;
+    for k in 1..=stages {
+        let last = k == stages;
+        let (name, stage_dir) = if last {
+            (if reflow.distill { "distilled".to_string() } else { format!("{k}-RF") }, dir.clone())
+        } else {
+            (format!("{k}-RF"), RunDir::new(dir.path().join(format!("{k}-rf"))))
+        };
+        if let Some(t) = &teacher {
+            stage_cfg.pairs = Some(t.join(PAIRS_FILE).display().to_string());
+            stage_cfg.init = Some(t.join(RunDir::MODEL).display().to_string());
+        }
+        if last && reflow.distill {
+            stage_cfg.train.objective = fm_train::Objective::Distill;
+        }
+        log(&format!("fm: stage {k} of {stages}: {name} in {}", stage_dir.path().display()));
+        let trained = train_stage(&stage_cfg, &stage_dir, opts, log)?;
+        if last {
+            log(&format!("fm: {stages} stages, {} steps × {} in all", fm_dist::empirical::group_digits(stages * cfg.train.steps), cfg.train.batch_size));
+            return Ok(trained);
+        }
+        let sample = fm_train::SampleConfig {
+            n_samples: reflow.pairs,
+            steps: reflow.pair_steps,
+            method: fm_ode::Method::Rk4,
+            seed: crate::seeds::pairs(cfg.train.seed, k),
+            ..cfg.sample.clone()
+        };
+        let t0 = std::time::Instant::now();
+        let pairs = fm_train::draw_pairs(&trained.mlp, trained.source.as_ref(), &sample)?;
+        let file = stage_dir.file(PAIRS_FILE);
+        fm_dist::io::write_npy(&file, pairs.to_array().view())?;
+        log(&format!(
+            "fm: drew {} pairs from {name} (RK4, {} steps) in {:.1} s: {}",
+            fm_dist::empirical::group_digits(pairs.len()),
+            reflow.pair_steps,
+            t0.elapsed().as_secs_f64(),
+            file.display()
+        ));
+        teacher = Some(stage_dir.path().to_path_buf());
+    }
+    Err(Error::Invalid("no stage to train".into()))
+}
+
+/// The file of a teacher's pairs in its stage folder.
+pub const PAIRS_FILE: &str = "pairs.npy";
+
+fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut dyn FnMut(&str)) -> Result<Trained> {
     let device = parse_device(&cfg.device)?;
     let target = parse_target(&cfg.target).map_err(|source| Error::Spec { what: "target", source })?;
     let source = parse_source(&cfg.source, target.dim()).map_err(|source| Error::Spec { what: "source", source })?;
@@ -73,6 +147,26 @@ pub fn train_run(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &m
         return Err(Error::Invalid(format!("the source {} is {}-D but the target {} is {}-D", source.name(), source.dim(), target.name(), target.dim())));
     }
     let data_map = standardization(cfg, target.as_ref(), log)?;
+    let pairs = match &cfg.pairs {
+        None => None,
+        Some(_) if data_map.is_some() => {
+            return Err(Error::Invalid("training pairs with a standardised file target are not supported: give --no-standardize (standardize = false)".into()))
+        }
+        Some(file) => {
+            let rows = fm_dist::io::read_points(std::path::Path::new(file))?;
+            let pairs = fm_train::Pairs::from_array(rows.view()).map_err(|e| Error::Invalid(format!("{file}: {e}")))?;
+            if pairs.dim() != target.dim() {
+                return Err(Error::Invalid(format!(
+                    "{file} holds {}-D pairs ({} columns) but the target {} is {}-D",
+                    pairs.dim(),
+                    2 * pairs.dim(),
+                    target.name(),
+                    target.dim()
+                )));
+            }
+            Some(pairs)
+        }
+    };
     // What the network trains on: with a standardisation, the target (and a source in data
     // units) seen in standard units.
     let standard = match &data_map {
@@ -87,6 +181,7 @@ pub fn train_run(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &m
     let train_source = standard.as_ref().map_or(source.as_ref(), |(_, s)| s.as_ref());
     let mut cfg = cfg.clone();
     cfg.model.dim = target.dim();
+    cfg.model.time_inputs = cfg.train.objective.time_inputs();
     cfg.model.validate()?;
     cfg.train.validate()?;
     cfg.sample.validate()?;
@@ -134,7 +229,13 @@ pub fn train_run(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &m
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::Io { what: "cannot remove", path: state_path, source: e }),
             _ => {}
         }
-        (fm_model::with_torch_seed(cfg.train.seed, || Mlp::new(cfg.model.clone(), device))?, None, Vec::new())
+        let mlp = fm_model::with_torch_seed(cfg.train.seed, || Mlp::new(cfg.model.clone(), device))?;
+        if let Some(init) = &cfg.init {
+            let (from, _) = checkpoint::load_any(std::path::Path::new(init), device)?;
+            fm_model::copy_parameters(&mlp, &fm_model::VelocityModel::named_parameters(&from))
+                .map_err(|e| Error::Invalid(format!("init: {init} is not this run's network ({e})")))?;
+        }
+        (mlp, None, Vec::new())
     };
     fm_dist::io::write_atomic(&dir.file(RunDir::CONFIG), cfg.to_toml()?.as_bytes())?;
     dir.write_metrics(&rows)?;
@@ -142,7 +243,12 @@ pub fn train_run(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &m
     for data in [&source, &target].into_iter().filter_map(|t| t.describe_data()) {
         log(&format!("fm: read {data}"));
     }
-    log(&format!("fm: training {} → {} on {device:?}, {} steps of {}", source.name(), target.name(), cfg.train.steps, cfg.train.batch_size));
+    let from = match (&pairs, &cfg.pairs) {
+        (Some(p), Some(file)) => format!("{} pairs of {file}", fm_dist::empirical::group_digits(p.len())),
+        _ => source.name(),
+    };
+    let objective = if cfg.train.objective == fm_train::Objective::FlowMatching { String::new() } else { format!(" ({})", cfg.train.objective) };
+    log(&format!("fm: training {from} → {}{objective} on {device:?}, {} steps of {}", target.name(), cfg.train.steps, cfg.train.batch_size));
     // The EMA weights are written through a second model (built after the trained one, so
     // the initialisation is the seed's).
     let ema_mlp = if cfg.train.ema_decay.is_some() { Some(Mlp::new(cfg.model.clone(), device)?) } else { None };
@@ -150,13 +256,20 @@ pub fn train_run(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &m
         0 => None,
         _ => {
             let tracker = Tracker::new(train_target, train_source, cfg.eval.track_points, seeds::tracking(cfg.train.seed), &cfg.sample, &cfg.eval.likelihood)?;
-            Some(match &data_map {
-                Some(map) => tracker.in_data_units(map.clone()),
-                None => tracker,
-            })
+            Some(
+                match &data_map {
+                    Some(map) => tracker.in_data_units(map.clone()),
+                    None => tracker,
+                }
+                .for_generator(cfg.train.objective.generator()),
+            )
         }
     };
-    let loss_floor = fm_train::exact::training_floor(train_target, train_source, &cfg.train)?;
+    // The exact flow's floor is that of flow matching on drawn pairs.
+    let loss_floor = match (&pairs, cfg.train.objective) {
+        (None, fm_train::Objective::FlowMatching) => fm_train::exact::training_floor(train_target, train_source, &cfg.train)?,
+        _ => None,
+    };
     let bar = ProgressBarReporter::new(cfg.train.steps, opts.quiet).with_floor(loss_floor.map(|f| f.mean));
     let rows = RefCell::new(rows);
     let last_checkpoint = Cell::new(start.as_ref().map(|r| r.step));
@@ -202,7 +315,11 @@ pub fn train_run(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &m
         Ok(())
     };
     let hooks = TrainHooks { on_progress: &mut on_progress, on_checkpoint: Some(&mut on_checkpoint), stop: opts.stop };
-    let outcome = fm_train::train_resumable(&mut mlp, train_target, train_source, &cfg.train, start, hooks).map_err(|source| {
+    let data = match &pairs {
+        Some(p) => fm_train::TrainingData::Pairs(p),
+        None => fm_train::TrainingData::Draw { target: train_target, source: train_source },
+    };
+    let outcome = fm_train::train_on(&mut mlp, data, &cfg.train, start, hooks).map_err(|source| {
         let kept = match last_checkpoint.get() {
             Some(step) => format!("the last good checkpoint (step {step}) is kept in {}", dir.path().display()),
             None => "no checkpoint was written".to_string(),
@@ -221,7 +338,7 @@ pub fn train_run(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &m
     ));
     outcome.state.apply_ema(&mlp)?;
     let source = standard.map_or(source, |(_, s)| s);
-    Ok(Trained { lock, mlp, target, source, data_map, report, loss_floor })
+    Ok(Trained { lock, mlp, target, source, data_map, report, loss_floor, generator: cfg.train.objective.generator() })
 }
 
 /// Metadata entry of the training state holding [`fingerprint`] as JSON.
@@ -237,6 +354,12 @@ fn fingerprint(cfg: &RunConfig) -> Result<std::collections::BTreeMap<String, Str
         f.insert(name.to_string(), spec.clone());
         if let Some(path) = spec.strip_prefix("file:").or_else(|| spec.strip_prefix("spec:")) {
             f.insert(format!("{name} file content"), file_digest(std::path::Path::new(path))?);
+        }
+    }
+    for (name, file) in [("pairs", &cfg.pairs), ("init", &cfg.init)] {
+        if let Some(file) = file {
+            f.insert(name.to_string(), file.clone());
+            f.insert(format!("{name} file content"), file_digest(std::path::Path::new(file))?);
         }
     }
     f.insert("standardize".into(), cfg.standardize.to_string());

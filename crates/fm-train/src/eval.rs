@@ -350,6 +350,7 @@ pub struct Tracker {
     log_p: Option<Array1<f64>>,
     sample: crate::SampleConfig,
     likelihood: LikelihoodConfig,
+    generator: crate::Generator,
 }
 
 /// What [`Tracker::measure`] found.
@@ -378,7 +379,7 @@ impl Tracker {
         likelihood.validate()?;
         let holdout = target.sample(n, &mut rand::rngs::StdRng::seed_from_u64(seed));
         let log_p = if target.has_density() && source.has_density() { Some(target.log_prob(holdout.view())?) } else { None };
-        Ok(Self { holdout, map: None, log_p, sample, likelihood: likelihood.clone() })
+        Ok(Self { holdout, map: None, log_p, sample, likelihood: likelihood.clone(), generator: crate::Generator::Flow })
     }
 
     /// For a model trained in standard units (target and source given to [`Tracker::new`] in
@@ -388,20 +389,30 @@ impl Tracker {
         Self { map: Some(map), ..self }
     }
 
-    /// The figures of `mlp` now.
+    /// For a model that generates otherwise than by integrating its field (a one-step map,
+    /// MeanFlow): W2 of its one-step samples (one evaluation, what it is trained for), and no KL
+    /// (its likelihood is not the ODE's).
+    pub fn for_generator(self, generator: crate::Generator) -> Self {
+        match generator {
+            crate::Generator::Flow => self,
+            _ => Self { generator, log_p: None, sample: crate::SampleConfig { method: fm_ode::Method::Euler, steps: 1, ..self.sample }, ..self },
+        }
+    }
+
+    /// The figures of `model` now.
     ///
     /// # Errors
     /// What [`crate::sample`] and [`model_log_prob`] return; [`Error::Dist`] when W2 or the KL
     /// cannot be computed (non-finite samples or log-densities).
-    pub fn measure(&self, mlp: &(impl VectorField + HasDevice + ?Sized), source: &dyn Target) -> Result<Tracked> {
-        let generated = crate::sample(mlp, source, &self.sample)?;
+    pub fn measure(&self, model: &(impl fm_model::VelocityModel + ?Sized), source: &dyn Target) -> Result<Tracked> {
+        let generated = crate::DataUnits { field: model, source, map: None }.generate(self.generator, &self.sample)?;
         let w2 = match &self.map {
             None => fm_dist::metrics::w2(generated.view(), self.holdout.view())?,
             Some(map) => fm_dist::metrics::w2(map.apply(generated.view()).view(), map.apply(self.holdout.view()).view())?,
         };
         let kl = match &self.log_p {
             Some(log_p) => {
-                let log_q = model_log_prob(mlp, source, self.holdout.view(), &self.likelihood)?;
+                let log_q = model_log_prob(model, source, self.holdout.view(), &self.likelihood)?;
                 Some(KlEstimate::from_log_probs(log_p.view(), log_q.view())?.kl)
             }
             None => None,

@@ -34,9 +34,11 @@ mod convert;
 pub mod coupling;
 pub mod eval;
 pub mod exact;
+pub mod objective;
 pub mod optim;
 pub mod path;
 mod progress;
+pub mod reflow;
 mod sample;
 pub mod time;
 mod train;
@@ -47,14 +49,16 @@ pub use convert::{array_to_tensor, tensor_to_array};
 pub use coupling::Coupling;
 pub use eval::{kl_estimate, model_likelihood, model_log_prob, KlEstimate, LikelihoodConfig, ModelLikelihood, Tracked, Tracker};
 pub use exact::ExactFlow;
+pub use objective::{Generator, Objective};
 pub use optim::{clip_grad_norm, Adam, Ema, LrSchedule, OptimizerKind};
 pub use path::{AffineCoefficients, ProbabilityPath};
 pub use progress::ProgressBarReporter;
-pub use sample::{sample, sample_paths, HasDevice, SampleConfig};
+pub use reflow::{draw_pairs, Pairs};
+pub use sample::{sample, sample_paths, HasDevice, Jumps, SampleConfig};
 pub use time::TimeSampling;
 pub use train::{
-    step_seed, train, train_resumable, train_with_state, CheckpointHook, Preset, Progress, Resume, TrainConfig, TrainHooks, TrainOutcome, TrainReport,
-    TrainState, PRESETS,
+    step_seed, train, train_on, train_resumable, train_with_state, CheckpointHook, Preset, Progress, Resume, TrainConfig, TrainHooks, TrainOutcome,
+    TrainReport, TrainState, TrainingData, PRESETS,
 };
 pub use units::{velocity_array, DataUnits};
 

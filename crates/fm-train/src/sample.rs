@@ -97,10 +97,17 @@ mod method_name {
 /// NaN or infinite (naming how many, and the first step after which one was); [`Error::Torch`]
 /// for torch failures.
 pub fn sample(field: &(impl VectorField + HasDevice + ?Sized), source: &dyn Target, cfg: &SampleConfig) -> Result<Array2<f64>> {
-    let grid = cfg.validate()?;
+    cfg.validate()?;
     let x0 = source.sample(cfg.n_samples, &mut StdRng::seed_from_u64(cfg.seed));
+    tensor_to_array(&sample_from(field, array_to_tensor(x0.view(), field.device())?, cfg)?)
+}
+
+/// [`sample`] from given starting points `x0: [n, d]` (on the field's device; `cfg.n_samples`
+/// is not used).
+pub(crate) fn sample_from(field: &(impl VectorField + HasDevice + ?Sized), x0: tch::Tensor, cfg: &SampleConfig) -> Result<tch::Tensor> {
+    let grid = cfg.validate()?;
     let device = field.device();
-    let x0 = array_to_tensor(x0.view(), device)?;
+    let n = x0.size()[0] as usize;
     let rows = if device.is_cuda() { cfg.gpu_chunk_size } else { cfg.chunk_size };
     let starts = x0.f_split(rows as i64, 0)?;
     let parts = starts.iter().map(|part| Ok(solve(&Borrowed(field), part, &grid, cfg.method, cfg.solve_options())?.x)).collect::<Result<Vec<_>>>()?;
@@ -108,7 +115,7 @@ pub fn sample(field: &(impl VectorField + HasDevice + ?Sized), source: &dyn Targ
     // One check of the whole result (a sync per step would slow GPU sampling); only when it
     // fails is the first bad block solved again, keeping its states, to find the step.
     let finite_rows = x.f_isfinite()?.f_all_dim(1, false)?;
-    let bad = cfg.n_samples - i64::try_from(finite_rows.f_sum(tch::Kind::Int64)?)? as usize;
+    let bad = n - i64::try_from(finite_rows.f_sum(tch::Kind::Int64)?)? as usize;
     if bad > 0 {
         let mut first_bad = None;
         if !cfg.method.is_adaptive() {
@@ -119,9 +126,9 @@ pub fn sample(field: &(impl VectorField + HasDevice + ?Sized), source: &dyn Targ
                 }
             }
         }
-        return Err(Error::NonFiniteSamples { bad, total: cfg.n_samples, first_bad });
+        return Err(Error::NonFiniteSamples { bad, total: n, first_bad });
     }
-    tensor_to_array(&x)
+    Ok(x)
 }
 
 /// The first step (1-based) after which a state of `x0`'s paths is NaN or infinite, and its time.
@@ -192,5 +199,35 @@ impl<F: VectorField + ?Sized> VectorField for Borrowed<'_, F> {
     }
     fn velocity_and_divergence(&self, x: &tch::Tensor, t: f64) -> fm_ode::Result<Option<(tch::Tensor, tch::Tensor)>> {
         self.0.velocity_and_divergence(x, t)
+    }
+}
+
+/// An average-velocity model ([`crate::Objective::MeanFlow`]) as the field whose Euler steps of
+/// size `h` are its jumps: `velocity(x, t) = u(x, t, min(t + h, 1))`, so Euler's update
+/// `x + h·velocity(x, t)` is MeanFlow's `x_{t+h} = x_t + h·u(x_t, t, t + h)`. Only fixed steps of
+/// `h` mean anything with it ([`crate::Generator::check`]).
+pub struct Jumps<'a, M: ?Sized> {
+    /// The average-velocity network (two time inputs).
+    pub model: &'a M,
+    /// The step, `1 / steps`.
+    pub h: f64,
+}
+
+impl<M: fm_model::VelocityModel + ?Sized> VectorField for Jumps<'_, M> {
+    fn velocity(&self, x: &tch::Tensor, t: f64) -> fm_ode::Result<tch::Tensor> {
+        let n = x.size()[0];
+        let opts = (tch::Kind::Float, x.device());
+        let times = tch::Tensor::f_cat(&[tch::Tensor::f_full([n, 1], t, opts)?, tch::Tensor::f_full([n, 1], (t + self.h).min(1.0), opts)?], 1)?;
+        let _no_grad = tch::no_grad_guard();
+        Ok(self.model.forward(&x.f_to_kind(tch::Kind::Float)?, &times)?)
+    }
+}
+
+impl<M: fm_model::VelocityModel + ?Sized> HasDevice for Jumps<'_, M> {
+    fn device(&self) -> tch::Device {
+        fm_model::VelocityModel::device(self.model)
+    }
+    fn dim(&self) -> Option<usize> {
+        Some(fm_model::VelocityModel::dim(self.model))
     }
 }

@@ -1,7 +1,7 @@
 //! The training loop and its configuration.
 
 use crate::optim::{Adam, Ema, LrSchedule, OptimizerKind};
-use crate::{Coupling, Error, ProbabilityPath, Result, TimeSampling};
+use crate::{Coupling, Error, Objective, Pairs, ProbabilityPath, Result, TimeSampling};
 use fm_dist::Target;
 use fm_model::VelocityModel;
 use rand::{rngs::StdRng, SeedableRng};
@@ -55,6 +55,9 @@ pub struct TrainConfig {
     /// Checkpoint every this many steps (0: only at the end), when the caller asks for
     /// checkpoints (see [`train_resumable`]); each checkpoint also closes a reporting window.
     pub checkpoint_every: usize,
+    /// What the network learns: the velocity (flow matching, the seed's), a one-step map
+    /// (distillation, on coupled pairs) or the average velocity (MeanFlow).
+    pub objective: Objective,
 }
 
 impl Default for TrainConfig {
@@ -77,14 +80,16 @@ impl Default for TrainConfig {
             ema_decay: None,
             report_every: 100,
             checkpoint_every: 1000,
+            objective: Objective::FlowMatching,
         }
     }
 }
 
 /// The named recipes [`Preset::named`] knows, with a one-line description.
-pub const PRESETS: [(&str, &str); 2] = [
+pub const PRESETS: [(&str, &str); 3] = [
     ("seed", "the seed experiment: 10,000 steps of 256, Adam 1e-4 constant, straight paths, independent pairs, the ReLU network"),
     ("fast", "the seed's budget (10,000 × 256 samples) spent better: cosine decay from 2e-3 after 500 warm-up steps, EMA 0.999, GELU network"),
+    ("one-step", "fm run/train: a fast teacher, its reflow (2-RF) and a one-step map distilled from it, 3 × 10,000 × 256 samples; sampled in 1 step"),
 ];
 
 /// A named recipe: training settings and the network they were tuned with (its `dim` is the
@@ -106,6 +111,8 @@ impl Preset {
         let model = fm_model::MlpConfig::default();
         match name.trim().to_ascii_lowercase().as_str() {
             "seed" => Ok(Preset { train: TrainConfig::default(), model }),
+            // Its stages are the run's (fm_run::ReflowConfig); each trains with the fast settings.
+            "one-step" => Preset::named("fast"),
             "fast" => Ok(Preset {
                 train: TrainConfig {
                     lr: 2e-3,
@@ -157,6 +164,13 @@ impl TrainConfig {
         self.path.validate()?;
         self.coupling.validate()?;
         self.time_sampling.validate()?;
+        self.objective.validate()?;
+        if self.objective != Objective::FlowMatching && self.path != ProbabilityPath::Linear {
+            return config(format!(
+                "objective {} is derived for the straight path x_t = (1 − t) x0 + t x1: set path to linear, got {}",
+                self.objective, self.path
+            ));
+        }
         if let ProbabilityPath::SchrodingerBridge { sigma } = self.path {
             let want = 2.0 * sigma * sigma;
             if !matches!(self.coupling, Coupling::Sinkhorn { reg } if (reg - want).abs() <= 1e-9 * want) {
@@ -359,36 +373,85 @@ pub fn train_with_state<M: VelocityModel>(
     Ok((out.report, out.state))
 }
 
-/// Step `step`'s training data on the host, `[x0 | x1 | t | ε]` (ε for noisy paths only), all
-/// drawn from the step's own generator; and the seconds its coupling took.
-fn draw_batch(step: usize, cfg: &TrainConfig, source: &dyn Target, target: &dyn Target, d: usize) -> Result<(Vec<f32>, f64)> {
+/// Where each step's pairs `(x0, x1)` come from.
+#[derive(Clone, Copy)]
+pub enum TrainingData<'a> {
+    /// `x0 ~ source` and `x1 ~ target`, drawn independently and paired by the coupling.
+    Draw {
+        /// The distribution learnt.
+        target: &'a dyn Target,
+        /// The distribution the flow starts from.
+        source: &'a dyn Target,
+    },
+    /// Fixed coupled pairs (a teacher's: reflow and distillation), drawn uniformly with
+    /// replacement; the coupling must be `independent` (the pairs are coupled already).
+    Pairs(&'a Pairs),
+}
+
+impl TrainingData<'_> {
+    fn dim(&self) -> (usize, usize) {
+        match self {
+            TrainingData::Draw { target, source } => (target.dim(), source.dim()),
+            TrainingData::Pairs(p) => (p.dim(), p.dim()),
+        }
+    }
+}
+
+/// Step `step`'s training data on the host, `[x0 | x1 | t | extra]` (`extra`: ε for noisy
+/// paths, MeanFlow's second time column), all drawn from the step's own generator; and the
+/// seconds its coupling took.
+fn draw_batch(step: usize, cfg: &TrainConfig, data: TrainingData<'_>, d: usize) -> Result<(Vec<f32>, f64)> {
     let n = cfg.batch_size;
-    let mut host = vec![0f32; n * (2 * d + 1) + if cfg.path.needs_noise() { n * d } else { 0 }];
+    let extra = if cfg.path.needs_noise() {
+        n * d
+    } else if matches!(cfg.objective, Objective::MeanFlow { .. }) {
+        n
+    } else {
+        0
+    };
+    let mut host = vec![0f32; n * (2 * d + 1) + extra];
     let mut coupling_seconds = 0.0;
     let mut rng = StdRng::seed_from_u64(step_seed(cfg.seed, step));
-    let x0 = source.sample(n, &mut rng);
-    let x1 = target.sample(n, &mut rng);
     let (xs, rest) = host.split_at_mut(2 * n * d);
-    if cfg.coupling == Coupling::Independent {
-        for (dst, src) in xs.iter_mut().zip(x0.iter().chain(x1.iter())) {
-            *dst = *src as f32;
+    match data {
+        TrainingData::Pairs(pairs) => {
+            let (h0, h1) = xs.split_at_mut(n * d);
+            pairs.draw(h0, h1, &mut rng);
         }
-    } else {
-        let t0 = Instant::now();
-        let pairs = cfg.coupling.pairs(x0.view(), x1.view(), &mut rng)?;
-        coupling_seconds = t0.elapsed().as_secs_f64();
-        let (h0, h1) = xs.split_at_mut(n * d);
-        for (k, &(i, j)) in pairs.iter().enumerate() {
-            for c in 0..d {
-                h0[k * d + c] = x0[[i, c]] as f32;
-                h1[k * d + c] = x1[[j, c]] as f32;
+        TrainingData::Draw { target, source } => {
+            let x0 = source.sample(n, &mut rng);
+            let x1 = target.sample(n, &mut rng);
+            if cfg.coupling == Coupling::Independent {
+                for (dst, src) in xs.iter_mut().zip(x0.iter().chain(x1.iter())) {
+                    *dst = *src as f32;
+                }
+            } else {
+                let t0 = Instant::now();
+                let pairs = cfg.coupling.pairs(x0.view(), x1.view(), &mut rng)?;
+                coupling_seconds = t0.elapsed().as_secs_f64();
+                let (h0, h1) = xs.split_at_mut(n * d);
+                for (k, &(i, j)) in pairs.iter().enumerate() {
+                    for c in 0..d {
+                        h0[k * d + c] = x0[[i, c]] as f32;
+                        h1[k * d + c] = x1[[j, c]] as f32;
+                    }
+                }
             }
         }
     }
-    let (ts, eps) = rest.split_at_mut(n);
+    let (ts, extra) = rest.split_at_mut(n);
     cfg.time_sampling.fill(ts, &mut rng);
-    for e in eps.iter_mut() {
-        *e = StandardNormal.sample(&mut rng);
+    match cfg.objective {
+        Objective::Distill => ts.fill(0.0),
+        Objective::MeanFlow { ratio } => {
+            cfg.time_sampling.fill(extra, &mut rng);
+            crate::objective::meanflow_times(ts, extra, ratio, &mut rng);
+        }
+        Objective::FlowMatching => {
+            for e in extra.iter_mut() {
+                *e = StandardNormal.sample(&mut rng);
+            }
+        }
     }
     Ok((host, coupling_seconds))
 }
@@ -401,7 +464,7 @@ type Batch = Result<(Vec<f32>, f64)>;
 /// the host draws overlap the GPU's work instead of adding to it. Measured on an H200 with a
 /// 16-D mixture at batch 4,096: drawing inline made the step host-bound.
 enum Batches<'a> {
-    Inline { cfg: &'a TrainConfig, source: &'a dyn Target, target: &'a dyn Target, d: usize },
+    Inline { cfg: &'a TrainConfig, data: TrainingData<'a>, d: usize },
     Ahead { first_step: usize, queues: Vec<std::sync::mpsc::Receiver<Batch>> },
 }
 
@@ -422,22 +485,21 @@ impl<'a> Batches<'a> {
         helpers: usize,
         first_step: usize,
         cfg: &'a TrainConfig,
-        source: &'a dyn Target,
-        target: &'a dyn Target,
+        data: TrainingData<'a>,
         d: usize,
     ) -> Self
     where
         'a: 'scope,
     {
         if helpers == 0 {
-            return Batches::Inline { cfg, source, target, d };
+            return Batches::Inline { cfg, data, d };
         }
         let queues = (0..helpers)
             .map(|j| {
                 let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(2);
                 scope.spawn(move || {
                     for step in (first_step + 1 + j..=cfg.steps).step_by(helpers) {
-                        let batch = draw_batch(step, cfg, source, target, d);
+                        let batch = draw_batch(step, cfg, data, d);
                         let failed = batch.is_err();
                         // The training loop has stopped (its queues are gone), or this failed.
                         if tx.send(batch).is_err() || failed {
@@ -453,7 +515,7 @@ impl<'a> Batches<'a> {
 
     fn get(&self, step: usize) -> Batch {
         match self {
-            Batches::Inline { cfg, source, target, d } => draw_batch(step, cfg, *source, *target, *d),
+            Batches::Inline { cfg, data, d } => draw_batch(step, cfg, *data, *d),
             Batches::Ahead { first_step, queues } => {
                 let queue = &queues[(step - first_step - 1) % queues.len()];
                 queue.recv().map_err(|_| Error::Internal(format!("the thread drawing the training data stopped before step {step}")))?
@@ -547,10 +609,49 @@ pub fn train_resumable<M: VelocityModel>(
     resume: Option<Resume>,
     hooks: TrainHooks<'_>,
 ) -> Result<TrainOutcome> {
+    train_on(model, TrainingData::Draw { target, source }, cfg, resume, hooks)
+}
+
+/// [`train_resumable`] on any [`TrainingData`]: drawn and coupled each step, or fixed pairs
+/// (reflow, distillation).
+///
+/// # Errors
+/// As [`train_resumable`]; [`Error::Config`] also for pairs with a coupling other than
+/// `independent`, distillation without pairs, and a model whose time inputs do not fit the
+/// objective (MeanFlow's network takes two).
+pub fn train_on<M: VelocityModel>(
+    model: &mut M,
+    data: TrainingData<'_>,
+    cfg: &TrainConfig,
+    resume: Option<Resume>,
+    hooks: TrainHooks<'_>,
+) -> Result<TrainOutcome> {
     cfg.validate()?;
     let dim = model.dim();
-    if target.dim() != dim || source.dim() != dim {
-        return Err(Error::Config(format!("dimension mismatch: model {dim}-D, target {}-D, source {}-D", target.dim(), source.dim())));
+    let (target_dim, source_dim) = data.dim();
+    if target_dim != dim || source_dim != dim {
+        let what =
+            if matches!(data, TrainingData::Pairs(_)) { format!("pairs {target_dim}-D") } else { format!("target {target_dim}-D, source {source_dim}-D") };
+        return Err(Error::Config(format!("dimension mismatch: model {dim}-D, {what}")));
+    }
+    match data {
+        TrainingData::Pairs(_) if cfg.coupling != Coupling::Independent => {
+            return Err(Error::Config(format!("coupling {}: training pairs are coupled already (by their teacher); set coupling to independent", cfg.coupling)))
+        }
+        TrainingData::Draw { .. } if cfg.objective == Objective::Distill => {
+            return Err(Error::Config(
+                "objective distill learns a teacher's one-step map from its coupled pairs: train it on pairs (fm train --pairs FILE)".into(),
+            ))
+        }
+        _ => {}
+    }
+    if model.time_inputs() != cfg.objective.time_inputs() {
+        return Err(Error::Config(format!(
+            "objective {} needs a network of {} time input(s), the model takes {} (model.time_inputs)",
+            cfg.objective,
+            cfg.objective.time_inputs(),
+            model.time_inputs()
+        )));
     }
     let TrainHooks { on_progress, mut on_checkpoint, stop } = hooks;
     let device = model.device();
@@ -588,7 +689,7 @@ pub fn train_resumable<M: VelocityModel>(
         checkpoint(first_step, model, &state, f64::NAN)?;
     }
     std::thread::scope(|scope| -> Result<()> {
-        let batches = Batches::start(scope, Batches::helpers(device), first_step, cfg, source, target, dim);
+        let batches = Batches::start(scope, Batches::helpers(device), first_step, cfg, data, dim);
         for step in first_step + 1..=cfg.steps {
             let (host, seconds) = batches.get(step)?;
             coupling_seconds += seconds;
@@ -597,8 +698,17 @@ pub fn train_resumable<M: VelocityModel>(
             let x0 = view(0, n, d)?;
             let x1 = view(n * d, n, d)?;
             let t = view(2 * n * d, n, 1)?;
-            let (xt, ut) =
-                if noisy { cfg.path.interpolate_with_noise(&x0, &x1, &t, &view(2 * n * d + n, n, d)?)? } else { cfg.path.interpolate(&x0, &x1, &t)? };
+            let (xt, ut, t) = match cfg.objective {
+                _ if noisy => {
+                    let (xt, ut) = cfg.path.interpolate_with_noise(&x0, &x1, &t, &view(2 * n * d + n, n, d)?)?;
+                    (xt, ut, t)
+                }
+                Objective::MeanFlow { .. } => crate::objective::meanflow_target(model, &x0, &x1, &t, &view(2 * n * d + n, n, 1)?)?,
+                _ => {
+                    let (xt, ut) = cfg.path.interpolate(&x0, &x1, &t)?;
+                    (xt, ut, t)
+                }
+            };
             let lr = cfg.lr_at(step);
             let opt = &mut state.optimizer;
             opt.lr = lr;
@@ -695,10 +805,10 @@ mod tests {
         let (cfg, target, source) = setting();
         for helpers in [1, 3] {
             std::thread::scope(|scope| {
-                let ahead = Batches::start(scope, helpers, 5, &cfg, &source, &target, 2);
+                let ahead = Batches::start(scope, helpers, 5, &cfg, TrainingData::Draw { target: &target, source: &source }, 2);
                 for step in 6..=cfg.steps {
                     let (got, _) = ahead.get(step).unwrap();
-                    let (want, _) = draw_batch(step, &cfg, &source, &target, 2).unwrap();
+                    let (want, _) = draw_batch(step, &cfg, TrainingData::Draw { target: &target, source: &source }, 2).unwrap();
                     assert_eq!(got.len(), 16 * 7);
                     assert_eq!(got, want, "step {step}, {helpers} helper(s)");
                 }
@@ -715,7 +825,7 @@ mod tests {
             let (cfg, target, source) = setting();
             let cfg = TrainConfig { steps: 100_000, ..cfg };
             std::thread::scope(|scope| {
-                let ahead = Batches::start(scope, 4, 0, &cfg, &source, &target, 2);
+                let ahead = Batches::start(scope, 4, 0, &cfg, TrainingData::Draw { target: &target, source: &source }, 2);
                 ahead.get(1).unwrap();
             });
             done_tx.send(()).unwrap();

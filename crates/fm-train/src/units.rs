@@ -8,7 +8,7 @@
 //! would lose theirs).
 
 use crate::eval::{model_log_prob, LikelihoodConfig};
-use crate::{array_to_tensor, tensor_to_array, HasDevice, Result, SampleConfig};
+use crate::{array_to_tensor, tensor_to_array, Generator, HasDevice, Jumps, Result, SampleConfig};
 use fm_dist::affine::Affine;
 use fm_dist::Target;
 use fm_ode::VectorField;
@@ -80,6 +80,40 @@ impl<F: VectorField + HasDevice + ?Sized> DataUnits<'_, F> {
         match self.map {
             None => z,
             Some(map) => map.apply(z.view()),
+        }
+    }
+}
+
+impl<M: fm_model::VelocityModel + ?Sized> DataUnits<'_, M> {
+    /// Samples as a model trained for `generator` is sampled: [`DataUnits::sample`] for a flow
+    /// and a one-step map (one Euler step), `cfg.steps` jumps of the average velocity for
+    /// MeanFlow ([`crate::Jumps`]), in data units.
+    ///
+    /// # Errors
+    /// [`crate::Generator::check`]'s refusals, then as [`crate::sample`].
+    pub fn generate(&self, generator: Generator, cfg: &SampleConfig) -> Result<Array2<f64>> {
+        generator.check(cfg)?;
+        match generator {
+            Generator::AverageVelocity => {
+                let jumps = Jumps { model: self.field, h: 1.0 / cfg.steps as f64 };
+                DataUnits { field: &jumps, source: self.source, map: self.map }.sample(cfg)
+            }
+            _ => self.sample(cfg),
+        }
+    }
+
+    /// [`DataUnits::generate`]'s paths: the states after each step (each jump, for MeanFlow).
+    ///
+    /// # Errors
+    /// As [`DataUnits::generate`] and [`crate::sample_paths`].
+    pub fn generate_paths(&self, generator: Generator, cfg: &SampleConfig, n: usize) -> Result<(Vec<f64>, Array3<f64>)> {
+        generator.check(cfg)?;
+        match generator {
+            Generator::AverageVelocity => {
+                let jumps = Jumps { model: self.field, h: 1.0 / cfg.steps as f64 };
+                DataUnits { field: &jumps, source: self.source, map: self.map }.sample_paths(cfg, n)
+            }
+            _ => self.sample_paths(cfg, n),
         }
     }
 }

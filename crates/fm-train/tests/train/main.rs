@@ -4,6 +4,7 @@
 mod coupling;
 mod eval;
 mod exact;
+mod few_step;
 mod optim;
 mod paths;
 mod resume;

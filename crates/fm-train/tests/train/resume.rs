@@ -13,7 +13,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tch::Device;
 
 fn model(seed: u64) -> Mlp {
-    fm_model::with_torch_seed(seed, || Mlp::new(MlpConfig { hidden_dim: 32, ..MlpConfig::default() }, Device::Cpu)).unwrap()
+    model_for(seed, &TrainConfig::default())
+}
+
+/// The network `cfg`'s objective trains (MeanFlow's takes two times).
+fn model_for(seed: u64, cfg: &TrainConfig) -> Mlp {
+    let config = MlpConfig { hidden_dim: 32, time_inputs: cfg.objective.time_inputs(), ..MlpConfig::default() };
+    fm_model::with_torch_seed(seed, || Mlp::new(config, Device::Cpu)).unwrap()
 }
 
 fn weights(mlp: &Mlp) -> Vec<u8> {
@@ -77,12 +83,12 @@ fn resume_from(bytes: &[u8]) -> (Mlp, Resume) {
 
 fn check_resume_is_exact(cfg: TrainConfig) {
     // Straight through, with checkpoints, and without any hook: the same weights.
-    let mut straight = model(1);
+    let mut straight = model_for(1, &cfg);
     let (out, saved) = run(&mut straight, &cfg, None, None, None);
     let out = out.unwrap();
     assert_eq!((out.step, out.stopped), (60, false));
     assert_eq!(saved.iter().map(|s| s.0).collect::<Vec<_>>(), [10, 20, 30, 40, 50, 60]);
-    let mut no_hooks = model(1);
+    let mut no_hooks = model_for(1, &cfg);
     train_with_state(&mut no_hooks, &GaussianMixture::seed(), &StandardNormal::new(2).unwrap(), &cfg, &mut |_| {}).unwrap();
     assert_eq!(weights(&straight), weights(&no_hooks), "checkpointing changed the run");
 
@@ -106,6 +112,12 @@ fn resuming_from_the_checkpoint_bytes_gives_the_same_weights_with_adamw_cosine_e
 #[test]
 fn resuming_from_the_checkpoint_bytes_gives_the_same_weights_with_adam() {
     check_resume_is_exact(plain(60));
+}
+
+/// MeanFlow's step (a Jacobian-vector product, two time columns) resumes bit for bit too.
+#[test]
+fn resuming_a_meanflow_run_gives_the_same_weights() {
+    check_resume_is_exact(TrainConfig { objective: fm_train::Objective::meanflow(), path: ProbabilityPath::Linear, ..rich(60) });
 }
 
 #[test]
