@@ -80,6 +80,11 @@ fn model_te() -> Mlp {
     Mlp::new(MlpConfig { activation: Activation::Gelu, time_embedding: 16, ..MlpConfig::default() }, Device::Cpu).unwrap()
 }
 
+/// An average-velocity network u(x, r, t) (MeanFlow's): a 4-wide first layer of `[x, r, t]`.
+fn model_mf() -> Mlp {
+    Mlp::new(MlpConfig { activation: Activation::Gelu, time_inputs: 2, ..MlpConfig::default() }, Device::Cpu).unwrap()
+}
+
 /// Our model, as the Rust side wrote it for PyTorch (tests run in parallel threads: re-seeding
 /// torch's global generator in each would race).
 fn ours(c: &Cross) -> Mlp {
@@ -98,7 +103,14 @@ fn cross() -> &'static Cross {
         checkpoint::save(&te, &dir.join("ours_te.safetensors"), &Default::default()).unwrap();
         tch::manual_seed(5);
         let opts = (Kind::Float, Device::Cpu);
-        let inputs = [("x", Tensor::randn([64, 2], opts) * 2.0), ("t", Tensor::rand([64, 1], opts)), ("x0", Tensor::randn([512, 2], opts))];
+        let mf = model_mf();
+        checkpoint::save_pth(&mf, &dir.join("ours_mf.pth"), &Default::default()).unwrap();
+        let inputs = [
+            ("x", Tensor::randn([64, 2], opts) * 2.0),
+            ("t", Tensor::rand([64, 1], opts)),
+            ("x0", Tensor::randn([512, 2], opts)),
+            ("rt", Tensor::rand([64, 2], opts)),
+        ];
         Tensor::write_safetensors(&inputs, dir.join("inputs.safetensors")).unwrap();
 
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/crossover.py");
@@ -258,4 +270,22 @@ fn our_metadata_survives_torch_load_and_torch_save() {
     for (name, v) in ours.var_store().variables() {
         assert!(v.equal(&back.var_store().variables()[&name]), "{name} changed through PyTorch");
     }
+}
+
+/// A MeanFlow network exported as a `.pth` is the documented `MeanFlowNet` in PyTorch (the same
+/// average velocities, the same one-jump samples), and comes back through `torch.save` with its
+/// two time inputs.
+#[test]
+fn an_average_velocity_network_crosses_to_pytorch_and_back() {
+    let c = cross();
+    c.section_ok("meanflow_into_torch");
+    let (mf, _) = checkpoint::load_any(&c.path("ours_mf_resaved.pth"), Device::Cpu).unwrap();
+    assert_eq!(mf.config().time_inputs, 2);
+    let u = mf.forward(&c.tensor("x"), &c.tensor("rt")).unwrap();
+    let diff = max_diff(&u, &c.tensor("u_ours_mf"));
+    assert!(diff <= VELOCITY_TOL, "average velocities differ from PyTorch's by {diff}");
+    let x0 = c.tensor("x0");
+    let times = Tensor::cat(&[Tensor::zeros([512, 1], (Kind::Float, Device::Cpu)), Tensor::ones([512, 1], (Kind::Float, Device::Cpu))], 1);
+    let jump = &x0 + mf.forward(&x0, &times).unwrap();
+    assert!(max_diff(&jump, &c.tensor("jump_ours_mf")) <= VELOCITY_TOL);
 }

@@ -39,7 +39,7 @@ torch.set_num_threads(1)
 work = sys.argv[1]
 path = lambda name: os.path.join(work, name)  # noqa: E731
 inputs = load_file(path("inputs.safetensors"))
-x, t, x0 = inputs["x"], inputs["t"], inputs["x0"]
+x, t, x0, rt = inputs["x"], inputs["t"], inputs["x0"], inputs["rt"]
 outputs, report = {}, {}
 
 
@@ -161,6 +161,36 @@ def _():
     ours_te = torch.load(path("ours_te.pth"), weights_only=True)
     check("fm_metadata" in ours_te._metadata[""], f"no fm_metadata in {ours_te._metadata}")
     torch.save(ours_te, path("ours_te_resaved.pth"))
+
+
+class MeanFlowNet(torch.nn.Module):
+    """An average velocity u(x, r, t) as fm exports it (docs/few-step.md): the seed's Sequential
+    on [x, r, t]."""
+
+    def __init__(self, dim=2, hidden=128, layers=3, act=torch.nn.GELU):
+        super().__init__()
+        mods, width = [], dim + 2
+        for _ in range(layers):
+            mods += [torch.nn.Linear(width, hidden), act()]
+            width = hidden
+        mods.append(torch.nn.Linear(hidden, dim))
+        self.net = torch.nn.Sequential(*mods)
+
+    def forward(self, x, r, t):
+        return self.net(torch.cat([x, r, t], dim=1))
+
+
+@section("meanflow_into_torch")
+def _():
+    sd = torch.load(path("ours_mf.pth"), weights_only=True)
+    net = MeanFlowNet()
+    net.load_state_dict(sd)
+    with torch.no_grad():
+        outputs["u_ours_mf"] = net(x, rt[:, :1], rt[:, 1:])
+        # One jump from t = 0 to 1: x0 + u(x0, 0, 1).
+        zeros, ones = torch.zeros(len(x0), 1), torch.ones(len(x0), 1)
+        outputs["jump_ours_mf"] = x0 + net(x0, zeros, ones)
+    torch.save(sd, path("ours_mf_resaved.pth"))
 
 
 save_file({k: v.contiguous() for k, v in outputs.items()}, path("outputs.safetensors"))
