@@ -883,6 +883,14 @@ fn a_reflow_recipe_trains_its_stages_and_samples_in_one_step() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("one-step model, 1 step"), "{}{}", stderr(&o), String::from_utf8_lossy(&o.stdout));
     let o = fm(&["inspect", model.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("a one-step map"), "{}", String::from_utf8_lossy(&o.stdout));
+    // The folder's run file is the recipe: resuming goes through every stage, each already complete.
+    assert!(std::fs::read_to_string(dir.join("config.toml")).unwrap().contains("[reflow]"));
+    let before = std::fs::read(&model).unwrap();
+    let o = fm(&["train", "--resume", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log = stderr(&o) + &String::from_utf8_lossy(&o.stdout);
+    assert_eq!(log.matches("resuming").count(), 3, "{log}");
+    assert!(std::fs::read(&model).unwrap() == before, "resuming a finished recipe changed its model");
 }
 
 /// Reflow by hand: a teacher's pairs (`fm sample --pairs`), a student trained on them from the

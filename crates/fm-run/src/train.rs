@@ -91,6 +91,13 @@ fn train_stages(cfg: &RunConfig, reflow: &crate::ReflowConfig, dir: &RunDir, opt
         )));
     }
     let stages = 1 + reflow.rounds + usize::from(reflow.distill);
+    // The folder's run file is the whole recipe (the last stage writes its own while it trains,
+    // and it is put back after): `fm train --resume DIR` resumes every stage from its folder.
+    let write_recipe = || -> Result<()> {
+        std::fs::create_dir_all(dir.path()).map_err(|source| Error::Io { what: "cannot create", path: dir.path().to_path_buf(), source })?;
+        Ok(fm_dist::io::write_atomic(&dir.file(RunDir::CONFIG), cfg.to_toml()?.as_bytes())?)
+    };
+    write_recipe()?;
     let mut stage_cfg = RunConfig { reflow: None, ..cfg.clone() };
     let mut teacher: Option<std::path::PathBuf> = None;
     for k in 1..=stages {
@@ -110,6 +117,7 @@ fn train_stages(cfg: &RunConfig, reflow: &crate::ReflowConfig, dir: &RunDir, opt
         log(&format!("fm: stage {k} of {stages}: {name} in {}", stage_dir.path().display()));
         let trained = train_stage(&stage_cfg, &stage_dir, opts, log)?;
         if last {
+            write_recipe()?;
             log(&format!("fm: {stages} stages, {} steps × {} in all", fm_dist::empirical::group_digits(stages * cfg.train.steps), cfg.train.batch_size));
             return Ok(trained);
         }
@@ -231,7 +239,7 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
         }
         let mlp = fm_model::with_torch_seed(cfg.train.seed, || Mlp::new(cfg.model.clone(), device))?;
         if let Some(init) = &cfg.init {
-            let (from, _) = checkpoint::load_any(std::path::Path::new(init), device)?;
+            let (from, _) = init_checkpoint(init, &cfg.model, device)?;
             fm_model::copy_parameters(&mlp, &fm_model::VelocityModel::named_parameters(&from))
                 .map_err(|e| Error::Invalid(format!("init: {init} is not this run's network ({e})")))?;
         }
@@ -273,6 +281,7 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
     let bar = ProgressBarReporter::new(cfg.train.steps, opts.quiet).with_floor(loss_floor.map(|f| f.mean));
     let rows = RefCell::new(rows);
     let last_checkpoint = Cell::new(start.as_ref().map(|r| r.step));
+    let start_step = start.as_ref().map(|r| r.step);
     let mut meta: checkpoint::Metadata =
         [("target", cfg.target.clone()), ("source", cfg.source.clone())].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     if let Some(map) = &data_map {
@@ -301,7 +310,12 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
             }
             _ => c.model,
         };
-        checkpoint::save(model, &dir.file(RunDir::MODEL), &model_meta)?;
+        // A run resumed at its last step has its model already (written before the state it
+        // resumed from), with its final loss: rewriting it would record no loss (NaN).
+        let resumed_at_end = start_step == Some(c.step) && c.loss.is_nan() && dir.file(RunDir::MODEL).exists();
+        if !resumed_at_end {
+            checkpoint::save(model, &dir.file(RunDir::MODEL), &model_meta)?;
+        }
         fm_train::save_state(&state_path, c, &state_meta)?;
         if let Some(tracker) = tracker.as_ref().filter(|_| c.step.is_multiple_of(cfg.eval.track_every) || c.step == cfg.train.steps) {
             let tracked = tracker.measure(model, train_source)?;
@@ -356,11 +370,13 @@ fn fingerprint(cfg: &RunConfig) -> Result<std::collections::BTreeMap<String, Str
             f.insert(format!("{name} file content"), file_digest(std::path::Path::new(path))?);
         }
     }
-    for (name, file) in [("pairs", &cfg.pairs), ("init", &cfg.init)] {
-        if let Some(file) = file {
-            f.insert(name.to_string(), file.clone());
-            f.insert(format!("{name} file content"), file_digest(std::path::Path::new(file))?);
-        }
+    if let Some(file) = &cfg.pairs {
+        f.insert("pairs".into(), file.clone());
+        f.insert("pairs file content".into(), file_digest(std::path::Path::new(file))?);
+    }
+    if let Some(file) = &cfg.init {
+        f.insert("init".into(), file.clone());
+        f.insert("init weights".into(), weights_digest(file, &cfg.model)?);
     }
     f.insert("standardize".into(), cfg.standardize.to_string());
     settings(&mut f, "model", &cfg.model)?;
@@ -428,6 +444,26 @@ fn settings(f: &mut std::collections::BTreeMap<String, String>, prefix: &str, va
         f.insert(format!("{prefix}.{k}"), v.to_string());
     }
     Ok(())
+}
+
+/// `sha256:` and the hex SHA-256 of a checkpoint's weights (names and `f32` values): what a run
+/// starting from it depends on, not its metadata (a finished run resumed rewrites its report).
+fn weights_digest(path: &str, model: &fm_model::MlpConfig) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let (mlp, _) = init_checkpoint(path, model, tch::Device::Cpu)?;
+    let mut hash = Sha256::new();
+    for (name, t) in fm_model::VelocityModel::named_parameters(&mlp) {
+        hash.update(name.as_bytes());
+        let values = Vec::<f32>::try_from(t.flatten(0, -1)).map_err(|e| Error::Invalid(format!("{}: {e}", path)))?;
+        values.iter().for_each(|v| hash.update(v.to_le_bytes()));
+    }
+    Ok(format!("sha256:{:x}", hash.finalize()))
+}
+
+/// The checkpoint a run starts from (`init`): any file fm reads; a PyTorch state dict, which does
+/// not record its activation, is read with the run's (only its weights are copied).
+fn init_checkpoint(path: &str, model: &fm_model::MlpConfig, device: tch::Device) -> Result<(Mlp, checkpoint::Metadata)> {
+    Ok(checkpoint::load_any_with(std::path::Path::new(path), device, &checkpoint::LoadOptions::with_activation(model.activation))?)
 }
 
 /// `sha256:` and the hex SHA-256 of a file's bytes.
