@@ -55,7 +55,8 @@ pub struct ConfigArgs {
     /// A TOML file describing the run (see docs/config.md); flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Start from a named preset (training settings and network): seed (the original experiment) or fast (same budget, better result).
+    /// Start from a named preset (training settings and network): seed (the original experiment), fast (same
+    /// budget, better result) or one-step (a fast teacher, its reflow and a distilled one-step map: 3× the budget).
     #[arg(long, value_name = "NAME")]
     pub preset: Option<String>,
 }

@@ -19,7 +19,7 @@ pub struct EvalArgs {
     samples: Option<PathBuf>,
     /// A model to judge by its exact likelihood (KL(target ‖ model) on fresh target samples; --kl-points 0 skips it)
     /// and, for a Gaussian-mixture target, by its distance to the exact field of its training setting (field error,
-    /// loss floor, error over t).
+    /// loss floor, error over t). A distilled or MeanFlow model is judged by 10,000 of its one-step samples instead.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
     /// Judge the exact flow of a Gaussian-mixture target by the same likelihood code: KL(target ‖ exact flow),
@@ -72,7 +72,7 @@ pub fn eval(args: EvalArgs, m: &clap::ArgMatches) -> Result<()> {
     let jumps = model.as_ref().is_some_and(|b| b.generator() != fm_train::Generator::Flow);
     if let (Some(bundle), Some(path), true) = (&model, &args.checkpoint, jumps) {
         // A one-step or MeanFlow model has no likelihood of its sampler here: its one-step samples judge it.
-        let sample = fm_train::SampleConfig { n_samples: cfg.w2_points.max(10_000), steps: 1, seed: args.seed, ..Default::default() };
+        let sample = fm_train::SampleConfig { n_samples: cfg.w2_points.max(10_000), seed: args.seed, ..fm_train::SampleConfig::one_step() };
         let x = bundle.units().generate(bundle.generator(), &sample)?;
         let q = cfg.measure(target.as_ref(), x.view(), &mut rng).with_context(|| format!("cannot judge {}", path.display()))?;
         println!(
@@ -102,7 +102,9 @@ pub fn eval(args: EvalArgs, m: &clap::ArgMatches) -> Result<()> {
             (kl.nll, kl.entropy) = (kl.nll + log_det, kl.entropy + log_det);
             println!("likelihood of {} against {}:\n  {kl}", path.display(), target.name());
         }
-        if target.as_mixture().is_some() && bundle.data_map.is_none() {
+        if bundle.trained_on_pairs() {
+            println!("no field error: the model learnt a teacher's pairs (reflow), whose flow is not the exact flow of independent pairs");
+        } else if target.as_mixture().is_some() && bundle.data_map.is_none() {
             let report = match bundle.train_or_seed() {
                 Ok((train, note)) => {
                     note.into_iter().for_each(|n| eprintln!("note: {n}"));

@@ -133,7 +133,7 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
     anyhow::ensure!(target.dim() == mlp.config().dim, "the target {} is {}-D but the model is {}-D", target.name(), target.dim(), mlp.config().dim);
     let mut cfg = run.as_ref().map_or_else(SampleConfig::default, |r| r.sample.clone());
     crate::config::override_given!(m, args, steps => cfg.steps, method => cfg.method);
-    bundle.default_steps(&mut cfg, crate::config::given(m, "steps"));
+    bundle.default_steps(&mut cfg, crate::config::given(m, "steps"), crate::config::given(m, "method"));
     let generator = bundle.generator();
     if matches!(args.kind, Kind::Field | Kind::FieldError | Kind::Density) {
         bundle.require_flow("the field, field-error and density figures")?;
@@ -179,6 +179,7 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
         )?,
         Kind::FieldError => {
             anyhow::ensure!(bundle.data_map.is_none(), "the model was trained on standardised file data: there is no exact field to compare it with");
+            anyhow::ensure!(!bundle.trained_on_pairs(), "the model learnt a teacher's pairs (reflow): its flow is not the exact flow of independent pairs");
             let train = match run.as_ref() {
                 Some(r) => r.train.clone(),
                 None => bundle.train_or_seed()?.0,

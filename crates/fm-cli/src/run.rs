@@ -27,7 +27,10 @@ pub fn run(args: RunArgs, m: &ArgMatches) -> Result<()> {
     let mut cfg = args.setup.resolve(m)?;
     args.sample.apply(m, &mut cfg.sample);
     args.eval.apply(m, &mut cfg.eval);
-    // Every check that can fail before the work starts does.
+    // Every check that can fail before the work starts does: the trained model's sampling too.
+    let generator = cfg.generator();
+    generator.defaults(&mut cfg.sample, crate::config::given(m, "sample_steps"), crate::config::given(m, "method"));
+    generator.check(&cfg.sample)?;
     cfg.sample.validate()?;
     cfg.eval.validate(cfg.sample.n_samples)?;
     let dir = RunDir::new(&args.out);

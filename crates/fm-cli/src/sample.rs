@@ -92,7 +92,7 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
         None => None,
     };
     if let Some(b) = &bundle {
-        b.default_steps(&mut cfg, given(m, "steps"));
+        b.default_steps(&mut cfg, given(m, "steps"), given(m, "method"));
         b.generator().check(&cfg)?;
     }
     cfg.validate()?;

@@ -961,7 +961,14 @@ fn pairs_init_and_meanflow_from_the_command_line() {
             "--out",
             out.join("d").to_str().unwrap(),
         ]),
-        "not this run's network",
+        "init:",
     );
     assert_clean_failure(&train(&["--objective", "meanflow:2", "--out", out.join("e").to_str().unwrap()]), "[0, 1]");
+    // fm run checks how it will sample the trained model before training it.
+    let f = out.join("f");
+    assert_clean_failure(
+        &fm(&["run", "--objective", "distill", "--pairs", pairs.to_str().unwrap(), "--sample-steps", "4", "--out", f.to_str().unwrap()]),
+        "--steps 1",
+    );
+    assert!(!f.exists(), "nothing may be trained or written before the refusal");
 }

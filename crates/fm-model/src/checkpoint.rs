@@ -542,7 +542,9 @@ fn infer_config(state: &StateDict, opts: &LoadOptions) -> std::result::Result<Ml
         return Ok(inferred(activation));
     }
     match &opts.described {
-        Some(described) if inferred(described.activation) == *described => Ok(described.clone()),
+        // The run file decides what the shapes leave open (an average velocity's two raw times
+        // read like two time features).
+        Some(described) if described.parameter_shapes() == inferred(described.activation).parameter_shapes() => Ok(described.clone()),
         described => Err(format!(
             "the file does not record its network's activation (a state dict written by PyTorch holds only weights){}: \
              say which with --activation {} (the seed's network uses relu)",

@@ -73,7 +73,8 @@ impl std::str::FromStr for Activation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MlpConfig {
-    /// Dimension of the data (the network sees `dim + 1` inputs: `x` and `t`).
+    /// Dimension of the data (the network sees `dim + time_features()` inputs: `x` and its
+    /// times, `dim + 1` for the seed's).
     pub dim: usize,
     /// Width of every hidden layer.
     pub hidden_dim: usize,
@@ -106,12 +107,15 @@ impl Default for MlpConfig {
 }
 
 impl MlpConfig {
-    /// Checks the sizes: `dim`, `hidden_dim` and `hidden_layers` at least 1, at most
-    /// [`Self::MAX_PARAMETERS`] parameters in all, `time_embedding` even and at most 1024.
+    /// Checks the sizes: `time_inputs` 1 or 2, `dim`, `hidden_dim` and `hidden_layers` at least
+    /// 1, at most [`Self::MAX_PARAMETERS`] parameters in all, `time_embedding` even and at most 1024.
     ///
     /// # Errors
     /// [`Error::Config`] naming the setting that is out of range.
     pub fn validate(&self) -> Result<()> {
+        if !(1..=2).contains(&self.time_inputs) {
+            return Err(Error::Config(format!("time_inputs must be 1 (a velocity v(x, t)) or 2 (an average velocity u(x, r, t)), got {}", self.time_inputs)));
+        }
         if self.dim == 0 || self.hidden_dim == 0 || self.hidden_layers == 0 {
             return Err(Error::Config(format!(
                 "dim ({}), hidden_dim ({}) and hidden_layers ({}) must all be at least 1",
@@ -130,9 +134,6 @@ impl MlpConfig {
         }
         if self.time_embedding % 2 == 1 || self.time_embedding > 1024 {
             return Err(Error::Config(format!("time_embedding must be an even number of features up to 1024 (0: the raw time), got {}", self.time_embedding)));
-        }
-        if !(1..=2).contains(&self.time_inputs) {
-            return Err(Error::Config(format!("time_inputs must be 1 (a velocity v(x, t)) or 2 (an average velocity u(x, r, t)), got {}", self.time_inputs)));
         }
         Ok(())
     }

@@ -45,7 +45,8 @@ impl Architecture {
 /// handle sees the move, values unchanged), so a model must read its weights through those
 /// tensors at each forward pass, not through views it cached before training.
 pub trait VelocityModel: fm_ode::VectorField {
-    /// `v(x, t)` for `x: [n, d]` and per-row times `t: [n, 1]`, both `f32`, tracking gradients.
+    /// `v(x, t)` for `x: [n, d]` and per-row times `t: [n, 1]` (`[n, 2]`, `[r, t]`, for an
+    /// average velocity, see [`VelocityModel::time_inputs`]), both `f32`, tracking gradients.
     ///
     /// # Errors
     /// A shape the network does not take, or a torch failure.
@@ -116,6 +117,11 @@ pub fn velocity_at(model: &(impl VelocityModel + ?Sized), x: &Tensor, t: f64) ->
 /// What the model's forward pass returns, or a torch failure (a model whose output does not
 /// depend on `x` or `t` cannot be differentiated in them this way).
 pub fn jvp_autograd(model: &(impl VelocityModel + ?Sized), x: &Tensor, t: &Tensor, dx: &Tensor, dt: &Tensor) -> Result<(Tensor, Tensor)> {
+    // Gradients are needed here even when the caller holds a no-grad guard.
+    tch::with_grad(|| jvp_by_double_vjp(model, x, t, dx, dt))
+}
+
+fn jvp_by_double_vjp(model: &(impl VelocityModel + ?Sized), x: &Tensor, t: &Tensor, dx: &Tensor, dt: &Tensor) -> Result<(Tensor, Tensor)> {
     let x = x.f_detach()?.f_to_kind(tch::Kind::Float)?.f_set_requires_grad(true)?;
     let t = t.f_detach()?.f_to_kind(tch::Kind::Float)?.f_set_requires_grad(true)?;
     let out = model.forward(&x, &t)?;

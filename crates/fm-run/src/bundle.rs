@@ -70,21 +70,27 @@ impl ModelBundle {
         DataUnits { field: &self.mlp, source: self.source.as_ref(), map: self.data_map.as_ref() }
     }
 
-    /// How the model generates, from the objective its training record names (a flow when
-    /// the file records none, as a PyTorch state dict).
+    /// How the model generates: from the objective its training record names; a network of
+    /// two time inputs is an average velocity whatever its record says; a flow otherwise (a
+    /// PyTorch state dict).
     pub fn generator(&self) -> fm_train::Generator {
         match &self.train {
+            _ if self.mlp.config().time_inputs == 2 => fm_train::Generator::AverageVelocity,
             Ok(Some(t)) => t.objective.generator(),
             _ => fm_train::Generator::Flow,
         }
     }
 
-    /// `cfg` as this model samples by default: one step for a one-step map unless the steps
-    /// were given (`steps_given`), when [`fm_train::Generator::check`] judges them.
-    pub fn default_steps(&self, cfg: &mut fm_train::SampleConfig, steps_given: bool) {
-        if self.generator() == fm_train::Generator::OneStep && !steps_given {
-            cfg.steps = 1;
-        }
+    /// Whether the model learnt a teacher's pairs (reflow, distillation): its flow is not the
+    /// exact flow of the target's independent pairs, and is not judged against it.
+    pub fn trained_on_pairs(&self) -> bool {
+        self.metadata.contains_key(crate::PAIRS_METADATA)
+    }
+
+    /// `cfg` as this model samples by default: [`fm_train::Generator::defaults`], with what
+    /// was given on the command line kept.
+    pub fn default_steps(&self, cfg: &mut fm_train::SampleConfig, steps_given: bool, method_given: bool) {
+        self.generator().defaults(cfg, steps_given, method_given);
     }
 
     /// Refuses what needs the model's velocity field at every time (likelihoods, field and

@@ -189,13 +189,22 @@ impl RunConfig {
                 let preset = fm_train::Preset::named(name)?;
                 let mut cfg = Self { train: preset.train, model: preset.model, ..Self::default() };
                 if name.trim().eq_ignore_ascii_case("one-step") {
-                    // The measured recipe (README, "Few-step generation"): teacher, 2-RF, distilled; sampled in one step.
+                    // The measured recipe (docs/few-step.md): teacher, 2-RF, distilled; sampled in one step.
                     cfg.reflow = Some(ReflowConfig::default());
                     cfg.sample.steps = 1;
                 }
                 Ok(cfg)
             }
             (None, None) => Ok(Self::default()),
+        }
+    }
+
+    /// How the model this run trains generates: a one-step map when `[reflow]` distils or the
+    /// objective is `distill`, an average velocity for MeanFlow, a flow otherwise.
+    pub fn generator(&self) -> fm_train::Generator {
+        match &self.reflow {
+            Some(r) if r.distill => fm_train::Generator::OneStep,
+            _ => self.train.objective.generator(),
         }
     }
 

@@ -29,7 +29,7 @@ mod train;
 pub use bundle::ModelBundle;
 pub use config::{EvalConfig, ReflowConfig, RunConfig};
 pub use dir::{MetricsRow, Report, RunDir, RunLock};
-pub use train::{train_run, TrainOptions, Trained};
+pub use train::{train_run, TrainOptions, Trained, PAIRS_METADATA};
 
 use std::path::PathBuf;
 

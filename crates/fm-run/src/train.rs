@@ -48,6 +48,9 @@ impl Trained {
     }
 }
 
+/// Metadata entry of a checkpoint trained on a teacher's pairs (reflow, distillation): the file.
+pub const PAIRS_METADATA: &str = "pairs";
+
 /// Metadata entry of a checkpoint holding its [`Affine`] standardisation as JSON.
 pub const STANDARDIZE: &str = "standardize";
 
@@ -90,6 +93,13 @@ fn train_stages(cfg: &RunConfig, reflow: &crate::ReflowConfig, dir: &RunDir, opt
             cfg.train.objective
         )));
     }
+    // Everything a later stage would refuse is refused before the first one trains.
+    if cfg.standardize && cfg.target.starts_with("file:") {
+        return Err(Error::Invalid("[reflow] of a standardised file target is not supported: give --no-standardize (standardize = false)".into()));
+    }
+    if reflow.distill && cfg.train.path != fm_train::ProbabilityPath::Linear {
+        return Err(Error::Invalid(format!("[reflow] distils on the straight path: set path to linear, got {}", cfg.train.path)));
+    }
     let stages = 1 + reflow.rounds + usize::from(reflow.distill);
     // The folder's run file is the whole recipe (the last stage writes its own while it trains,
     // and it is put back after): `fm train --resume DIR` resumes every stage from its folder.
@@ -98,7 +108,10 @@ fn train_stages(cfg: &RunConfig, reflow: &crate::ReflowConfig, dir: &RunDir, opt
         Ok(fm_dist::io::write_atomic(&dir.file(RunDir::CONFIG), cfg.to_toml()?.as_bytes())?)
     };
     write_recipe()?;
-    let mut stage_cfg = RunConfig { reflow: None, ..cfg.clone() };
+    // The teachers are flows, sampled (and tracked) as flows whatever the last stage's sampling.
+    let flow_sampling =
+        fm_train::SampleConfig { steps: fm_train::SampleConfig::default().steps, method: fm_train::SampleConfig::default().method, ..cfg.sample.clone() };
+    let mut stage_cfg = RunConfig { reflow: None, sample: flow_sampling, ..cfg.clone() };
     let mut teacher: Option<std::path::PathBuf> = None;
     for k in 1..=stages {
         let last = k == stages;
@@ -108,18 +121,39 @@ fn train_stages(cfg: &RunConfig, reflow: &crate::ReflowConfig, dir: &RunDir, opt
             (format!("{k}-RF"), RunDir::new(dir.path().join(format!("{k}-rf"))))
         };
         if let Some(t) = &teacher {
+            // A student trains on its teacher's pairs (coupled already) on the straight path.
             stage_cfg.pairs = Some(t.join(PAIRS_FILE).display().to_string());
             stage_cfg.init = Some(t.join(RunDir::MODEL).display().to_string());
+            stage_cfg.train.coupling = fm_train::Coupling::Independent;
+            stage_cfg.train.path = fm_train::ProbabilityPath::Linear;
         }
-        if last && reflow.distill {
-            stage_cfg.train.objective = fm_train::Objective::Distill;
+        if last {
+            stage_cfg.sample = cfg.sample.clone();
+            if reflow.distill {
+                stage_cfg.train.objective = fm_train::Objective::Distill;
+            }
         }
         log(&format!("fm: stage {k} of {stages}: {name} in {}", stage_dir.path().display()));
-        let trained = train_stage(&stage_cfg, &stage_dir, opts, log)?;
+        // An interrupted stage is resumed through the recipe's folder, whose run file is put back
+        // whatever happened to the last stage.
+        let trained = train_stage(&stage_cfg, &stage_dir, opts, log).map_err(|e| match e {
+            Error::Interrupted { step, .. } => Error::Interrupted { step, dir: dir.path().to_path_buf() },
+            e => e,
+        });
         if last {
             write_recipe()?;
+        }
+        let trained = trained?;
+        if last {
             log(&format!("fm: {stages} stages, {} steps × {} in all", fm_dist::empirical::group_digits(stages * cfg.train.steps), cfg.train.batch_size));
             return Ok(trained);
+        }
+        let file = stage_dir.file(PAIRS_FILE);
+        // A stage resumed at its end trained nothing: its pairs (same weights, seed and solver) stand.
+        if opts.resume && trained.report.loss_history.is_empty() && file.exists() {
+            log(&format!("fm: {name} is complete; its pairs stand: {}", file.display()));
+            teacher = Some(stage_dir.path().to_path_buf());
+            continue;
         }
         let sample = fm_train::SampleConfig {
             n_samples: reflow.pairs,
@@ -130,7 +164,6 @@ fn train_stages(cfg: &RunConfig, reflow: &crate::ReflowConfig, dir: &RunDir, opt
         };
         let t0 = std::time::Instant::now();
         let pairs = fm_train::draw_pairs(&trained.mlp, trained.source.as_ref(), &sample)?;
-        let file = stage_dir.file(PAIRS_FILE);
         fm_dist::io::write_npy(&file, pairs.to_array().view())?;
         log(&format!(
             "fm: drew {} pairs from {name} (RK4, {} steps) in {:.1} s: {}",
@@ -145,7 +178,7 @@ fn train_stages(cfg: &RunConfig, reflow: &crate::ReflowConfig, dir: &RunDir, opt
 }
 
 /// The file of a teacher's pairs in its stage folder.
-pub const PAIRS_FILE: &str = "pairs.npy";
+const PAIRS_FILE: &str = "pairs.npy";
 
 fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut dyn FnMut(&str)) -> Result<Trained> {
     let device = parse_device(&cfg.device)?;
@@ -240,6 +273,20 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
         let mlp = fm_model::with_torch_seed(cfg.train.seed, || Mlp::new(cfg.model.clone(), device))?;
         if let Some(init) = &cfg.init {
             let (from, _) = init_checkpoint(init, &cfg.model, device)?;
+            if from.config() != &cfg.model {
+                let describe = |c: &fm_model::MlpConfig| {
+                    format!(
+                        "{}-D {}×{} {}, {} time input(s) of {} feature(s)",
+                        c.dim,
+                        c.hidden_layers,
+                        c.hidden_dim,
+                        c.activation,
+                        c.time_inputs,
+                        c.time_embedding.max(1)
+                    )
+                };
+                return Err(Error::Invalid(format!("init: {init} is a {} network, this run trains a {}", describe(from.config()), describe(&cfg.model))));
+            }
             fm_model::copy_parameters(&mlp, &fm_model::VelocityModel::named_parameters(&from))
                 .map_err(|e| Error::Invalid(format!("init: {init} is not this run's network ({e})")))?;
         }
@@ -284,6 +331,10 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
     let start_step = start.as_ref().map(|r| r.step);
     let mut meta: checkpoint::Metadata =
         [("target", cfg.target.clone()), ("source", cfg.source.clone())].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    if let Some(pairs) = &cfg.pairs {
+        // A model of a teacher's pairs is not judged against the exact flow of independent pairs.
+        meta.insert(PAIRS_METADATA.into(), pairs.clone());
+    }
     if let Some(map) = &data_map {
         meta.insert(STANDARDIZE.into(), serde_json::to_string(map).map_err(|e| Error::Invalid(e.to_string()))?);
     }
@@ -370,14 +421,11 @@ fn fingerprint(cfg: &RunConfig) -> Result<std::collections::BTreeMap<String, Str
             f.insert(format!("{name} file content"), file_digest(std::path::Path::new(path))?);
         }
     }
-    if let Some(file) = &cfg.pairs {
-        f.insert("pairs".into(), file.clone());
-        f.insert("pairs file content".into(), file_digest(std::path::Path::new(file))?);
-    }
-    if let Some(file) = &cfg.init {
-        f.insert("init".into(), file.clone());
-        f.insert("init weights".into(), weights_digest(file, &cfg.model)?);
-    }
+    // By content, not by name (a folder spelled `./runs/x` is `runs/x`); "none" when unset, so
+    // adding pairs or init to a run is a difference too.
+    let none = || "none".to_string();
+    f.insert("pairs file content".into(), cfg.pairs.as_deref().map(|p| file_digest(std::path::Path::new(p))).transpose()?.unwrap_or_else(none));
+    f.insert("init weights".into(), cfg.init.as_deref().map(|p| weights_digest(p, &cfg.model)).transpose()?.unwrap_or_else(none));
     f.insert("standardize".into(), cfg.standardize.to_string());
     settings(&mut f, "model", &cfg.model)?;
     settings(&mut f, "train", &cfg.train)?;

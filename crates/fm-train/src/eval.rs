@@ -395,7 +395,12 @@ impl Tracker {
     pub fn for_generator(self, generator: crate::Generator) -> Self {
         match generator {
             crate::Generator::Flow => self,
-            _ => Self { generator, log_p: None, sample: crate::SampleConfig { method: fm_ode::Method::Euler, steps: 1, ..self.sample }, ..self },
+            _ => Self {
+                generator,
+                log_p: None,
+                sample: crate::SampleConfig { n_samples: self.sample.n_samples, seed: self.sample.seed, ..crate::SampleConfig::one_step() },
+                ..self
+            },
         }
     }
 

@@ -83,6 +83,17 @@ impl Generator {
         }
     }
 
+    /// Sets what this kind of model samples with unless the user gave it: one Euler step for a
+    /// one-step map; Euler's update (the jumps) for an average velocity; nothing for a flow.
+    pub fn defaults(self, cfg: &mut crate::SampleConfig, steps_given: bool, method_given: bool) {
+        if self != Generator::Flow && !method_given {
+            cfg.method = fm_ode::Method::Euler;
+        }
+        if self == Generator::OneStep && !steps_given {
+            cfg.steps = 1;
+        }
+    }
+
     /// A word for reports: `flow`, `one-step`, `meanflow`.
     pub fn name(self) -> &'static str {
         match self {
@@ -165,8 +176,8 @@ impl std::str::FromStr for Objective {
 /// the module docs): inputs `(x_r, [r, t])` and the target
 /// `sg(v + (t − r) (∂_r u + v · ∇_x u))`, `v = x1 − x0`, with the derivative along the flow a
 /// Jacobian-vector product of the network (tangent `(v, [1, 0])`) at the current weights.
-/// Shapes: `x0, x1: [n, d]`, `r, t: [n, 1]` with `r ≤ t`; returns `x_r: [n, d]`, the times
-/// `[n, 2]` and the target `[n, d]`.
+/// Shapes: `x0, x1: [n, d]`, `r, t: [n, 1]` with `r ≤ t`; returns `x_r: [n, d]`, the target
+/// `[n, d]` and the times `[n, 2]`, in that order.
 ///
 /// # Errors
 /// The model's and torch's failures.

@@ -55,6 +55,12 @@ impl Default for SampleConfig {
 }
 
 impl SampleConfig {
+    /// One Euler step (one network evaluation per point): how one-step and MeanFlow models are
+    /// judged; the rest as [`SampleConfig::default`].
+    pub fn one_step() -> Self {
+        Self { steps: 1, method: Method::Euler, ..Self::default() }
+    }
+
     /// Checks every setting; returns the time grid the solve will step through.
     ///
     /// # Errors

@@ -57,7 +57,8 @@ fn path_curvature(field: &Mlp, x0: &Tensor, steps: usize) -> f64 {
     for k in 0..steps {
         let v = field.velocity(&x, k as f64 * h).unwrap();
         energy += f64::try_from(v.square().sum_dim_intlist(1, false, Kind::Double).mean(Kind::Double)).unwrap() * h;
-        x += v * h;
+        // Not `+=`: that would add in place into x0, which x shares at first.
+        x = &x + v * h;
     }
     let displacement = f64::try_from((&x - x0).square().sum_dim_intlist(1, false, Kind::Double).mean(Kind::Double)).unwrap();
     (energy - displacement) / displacement
