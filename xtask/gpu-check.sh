@@ -30,7 +30,7 @@ nproc
 echo "== e2e --device $device"
 timeout 180 "$bin/xtask" e2e --device "$device" --fm "$bin/fm"
 echo "e2e rc=$?"
-cp "target/e2e/$device/compare.png" "$out/e2e-$device-compare.png" 2>/dev/null
+cp "target/e2e/$device-seed/compare.png" "$out/e2e-$device-compare.png" 2>/dev/null
 
 echo "== bench --device $device"
 timeout 300 "$bin/xtask" bench --device "$device" $bench_args --ours "$bin/bench" --python python3 >/dev/null

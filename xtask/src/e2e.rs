@@ -14,10 +14,12 @@ const MAX_LOG_PROB_GAP: f64 = 0.15;
 /// W2(generated, true) − W2(true, true), averaged over draws.
 const MAX_W2_EXCESS: f64 = 0.20;
 
-const USAGE: &str = "usage: cargo xtask e2e [--device auto|cpu|cuda] [--fm PATH]  (--fm: an fm binary already built; default: build it)";
+const USAGE: &str =
+    "usage: cargo xtask e2e [--device auto|cpu|cuda] [--preset seed|fast|one-step] [--fm PATH]  (--fm: an fm binary already built; default: build it; \
+--preset one-step judges the distilled model's one-step samples)";
 
 pub fn run(args: &[String]) -> Result<(), String> {
-    let (mut device, mut fm) = ("auto".to_string(), None);
+    let (mut device, mut fm, mut preset) = ("auto".to_string(), None, "seed".to_string());
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -28,12 +30,13 @@ pub fn run(args: &[String]) -> Result<(), String> {
         match flag {
             "--device" => device = value,
             "--fm" => fm = Some(value),
+            "--preset" => preset = value,
             _ => return Err(USAGE.into()),
         }
     }
-    let out = workspace_root().join("target").join("e2e").join(device.replace(':', "-"));
+    let out = workspace_root().join("target").join("e2e").join(format!("{}-{preset}", device.replace(':', "-")));
     let out_str = out.to_string_lossy().to_string();
-    let fm_args = ["run", "--quiet", "--device", &device, "--out", &out_str];
+    let fm_args = ["run", "--quiet", "--device", &device, "--preset", &preset, "--out", &out_str];
     match fm {
         Some(fm) => crate::run_checked(std::process::Command::new(fm).args(fm_args))?,
         None => cargo(&[&["run", "--release", "--quiet", "-p", "fm-cli", "--bin", "fm", "--"][..], &fm_args].concat())?,
@@ -51,7 +54,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         ("mean log-density within 0.15 nats of true samples'", gap, MAX_LOG_PROB_GAP),
         ("W2 at most 0.20 above true-vs-true", w2_excess, MAX_W2_EXCESS),
     ];
-    println!("e2e on {device}:");
+    println!("e2e on {device}, preset {preset}:");
     let mut failed = 0;
     for (what, value, bar) in checks {
         let ok = value <= bar;
