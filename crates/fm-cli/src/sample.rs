@@ -87,6 +87,8 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
         rtol => cfg.rtol, atol => cfg.atol, max_steps => cfg.max_steps, seed => cfg.seed);
     let device = if given(m, "device") { args.device.clone() } else { run.as_ref().map_or(args.device.clone(), |r| r.device.clone()) };
     let source = args.source.clone().or_else(|| run.as_ref().map(|r| r.source.clone()));
+    // The settings first (cheap, and what a user typed), then the files.
+    cfg.validate()?;
     let bundle = match &checkpoint {
         Some(c) => Some(ModelBundle::load(c, &device, source.as_deref(), &args.foreign.options(run.as_ref()))?),
         None => None,
