@@ -15,15 +15,18 @@ tasks:
   setup                  install torch 2.11.0 (libtorch for tch) into a user cache, once, and link it as .libtorch
   test [cargo args]      set up, then run the whole test suite (cargo test --workspace)
   run [fm run args]      set up, then run the seed experiment (fm run, release build); e.g. -- --device cpu
-  e2e [--device D] [--fm PATH]
-                         set up, run the seed experiment on D (auto, cpu, cuda) and fail unless the quality bar holds
-                         (--fm: an fm binary already built, e.g. carried to a GPU machine)
+  e2e [--device D] [--preset seed|fast|one-step] [--fm PATH]
+                         set up, run the seed experiment (or the preset) on D (auto, cpu, cuda) and fail unless the
+                         quality bar holds (--fm: an fm binary already built, e.g. carried to a GPU machine)
   bench [--reps N] [--quick] [--threads N] [--device cpu|cuda] [--ours PATH] ...  (bench --help: all options)
                          set up, then time our library against an efficient PyTorch script, side by side (figures, no pass/fail)
   integrators [--exact] [--checkpoint P] [--save P] [--samples N] [--kl-points N] [--threads N]
                          set up, then print the integrator table of the seed model (NFE, time, W2, KL per method);
                          trains the seed model first (10,000 steps) unless given a checkpoint; --exact: of the
                          exact flow of the seed setting instead, where every error is the integrator's
+  few-step [--targets T,..] [--methods M,..] [--pairs N] [--steps N] [--meanflow-ratio R]
+                         set up, then print the few-step report: quality against NFE (1, 2, 4, 8, 100) for the seed's
+                         model, OT-CFM, 1/2/3-RF, 2-RF distilled and MeanFlow, with each one's training budget
   fuzz [--seconds N] [--target NAME] [--seed S]
                          set up, then fuzz the file parsers and loaders (release build; 60 s in all by default):
                          executions per target, executions/s and time; fails on any panic, hang or unbounded allocation
@@ -46,6 +49,8 @@ fn main() -> ExitCode {
         "e2e" => setup::ensure_libtorch().and_then(|_| e2e::run(&rest)),
         "bench" => setup::ensure_libtorch().and_then(|torch| bench::run(&rest, torch.as_deref())),
         "integrators" => setup::ensure_libtorch().and_then(|_| integrators::run(&rest)),
+        "few-step" => setup::ensure_libtorch()
+            .and_then(|_| cargo(&[&["run", "--release", "--quiet", "-p", "fm-train", "--example", "few_step", "--"], &as_strs(&rest)[..]].concat())),
         "fuzz" => setup::ensure_libtorch().and_then(|_| fuzz::run(&rest)),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");

@@ -12,6 +12,7 @@
 //! teachers included) and seconds on this machine (teacher pairs' solves included).
 //!
 //! ```text
+//! cargo xtask few-step [args]        # or:
 //! cargo run --release -p fm-train --example few_step -- [--targets gmm3,8gaussians,moons,checkerboard] [--methods NAME,..] [--pairs 100000] [--steps 10000] [--meanflow-ratio 0.5]
 //! ```
 
