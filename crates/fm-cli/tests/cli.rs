@@ -881,7 +881,7 @@ fn a_reflow_recipe_trains_its_stages_and_samples_in_one_step() {
     assert_clean_failure(&fm(&["plot", "field", "--checkpoint", model.to_str().unwrap(), "--out", out.join("f.png").to_str().unwrap()]), "needs a flow");
     let o = fm(&["eval", "--checkpoint", model.to_str().unwrap(), "--w2-points", "200", "--w2-draws", "1"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("one-step model, 1 step"), "{}{}", stderr(&o), String::from_utf8_lossy(&o.stdout));
-    let o = fm(&["inspect", model.to_str().unwrap()]);
+    let o = fm(&["inspect", "--checkpoint", model.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("a one-step map"), "{}", String::from_utf8_lossy(&o.stdout));
     // The folder's run file is the recipe: resuming goes through every stage, each already complete.
     assert!(std::fs::read_to_string(dir.join("config.toml")).unwrap().contains("[reflow]"));

@@ -73,6 +73,16 @@ impl Affine {
         x
     }
 
+    /// `scale ⊙ v` for each row of `v`: the map's linear part, which carries a velocity or a
+    /// displacement (the shift moves points, not differences of points).
+    pub fn scale_rows(&self, v: ArrayView2<f64>) -> Array2<f64> {
+        let mut out = v.to_owned();
+        for mut row in out.rows_mut() {
+            row.iter_mut().zip(&self.scale).for_each(|(v, s)| *v *= s);
+        }
+        out
+    }
+
     /// `Σᵢ ln scaleᵢ`, the log-determinant of the map's Jacobian: a density pushed through it
     /// loses this much log-density at every point.
     pub fn log_det(&self) -> f64 {

@@ -70,8 +70,7 @@ impl<F: VectorField + HasDevice + ?Sized> DataUnits<'_, F> {
         let v = velocity_array(self.field, z.view(), t)?;
         Ok(match self.map {
             None => v,
-            // v_x = scale ⊙ v_z: the map's shift does not move velocities.
-            Some(m) => Affine { shift: vec![0.0; m.scale.len()], scale: m.scale.clone() }.apply(v.view()),
+            Some(m) => m.scale_rows(v.view()),
         })
     }
 
