@@ -71,15 +71,22 @@ pub fn eval(args: EvalArgs, m: &clap::ArgMatches) -> Result<()> {
     }
     let jumps = model.as_ref().is_some_and(|b| b.generator() != fm_train::Generator::Flow);
     if let (Some(bundle), Some(path), true) = (&model, &args.checkpoint, jumps) {
-        // A one-step or MeanFlow model has no likelihood of its sampler here: its one-step samples judge it.
-        let sample = fm_train::SampleConfig { n_samples: cfg.w2_points.max(10_000), seed: args.seed, ..fm_train::SampleConfig::one_step() };
+        // A one-step or MeanFlow model has no likelihood of its sampler here: its samples judge it,
+        // in one step (a MeanFlow model: in its run file's number of jumps, with --config).
+        let steps = match bundle.generator() {
+            fm_train::Generator::AverageVelocity => run.as_ref().map_or(1, |r| r.sample.steps),
+            _ => 1,
+        };
+        let sample = fm_train::SampleConfig { n_samples: cfg.w2_points.max(10_000), seed: args.seed, steps, ..fm_train::SampleConfig::one_step() };
         let x = bundle.units().generate(bundle.generator(), &sample)?;
         let q = cfg.measure(target.as_ref(), x.view(), &mut rng).with_context(|| format!("cannot judge {}", path.display()))?;
         println!(
-            "quality of {} samples of {} ({} model, 1 step: 1 network evaluation each) against {}:\n{q}",
+            "quality of {} samples of {} ({} model, {steps} step{}: {steps} network evaluation{} each) against {}:\n{q}",
             sample.n_samples,
             path.display(),
             bundle.generator().name(),
+            if steps == 1 { "" } else { "s" },
+            if steps == 1 { "" } else { "s" },
             target.name()
         );
     } else if let (Some(bundle), Some(path)) = (&model, &args.checkpoint) {

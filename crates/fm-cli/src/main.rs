@@ -34,7 +34,8 @@ enum Command {
         after_help = "Examples:\n  fm train --target 8gaussians --coupling ot --out runs/ot\n  fm train --config runs/ot/config.toml --steps 20000 --out runs/ot-long"
     )]
     Train(train::TrainArgs),
-    /// Generate samples from a checkpoint (.safetensors or PyTorch .pth) by integrating its velocity field.
+    /// Generate samples from a checkpoint (.safetensors or PyTorch .pth) by integrating its velocity field (or, for
+    /// a distilled or MeanFlow checkpoint, in its one step or jumps).
     #[command(
         after_help = "Examples:\n  fm sample --checkpoint runs/seed/model.safetensors --method rk4 --steps 20\n  fm sample --config runs/seed/config.toml --samples 5000   # the run's model.safetensors, its [sample] section\n  fm sample --checkpoint flow_match_model.pth --activation relu --method dopri5 --rtol 1e-6 --out samples.csv\n  fm sample --oracle --target 8gaussians --method rk4 --steps 20   # the exact flow: no model"
     )]

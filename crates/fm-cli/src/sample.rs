@@ -44,10 +44,12 @@ pub struct SampleArgs {
     /// Samples to generate.
     #[arg(long, default_value_t = SampleConfig::default().n_samples)]
     samples: usize,
-    /// Integration steps from t = 0 to 1 (fixed-step methods).
+    /// Integration steps from t = 0 to 1 (fixed-step methods); for a MeanFlow checkpoint, its jumps (1: one network
+    /// evaluation per point); a distilled checkpoint takes 1, its default.
     #[arg(long, default_value_t = SampleConfig::default().steps)]
     steps: usize,
-    /// Integration method: euler, midpoint, heun, rk4 or dopri5 (adaptive).
+    /// Integration method: euler, midpoint, heun, rk4 or dopri5 (adaptive); distilled and MeanFlow checkpoints
+    /// sample with euler only (their one step, their jumps).
     #[arg(long, default_value_t = SampleConfig::default().method)]
     method: Method,
     /// Relative tolerance of dopri5.
@@ -65,7 +67,8 @@ pub struct SampleArgs {
     #[arg(long, default_value_t = SampleConfig::default().seed)]
     seed: u64,
     /// Write pairs: each row the source point beside its image, [x0 | x1] (2·D columns), the training pairs of
-    /// reflow and distillation (fm train --pairs FILE). Solve accurately for them, e.g. --method rk4 --steps 50.
+    /// reflow and distillation (fm train --pairs FILE). Needs a flow trained in the data's units (not a
+    /// standardised, distilled or MeanFlow model). Solve accurately for them, e.g. --method rk4 --steps 50.
     #[arg(long, conflicts_with = "oracle")]
     pairs: bool,
 }
@@ -105,10 +108,11 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
         (Some(checkpoint), Some(bundle)) if args.pairs => {
             let out = args.out.clone().unwrap_or_else(|| checkpoint.with_file_name(format!("pairs-{what}.npy")));
             anyhow::ensure!(
-                bundle.data_map.is_none() && bundle.generator() == fm_train::Generator::Flow,
-                "--pairs needs a flow trained in the data's units (a reflow teacher), not a standardised or {} model",
+                bundle.generator() == fm_train::Generator::Flow,
+                "--pairs needs a flow (a reflow teacher); this checkpoint is a {} model",
                 bundle.generator().name()
             );
+            anyhow::ensure!(bundle.data_map.is_none(), "--pairs needs a flow trained in the data's units; this one was trained on standardised file data");
             let pairs = fm_train::draw_pairs(&bundle.mlp, bundle.source.as_ref(), &cfg)?;
             (pairs.to_array(), bundle.source, out, "and their sources, as pairs, ".to_string())
         }
@@ -127,6 +131,6 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
     let secs = t0.elapsed().as_secs_f64();
     fm_dist::io::write_points(&out, x.view())?;
     println!("sampled {} points {of}from {} with {} in {secs:.3} s", cfg.n_samples, source.name(), describe(&cfg));
-    print_written(&[("samples", &out)]);
+    print_written(&[(if args.pairs { "pairs" } else { "samples" }, &out)]);
     Ok(())
 }

@@ -878,7 +878,7 @@ fn a_reflow_recipe_trains_its_stages_and_samples_in_one_step() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(fm_dist::io::read_npy(&dir.join("samples-euler-1.npy")).unwrap().dim(), (50, 2));
     assert_clean_failure(&fm(&["sample", "--device", "cpu", "--checkpoint", model.to_str().unwrap(), "--steps", "3"]), "--steps 1");
-    assert_clean_failure(&fm(&["plot", "field", "--checkpoint", model.to_str().unwrap(), "--out", out.join("f.png").to_str().unwrap()]), "needs a flow");
+    assert_clean_failure(&fm(&["plot", "field", "--checkpoint", model.to_str().unwrap(), "--out", out.join("f.png").to_str().unwrap()]), "need a flow");
     let o = fm(&["eval", "--checkpoint", model.to_str().unwrap(), "--w2-points", "200", "--w2-draws", "1"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("one-step model, 1 step"), "{}{}", stderr(&o), String::from_utf8_lossy(&o.stdout));
     let o = fm(&["inspect", "--checkpoint", model.to_str().unwrap()]);
@@ -891,6 +891,13 @@ fn a_reflow_recipe_trains_its_stages_and_samples_in_one_step() {
     let log = stderr(&o) + &String::from_utf8_lossy(&o.stdout);
     assert_eq!(log.matches("resuming").count(), 3, "{log}");
     assert!(std::fs::read(&model).unwrap() == before, "resuming a finished recipe changed its model");
+    // Extended, the teacher trains on and every stage after it learns afresh from the new teacher.
+    let o = fm(&["train", "--resume", dir.to_str().unwrap(), "--steps", "35"]);
+    let log = stderr(&o) + &String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{log}");
+    assert_eq!(log.matches("starts afresh").count(), 2, "{log}");
+    let (_, meta) = fm_model::checkpoint::load(&model, tch::Device::Cpu).unwrap();
+    assert!(meta["report"].contains("\"steps\":35"), "{}", meta["report"]);
 }
 
 /// Reflow by hand: a teacher's pairs (`fm sample --pairs`), a student trained on them from the
@@ -946,6 +953,7 @@ fn pairs_init_and_meanflow_from_the_command_line() {
     std::fs::write(&three, "0.1,0.2,0.3,0.4,0.5,0.6\n0.5,0.6,0.7,0.8,0.9,1.0\n").unwrap();
     assert_clean_failure(&train(&["--pairs", three.to_str().unwrap(), "--out", out.join("b").to_str().unwrap()]), "3-D pairs");
     assert_clean_failure(&train(&["--objective", "distill", "--out", out.join("c").to_str().unwrap()]), "--pairs FILE");
+    assert!(!out.join("c").exists(), "a refused run must leave no folder behind");
     assert_clean_failure(
         &fm(&[
             "train",
@@ -961,7 +969,7 @@ fn pairs_init_and_meanflow_from_the_command_line() {
             "--out",
             out.join("d").to_str().unwrap(),
         ]),
-        "init:",
+        "holds another network",
     );
     assert_clean_failure(&train(&["--objective", "meanflow:2", "--out", out.join("e").to_str().unwrap()]), "[0, 1]");
     // fm run checks how it will sample the trained model before training it.

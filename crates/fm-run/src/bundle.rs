@@ -102,7 +102,7 @@ impl ModelBundle {
         match self.generator() {
             fm_train::Generator::Flow => Ok(()),
             g => Err(Error::Invalid(format!(
-                "{what} needs a flow, and this checkpoint is a {} model (it generates in jumps, not by integrating its field): judge its samples with fm eval --samples FILE",
+                "{what} need a flow, and this checkpoint is a {} model (it generates in jumps, not by integrating its field): judge it with fm eval --checkpoint",
                 g.name()
             ))),
         }

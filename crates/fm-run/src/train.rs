@@ -100,6 +100,8 @@ fn train_stages(cfg: &RunConfig, reflow: &crate::ReflowConfig, dir: &RunDir, opt
     if reflow.distill && cfg.train.path != fm_train::ProbabilityPath::Linear {
         return Err(Error::Invalid(format!("[reflow] distils on the straight path: set path to linear, got {}", cfg.train.path)));
     }
+    cfg.train.validate()?;
+    cfg.sample.validate()?;
     let stages = 1 + reflow.rounds + usize::from(reflow.distill);
     // The folder's run file is the whole recipe (the last stage writes its own while it trains,
     // and it is put back after): `fm train --resume DIR` resumes every stage from its folder.
@@ -113,6 +115,9 @@ fn train_stages(cfg: &RunConfig, reflow: &crate::ReflowConfig, dir: &RunDir, opt
         fm_train::SampleConfig { steps: fm_train::SampleConfig::default().steps, method: fm_train::SampleConfig::default().method, ..cfg.sample.clone() };
     let mut stage_cfg = RunConfig { reflow: None, sample: flow_sampling, ..cfg.clone() };
     let mut teacher: Option<std::path::PathBuf> = None;
+    // Once a stage trains (an interrupted one finishing, or one extended by --steps), the stages
+    // after it learn from a new teacher: they start afresh.
+    let mut teacher_changed = false;
     for k in 1..=stages {
         let last = k == stages;
         let (name, stage_dir) = if last {
@@ -136,7 +141,11 @@ fn train_stages(cfg: &RunConfig, reflow: &crate::ReflowConfig, dir: &RunDir, opt
         log(&format!("fm: stage {k} of {stages}: {name} in {}", stage_dir.path().display()));
         // An interrupted stage is resumed through the recipe's folder, whose run file is put back
         // whatever happened to the last stage.
-        let trained = train_stage(&stage_cfg, &stage_dir, opts, log).map_err(|e| match e {
+        if opts.resume && teacher_changed {
+            log(&format!("fm: {name} starts afresh: its teacher has changed"));
+        }
+        let stage_opts = TrainOptions { resume: opts.resume && !teacher_changed, ..*opts };
+        let trained = train_stage(&stage_cfg, &stage_dir, &stage_opts, log).map_err(|e| match e {
             Error::Interrupted { step, .. } => Error::Interrupted { step, dir: dir.path().to_path_buf() },
             e => e,
         });
@@ -148,9 +157,10 @@ fn train_stages(cfg: &RunConfig, reflow: &crate::ReflowConfig, dir: &RunDir, opt
             log(&format!("fm: {stages} stages, {} steps × {} in all", fm_dist::empirical::group_digits(stages * cfg.train.steps), cfg.train.batch_size));
             return Ok(trained);
         }
+        teacher_changed |= !trained.report.loss_history.is_empty();
         let file = stage_dir.file(PAIRS_FILE);
         // A stage resumed at its end trained nothing: its pairs (same weights, seed and solver) stand.
-        if opts.resume && trained.report.loss_history.is_empty() && file.exists() {
+        if opts.resume && !teacher_changed && file.exists() {
             log(&format!("fm: {name} is complete; its pairs stand: {}", file.display()));
             teacher = Some(stage_dir.path().to_path_buf());
             continue;
@@ -224,13 +234,19 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
     cfg.model.dim = target.dim();
     cfg.model.time_inputs = cfg.train.objective.time_inputs();
     cfg.model.validate()?;
-    cfg.train.validate()?;
     cfg.sample.validate()?;
+    let data = match &pairs {
+        Some(p) => fm_train::TrainingData::Pairs(p),
+        None => fm_train::TrainingData::Draw { target: train_target, source: train_source },
+    };
+    // Everything that can refuse the run does before the folder is touched.
+    fm_train::check_training(&cfg.train, data, cfg.model.dim, cfg.model.time_inputs)?;
+    let init_from = cfg.init.as_deref().map(|init| init_checkpoint(init, &cfg.model, device)).transpose()?;
+    let fingerprint = fingerprint(&cfg)?;
     let lock = dir.create_and_lock()?;
     let state_path = dir.file(RunDir::STATE);
     dir.remove_stale_temporaries();
 
-    let fingerprint = fingerprint(&cfg)?;
     let (mut mlp, start, rows) = if opts.resume && state_path.exists() {
         let loaded = fm_train::load_state(&state_path, device).map_err(|source| Error::Resume { source })?;
         let invalid = |what: String| Err(Error::Invalid(format!("cannot resume: {what}")));
@@ -271,24 +287,8 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
             _ => {}
         }
         let mlp = fm_model::with_torch_seed(cfg.train.seed, || Mlp::new(cfg.model.clone(), device))?;
-        if let Some(init) = &cfg.init {
-            let (from, _) = init_checkpoint(init, &cfg.model, device)?;
-            if from.config() != &cfg.model {
-                let describe = |c: &fm_model::MlpConfig| {
-                    format!(
-                        "{}-D {}×{} {}, {} time input(s) of {} feature(s)",
-                        c.dim,
-                        c.hidden_layers,
-                        c.hidden_dim,
-                        c.activation,
-                        c.time_inputs,
-                        c.time_embedding.max(1)
-                    )
-                };
-                return Err(Error::Invalid(format!("init: {init} is a {} network, this run trains a {}", describe(from.config()), describe(&cfg.model))));
-            }
-            fm_model::copy_parameters(&mlp, &fm_model::VelocityModel::named_parameters(&from))
-                .map_err(|e| Error::Invalid(format!("init: {init} is not this run's network ({e})")))?;
+        if let Some(from) = &init_from {
+            fm_model::copy_parameters(&mlp, &fm_model::VelocityModel::named_parameters(from))?;
         }
         (mlp, None, Vec::new())
     };
@@ -380,10 +380,6 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
         Ok(())
     };
     let hooks = TrainHooks { on_progress: &mut on_progress, on_checkpoint: Some(&mut on_checkpoint), stop: opts.stop };
-    let data = match &pairs {
-        Some(p) => fm_train::TrainingData::Pairs(p),
-        None => fm_train::TrainingData::Draw { target: train_target, source: train_source },
-    };
     let outcome = fm_train::train_on(&mut mlp, data, &cfg.train, start, hooks).map_err(|source| {
         let kept = match last_checkpoint.get() {
             Some(step) => format!("the last good checkpoint (step {step}) is kept in {}", dir.path().display()),
@@ -397,10 +393,14 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
     }
     let report = outcome.report;
     let floor_note = loss_floor.map(|f| format!(" (floor {:.4} ± {:.4}: the part no model can remove)", f.mean, f.se)).unwrap_or_default();
-    log(&format!(
-        "trained {} steps in {:.1} s ({:.0} steps/s), final loss {:.4}{floor_note}",
-        report.steps, report.seconds, report.steps_per_s, report.final_loss
-    ));
+    if report.loss_history.is_empty() {
+        log(&format!("fm: {} was complete at step {}: nothing to train", dir.path().display(), report.steps));
+    } else {
+        log(&format!(
+            "trained {} steps in {:.1} s ({:.0} steps/s), final loss {:.4}{floor_note}",
+            report.steps, report.seconds, report.steps_per_s, report.final_loss
+        ));
+    }
     outcome.state.apply_ema(&mlp)?;
     let source = standard.map_or(source, |(_, s)| s);
     Ok(Trained { lock, mlp, target, source, data_map, report, loss_floor, generator: cfg.train.objective.generator() })
@@ -498,7 +498,7 @@ fn settings(f: &mut std::collections::BTreeMap<String, String>, prefix: &str, va
 /// starting from it depends on, not its metadata (a finished run resumed rewrites its report).
 fn weights_digest(path: &str, model: &fm_model::MlpConfig) -> Result<String> {
     use sha2::{Digest, Sha256};
-    let (mlp, _) = init_checkpoint(path, model, tch::Device::Cpu)?;
+    let mlp = init_checkpoint(path, model, tch::Device::Cpu)?;
     let mut hash = Sha256::new();
     for (name, t) in fm_model::VelocityModel::named_parameters(&mlp) {
         hash.update(name.as_bytes());
@@ -508,10 +508,22 @@ fn weights_digest(path: &str, model: &fm_model::MlpConfig) -> Result<String> {
     Ok(format!("sha256:{:x}", hash.finalize()))
 }
 
-/// The checkpoint a run starts from (`init`): any file fm reads; a PyTorch state dict, which does
-/// not record its activation, is read with the run's (only its weights are copied).
-fn init_checkpoint(path: &str, model: &fm_model::MlpConfig, device: tch::Device) -> Result<(Mlp, checkpoint::Metadata)> {
-    Ok(checkpoint::load_any_with(std::path::Path::new(path), device, &checkpoint::LoadOptions::with_activation(model.activation))?)
+/// The network a run starts from (`--init`): any file fm reads (a PyTorch state dict, which does
+/// not record its activation, is read with the run's), refused unless it is this run's network.
+fn init_checkpoint(path: &str, model: &fm_model::MlpConfig, device: tch::Device) -> Result<Mlp> {
+    let (from, _) = checkpoint::load_any_with(std::path::Path::new(path), device, &checkpoint::LoadOptions::with_activation(model.activation))?;
+    if from.config() != model {
+        let describe = |c: &fm_model::MlpConfig| {
+            let times = if c.time_inputs == 2 { "an average velocity u(x, r, t)" } else { "a velocity v(x, t)" };
+            format!("{}-D, {} hidden layers of {} ({}), {times}, time embedding {}", c.dim, c.hidden_layers, c.hidden_dim, c.activation, c.time_embedding)
+        };
+        return Err(Error::Invalid(format!(
+            "--init {path} holds another network ({}) than this run trains ({}): give the run the same --hidden-dim, --hidden-layers, --activation and --time-embedding",
+            describe(from.config()),
+            describe(model)
+        )));
+    }
+    Ok(from)
 }
 
 /// `sha256:` and the hex SHA-256 of a file's bytes.

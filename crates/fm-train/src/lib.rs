@@ -57,8 +57,8 @@ pub use reflow::{draw_pairs, Pairs};
 pub use sample::{sample, sample_paths, HasDevice, Jumps, SampleConfig};
 pub use time::TimeSampling;
 pub use train::{
-    step_seed, train, train_on, train_resumable, train_with_state, CheckpointHook, Preset, Progress, Resume, TrainConfig, TrainHooks, TrainOutcome,
-    TrainReport, TrainState, TrainingData, PRESETS,
+    check_training, step_seed, train, train_on, train_resumable, train_with_state, CheckpointHook, Preset, Progress, Resume, TrainConfig, TrainHooks,
+    TrainOutcome, TrainReport, TrainState, TrainingData, PRESETS,
 };
 pub use units::{velocity_array, DataUnits};
 

@@ -74,7 +74,7 @@ impl Generator {
             Generator::Flow => Ok(()),
             Generator::OneStep if method != fm_ode::Method::Euler || cfg.steps != 1 => Err(Error::Config(format!(
                 "a distilled model is a one-step map x0 + v(x0, 0), valid at t = 0 only: sample it with --method euler --steps 1, not {}",
-                if method.is_adaptive() { method.to_string() } else { format!("{method} with {} steps", cfg.steps) }
+                if method.is_adaptive() { method.to_string() } else { format!("{method} with {} step{}", cfg.steps, if cfg.steps == 1 { "" } else { "s" }) }
             ))),
             Generator::AverageVelocity if method != fm_ode::Method::Euler => Err(Error::Config(format!(
                 "a MeanFlow model jumps with its average velocity, x + h·u(x, t, t + h), in --steps jumps: --method {method} does not apply (use --method euler)"

@@ -612,22 +612,14 @@ pub fn train_resumable<M: VelocityModel>(
     train_on(model, TrainingData::Draw { target, source }, cfg, resume, hooks)
 }
 
-/// [`train_resumable`] on any [`TrainingData`]: drawn and coupled each step, or fixed pairs
-/// (reflow, distillation).
+/// The checks [`train_on`] makes before any work, for a model of `dim`-D points taking
+/// `time_inputs` times: a caller can refuse a run with them before it writes anything.
 ///
 /// # Errors
-/// As [`train_resumable`]; [`Error::Config`] also for pairs with a coupling other than
-/// `independent`, distillation without pairs, and a model whose time inputs do not fit the
-/// objective (MeanFlow's network takes two).
-pub fn train_on<M: VelocityModel>(
-    model: &mut M,
-    data: TrainingData<'_>,
-    cfg: &TrainConfig,
-    resume: Option<Resume>,
-    hooks: TrainHooks<'_>,
-) -> Result<TrainOutcome> {
+/// [`Error::Config`] for an invalid `cfg`, dimensions that differ, pairs with a coupling other
+/// than `independent`, distillation without pairs, or time inputs that do not fit the objective.
+pub fn check_training(cfg: &TrainConfig, data: TrainingData<'_>, dim: usize, time_inputs: usize) -> Result<()> {
     cfg.validate()?;
-    let dim = model.dim();
     let (target_dim, source_dim) = data.dim();
     if target_dim != dim || source_dim != dim {
         let what =
@@ -645,14 +637,33 @@ pub fn train_on<M: VelocityModel>(
         }
         _ => {}
     }
-    if model.time_inputs() != cfg.objective.time_inputs() {
+    if time_inputs != cfg.objective.time_inputs() {
         return Err(Error::Config(format!(
             "objective {} needs a network of {} time input(s), the model takes {} (model.time_inputs)",
             cfg.objective,
             cfg.objective.time_inputs(),
-            model.time_inputs()
+            time_inputs
         )));
     }
+    Ok(())
+}
+
+/// [`train_resumable`] on any [`TrainingData`]: drawn and coupled each step, or fixed pairs
+/// (reflow, distillation).
+///
+/// # Errors
+/// As [`train_resumable`]; [`Error::Config`] also for pairs with a coupling other than
+/// `independent`, distillation without pairs, and a model whose time inputs do not fit the
+/// objective (MeanFlow's network takes two).
+pub fn train_on<M: VelocityModel>(
+    model: &mut M,
+    data: TrainingData<'_>,
+    cfg: &TrainConfig,
+    resume: Option<Resume>,
+    hooks: TrainHooks<'_>,
+) -> Result<TrainOutcome> {
+    check_training(cfg, data, model.dim(), model.time_inputs())?;
+    let dim = model.dim();
     let TrainHooks { on_progress, mut on_checkpoint, stop } = hooks;
     let device = model.device();
     let (first_step, mut state) = match resume {
