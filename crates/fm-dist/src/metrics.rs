@@ -222,6 +222,10 @@ pub struct SampleQuality {
     pub reference_mean_log_prob: Option<f64>,
     /// Standard error of the gap between the two: `√(var_gen / n + var_true / n)`.
     pub log_prob_gap_se: Option<f64>,
+    /// Generated samples where the target's density is 0 (outside a `checkerboard`'s squares,
+    /// say): their log-density is −∞, so the mean log-density figures are `None` when any is.
+    #[serde(default)]
+    pub outside_support: usize,
     /// Exact W2 between `w2_points` generated and fresh true samples, averaged over `w2_draws` draws …
     pub w2: f64,
     /// … and between two independent true sets of the same size (the noise floor).
@@ -351,14 +355,16 @@ impl SampleQuality {
             // one with the samples' counts (that pairing biases it below 0).
             mmds.push(mmd2_unbiased(gen.slice(s![..m, ..]), target.sample(m, rng).view(), h)?);
         }
-        let (mean_log_prob, reference_mean_log_prob, log_prob_gap_se) = if target.has_density() {
-            let fresh = target.sample(n, rng);
-            let (a, b) =
-                (Estimate::of(target.log_prob(generated)?.as_slice().unwrap_or(&[]))?, Estimate::of(target.log_prob(fresh.view())?.as_slice().unwrap_or(&[]))?);
-            let se = (a.se.powi(2) + b.se.powi(2)).sqrt();
-            (Some(a.mean), Some(b.mean), Some(se))
-        } else {
-            (None, None, None)
+        let log_p = if target.has_density() { Some(target.log_prob(generated)?) } else { None };
+        let outside_support = log_p.as_ref().map_or(0, |l| l.iter().filter(|v| **v == f64::NEG_INFINITY).count());
+        let (mean_log_prob, reference_mean_log_prob, log_prob_gap_se) = match log_p {
+            Some(log_p) if outside_support == 0 => {
+                let fresh = target.sample(n, rng);
+                let (a, b) = (Estimate::of(log_p.as_slice().unwrap_or(&[]))?, Estimate::of(target.log_prob(fresh.view())?.as_slice().unwrap_or(&[]))?);
+                let se = (a.se.powi(2) + b.se.powi(2)).sqrt();
+                (Some(a.mean), Some(b.mean), Some(se))
+            }
+            _ => (None, None, None),
         };
         let weights = gmm.map(|g| g.weights().to_vec());
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
@@ -371,6 +377,7 @@ impl SampleQuality {
             mean_log_prob,
             reference_mean_log_prob,
             log_prob_gap_se,
+            outside_support,
             w2: mean(&w2s),
             w2_reference: mean(&refs),
             w2_excess_se: Estimate::of(&excess)?.se,
@@ -404,6 +411,14 @@ impl std::fmt::Display for SampleQuality {
         if let (Some(shares), Some(weights), Some(err)) = (&self.shares, &self.weights, self.max_share_error()) {
             let share_se = self.share_se.map_or(String::new(), |v| format!("; each share ±{v:.3}"));
             writeln!(f, "  component shares   {}   (weights {}; max error {err:.3}{share_se})", fmt_list(shares), fmt_list(weights))?;
+        }
+        if self.outside_support > 0 {
+            writeln!(
+                f,
+                "  mean log-density   −∞   ({} of {} samples fall where the target has no density)",
+                crate::empirical::group_digits(self.outside_support),
+                crate::empirical::group_digits(self.n_samples)
+            )?;
         }
         if let (Some(m), Some(r), Some(gap)) = (self.mean_log_prob, self.reference_mean_log_prob, self.log_prob_gap()) {
             writeln!(f, "  mean log-density   {m:.3}   (true samples {r:.3}; gap {gap:.3}{} nats)", se(self.log_prob_gap_se.unwrap_or(f64::NAN), 3))?;

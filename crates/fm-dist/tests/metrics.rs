@@ -157,3 +157,20 @@ fn samples_in_a_vanishing_component_are_judged_against_independent_sets() {
     assert!(!q.w2_matched_counts && q.w2_excess() > 5.0, "{q}");
     assert!(!q.to_string().contains("component counts") && q.to_string().contains("independent true sets"), "{q}");
 }
+
+/// Samples where the target has no density (outside a checkerboard's squares) make the mean
+/// log-density −∞: the report says how many, and judges the rest (it refused them all before).
+#[test]
+fn samples_outside_the_support_are_counted_not_refused() {
+    let board = fm_dist::parse_target("checkerboard").unwrap();
+    let mut rng = StdRng::seed_from_u64(2);
+    let mut x = board.sample(400, &mut rng);
+    let inside = SampleQuality::measure(board.as_ref(), x.view(), 200, 1, &mut rng).unwrap();
+    assert_eq!(inside.outside_support, 0);
+    assert!(inside.mean_log_prob.is_some());
+    x.row_mut(7).fill(100.0);
+    let q = SampleQuality::measure(board.as_ref(), x.view(), 200, 1, &mut rng).unwrap();
+    assert_eq!(q.outside_support, 1);
+    assert!(q.mean_log_prob.is_none() && q.log_prob_gap().is_none());
+    assert!(q.to_string().contains("1 of 400 samples fall where the target has no density"), "{q}");
+}
