@@ -157,7 +157,7 @@ pub struct TrainFlags {
     #[arg(long, default_value_t = TrainConfig::default().checkpoint_every)]
     pub checkpoint_every: usize,
     /// What the network learns: flow-matching (a velocity field), distill (a one-step map from --pairs, sampled
-    /// with --steps 1) or meanflow[:RATIO] (an average velocity u(x, r, t), sampled in any number of jumps).
+    /// with --steps 1) or meanflow or meanflow:RATIO (an average velocity u(x, r, t), sampled in any number of jumps).
     #[arg(long, default_value_t = TrainConfig::default().objective)]
     pub objective: fm_train::Objective,
 }
