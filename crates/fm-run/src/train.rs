@@ -242,7 +242,7 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
     // Everything that can refuse the run does before the folder is touched.
     fm_train::check_training(&cfg.train, data, cfg.model.dim, cfg.model.time_inputs)?;
     let init_from = cfg.init.as_deref().map(|init| init_checkpoint(init, &cfg.model, device)).transpose()?;
-    let fingerprint = fingerprint(&cfg)?;
+    let fingerprint = fingerprint(&cfg, init_from.as_ref())?;
     let lock = dir.create_and_lock()?;
     let state_path = dir.file(RunDir::STATE);
     dir.remove_stale_temporaries();
@@ -413,7 +413,8 @@ const FINGERPRINT: &str = "fingerprint";
 /// content digest of any file they read, every model setting and every training setting but
 /// `steps` (the one a resumed run may change) and the reporting and checkpoint intervals (which
 /// change what is written, not what is trained). Values are JSON, so they print as written.
-fn fingerprint(cfg: &RunConfig) -> Result<std::collections::BTreeMap<String, String>> {
+/// `init` is the network read from `cfg.init` (read once, for this and for the copy).
+fn fingerprint(cfg: &RunConfig, init: Option<&Mlp>) -> Result<std::collections::BTreeMap<String, String>> {
     let mut f = std::collections::BTreeMap::new();
     for (name, spec) in [("target", &cfg.target), ("source", &cfg.source)] {
         f.insert(name.to_string(), spec.clone());
@@ -425,7 +426,7 @@ fn fingerprint(cfg: &RunConfig) -> Result<std::collections::BTreeMap<String, Str
     // adding pairs or init to a run is a difference too.
     let none = || "none".to_string();
     f.insert("pairs file content".into(), cfg.pairs.as_deref().map(|p| file_digest(std::path::Path::new(p))).transpose()?.unwrap_or_else(none));
-    f.insert("init weights".into(), cfg.init.as_deref().map(|p| weights_digest(p, &cfg.model)).transpose()?.unwrap_or_else(none));
+    f.insert("init weights".into(), init.map(weights_digest).transpose()?.unwrap_or_else(none));
     f.insert("standardize".into(), cfg.standardize.to_string());
     settings(&mut f, "model", &cfg.model)?;
     settings(&mut f, "train", &cfg.train)?;
@@ -496,13 +497,12 @@ fn settings(f: &mut std::collections::BTreeMap<String, String>, prefix: &str, va
 
 /// `sha256:` and the hex SHA-256 of a checkpoint's weights (names and `f32` values): what a run
 /// starting from it depends on, not its metadata (a finished run resumed rewrites its report).
-fn weights_digest(path: &str, model: &fm_model::MlpConfig) -> Result<String> {
+fn weights_digest(mlp: &Mlp) -> Result<String> {
     use sha2::{Digest, Sha256};
-    let mlp = init_checkpoint(path, model, tch::Device::Cpu)?;
     let mut hash = Sha256::new();
-    for (name, t) in fm_model::VelocityModel::named_parameters(&mlp) {
+    for (name, t) in fm_model::VelocityModel::named_parameters(mlp) {
         hash.update(name.as_bytes());
-        let values = Vec::<f32>::try_from(t.flatten(0, -1)).map_err(|e| Error::Invalid(format!("{}: {e}", path)))?;
+        let values = Vec::<f32>::try_from(t.to_device(tch::Device::Cpu).flatten(0, -1)).map_err(|e| Error::Invalid(format!("init weights: {e}")))?;
         values.iter().for_each(|v| hash.update(v.to_le_bytes()));
     }
     Ok(format!("sha256:{:x}", hash.finalize()))
