@@ -27,6 +27,9 @@ tasks:
   few-step [--targets T,..] [--methods M,..] [--pairs N] [--steps N] [--meanflow-ratio R]
                          set up, then print the few-step report: quality against NFE (1, 2, 4, 8, 100) for the seed's
                          model, OT-CFM, 1/2/3-RF, 2-RF distilled and MeanFlow, with each one's training budget
+  conditional [--targets T,..] [--steps N] [--c2ot-steps N] [--skip-c2ot]
+                         set up, then print the conditional report: per-class KL, W2 and purity of class-conditional
+                         models, the classifier-free guidance sweep, and C2OT's 8gaussians → moons experiment
   fuzz [--seconds N] [--target NAME] [--seed S]
                          set up, then fuzz the file parsers and loaders (release build; 60 s in all by default):
                          executions per target, executions/s and time; fails on any panic, hang or unbounded allocation
@@ -49,6 +52,8 @@ fn main() -> ExitCode {
         "e2e" => setup::ensure_libtorch().and_then(|_| e2e::run(&rest)),
         "bench" => setup::ensure_libtorch().and_then(|torch| bench::run(&rest, torch.as_deref())),
         "integrators" => setup::ensure_libtorch().and_then(|_| integrators::run(&rest)),
+        "conditional" => setup::ensure_libtorch()
+            .and_then(|_| cargo(&[&["run", "--release", "--quiet", "-p", "fm-train", "--example", "conditional", "--"], &as_strs(&rest)[..]].concat())),
         "few-step" => setup::ensure_libtorch()
             .and_then(|_| cargo(&[&["run", "--release", "--quiet", "-p", "fm-train", "--example", "few_step", "--"], &as_strs(&rest)[..]].concat())),
         "fuzz" => setup::ensure_libtorch().and_then(|_| fuzz::run(&rest)),

@@ -129,7 +129,8 @@ pub struct TrainFlags {
     /// Probability path: linear, icfm:SIGMA, lipman:SIGMA_MIN, vp, schrodinger-bridge:SIGMA.
     #[arg(long, default_value_t = TrainConfig::default().path)]
     pub path: ProbabilityPath,
-    /// Pairing of source and target rows in a batch: independent, ot (exact minibatch OT), sinkhorn:REG.
+    /// Pairing of source and target rows in a batch: independent, ot (exact minibatch OT), sinkhorn:REG; with --condition,
+    /// ot-class (OT within each class) or c2ot / c2ot:RATIO (condition-aware OT, Cheng & Schwing 2025).
     #[arg(long, default_value_t = TrainConfig::default().coupling)]
     pub coupling: Coupling,
     /// Law of the training times: `uniform`, `stratified` (one uniform time per 1/n of each batch) or `logit-normal:MEAN,STD`.
@@ -160,6 +161,13 @@ pub struct TrainFlags {
     /// with --steps 1) or meanflow or meanflow:RATIO (an average velocity u(x, r, t), sampled in any number of jumps).
     #[arg(long, default_value_t = TrainConfig::default().objective)]
     pub objective: fm_train::Objective,
+    /// Condition the network: `labels` (the target's classes: a mixture's components, a file's ?label=COL) or `values`
+    /// (a file's condition vectors, ?cond=COL,…); sample with fm sample --class K, --cfg-scale W [default: none].
+    #[arg(long, default_value_t = TrainConfig::default().condition)]
+    pub condition: fm_train::ConditionOn,
+    /// With --condition: the probability of training a row on "no condition", which classifier-free guidance needs.
+    #[arg(long, default_value_t = TrainConfig::default().cond_drop)]
+    pub cond_drop: f64,
 }
 
 /// How to sample.
@@ -228,6 +236,8 @@ impl TrainFlags {
             ema_decay => cfg.ema_decay,
             checkpoint_every => cfg.checkpoint_every,
             objective => cfg.objective,
+            condition => cfg.condition,
+            cond_drop => cfg.cond_drop,
         );
     }
 }

@@ -45,6 +45,13 @@ pub struct EvalArgs {
     /// Seed of the fresh true samples.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// A conditional checkpoint's classes to judge one by one (K, K,K or all): per class, KL(p(·|c) ‖ q(·|c)) from the
+    /// exact likelihood, W2 to fresh class samples beside its floor, and purity [default: all].
+    #[arg(long, value_name = "K|K,K|all", requires = "checkpoint")]
+    class: Option<String>,
+    /// The classifier-free guidance scale w the classes are sampled and judged with.
+    #[arg(long, value_name = "W", default_value_t = 1.0, requires = "checkpoint")]
+    cfg_scale: f64,
 }
 
 pub fn eval(args: EvalArgs, m: &clap::ArgMatches) -> Result<()> {
@@ -54,7 +61,14 @@ pub fn eval(args: EvalArgs, m: &clap::ArgMatches) -> Result<()> {
     if crate::config::given(m, "kl_steps") {
         cfg.likelihood.steps = args.kl_steps;
     }
+    anyhow::ensure!(args.cfg_scale.is_finite(), "--cfg-scale must be a finite number, got {}", args.cfg_scale);
     let model = args.checkpoint.as_deref().map(|c| ModelBundle::load(c, "auto", None, &args.foreign.options(run.as_ref()))).transpose()?;
+    let shape = model.as_ref().map(|b| fm_model::VelocityModel::condition_shape(&b.mlp)).unwrap_or_default();
+    let classes = match (&args.class, shape.classes) {
+        (Some(spec), k) => Some(crate::sample::parse_classes(spec, k)?),
+        (None, 0) => None,
+        (None, k) => Some((0..k).collect()),
+    };
     let spec = args
         .target
         .clone()
@@ -123,6 +137,33 @@ pub fn eval(args: EvalArgs, m: &clap::ArgMatches) -> Result<()> {
                 Ok(report) => println!("against the exact flow:\n{report}"),
                 Err(why) => println!("no field error: {why}"),
             }
+        }
+    }
+    if let (Some(bundle), Some(classes)) = (&model, &classes) {
+        anyhow::ensure!(bundle.data_map.is_none(), "per-class judging of a model trained on standardised file data is not supported");
+        let sample = run.as_ref().map_or_else(fm_train::SampleConfig::default, |r| r.sample.clone());
+        println!(
+            "per class of {} (guidance w = {}; {} samples by {}, KL on {} fresh class samples):",
+            target.name(),
+            args.cfg_scale,
+            cfg.w2_points,
+            crate::sample::describe(&sample),
+            cfg.kl_points
+        );
+        for &class in classes {
+            let q = fm_train::class_quality(
+                &bundle.mlp,
+                target.as_ref(),
+                bundle.source.as_ref(),
+                class,
+                args.cfg_scale,
+                cfg.w2_points,
+                cfg.kl_points,
+                &sample,
+                &cfg.likelihood,
+                &mut rng,
+            )?;
+            println!("  {q}");
         }
     }
     if args.oracle && cfg.kl_points > 0 {

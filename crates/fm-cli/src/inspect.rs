@@ -35,6 +35,11 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
         (k, _) => format!("{k} time features for each of (r, t), an average velocity u(x, r, t)"),
     };
     println!("  model      {}-D MLP: {} hidden layers of {} ({}), {time}, {params} parameters", c.dim, c.hidden_layers, c.hidden_dim, c.activation);
+    let condition = c.condition_shape();
+    if condition.is_conditional() {
+        let how = if c.classes > 0 { "fm sample --class K (K, K,K or all)" } else { "fm sample --cond V,…" };
+        println!("  condition  {condition}, and the \"no condition\" entry of classifier-free guidance: {how} [--cfg-scale W]");
+    }
     if let Some(objective) = meta.get("train").and_then(|t| serde_json::from_str::<fm_train::TrainConfig>(t).ok()).map(|t| t.objective) {
         let how = match objective.generator() {
             fm_train::Generator::Flow => "a velocity field: any integrator, any steps",

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 pub enum Kind {
     /// Target density beside generated samples (the seed's figure).
     Compare,
-    /// Particles' paths from t = 0 to 1 over the target, coloured by time.
+    /// Particles' paths from t = 0 to 1 over the target, coloured by time (by class for a conditional checkpoint).
     Trajectories,
     /// The learned velocity field at t = 0, 0.25, 0.5, 0.75, 1 (--exact: with the exact field of a Gaussian-mixture target below).
     Field,
@@ -27,6 +27,8 @@ pub enum Kind {
     Loss,
     /// Animated GIF of samples flowing from the source to the target.
     Animation,
+    /// One class's samples at several classifier-free guidance scales (a conditional checkpoint; --class K, --scales).
+    Guidance,
 }
 
 #[derive(clap::Args, Debug)]
@@ -76,6 +78,22 @@ pub struct PlotArgs {
     path: Option<fm_train::ProbabilityPath>,
     #[command(flatten)]
     foreign: crate::config::ForeignModelArgs,
+    /// A conditional checkpoint's classes for compare and trajectories (coloured by class), K, K,K or all [default:
+    /// all]; the class of the guidance figure [default: 0].
+    #[arg(long, value_name = "K|K,K|all")]
+    class: Option<String>,
+    /// The classifier-free guidance scale of compare and trajectories.
+    #[arg(long, value_name = "W", default_value_t = 1.0)]
+    cfg_scale: f64,
+    /// The guidance figure's scales, one panel each.
+    #[arg(long, value_name = "W,W,…", value_delimiter = ',', default_values_t = [0.0, 1.0, 2.0, 3.0, 5.0])]
+    scales: Vec<f64>,
+}
+
+/// Each class's share of `n` points (the first classes take the remainder).
+fn split(n: usize, classes: &[usize]) -> Vec<(usize, usize)> {
+    let k = classes.len().max(1);
+    classes.iter().enumerate().map(|(i, &c)| (c, n / k + usize::from(i < n % k))).collect()
 }
 
 pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
@@ -140,6 +158,15 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
     }
     cfg.n_samples = args.points.unwrap_or(10_000);
     let t: &dyn Target = target.as_ref();
+    anyhow::ensure!(args.cfg_scale.is_finite() && args.scales.iter().all(|w| w.is_finite()), "guidance scales must be finite numbers");
+    let shape = fm_model::VelocityModel::condition_shape(mlp);
+    // A class-conditional model's figures are drawn class by class.
+    let classes = match (&args.class, shape.classes) {
+        (Some(spec), k) => Some(crate::sample::parse_classes(spec, k)?),
+        (None, 0) => None,
+        (None, k) => Some((0..k).collect::<Vec<_>>()),
+    };
+    anyhow::ensure!(args.kind != Kind::Guidance || shape.classes > 0, "the guidance figure needs a class-conditional checkpoint (fm train --condition labels)");
     anyhow::ensure!(t.dim() >= 2, "figures draw two coordinates and the data are {}-D (fm sample and fm eval work in any dimension)", t.dim());
     // A standardised model's field is drawn around its data (its standard-normal source box
     // would be far from them), through their mean for the coordinates not drawn.
@@ -149,18 +176,70 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
     });
     match args.kind {
         Kind::Compare => {
-            let x = bundle.units().generate(generator, &cfg)?;
+            let (x, labels) = match &classes {
+                None => (bundle.units().generate(generator, &cfg)?, None),
+                Some(classes) => {
+                    let (mut parts, mut labels) = (Vec::new(), Vec::new());
+                    for (c, n) in split(cfg.n_samples, classes) {
+                        parts.push(bundle.units().generate_given(
+                            Some(c),
+                            None,
+                            args.cfg_scale,
+                            &SampleConfig { n_samples: n, seed: cfg.seed + c as u64, ..cfg.clone() },
+                        )?);
+                        labels.extend(std::iter::repeat_n(c, n));
+                    }
+                    (ndarray::concatenate(ndarray::Axis(0), &parts.iter().map(|p| p.view()).collect::<Vec<_>>())?, Some(labels))
+                }
+            };
+            let guided = if classes.is_some() { format!(", by class, w = {}", args.cfg_scale) } else { String::new() };
             let fig = fm_viz::CompareFigure {
                 coords,
-                samples_title: format!("Generated samples ({})", crate::sample::describe(&cfg)),
+                samples_title: format!("Generated samples ({}{guided})", crate::sample::describe(&cfg)),
                 target_title: format!("Target: {}", t.name()),
+                labels,
                 ..fm_viz::CompareFigure::fitted()
             };
             fm_viz::compare(&out, t, x.view(), &fig)?;
         }
         Kind::Trajectories => {
-            let (times, paths) = bundle.units().generate_paths(generator, &cfg, args.points.unwrap_or(300))?;
-            fm_viz::trajectories(&out, paths.view(), &times, Some(t), &fm_viz::TrajectoryFigure { coords, ..Default::default() })?;
+            let n = args.points.unwrap_or(300);
+            let (times, paths, labels) = match &classes {
+                None => {
+                    let (times, paths) = bundle.units().generate_paths(generator, &cfg, n)?;
+                    (times, paths, None)
+                }
+                Some(classes) => {
+                    let (mut times, mut parts, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+                    for (c, k) in split(n, classes).into_iter().filter(|(_, k)| *k > 0) {
+                        let (ts, paths) = bundle.units().generate_paths_given(
+                            Some(c),
+                            None,
+                            args.cfg_scale,
+                            &SampleConfig { seed: cfg.seed + c as u64, ..cfg.clone() },
+                            k,
+                        )?;
+                        times = ts;
+                        parts.push(paths);
+                        labels.extend(std::iter::repeat_n(c, k));
+                    }
+                    (times, ndarray::concatenate(ndarray::Axis(1), &parts.iter().map(|p| p.view()).collect::<Vec<_>>())?, Some(labels))
+                }
+            };
+            fm_viz::trajectories(&out, paths.view(), &times, Some(t), &fm_viz::TrajectoryFigure { coords, labels, ..Default::default() })?;
+        }
+        Kind::Guidance => {
+            let class = match args.class.as_deref() {
+                None => 0,
+                Some(spec) => match crate::sample::parse_classes(spec, shape.classes)?[..] {
+                    [c] => c,
+                    _ => anyhow::bail!("the guidance figure draws one class: give --class K"),
+                },
+            };
+            let cfg = SampleConfig { n_samples: args.points.unwrap_or(2000), ..cfg };
+            let samples = args.scales.iter().map(|&w| bundle.units().generate_given(Some(class), None, w, &cfg)).collect::<Result<Vec<_>, _>>()?;
+            let panels: Vec<(f64, ArrayView2<f64>)> = args.scales.iter().copied().zip(samples.iter().map(|s| s.view())).collect();
+            fm_viz::guidance(&out, t, class, &panels, &fm_viz::GuidanceFigure::default())?;
         }
         Kind::Animation => {
             let (times, paths) = bundle.units().generate_paths(generator, &cfg, args.points.unwrap_or(2000))?;

@@ -71,6 +71,32 @@ pub struct SampleArgs {
     /// standardised, distilled or MeanFlow model). Solve accurately for them, e.g. --method rk4 --steps 50.
     #[arg(long, conflicts_with = "oracle")]
     pairs: bool,
+    /// A conditional checkpoint's class: K, several (0,2) or all; --samples of each, rows grouped by class, the
+    /// labels written beside the samples (OUT with .labels.npy). Without it a conditional model samples unconditionally.
+    #[arg(long, value_name = "K|K,K|all", conflicts_with_all = ["oracle", "pairs"])]
+    class: Option<String>,
+    /// Classifier-free guidance scale w: v = v_∅ + w (v_c − v_∅); 1 the plain conditional field, 0 the unconditional.
+    #[arg(long, value_name = "W", default_value_t = 1.0, conflicts_with_all = ["oracle", "pairs"])]
+    cfg_scale: f64,
+    /// A conditional checkpoint's condition vector (a model trained with --condition values): comma-separated numbers.
+    #[arg(long, value_name = "V,V,…", conflicts_with_all = ["oracle", "pairs", "class"])]
+    cond: Option<String>,
+}
+
+/// The classes `--class` names: `all`, or comma-separated class numbers below `classes`.
+pub fn parse_classes(spec: &str, classes: usize) -> Result<Vec<usize>> {
+    anyhow::ensure!(classes > 0, "--class {spec}: the checkpoint is not conditioned on classes (train one with --condition labels)");
+    if spec.trim().eq_ignore_ascii_case("all") {
+        return Ok((0..classes).collect());
+    }
+    spec.split(',')
+        .map(|k| {
+            let k = k.trim();
+            let c: usize = k.parse().map_err(|_| anyhow::anyhow!("--class {spec}: '{k}' is not a class number (give K, K,K or all)"))?;
+            anyhow::ensure!(c < classes, "--class {c} is out of range: the checkpoint has {classes} classes, 0 to {}", classes - 1);
+            Ok(c)
+        })
+        .collect()
 }
 
 /// "100 euler steps" or "dopri5 (rtol 1e-5, atol 1e-5)".
@@ -92,6 +118,12 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
     let source = args.source.clone().or_else(|| run.as_ref().map(|r| r.source.clone()));
     // The settings first (cheap, and what a user typed), then the files.
     cfg.validate()?;
+    anyhow::ensure!(args.cfg_scale.is_finite(), "--cfg-scale must be a finite number, got {}", args.cfg_scale);
+    let cond: Option<Vec<f64>> = args
+        .cond
+        .as_deref()
+        .map(|v| v.split(',').map(|x| x.trim().parse::<f64>().map_err(|_| anyhow::anyhow!("--cond {v}: '{}' is not a number", x.trim()))).collect())
+        .transpose()?;
     let bundle = match &checkpoint {
         Some(c) => Some(ModelBundle::load(c, &device, source.as_deref(), &args.foreign.options(run.as_ref()))?),
         None => None,
@@ -100,9 +132,19 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
         b.default_steps(&mut cfg, given(m, "steps"), given(m, "method"));
         b.generator().check(&cfg)?;
     }
+    let shape = bundle.as_ref().map(|b| fm_model::VelocityModel::condition_shape(&b.mlp)).unwrap_or_default();
+    let classes = args.class.as_deref().map(|spec| parse_classes(spec, shape.classes)).transpose()?;
+    if let Some(v) = &cond {
+        shape.features_of(None, Some(v)).map_err(|e| anyhow::anyhow!("--cond: {e}"))?;
+    }
+    anyhow::ensure!(
+        args.cfg_scale == 1.0 || classes.is_some() || cond.is_some(),
+        "--cfg-scale guides a condition: give --class K (or --cond V,… for a model of condition vectors)"
+    );
     cfg.validate()?;
     let what = if cfg.method.is_adaptive() { format!("{}", cfg.method) } else { format!("{}-{}", cfg.method, cfg.steps) };
     let t0 = Instant::now();
+    let mut label_files = Vec::new();
     // The samples, their source, the file, and what the report line says they are of.
     let (x, source, out, of) = match (&checkpoint, bundle) {
         (Some(checkpoint), Some(bundle)) if args.pairs => {
@@ -116,9 +158,37 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
             let pairs = fm_train::draw_pairs(&bundle.mlp, bundle.source.as_ref(), &cfg)?;
             (pairs.to_array(), bundle.source, out, "and their sources, as pairs, ".to_string())
         }
+        (Some(checkpoint), Some(bundle)) if classes.is_some() || cond.is_some() => {
+            let guidance = if args.cfg_scale == 1.0 { String::new() } else { format!("-w{}", args.cfg_scale) };
+            let which = classes.as_ref().map_or("cond".to_string(), |c| format!("class{}", c.iter().map(usize::to_string).collect::<Vec<_>>().join("_")));
+            let out = args.out.clone().unwrap_or_else(|| checkpoint.with_file_name(format!("samples-{what}-{which}{guidance}.npy")));
+            let mut parts = Vec::new();
+            let mut labels = Vec::new();
+            for class in classes.clone().map_or(vec![None], |c| c.into_iter().map(Some).collect()) {
+                parts.push(bundle.units().generate_given(class, cond.as_deref(), args.cfg_scale, &cfg)?);
+                labels.extend(std::iter::repeat_n(class.unwrap_or(0) as i64, cfg.n_samples));
+            }
+            let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+            let x = ndarray::concatenate(ndarray::Axis(0), &views)?;
+            if classes.is_some() {
+                label_files.push(labels_path(&out));
+                fm_dist::io::write_npy(&labels_path(&out), ndarray::Array2::from_shape_vec((labels.len(), 1), labels)?.view())?;
+            }
+            let of = match &classes {
+                Some(c) => format!(
+                    "of class{} {} (guidance w = {}) ",
+                    if c.len() == 1 { "" } else { "es" },
+                    c.iter().map(usize::to_string).collect::<Vec<_>>().join(", "),
+                    args.cfg_scale
+                ),
+                None => format!("given the condition {} (guidance w = {}) ", args.cond.as_deref().unwrap_or(""), args.cfg_scale),
+            };
+            (x, bundle.source, out, of)
+        }
         (Some(checkpoint), Some(bundle)) => {
             let out = args.out.clone().unwrap_or_else(|| checkpoint.with_file_name(format!("samples-{what}.npy")));
-            (bundle.units().generate(bundle.generator(), &cfg)?, bundle.source, out, String::new())
+            let of = if shape.is_conditional() { "unconditionally (the \"no condition\" entry; --class K for a class) ".to_string() } else { String::new() };
+            (bundle.units().generate(bundle.generator(), &cfg)?, bundle.source, out, of)
         }
         _ => {
             let Resolved { flow, source, .. } = crate::resolve_exact(args.target.as_deref(), source.as_deref(), args.path, run.as_ref(), None)?;
@@ -130,7 +200,14 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
     };
     let secs = t0.elapsed().as_secs_f64();
     fm_dist::io::write_points(&out, x.view())?;
-    println!("sampled {} points {of}from {} with {} in {secs:.3} s", cfg.n_samples, source.name(), describe(&cfg));
-    print_written(&[(if args.pairs { "pairs" } else { "samples" }, &out)]);
+    println!("sampled {} points {of}from {} with {} in {secs:.3} s", x.nrows(), source.name(), describe(&cfg));
+    let mut written = vec![(if args.pairs { "pairs" } else { "samples" }, out.as_path())];
+    written.extend(label_files.iter().map(|p| ("labels", p.as_path())));
+    print_written(&written);
     Ok(())
+}
+
+/// Where the labels of samples written to `out` go: `samples.npy` → `samples.labels.npy`.
+pub fn labels_path(out: &std::path::Path) -> PathBuf {
+    out.with_extension("labels.npy")
 }

@@ -14,7 +14,13 @@ pub struct TargetsArgs {
 
 pub fn targets(args: TargetsArgs) -> Result<()> {
     for (name, what) in fm_dist::list_targets() {
-        println!("{name:<14} {what}");
+        // The class labels of --condition labels (files and specs say theirs when read).
+        let classes = match parse_target(name).map(|t| t.classes()) {
+            Ok(0) => "no classes".to_string(),
+            Ok(k) => format!("{k} classes"),
+            Err(_) => String::new(),
+        };
+        println!("{name:<14} {classes:<11} {what}");
     }
     if let Some(path) = &args.config {
         let run = RunConfig::read(path)?;
@@ -30,5 +36,9 @@ pub fn targets(args: TargetsArgs) -> Result<()> {
 /// "N(0, I2), 2-D, with a density" or "moons, 2-D, no density (samples only)".
 fn describe(t: &dyn Target) -> String {
     let density = if t.has_density() { "with a density" } else { "no density (samples only)" };
-    format!("{}, {}-D, {density}", t.name(), t.dim())
+    let classes = match t.classes() {
+        0 => String::new(),
+        k => format!(", {k} classes"),
+    };
+    format!("{}, {}-D, {density}{classes}", t.name(), t.dim())
 }

@@ -980,3 +980,109 @@ fn pairs_init_and_meanflow_from_the_command_line() {
     );
     assert!(!f.exists(), "nothing may be trained or written before the refusal");
 }
+
+/// `fm train --condition labels` with the fast preset and OT within classes, then `fm sample
+/// --class`, `fm eval` per class, `fm inspect`, and a resume: the conditional pipeline end to end.
+#[test]
+fn a_conditional_run_trains_samples_judges_and_resumes_by_class() {
+    let run = temp("conditional");
+    let r = run.to_str().unwrap();
+    let o = fm(&[
+        "train",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--preset",
+        "fast",
+        "--condition",
+        "labels",
+        "--coupling",
+        "ot-class",
+        "--steps",
+        "200",
+        "--warmup-steps",
+        "20",
+        "--hidden-dim",
+        "32",
+        "--out",
+        r,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(config.contains("condition = \"labels\"") && config.contains("classes = 3"), "{config}");
+    let model = run.join("model.safetensors");
+    let m = model.to_str().unwrap();
+    let o = fm(&["inspect", m]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("condition  3 classes"), "{}", String::from_utf8_lossy(&o.stdout));
+
+    let out = run.join("s.npy");
+    let o = fm(&["sample", "--checkpoint", m, "--class", "all", "--samples", "50", "--steps", "10", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(fm_dist::io::read_points(&out).unwrap().nrows(), 150);
+    let labels = fm_dist::io::read_npy(&run.join("s.labels.npy")).unwrap();
+    assert_eq!(labels.column(0).to_vec(), [vec![0.0; 50], vec![1.0; 50], vec![2.0; 50]].concat());
+    let o = fm(&["sample", "--checkpoint", m, "--class", "2", "--cfg-scale", "3", "--samples", "20", "--steps", "5", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let o = fm(&["eval", "--checkpoint", m, "--config", run.join("config.toml").to_str().unwrap(), "--class", "0", "--kl-points", "50", "--w2-points", "50"]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && stdout.contains("class 0 (w = 1): KL") && stdout.contains("purity"), "{stdout}{}", stderr(&o));
+
+    let o = fm(&["train", "--quiet", "--resume", r, "--steps", "220"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    for (args, needle) in [
+        (vec!["--class", "3"], "out of range: the checkpoint has 3 classes"),
+        (vec!["--class", "one"], "'one' is not a class number"),
+        (vec!["--class", "1", "--cfg-scale", "NaN"], "--cfg-scale must be a finite number"),
+        (vec!["--cfg-scale", "2"], "--cfg-scale guides a condition"),
+        (vec!["--cond", "0.5"], "condition vector"),
+    ] {
+        let o = fm(&[&["sample", "--checkpoint", m][..], &args].concat());
+        assert_clean_failure(&o, needle);
+    }
+}
+
+#[test]
+fn conditions_the_data_or_the_model_lack_are_one_line_errors() {
+    let plain = tiny_trained("cond-plain");
+    let o = fm(&["sample", "--checkpoint", plain.join("model.safetensors").to_str().unwrap(), "--class", "0"]);
+    assert_clean_failure(&o, "not conditioned on classes");
+    let out = temp("cond-refused");
+    for (args, needle) in [
+        (vec!["--condition", "labels", "--target", "swissroll"], "has no class labels"),
+        (vec!["--coupling", "ot-class"], "train with a condition"),
+        (vec!["--condition", "labels", "--objective", "meanflow"], "flow matching only"),
+        (vec!["--condition", "labels", "--cond-drop", "1.5"], "cond_drop must be a probability"),
+        (vec!["--condition", "values"], "has no condition vectors"),
+    ] {
+        let o = fm(&[&["train", "--quiet", "--device", "cpu", "--steps", "2", "--out", out.to_str().unwrap()][..], &args].concat());
+        assert_clean_failure(&o, needle);
+        assert!(!out.exists(), "a refused run left {}", out.display());
+    }
+    // A file's labels: the last column of a CSV.
+    let dir = temp("cond-file");
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("pts.csv");
+    std::fs::write(&csv, "x,y,label\n0.1,0.2,0\n1.1,1.2,1\n-1.0,0.5,1\n2.0,-0.3,0\n").unwrap();
+    let spec = format!("file:{}?label=last", csv.display());
+    let o = fm(&[
+        "train",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--steps",
+        "3",
+        "--hidden-dim",
+        "8",
+        "--condition",
+        "labels",
+        "--target",
+        &spec,
+        "--out",
+        dir.join("run").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = fm(&["targets"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("gmm3           3 classes"), "{}", String::from_utf8_lossy(&o.stdout));
+}

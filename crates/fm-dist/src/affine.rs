@@ -163,6 +163,23 @@ impl Target for Pushforward {
     fn describe_data(&self) -> Option<String> {
         self.inner.describe_data()
     }
+    fn classes(&self) -> usize {
+        self.inner.classes()
+    }
+    fn condition_dim(&self) -> usize {
+        self.inner.condition_dim()
+    }
+    fn class_weights(&self) -> Vec<f64> {
+        self.inner.class_weights()
+    }
+    fn sample_conditioned(&self, n: usize, rng: &mut dyn RngCore) -> crate::Conditioned {
+        let inner = self.inner.sample_conditioned(n, rng);
+        crate::Conditioned { points: self.map.apply(inner.points.view()), ..inner }
+    }
+    fn class_log_prob(&self, x: ArrayView2<f64>, class: usize) -> Result<Array1<f64>> {
+        check_dim(&x, self.dim())?;
+        Ok(self.inner.class_log_prob(self.inverse.apply(x).view(), class)? - self.map.log_det())
+    }
 }
 
 #[cfg(test)]

@@ -16,6 +16,10 @@ pub struct PointCloud {
     /// What reading a `.csv` file learned of its first line, kept for [`PointCloud::describe`];
     /// `None` for points from memory or a `.npy` file, which have no header to misread.
     csv: Option<CsvLayout>,
+    /// Each point's class and the number of classes (see [`PointCloud::with_labels`]).
+    labels: Option<(Vec<usize>, usize)>,
+    /// Each point's condition vector, `N × C` (see [`PointCloud::with_values`]).
+    values: Option<Array2<f64>>,
 }
 
 /// The layout of a `.csv` file besides its points (see [`CsvPoints`]).
@@ -38,7 +42,143 @@ impl PointCloud {
         if let Some(((i, j), v)) = points.indexed_iter().find(|(_, v)| !v.is_finite()) {
             return Err(Error::Invalid(format!("row {} column {} holds {v}: every coordinate must be a finite number", i + 1, j + 1)));
         }
-        Ok(Self { points, name: name.into(), csv: None })
+        Ok(Self { points, name: name.into(), csv: None, labels: None, values: None })
+    }
+
+    /// The cloud with a class label per point. Labels are given as numbers (as a file holds
+    /// them) and must be whole, non-negative and finite; the classes are `0..=max`, and each
+    /// must hold at least one point (a gap is an error, not an empty class to learn).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a count other than the points', a label that is not a
+    /// non-negative whole number, or a class with no points.
+    pub fn with_labels(self, labels: &[f64]) -> Result<Self> {
+        let n = self.points.nrows();
+        if labels.len() != n {
+            return Err(Error::Invalid(format!("{} labels for {n} points: give one label per point", labels.len())));
+        }
+        let mut out = Vec::with_capacity(n);
+        for (i, &l) in labels.iter().enumerate() {
+            if !(l.is_finite() && l >= 0.0 && l.fract() == 0.0 && l < 1e6) {
+                return Err(Error::Invalid(format!("label {l} of point {}: labels must be class numbers 0, 1, 2, … (whole, non-negative)", i + 1)));
+            }
+            out.push(l as usize);
+        }
+        let classes = out.iter().max().map_or(0, |m| m + 1);
+        let counts = class_counts(&out, classes);
+        if let Some(empty) = counts.iter().position(|&c| c == 0) {
+            return Err(Error::Invalid(format!("class {empty} has no points (labels run 0 to {}): number the classes without gaps", classes - 1)));
+        }
+        Ok(Self { labels: Some((out, classes)), ..self })
+    }
+
+    /// The cloud with a condition vector per point (`N × C`, finite).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for another row count, no columns, or a value that is not finite.
+    pub fn with_values(self, values: Array2<f64>) -> Result<Self> {
+        let n = self.points.nrows();
+        if values.nrows() != n || values.ncols() == 0 {
+            return Err(Error::Invalid(format!("condition values of shape {:?} for {n} points: give one row per point", values.dim())));
+        }
+        if let Some(((i, j), v)) = values.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            return Err(Error::Invalid(format!("condition row {} column {} holds {v}: every value must be a finite number", i + 1, j + 1)));
+        }
+        Ok(Self { values: Some(values), ..self })
+    }
+
+    /// Each point's class (`None`: unlabelled).
+    pub fn labels(&self) -> Option<&[usize]> {
+        self.labels.as_ref().map(|(l, _)| l.as_slice())
+    }
+
+    /// Points per class (empty when unlabelled).
+    pub fn class_counts(&self) -> Vec<usize> {
+        self.labels.as_ref().map_or_else(Vec::new, |(l, k)| class_counts(l, *k))
+    }
+
+    /// Reads a `file:` target's argument: a `.npy` or `.csv` file ([`PointCloud::read`]),
+    /// optionally followed by `?` and `&`-separated options that say where its conditions are:
+    /// - `label=COL`: the column `COL` holds each point's class (taken out of the points);
+    /// - `labels=FILE.npy`: a second `.npy` file holds them (`N` or `N × 1` numbers);
+    /// - `cond=COL[,COL…]`: those columns are each point's condition vector (taken out);
+    /// - `conds=FILE.npy`: a second `.npy` file holds the condition vectors (`N × C`).
+    ///
+    /// `COL` is a header's column name, `first`, `last`, or a column number counted from 1. For
+    /// example `pts.csv?label=last`, `pts.csv?label=species`, `x.npy?labels=y.npy`.
+    ///
+    /// # Errors
+    /// As [`PointCloud::read`]; [`Error::File`] for an unknown option, a column that does not
+    /// exist, or conditions that [`PointCloud::with_labels`] or [`PointCloud::with_values`] refuse.
+    pub fn open(spec: &str) -> Result<Self> {
+        let (path, query) = split_conditions(spec);
+        let path = Path::new(path);
+        let file_err = |msg: String| Error::File { path: path.display().to_string(), msg };
+        let cloud = Self::read(path)?;
+        let Some(query) = query else { return Ok(cloud) };
+        let header = cloud.csv.as_ref().and_then(|c| c.header.clone());
+        let d = cloud.points.ncols();
+        let column = |col: &str| -> Result<usize> {
+            let col = col.trim();
+            let found = match col {
+                "first" => Some(0),
+                "last" => Some(d - 1),
+                _ => match col.parse::<usize>() {
+                    Ok(k) if (1..=d).contains(&k) => Some(k - 1),
+                    Ok(_) => None,
+                    Err(_) => header.as_ref().and_then(|h| h.iter().position(|name| name == col)),
+                },
+            };
+            found.ok_or_else(|| {
+                let names = header.as_ref().map_or(String::new(), |h| format!(", or one of the header's names {}", name_list(h)));
+                file_err(format!("no column '{col}': the file has {d} columns; name one as first, last, a number from 1 to {d}{names}"))
+            })
+        };
+        let (mut label_cols, mut value_cols) = (Vec::new(), Vec::new());
+        let (mut labels, mut values) = (None, None);
+        for option in query.split('&').filter(|o| !o.trim().is_empty()) {
+            let (key, value) = option
+                .split_once('=')
+                .ok_or_else(|| file_err(format!("option '{option}' needs a value: label=COL, labels=FILE.npy, cond=COL,… or conds=FILE.npy")))?;
+            match key.trim() {
+                "label" => label_cols.push(column(value)?),
+                "labels" => labels = Some(crate::io::read_npy(Path::new(value.trim()))?),
+                "cond" => value_cols.extend(value.split(',').map(column).collect::<Result<Vec<_>>>()?),
+                "conds" => values = Some(crate::io::read_npy(Path::new(value.trim()))?),
+                other => return Err(file_err(format!("unknown option '{other}' (valid: label=COL, labels=FILE.npy, cond=COL,…, conds=FILE.npy)"))),
+            }
+        }
+        if label_cols.len() + usize::from(labels.is_some()) > 1 {
+            return Err(file_err("give the labels once: one label=COL or one labels=FILE.npy".into()));
+        }
+        let taken: Vec<usize> = label_cols.iter().chain(&value_cols).copied().collect();
+        if (1..taken.len()).any(|i| taken[..i].contains(&taken[i])) || taken.len() >= d {
+            return Err(file_err(format!("the label and condition columns ({}) must be distinct and leave at least one coordinate", taken.len())));
+        }
+        let keep: Vec<usize> = (0..d).filter(|j| !taken.contains(j)).collect();
+        let label_values: Option<Vec<f64>> = match (label_cols.first(), labels) {
+            (Some(&j), _) => Some(cloud.points.column(j).to_vec()),
+            (None, Some(file)) if file.ncols() == 1 => Some(file.column(0).to_vec()),
+            (None, Some(file)) => return Err(file_err(format!("the labels file holds {} columns; it must hold one label per point", file.ncols()))),
+            (None, None) => None,
+        };
+        let values = match values {
+            Some(v) if !value_cols.is_empty() => {
+                return Err(file_err(format!("give the conditions once: cond=COL,… or conds=FILE.npy, not both ({} columns and a file)", v.ncols())))
+            }
+            Some(v) => Some(v),
+            None if value_cols.is_empty() => None,
+            None => Some(cloud.points.select(Axis(1), &value_cols)),
+        };
+        let mut out = Self::new(cloud.points.select(Axis(1), &keep), cloud.name.clone()).map_err(|e| file_err(e.to_string()))?;
+        out.csv = cloud.csv.map(|c| CsvLayout { header: c.header.map(|h| keep.iter().map(|&j| h[j].clone()).collect()), ..c });
+        if let Some(l) = label_values {
+            out = out.with_labels(&l).map_err(|e| file_err(e.to_string()))?;
+        }
+        if let Some(v) = values {
+            out = out.with_values(v).map_err(|e| file_err(e.to_string()))?;
+        }
+        Ok(out)
     }
 
     /// Reads a `.npy` (float32 or float64, shape `N × D`) or `.csv` file (see [`parse_csv_table`]),
@@ -71,6 +211,13 @@ impl PointCloud {
         let (n, d) = self.points.dim();
         let plural = |k: usize, one: &str, many: &str| format!("{} {}", group_digits(k), if k == 1 { one } else { many });
         let mut out = format!("{} in {} from {}", plural(n, "point", "points"), plural(d, "dimension", "dimensions"), self.name);
+        if let Some(counts) = self.labels.as_ref().map(|(l, k)| class_counts(l, *k)) {
+            let list: Vec<String> = counts.iter().map(|&c| group_digits(c)).collect();
+            out += &format!(", {} classes of {} points", counts.len(), list.join("/"));
+        }
+        if let Some(v) = &self.values {
+            out += &format!(", a {}-D condition per point", v.ncols());
+        }
         if let Some(csv) = &self.csv {
             let mut notes = vec![match &csv.header {
                 None => "no header".to_string(),
@@ -101,8 +248,26 @@ impl Target for PointCloud {
         self.points.ncols()
     }
     fn sample(&self, n: usize, rng: &mut dyn RngCore) -> Array2<f64> {
+        self.sample_conditioned(n, rng).points
+    }
+    /// The labels and condition vectors of the rows drawn.
+    fn sample_conditioned(&self, n: usize, rng: &mut dyn RngCore) -> crate::Conditioned {
         let rows: Vec<usize> = (0..n).map(|_| rng.random_range(0..self.points.nrows())).collect();
-        self.points.select(Axis(0), &rows)
+        crate::Conditioned {
+            points: self.points.select(Axis(0), &rows),
+            labels: self.labels.as_ref().map(|(l, _)| rows.iter().map(|&i| l[i]).collect()),
+            values: self.values.as_ref().map(|v| v.select(Axis(0), &rows)),
+        }
+    }
+    fn classes(&self) -> usize {
+        self.labels.as_ref().map_or(0, |(_, k)| *k)
+    }
+    fn condition_dim(&self) -> usize {
+        self.values.as_ref().map_or(0, Array2::ncols)
+    }
+    fn class_weights(&self) -> Vec<f64> {
+        let n = self.points.nrows() as f64;
+        self.class_counts().into_iter().map(|c| c as f64 / n).collect()
     }
     fn log_prob(&self, _x: ArrayView2<f64>) -> Result<Array1<f64>> {
         Err(Error::NoDensity(format!("the point cloud {}", self.name)))
@@ -112,6 +277,23 @@ impl Target for PointCloud {
     }
     fn describe_data(&self) -> Option<String> {
         Some(self.describe())
+    }
+}
+
+fn class_counts(labels: &[usize], classes: usize) -> Vec<usize> {
+    let mut counts = vec![0; classes];
+    for &l in labels {
+        counts[l] += 1;
+    }
+    counts
+}
+
+/// A `file:` argument split at the `?` that starts its condition options ([`PointCloud::open`]):
+/// the last `?` followed by `key=value` text.
+pub fn split_conditions(spec: &str) -> (&str, Option<&str>) {
+    match spec.rsplit_once('?') {
+        Some((path, query)) if query.contains('=') => (path, Some(query)),
+        _ => (spec, None),
     }
 }
 

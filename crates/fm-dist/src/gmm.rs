@@ -170,13 +170,19 @@ impl Target for GaussianMixture {
         self.means.ncols()
     }
     fn sample(&self, n: usize, rng: &mut dyn RngCore) -> Array2<f64> {
+        self.sample_conditioned(n, rng).points
+    }
+    /// Labelled by the component each point was drawn from.
+    fn sample_conditioned(&self, n: usize, rng: &mut dyn RngCore) -> crate::Conditioned {
         let d = self.dim();
         let mut out = Array2::<f64>::zeros((n, d));
+        let mut labels = Vec::with_capacity(n);
         let mut z = vec![0.0; d];
         for mut row in out.axis_iter_mut(Axis(0)) {
             let u: f64 = rng.random();
             // Rounding may leave the last cumulative weight a hair under 1.
             let k = self.cum_weights.iter().position(|&c| u < c).unwrap_or(self.n_components() - 1);
+            labels.push(k);
             for zj in z.iter_mut() {
                 *zj = rng.sample(StandardNormal);
             }
@@ -189,7 +195,7 @@ impl Target for GaussianMixture {
                 row[i] = s;
             }
         }
-        out
+        crate::Conditioned { points: out, labels: Some(labels), values: None }
     }
     fn log_prob(&self, x: ArrayView2<f64>) -> Result<Array1<f64>> {
         let joint = self.component_log_joint(x)?;

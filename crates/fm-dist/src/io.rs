@@ -64,6 +64,12 @@ impl NpyElement for f32 {
         out.extend_from_slice(&self.to_le_bytes());
     }
 }
+impl NpyElement for i64 {
+    const DESCR: &'static str = "<i8";
+    fn to_le(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+}
 impl NpyElement for f64 {
     const DESCR: &'static str = "<f8";
     fn to_le(self, out: &mut Vec<u8>) {
@@ -100,7 +106,7 @@ pub fn write_npy<T: NpyElement>(path: &Path, a: ArrayView2<T>) -> Result<()> {
     write_atomic(path, &encode_npy(a))
 }
 
-/// Decodes a `.npy` file holding a float32 or float64 array of 1 or 2 dimensions
+/// Decodes a `.npy` file holding a float32, float64, int32 or int64 array of 1 or 2 dimensions
 /// (C order, little endian) into an `n × d` array of `f64` (1-D arrays become `n × 1`).
 ///
 /// # Errors
@@ -122,12 +128,13 @@ pub fn decode_npy(bytes: &[u8]) -> std::result::Result<Array2<f64>, String> {
         Ok(header[at + key.len() + 2..].trim_start().trim_start_matches(':').trim_start())
     };
     let descr = field("descr")?;
-    let width = if descr.starts_with("'<f4'") {
-        4
-    } else if descr.starts_with("'<f8'") {
-        8
-    } else {
-        return Err(format!("unsupported dtype {}: expected little-endian float32 or float64", descr.split(',').next().unwrap_or("")));
+    // Floats for points; integers too, for a file of class labels (numpy's default int64).
+    let (width, int) = match descr.get(..5) {
+        Some("'<f4'") => (4, false),
+        Some("'<f8'") => (8, false),
+        Some("'<i4'") => (4, true),
+        Some("'<i8'") => (8, true),
+        _ => return Err(format!("unsupported dtype {}: expected little-endian float32, float64, int32 or int64", descr.split(',').next().unwrap_or(""))),
     };
     if !field("fortran_order")?.starts_with("False") {
         return Err("Fortran-ordered .npy arrays are not supported".into());
@@ -150,10 +157,11 @@ pub fn decode_npy(bytes: &[u8]) -> std::result::Result<Array2<f64>, String> {
     if data.len() != expected {
         return Err(format!("shape ({inner}) needs {expected} bytes of data, the file holds {}", data.len()));
     }
-    let values: Vec<f64> = if width == 4 {
-        data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect()
-    } else {
-        data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("chunk of 8"))).collect()
+    let values: Vec<f64> = match (width, int) {
+        (4, false) => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect(),
+        (4, true) => data.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect(),
+        (_, false) => data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("chunk of 8"))).collect(),
+        (_, true) => data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("chunk of 8")) as f64).collect(),
     };
     Array2::from_shape_vec((n, d), values).map_err(|e| e.to_string())
 }

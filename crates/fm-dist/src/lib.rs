@@ -127,6 +127,78 @@ pub trait Target: Send + Sync {
     fn as_gaussian(&self) -> Option<(Array1<f64>, Array2<f64>)> {
         None
     }
+    /// How many classes its samples are labelled with (0: none). A mixture's classes are its
+    /// components in order; a curve-shaped target's its moons, rings, spirals, blades or squares.
+    fn classes(&self) -> usize {
+        self.as_mixture().map_or(0, GaussianMixture::n_components)
+    }
+    /// The width of the continuous condition each sample carries (0: none; only a file's
+    /// points carry one, see [`PointCloud`]).
+    fn condition_dim(&self) -> usize {
+        0
+    }
+    /// `n` samples with their class labels (when [`Target::classes`] > 0) and condition values
+    /// (when [`Target::condition_dim`] > 0). The points are those [`Target::sample`] draws from
+    /// the same generator state.
+    fn sample_conditioned(&self, n: usize, rng: &mut dyn RngCore) -> Conditioned {
+        Conditioned { points: self.sample(n, rng), labels: None, values: None }
+    }
+    /// The share `p(c)` of each class (empty without classes): a mixture's weights, equal shares
+    /// for the built-in curve-shaped targets, a labelled file's class counts over its rows.
+    fn class_weights(&self) -> Vec<f64> {
+        self.as_mixture().map_or_else(Vec::new, |m| m.weights().to_vec())
+    }
+    /// `log p(x | c)` of each row of `x`: the density of class `c` alone (a mixture's component
+    /// `c`, a checkerboard's square `c`). [`Error::NoDensity`] where there is none.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a class out of range; [`Error::Dim`] for `x` of another width.
+    fn class_log_prob(&self, x: ArrayView2<f64>, class: usize) -> Result<Array1<f64>> {
+        let gmm = self.as_mixture().ok_or_else(|| Error::NoDensity(format!("a class of {}", self.name())))?;
+        check_class(class, gmm.n_components())?;
+        Ok(gmm.component_log_joint(x)?.column(class).mapv(|v| v - gmm.weights()[class].ln()))
+    }
+    /// The most probable class of each row of `x`, `argmax_c p(c) p(x | c)` (`None` where every
+    /// class has density 0): what a sample's class purity is judged by.
+    ///
+    /// # Errors
+    /// As [`Target::class_log_prob`].
+    fn most_probable_class(&self, x: ArrayView2<f64>) -> Result<Vec<Option<usize>>> {
+        let weights = self.class_weights();
+        let mut best = vec![(f64::NEG_INFINITY, None); x.nrows()];
+        for (c, w) in weights.iter().enumerate() {
+            for (b, lp) in best.iter_mut().zip(self.class_log_prob(x, c)?) {
+                let score = w.ln() + lp;
+                if score > b.0 {
+                    *b = (score, Some(c));
+                }
+            }
+        }
+        Ok(best.into_iter().map(|b| b.1).collect())
+    }
+}
+
+/// Samples with what they are conditioned on ([`Target::sample_conditioned`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conditioned {
+    /// The points, `n × dim`.
+    pub points: Array2<f64>,
+    /// Each point's class, in `0..classes` (`None`: the target has no classes).
+    pub labels: Option<Vec<usize>>,
+    /// Each point's condition vector, `n × condition_dim` (`None`: it has none).
+    pub values: Option<Array2<f64>>,
+}
+
+/// Checks that `class` is one of `classes`.
+///
+/// # Errors
+/// [`Error::Invalid`] naming the valid range.
+pub fn check_class(class: usize, classes: usize) -> Result<()> {
+    match classes {
+        0 => Err(Error::Invalid(format!("class {class}: the distribution has no classes"))),
+        _ if class >= classes => Err(Error::Invalid(format!("class {class} is out of range: the distribution has {classes} classes, 0 to {}", classes - 1))),
+        _ => Ok(()),
+    }
 }
 
 /// Checks that `x` has `dim` columns.

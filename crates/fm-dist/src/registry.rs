@@ -18,7 +18,7 @@ pub fn list_targets() -> Vec<(&'static str, &'static str)> {
         ("2spirals", "two point-symmetric spirals of 540° (FFJORD); no density"),
         ("pinwheel", "5-blade pinwheel, radial std 0.3, tangential std 0.1, rate 0.25 (FFJORD); no density"),
         ("spec:FILE", "a Gaussian mixture of any dimension from a .toml or .json spec (full, diag or iso covariances)"),
-        ("file:FILE", "your own point cloud from a .npy (float32/64, N×D) or .csv file, sampled with replacement; no density"),
+        ("file:FILE", "your own point cloud from a .npy (float32/64, N×D) or .csv file, sampled with replacement; no density; FILE?label=last (or a column name) for class labels, ?labels=Y.npy, ?cond=COL,… or ?conds=C.npy for condition vectors"),
     ]
 }
 
@@ -54,7 +54,7 @@ pub fn parse_source(spec: &str, dim: usize) -> Result<Box<dyn Target>> {
                 Ok(Box::new(StandardNormal::new(d)?))
             }
             "spec" => Ok(Box::new(MixtureSpec::read(Path::new(a))?.to_mixture().map_err(|e| Error::File { path: a.into(), msg: e.to_string() })?)),
-            "file" => Ok(Box::new(PointCloud::read(Path::new(a))?)),
+            "file" => Ok(Box::new(PointCloud::open(a)?)),
             _ => Err(Error::Invalid(format!("target '{name}' takes no ':' argument (got '{spec}'); only normal:D, spec:FILE and file:FILE do"))),
         };
     }

@@ -26,15 +26,17 @@ fn uniform(rng: &mut dyn RngCore) -> f64 {
     rng.random::<f64>()
 }
 
-/// `n × 2` array whose rows are successive calls of `point`.
-fn fill(n: usize, rng: &mut dyn RngCore, mut point: impl FnMut(&mut dyn RngCore) -> [f64; 2]) -> Array2<f64> {
+/// `n × 2` array whose rows are successive calls of `point`, with the class each call returns.
+fn fill(n: usize, rng: &mut dyn RngCore, mut point: impl FnMut(&mut dyn RngCore) -> ([f64; 2], usize)) -> (Array2<f64>, Vec<usize>) {
     let mut out = Array2::<f64>::zeros((n, 2));
+    let mut labels = Vec::with_capacity(n);
     for mut row in out.axis_iter_mut(Axis(0)) {
-        let [x, y] = point(rng);
+        let ([x, y], class) = point(rng);
         row[0] = x;
         row[1] = y;
+        labels.push(class);
     }
-    out
+    (out, labels)
 }
 
 fn check_positive(what: &str, v: f64) -> Result<()> {
@@ -84,6 +86,9 @@ macro_rules! mixture_target {
             }
             fn sample(&self, n: usize, rng: &mut dyn RngCore) -> Array2<f64> {
                 self.gmm.sample(n, rng)
+            }
+            fn sample_conditioned(&self, n: usize, rng: &mut dyn RngCore) -> crate::Conditioned {
+                self.gmm.sample_conditioned(n, rng)
             }
             fn log_prob(&self, x: ArrayView2<f64>) -> Result<Array1<f64>> {
                 self.gmm.log_prob(x)
@@ -215,9 +220,10 @@ mixture_target!(TwentyFiveGaussians, "25gaussians");
 // Density-free targets
 // ---------------------------------------------------------------------------------
 
-/// `Target` impl for a 2-D target with no analytic density.
+/// `Target` impl for a 2-D target with no analytic density, whose samples come in `$classes`
+/// classes (0: unlabelled) as its `point` says.
 macro_rules! density_free_target {
-    ($ty:ty, $name:literal) => {
+    ($ty:ty, $name:literal, $classes:expr) => {
         impl Target for $ty {
             fn name(&self) -> String {
                 $name.into()
@@ -226,13 +232,23 @@ macro_rules! density_free_target {
                 2
             }
             fn sample(&self, n: usize, rng: &mut dyn RngCore) -> Array2<f64> {
-                fill(n, rng, |r| self.point(r))
+                fill(n, rng, |r| self.point(r)).0
             }
             fn log_prob(&self, _x: ArrayView2<f64>) -> Result<Array1<f64>> {
                 Err(Error::NoDensity($name.into()))
             }
             fn has_density(&self) -> bool {
                 false
+            }
+            fn classes(&self) -> usize {
+                $classes
+            }
+            fn class_weights(&self) -> Vec<f64> {
+                vec![1.0 / $classes as f64; $classes]
+            }
+            fn sample_conditioned(&self, n: usize, rng: &mut dyn RngCore) -> crate::Conditioned {
+                let (points, labels) = fill(n, rng, |r| self.point(r));
+                crate::Conditioned { points, labels: ($classes > 0).then_some(labels), values: None }
             }
         }
     };
@@ -255,15 +271,17 @@ impl Moons {
     /// Offset added after scaling (FFJORD's `+ (−1, −0.2)`).
     pub const SHIFT: [f64; 2] = [-1.0, -0.2];
 
-    fn point(&self, rng: &mut dyn RngCore) -> [f64; 2] {
+    /// A point and its moon (0 the upper, 1 the lower).
+    fn point(&self, rng: &mut dyn RngCore) -> ([f64; 2], usize) {
         let t = PI * uniform(rng);
-        let (x, y) = if uniform(rng) < 0.5 { (t.cos(), t.sin()) } else { (1.0 - t.cos(), 0.5 - t.sin()) };
+        let upper = uniform(rng) < 0.5;
+        let (x, y) = if upper { (t.cos(), t.sin()) } else { (1.0 - t.cos(), 0.5 - t.sin()) };
         let x = x + Self::NOISE * normal(rng);
         let y = y + Self::NOISE * normal(rng);
-        [Self::SCALE * x + Self::SHIFT[0], Self::SCALE * y + Self::SHIFT[1]]
+        ([Self::SCALE * x + Self::SHIFT[0], Self::SCALE * y + Self::SHIFT[1]], usize::from(!upper))
     }
 }
-density_free_target!(Moons, "moons");
+density_free_target!(Moons, "moons", 2);
 
 /// Two concentric rings: FFJORD's `circles`, i.e. sklearn's
 /// `make_circles(factor=0.5, noise=0.08)` then `× 3`.
@@ -281,13 +299,15 @@ impl Circles {
     /// Noise std after the ×3 rescale.
     pub const NOISE: f64 = 0.24;
 
-    fn point(&self, rng: &mut dyn RngCore) -> [f64; 2] {
-        let r = if uniform(rng) < 0.5 { Self::OUTER_RADIUS } else { Self::INNER_RADIUS };
+    /// A point and its ring (0 the outer, 1 the inner).
+    fn point(&self, rng: &mut dyn RngCore) -> ([f64; 2], usize) {
+        let outer = uniform(rng) < 0.5;
+        let r = if outer { Self::OUTER_RADIUS } else { Self::INNER_RADIUS };
         let a = 2.0 * PI * uniform(rng);
-        [r * a.cos() + Self::NOISE * normal(rng), r * a.sin() + Self::NOISE * normal(rng)]
+        ([r * a.cos() + Self::NOISE * normal(rng), r * a.sin() + Self::NOISE * normal(rng)], usize::from(!outer))
     }
 }
-density_free_target!(Circles, "circles");
+density_free_target!(Circles, "circles", 2);
 
 /// FFJORD's `swissroll`: sklearn's `make_swiss_roll(noise=1.0)`, columns 0 and 2,
 /// divided by 5.
@@ -304,14 +324,15 @@ impl SwissRoll {
     /// Both coordinates are divided by this (FFJORD's `/ 5`).
     pub const DIVISOR: f64 = 5.0;
 
-    fn point(&self, rng: &mut dyn RngCore) -> [f64; 2] {
+    /// A point (one roll: no classes).
+    fn point(&self, rng: &mut dyn RngCore) -> ([f64; 2], usize) {
         let t = 1.5 * PI * (1.0 + 2.0 * uniform(rng));
         let x = t * t.cos() + Self::NOISE * normal(rng);
         let y = t * t.sin() + Self::NOISE * normal(rng);
-        [x / Self::DIVISOR, y / Self::DIVISOR]
+        ([x / Self::DIVISOR, y / Self::DIVISOR], 0)
     }
 }
-density_free_target!(SwissRoll, "swissroll");
+density_free_target!(SwissRoll, "swissroll", 0);
 
 /// FFJORD's `2spirals`: two point-symmetric spirals of 1.5 turns.
 ///
@@ -331,15 +352,17 @@ impl TwoSpirals {
     /// Standard deviation of the Gaussian noise added after the division.
     pub const NOISE: f64 = 0.1;
 
-    fn point(&self, rng: &mut dyn RngCore) -> [f64; 2] {
+    /// A point and its spiral (0 the one drawn, 1 its negation).
+    fn point(&self, rng: &mut dyn RngCore) -> ([f64; 2], usize) {
         let s = uniform(rng).sqrt() * Self::MAX_ANGLE;
         let x = -s.cos() * s + Self::JITTER * uniform(rng);
         let y = s.sin() * s + Self::JITTER * uniform(rng);
-        let sign = if uniform(rng) < 0.5 { 1.0 } else { -1.0 };
-        [sign * x / Self::DIVISOR + Self::NOISE * normal(rng), sign * y / Self::DIVISOR + Self::NOISE * normal(rng)]
+        let first = uniform(rng) < 0.5;
+        let sign = if first { 1.0 } else { -1.0 };
+        ([sign * x / Self::DIVISOR + Self::NOISE * normal(rng), sign * y / Self::DIVISOR + Self::NOISE * normal(rng)], usize::from(!first))
     }
 }
-density_free_target!(TwoSpirals, "2spirals");
+density_free_target!(TwoSpirals, "2spirals", 2);
 
 /// FFJORD's `pinwheel` (from Johnson et al.'s SVAE): 5 curved blades.
 ///
@@ -362,16 +385,17 @@ impl Pinwheel {
     /// Factor applied to the rotated features (FFJORD's `2 ·`).
     pub const SCALE: f64 = 2.0;
 
-    fn point(&self, rng: &mut dyn RngCore) -> [f64; 2] {
+    /// A point and its blade.
+    fn point(&self, rng: &mut dyn RngCore) -> ([f64; 2], usize) {
         let c = ((uniform(rng) * Self::CLASSES as f64) as usize).min(Self::CLASSES - 1);
         let f0 = 1.0 + Self::RADIAL_STD * normal(rng);
         let f1 = Self::TANGENTIAL_STD * normal(rng);
         let a = 2.0 * PI * c as f64 / Self::CLASSES as f64 + Self::RATE * f0.exp();
         let (s, co) = a.sin_cos();
-        [Self::SCALE * (f0 * co + f1 * s), Self::SCALE * (-f0 * s + f1 * co)]
+        ([Self::SCALE * (f0 * co + f1 * s), Self::SCALE * (-f0 * s + f1 * co)], c)
     }
 }
-density_free_target!(Pinwheel, "pinwheel");
+density_free_target!(Pinwheel, "pinwheel", Pinwheel::CLASSES);
 
 // ---------------------------------------------------------------------------------
 // Checkerboard
@@ -397,13 +421,23 @@ impl Checkerboard {
 
     /// Whether `(x, y)` lies on a dark square (where the density is `1/32`).
     pub fn contains(x: f64, y: f64) -> bool {
+        Self::square(x, y).is_some()
+    }
+
+    /// The dark square holding `(x, y)`, numbered 0 to 7 row by row from the bottom left (its
+    /// class), or `None` off the dark squares.
+    pub fn square(x: f64, y: f64) -> Option<usize> {
         let inside = |v: f64| (-Self::HALF_WIDTH..Self::HALF_WIDTH).contains(&v);
         if !(inside(x) && inside(y)) {
-            return false;
+            return None;
         }
         let (i, j) = ((x / Self::SQUARE).floor() as i64, (y / Self::SQUARE).floor() as i64);
-        (i + j).rem_euclid(2) == 0
+        // Columns i and rows j run from −2 to 1; two dark squares per row.
+        ((i + j).rem_euclid(2) == 0).then(|| ((j + 2) * 2 + (i + 2) / 2) as usize)
     }
+
+    /// Number of dark squares (its classes).
+    pub const SQUARES: usize = 8;
 }
 
 impl Target for Checkerboard {
@@ -419,8 +453,28 @@ impl Target for Checkerboard {
             let x1 = 4.0 * uniform(r) - 2.0;
             let lower = if uniform(r) < 0.5 { 2.0 } else { 0.0 };
             let x2 = uniform(r) - lower + x1.floor().rem_euclid(2.0);
-            [2.0 * x1, 2.0 * x2]
+            ([2.0 * x1, 2.0 * x2], 0)
         })
+        .0
+    }
+    /// Labelled by the square each point lies on ([`Checkerboard::square`]).
+    fn sample_conditioned(&self, n: usize, rng: &mut dyn RngCore) -> crate::Conditioned {
+        let points = self.sample(n, rng);
+        let labels = points.axis_iter(Axis(0)).map(|p| Self::square(p[0], p[1]).unwrap_or(0)).collect();
+        crate::Conditioned { points, labels: Some(labels), values: None }
+    }
+    fn classes(&self) -> usize {
+        Self::SQUARES
+    }
+    fn class_weights(&self) -> Vec<f64> {
+        vec![1.0 / Self::SQUARES as f64; Self::SQUARES]
+    }
+    /// Uniform on square `class`: `−ln 4` there, `−inf` elsewhere.
+    fn class_log_prob(&self, x: ArrayView2<f64>, class: usize) -> Result<Array1<f64>> {
+        check_dim(&x, 2)?;
+        crate::check_class(class, Self::SQUARES)?;
+        let inside = -(Self::SQUARE * Self::SQUARE).ln();
+        Ok(x.map_axis(Axis(1), |r| if Self::square(r[0], r[1]) == Some(class) { inside } else { f64::NEG_INFINITY }))
     }
     fn log_prob(&self, x: ArrayView2<f64>) -> Result<Array1<f64>> {
         check_dim(&x, 2)?;

@@ -509,12 +509,22 @@ pub fn import_pth(src: &Path, dst: &Path, opts: &LoadOptions) -> Result<()> {
 }
 
 fn describe(c: &MlpConfig) -> String {
-    format!("a {}-D MLP with {} hidden layers of width {}", c.dim, c.hidden_layers, c.hidden_dim)
+    let condition = c.condition_shape();
+    let on = if condition.is_conditional() { format!(", conditioned on {condition}") } else { String::new() };
+    format!("a {}-D MLP with {} hidden layers of width {}{on}", c.dim, c.hidden_layers, c.hidden_dim)
 }
 
 /// The architecture implied by the shapes of `net.0.weight`, `net.2.weight`, …, with the
 /// activation and time features the caller gives (the shapes cannot say them).
 fn infer_config(state: &StateDict, opts: &LoadOptions) -> std::result::Result<MlpConfig, String> {
+    // A network the run file describes, whose shapes these are, is that network: the shapes
+    // alone cannot tell a condition's inputs (or two raw times) from time features.
+    if let (Some(described), None) = (&opts.described, opts.activation) {
+        let fits = |(name, shape): &(String, Vec<i64>)| get(state, name).is_some_and(|t| t.shape.iter().map(|&v| v as i64).eq(shape.iter().copied()));
+        if described.parameter_shapes().iter().all(fits) {
+            return Ok(described.clone());
+        }
+    }
     let shape = |i: usize| get(state, &format!("net.{i}.weight")).map(|t| t.shape.clone());
     let first = shape(0).ok_or("no config metadata and no tensor 'net.0.weight' to infer the architecture from")?;
     let mut linear = 1;
@@ -537,7 +547,8 @@ fn infer_config(state: &StateDict, opts: &LoadOptions) -> std::result::Result<Ml
         Some(n) if n >= 2 && n % 2 == 0 => n,
         _ => return Err(format!("cannot infer an MLP: {inputs} inputs and {dim} outputs do not leave the time 1 input or an even number of time features")),
     };
-    let inferred = |activation| MlpConfig { dim, hidden_dim: first[0], hidden_layers: linear - 1, activation, time_embedding, time_inputs: 1 };
+    let inferred =
+        |activation| MlpConfig { dim, hidden_dim: first[0], hidden_layers: linear - 1, activation, time_embedding, time_inputs: 1, classes: 0, cond_dim: 0 };
     if let Some(activation) = opts.activation {
         return Ok(inferred(activation));
     }

@@ -27,10 +27,12 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+mod condition;
 mod mlp;
 mod model;
 pub mod pth;
 
+pub use condition::ConditionShape;
 pub use mlp::{Activation, Mlp, MlpConfig};
 pub use model::{copy_parameters, jvp_autograd, var_store_parameters, velocity_at, Architecture, VelocityModel};
 

@@ -1,6 +1,6 @@
 //! The MLP velocity field.
 
-use crate::{Error, Result};
+use crate::{ConditionShape, Error, Result};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Reduction, Tensor};
 
@@ -94,15 +94,28 @@ pub struct MlpConfig {
     /// checkpoint only when it is not 1, so the seed's network reads as it always has.
     #[serde(skip_serializing_if = "is_one")]
     pub time_inputs: usize,
+    /// Class labels the network is conditioned on (0: none). With classes or a condition
+    /// vector the network sees, after its times, the condition features of
+    /// [`ConditionShape`] (`classes + cond_dim + 1` inputs: one-hot class, vector, "no
+    /// condition" flag). Written only when not 0, as `cond_dim`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub classes: usize,
+    /// Width of the condition vector the network takes (0: none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cond_dim: usize,
 }
 
 fn is_one(n: &usize) -> bool {
     *n == 1
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 impl Default for MlpConfig {
     fn default() -> Self {
-        Self { dim: 2, hidden_dim: 128, hidden_layers: 3, activation: Activation::Relu, time_embedding: 0, time_inputs: 1 }
+        Self { dim: 2, hidden_dim: 128, hidden_layers: 3, activation: Activation::Relu, time_embedding: 0, time_inputs: 1, classes: 0, cond_dim: 0 }
     }
 }
 
@@ -132,6 +145,9 @@ impl MlpConfig {
                 Self::MAX_PARAMETERS
             )));
         }
+        if self.classes > 1 << 16 || self.cond_dim > 1 << 16 {
+            return Err(Error::Config(format!("classes ({}) and cond_dim ({}) must be at most 65,536", self.classes, self.cond_dim)));
+        }
         if self.time_embedding % 2 == 1 || self.time_embedding > 1024 {
             return Err(Error::Config(format!("time_embedding must be an even number of features up to 1024 (0: the raw time), got {}", self.time_embedding)));
         }
@@ -144,10 +160,16 @@ impl MlpConfig {
 
     /// Weights and biases in all, computed without overflow for any sizes.
     pub fn parameter_count(&self) -> u128 {
-        let (d, h, l, tf) = (self.dim as u128, self.hidden_dim as u128, self.hidden_layers as u128, self.time_features() as u128);
+        let (d, h, l, tf) =
+            (self.dim as u128, self.hidden_dim as u128, self.hidden_layers as u128, (self.time_features() + self.condition_shape().features()) as u128);
         let hidden = l.saturating_sub(1).saturating_mul(h.saturating_mul(h).saturating_add(h));
         let outer = (d + tf).saturating_mul(h).saturating_add(h).saturating_add(h.saturating_mul(d)).saturating_add(d);
         outer.saturating_add(hidden)
+    }
+
+    /// What the network is conditioned on.
+    pub fn condition_shape(&self) -> ConditionShape {
+        ConditionShape { classes: self.classes, dim: self.cond_dim }
     }
 
     /// Inputs the network takes for its times: per time, 1 (raw) or `time_embedding`.
@@ -173,7 +195,7 @@ impl MlpConfig {
 
     /// `(fan_in, fan_out)` of each linear layer.
     fn layer_sizes(&self) -> Vec<(usize, usize)> {
-        let mut sizes = vec![(self.dim + self.time_features(), self.hidden_dim)];
+        let mut sizes = vec![(self.dim + self.time_features() + self.condition_shape().features(), self.hidden_dim)];
         sizes.extend(std::iter::repeat_n((self.hidden_dim, self.hidden_dim), self.hidden_layers - 1));
         sizes.push((self.hidden_dim, self.dim));
         sizes
@@ -315,8 +337,9 @@ impl Mlp {
         Ok((hidden, h))
     }
 
-    /// The time inputs of rows at times `t: [n, time_inputs]`: `t` itself, or the sinusoidal
-    /// embedding of each column in turn.
+    /// The time inputs of rows at times `t: [n, time_inputs (+ condition features)]`: `t`
+    /// itself, or the sinusoidal embedding of each time column in turn followed by the
+    /// condition features as they are.
     fn time_input(&self, t: &Tensor) -> Result<Tensor> {
         Ok(self.time_input_and_tangent(t, None)?.0)
     }
@@ -341,6 +364,13 @@ impl Mlp {
             }
             features.push(sin);
             features.push(cos);
+        }
+        let (k, c) = (self.config.time_inputs as i64, self.config.condition_shape().features() as i64);
+        if c > 0 {
+            features.push(t.f_narrow(1, k, c)?.f_to_kind(kind)?);
+            if let Some(dt) = dt {
+                tangents.push(dt.f_narrow(1, k, c)?.f_to_kind(kind)?);
+            }
         }
         let tangent = if dt.is_some() { Some(Tensor::f_cat(&tangents, 1)?) } else { None };
         Ok((Tensor::f_cat(&features, 1)?, tangent))
@@ -393,10 +423,11 @@ impl Mlp {
     }
 
     fn check_times(&self, x: &Tensor, t: &Tensor) -> Result<()> {
-        let (rows, k) = (x.size()[0], self.config.time_inputs as i64);
-        if t.size() != [rows, k] {
+        let (rows, k, c) = (x.size()[0], self.config.time_inputs as i64, self.config.condition_shape().features() as i64);
+        if t.size() != [rows, k + c] {
             let what = if k == 1 { "one time per row" } else { "two times per row, [r, t]" };
-            return Err(Error::Config(format!("the model takes {what}, of shape [{rows}, {k}]; got {:?}", t.size())));
+            let condition = if c > 0 { format!(" and {c} condition features") } else { String::new() };
+            return Err(Error::Config(format!("the model takes {what}{condition}, of shape [{rows}, {}]; got {:?}", k + c, t.size())));
         }
         Ok(())
     }
@@ -411,9 +442,10 @@ impl Mlp {
 }
 
 impl Mlp {
-    /// The first layer's pre-activation of all rows at one time `t`, split as
-    /// `W_x x + (W_t τ(t) + b)`, so no `[x, τ(t)]` concatenation is built at each evaluation.
-    fn first_layer_at(&self, x: &Tensor, t: f64) -> Result<Tensor> {
+    /// The first layer's pre-activation of all rows at one time `t` under one condition
+    /// `c: [features]` (`None`: no condition), split as `W_x x + (W_t τ(t) + W_c c + b)`, so no
+    /// `[x, τ(t), c]` concatenation is built at each evaluation.
+    fn first_layer_at(&self, x: &Tensor, t: f64, c: Option<&Tensor>) -> Result<Tensor> {
         self.check_input(x)?;
         let first = &self.layers[0];
         let d = self.config.dim as i64;
@@ -428,6 +460,21 @@ impl Mlp {
                 tau.f_matmul(&first.ws.f_narrow(1, d, self.config.time_features() as i64)?.f_tr()?)?.f_squeeze_dim(0)?
             }
         };
+        let shape = self.config.condition_shape();
+        if shape.is_conditional() {
+            let null;
+            let c = match c {
+                Some(c) => c,
+                None => {
+                    null = Tensor::f_from_slice(&shape.features_of(None, None)?)?.f_to_device(self.device())?;
+                    &null
+                }
+            };
+            let w_c = first.ws.f_narrow(1, d + self.config.time_features() as i64, shape.features() as i64)?;
+            bias = bias.f_add(&w_c.f_mv(&c.f_to_kind(w_c.kind())?.f_to_device(w_c.device())?.f_view([-1])?)?)?;
+        } else if c.is_some_and(|c| c.numel() > 0) {
+            return Err(Error::Config("the model is unconditional: it takes no condition".into()));
+        }
         if let Some(b) = &first.bs {
             bias = bias.f_add(b)?;
         }
@@ -465,12 +512,22 @@ impl crate::VelocityModel for Mlp {
     fn mse_backward(&self, x: &Tensor, t: &Tensor, target: &Tensor) -> Result<Option<Tensor>> {
         Mlp::mse_backward(self, x, t, target)
     }
+    fn condition_shape(&self) -> ConditionShape {
+        self.config.condition_shape()
+    }
+    /// The condition folded into the first layer's bias, as for the times.
+    fn velocity_given(&self, x: &Tensor, t: f64, c: &Tensor) -> fm_ode::Result<Tensor> {
+        Ok(self.rest(self.first_layer_at(x, t, Some(c))?)?)
+    }
+    fn velocity_and_divergence_given(&self, x: &Tensor, t: f64, c: &Tensor) -> fm_ode::Result<Option<(Tensor, Tensor)>> {
+        self.velocity_and_divergence_with(x, t, Some(c))
+    }
 }
 
 impl fm_ode::VectorField for Mlp {
     /// All rows at one time `t` (the first layer split, see `first_layer_at`).
     fn velocity(&self, x: &Tensor, t: f64) -> fm_ode::Result<Tensor> {
-        Ok(self.rest(self.first_layer_at(x, t)?)?)
+        Ok(self.rest(self.first_layer_at(x, t, None)?)?)
     }
 
     /// The exact divergence without autograd: the forward pass keeps each activation's
@@ -478,11 +535,19 @@ impl fm_ode::VectorField for Mlp {
     /// layers together, as one `[d·n, width]` block per layer (autograd would walk the graph once
     /// per dimension), and `Σ_k ∂v_k/∂x_k` is read off at the input. SELU: `None` (autograd).
     fn velocity_and_divergence(&self, x: &Tensor, t: f64) -> fm_ode::Result<Option<(Tensor, Tensor)>> {
+        self.velocity_and_divergence_with(x, t, None)
+    }
+}
+
+impl Mlp {
+    /// The velocity and its exact divergence at one time under one condition (`None`: none),
+    /// without autograd (see [`fm_ode::VectorField::velocity_and_divergence`]).
+    fn velocity_and_divergence_with(&self, x: &Tensor, t: f64, c: Option<&Tensor>) -> fm_ode::Result<Option<(Tensor, Tensor)>> {
         if self.config.activation == Activation::Selu {
             return Ok(None);
         }
         let _no_grad = tch::no_grad_guard();
-        let (layers, v) = self.rest_keeping(self.first_layer_at(x, t)?)?;
+        let (layers, v) = self.rest_keeping(self.first_layer_at(x, t, c)?)?;
         // Every hidden layer's activation and, but for ReLU (whose derivative reads the
         // activation), σ'(pre-activation). A broadcast product, not the activations' backward ops:
         // oneDNN's GELU backward refuses a gradient broadcast against its input.

@@ -1,6 +1,6 @@
 //! The trainable velocity field: what `fm-train` needs of a network, whatever its layers.
 
-use crate::Result;
+use crate::{ConditionShape, Result};
 use tch::{Device, Tensor};
 
 /// What a checkpoint records to rebuild a model: the kind of network and its configuration.
@@ -31,6 +31,9 @@ impl Architecture {
 
 /// A trainable velocity field `v_θ(x, t)`: a network of points `x: [n, d]` and times
 /// `t: [n, 1]` (in `[0, 1]`, 0 the source) to velocities `[n, d]`, with named parameters.
+/// A conditional network (`v_θ(x, t | c)`, see [`VelocityModel::condition_shape`]) takes each
+/// row's condition features after its times, in the same tensor: `t: [n, time_inputs +
+/// features]`.
 ///
 /// Training ([`fm_train::train`](../fm_train/fn.train.html)), its optimizer and EMA, resumable
 /// checkpoints, likelihoods, tracking and sampling all go through this trait, so any tch
@@ -51,6 +54,36 @@ pub trait VelocityModel: fm_ode::VectorField {
     /// # Errors
     /// A shape the network does not take, or a torch failure.
     fn forward(&self, x: &Tensor, t: &Tensor) -> Result<Tensor>;
+
+    /// What the network is conditioned on ([`ConditionShape::NONE`], the default: nothing).
+    /// When conditional, [`VelocityModel::forward`]'s `t` carries each row's
+    /// [`ConditionShape::features_of`] after its times, and the [`fm_ode::VectorField`] of the
+    /// model is its unconditional field (the "no condition" entry).
+    fn condition_shape(&self) -> ConditionShape {
+        ConditionShape::NONE
+    }
+
+    /// The velocity of every row of `x` at time `t` under one condition, `c: [features]` (see
+    /// [`ConditionShape::features_of`]), tracking gradients. The default repeats `c` beside the
+    /// times into [`VelocityModel::forward`].
+    ///
+    /// # Errors
+    /// What `forward` returns, as an [`fm_ode::Error`].
+    fn velocity_given(&self, x: &Tensor, t: f64, c: &Tensor) -> fm_ode::Result<Tensor> {
+        let n = x.size()[0];
+        let times = Tensor::f_full([n, self.time_inputs() as i64], t, (tch::Kind::Float, x.device()))?;
+        let c = c.f_to_kind(tch::Kind::Float)?.f_to_device(x.device())?.f_view([1, -1])?.f_expand([n, -1], false)?;
+        Ok(self.forward(&x.f_to_kind(tch::Kind::Float)?, &Tensor::f_cat(&[&times, &c], 1)?)?)
+    }
+
+    /// [`VelocityModel::velocity_given`] and its exact divergence `Σ_k ∂v_k/∂x_k` (`[n]`),
+    /// written out; `None` (the default) sends a likelihood through autograd instead.
+    ///
+    /// # Errors
+    /// A torch failure.
+    fn velocity_and_divergence_given(&self, _x: &Tensor, _t: f64, _c: &Tensor) -> fm_ode::Result<Option<(Tensor, Tensor)>> {
+        Ok(None)
+    }
 
     /// The width `d` of the points.
     fn dim(&self) -> usize;
@@ -103,7 +136,13 @@ pub trait VelocityModel: fm_ode::VectorField {
 ///
 /// For an average-velocity model (two time inputs) every time input is `t`: `u(x, t, t)`, the
 /// instantaneous velocity.
+///
+/// For a conditional model, the unconditional velocity (the "no condition" entry).
 pub fn velocity_at(model: &(impl VelocityModel + ?Sized), x: &Tensor, t: f64) -> fm_ode::Result<Tensor> {
+    let shape = model.condition_shape();
+    if shape.is_conditional() {
+        return model.velocity_given(x, t, &Tensor::f_from_slice(&shape.features_of(None, None)?)?);
+    }
     let times = Tensor::f_full([x.size()[0], model.time_inputs() as i64], t, (tch::Kind::Float, x.device()))?;
     Ok(model.forward(&x.f_to_kind(tch::Kind::Float)?, &times)?)
 }

@@ -233,6 +233,8 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
     let mut cfg = cfg.clone();
     cfg.model.dim = target.dim();
     cfg.model.time_inputs = cfg.train.objective.time_inputs();
+    let condition = cfg.train.condition.shape_for(&target.name(), target.classes(), target.condition_dim())?;
+    (cfg.model.classes, cfg.model.cond_dim) = (condition.classes, condition.dim);
     cfg.model.validate()?;
     cfg.sample.validate()?;
     let data = match &pairs {
@@ -240,7 +242,7 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
         None => fm_train::TrainingData::Draw { target: train_target, source: train_source },
     };
     // Everything that can refuse the run does before the folder is touched.
-    fm_train::check_training(&cfg.train, data, cfg.model.dim, cfg.model.time_inputs)?;
+    fm_train::check_training(&cfg.train, data, cfg.model.dim, cfg.model.time_inputs, condition)?;
     let init_from = cfg.init.as_deref().map(|init| init_checkpoint(init, &cfg.model, device)).transpose()?;
     let fingerprint = fingerprint(&cfg, init_from.as_ref())?;
     let lock = dir.create_and_lock()?;
@@ -303,6 +305,10 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
         _ => source.name(),
     };
     let objective = if cfg.train.objective == fm_train::Objective::FlowMatching { String::new() } else { format!(" ({})", cfg.train.objective) };
+    let objective = match condition.is_conditional() {
+        true => format!("{objective}, conditioned on {condition} (dropped for {} of the rows)", cfg.train.cond_drop),
+        false => objective,
+    };
     log(&format!("fm: training {from} → {}{objective} on {device:?}, {} steps of {}", target.name(), cfg.train.steps, cfg.train.batch_size));
     // The EMA weights are written through a second model (built after the trained one, so
     // the initialisation is the seed's).
@@ -321,8 +327,9 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
         }
     };
     // The exact flow's floor is that of flow matching on drawn pairs.
+    // (Conditional training regresses on a different field: no floor computed for it yet.)
     let loss_floor = match (&pairs, cfg.train.objective) {
-        (None, fm_train::Objective::FlowMatching) => fm_train::exact::training_floor(train_target, train_source, &cfg.train)?,
+        (None, fm_train::Objective::FlowMatching) if cfg.train.condition.is_none() => fm_train::exact::training_floor(train_target, train_source, &cfg.train)?,
         _ => None,
     };
     let bar = ProgressBarReporter::new(cfg.train.steps, opts.quiet).with_floor(loss_floor.map(|f| f.mean));
@@ -418,8 +425,15 @@ fn fingerprint(cfg: &RunConfig, init: Option<&Mlp>) -> Result<std::collections::
     let mut f = std::collections::BTreeMap::new();
     for (name, spec) in [("target", &cfg.target), ("source", &cfg.source)] {
         f.insert(name.to_string(), spec.clone());
-        if let Some(path) = spec.strip_prefix("file:").or_else(|| spec.strip_prefix("spec:")) {
+        if let Some(arg) = spec.strip_prefix("file:").or_else(|| spec.strip_prefix("spec:")) {
+            let (path, options) = fm_dist::empirical::split_conditions(arg);
             f.insert(format!("{name} file content"), file_digest(std::path::Path::new(path))?);
+            // A second file of labels or conditions (`?labels=Y.npy`) is data too.
+            for (key, file) in options.into_iter().flat_map(|o| o.split('&')).filter_map(|o| o.split_once('=')) {
+                if matches!(key.trim(), "labels" | "conds") {
+                    f.insert(format!("{name} {} file content", key.trim()), file_digest(std::path::Path::new(file.trim()))?);
+                }
+            }
         }
     }
     // By content, not by name (a folder spelled `./runs/x` is `runs/x`); "none" when unset, so
@@ -437,7 +451,7 @@ fn fingerprint(cfg: &RunConfig, init: Option<&Mlp>) -> Result<std::collections::
 /// The standardisation of a file target when `cfg.standardize` asks for it (logged); otherwise
 /// `None`, with a warning when the target is far from unit scale.
 fn standardization(cfg: &RunConfig, target: &dyn Target, log: &mut dyn FnMut(&str)) -> Result<Option<Affine>> {
-    let file = cfg.target.strip_prefix("file:").map(|p| PointCloud::read(std::path::Path::new(p))).transpose()?;
+    let file = cfg.target.strip_prefix("file:").map(PointCloud::open).transpose()?;
     let fmt = |v: &[f64]| v.iter().map(|x| format!("{x:.4e}")).collect::<Vec<_>>().join(", ");
     match file {
         Some(cloud) if cfg.standardize => {

@@ -174,8 +174,18 @@ fn run(a: &Args) -> Res<()> {
     let target = parse_target(&a.target)?;
     let d = target.dim();
     let source = StandardNormal::new(d)?;
-    let mut mlp =
-        Mlp::new(MlpConfig { dim: d, hidden_dim: a.width, hidden_layers: a.layers, activation: Activation::Relu, time_embedding: 0, time_inputs: 1 }, device)?;
+    let mut mlp = Mlp::new(
+        MlpConfig {
+            dim: d,
+            hidden_dim: a.width,
+            hidden_layers: a.layers,
+            activation: Activation::Relu,
+            time_embedding: 0,
+            time_inputs: 1,
+            ..MlpConfig::default()
+        },
+        device,
+    )?;
     let mut rss = serde_json::Map::new();
     let clears = reset_peak_rss();
 

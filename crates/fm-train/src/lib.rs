@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+pub mod conditional;
 mod convert;
 pub mod coupling;
 pub mod eval;
@@ -45,6 +46,7 @@ mod train;
 mod units;
 
 pub use checkpoint::{load_state, load_state_into, save_state, Checkpoint, LoadedState, ResumedState, STATE_FILE};
+pub use conditional::{class_quality, class_samples, ClassQuality, ConditionOn, Guided, DEFAULT_COND_DROP};
 pub use convert::{array_to_tensor, tensor_to_array};
 pub use coupling::Coupling;
 pub use eval::{kl_estimate, model_likelihood, model_log_prob, KlEstimate, LikelihoodConfig, ModelLikelihood, Tracked, Tracker};

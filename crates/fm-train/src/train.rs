@@ -1,8 +1,9 @@
 //! The training loop and its configuration.
 
 use crate::optim::{Adam, Ema, LrSchedule, OptimizerKind};
-use crate::{Coupling, Error, Objective, Pairs, ProbabilityPath, Result, TimeSampling};
+use crate::{ConditionOn, Coupling, Error, Objective, Pairs, ProbabilityPath, Result, TimeSampling};
 use fm_dist::Target;
+use fm_model::ConditionShape;
 use fm_model::VelocityModel;
 use rand::{rngs::StdRng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
@@ -58,6 +59,19 @@ pub struct TrainConfig {
     /// What the network learns: the velocity (flow matching, the seed's), a one-step map
     /// (distillation, on coupled pairs) or the average velocity (MeanFlow).
     pub objective: Objective,
+    /// What the network is conditioned on: nothing (the seed), the target's class labels or
+    /// its condition vectors. Written only when conditioned.
+    #[serde(skip_serializing_if = "ConditionOn::is_none")]
+    pub condition: ConditionOn,
+    /// The probability that a row trains on "no condition" instead of its own (classifier-free
+    /// guidance's condition dropout), in `[0, 1)`; only read when conditioned. Written only when
+    /// not the default [`crate::DEFAULT_COND_DROP`].
+    #[serde(skip_serializing_if = "is_default_cond_drop")]
+    pub cond_drop: f64,
+}
+
+fn is_default_cond_drop(p: &f64) -> bool {
+    *p == crate::DEFAULT_COND_DROP
 }
 
 impl Default for TrainConfig {
@@ -81,6 +95,8 @@ impl Default for TrainConfig {
             report_every: 100,
             checkpoint_every: 1000,
             objective: Objective::FlowMatching,
+            condition: ConditionOn::None,
+            cond_drop: crate::DEFAULT_COND_DROP,
         }
     }
 }
@@ -204,6 +220,15 @@ impl TrainConfig {
             if !(0.0..1.0).contains(&d) {
                 return config(format!("ema_decay must be in [0, 1), got {d}"));
             }
+        }
+        if !(0.0..1.0).contains(&self.cond_drop) {
+            return config(format!("cond_drop must be a probability in [0, 1), got {}", self.cond_drop));
+        }
+        if self.condition.is_none() && self.coupling.uses_conditions() {
+            return config(format!("coupling {} pairs within conditions: train with a condition (condition = labels or values)", self.coupling));
+        }
+        if !self.condition.is_none() && self.objective != Objective::FlowMatching {
+            return config(format!("objective {}: conditional training is flow matching only (condition = {})", self.objective, self.condition));
         }
         Ok(())
     }
@@ -397,10 +422,11 @@ impl TrainingData<'_> {
     }
 }
 
-/// Step `step`'s training data on the host, `[x0 | x1 | t | extra]` (`extra`: ε for noisy
-/// paths, MeanFlow's second time column), all drawn from the step's own generator; and the
-/// seconds its coupling took.
-fn draw_batch(step: usize, cfg: &TrainConfig, data: TrainingData<'_>, d: usize) -> Result<(Vec<f32>, f64)> {
+/// Step `step`'s training data on the host, `[x0 | x1 | t | extra | c]` (`extra`: ε for noisy
+/// paths, MeanFlow's second time column; `c`: each row's condition features, `shape.features()`
+/// wide, when conditional), all drawn from the step's own generator; and the seconds its
+/// coupling took.
+fn draw_batch(step: usize, cfg: &TrainConfig, data: TrainingData<'_>, d: usize, shape: ConditionShape) -> Result<(Vec<f32>, f64)> {
     let n = cfg.batch_size;
     let extra = if cfg.path.needs_noise() {
         n * d
@@ -409,10 +435,13 @@ fn draw_batch(step: usize, cfg: &TrainConfig, data: TrainingData<'_>, d: usize) 
     } else {
         0
     };
-    let mut host = vec![0f32; n * (2 * d + 1) + extra];
+    let features = shape.features();
+    let mut host = vec![0f32; n * (2 * d + 1) + extra + n * features];
     let mut coupling_seconds = 0.0;
     let mut rng = StdRng::seed_from_u64(step_seed(cfg.seed, step));
     let (xs, rest) = host.split_at_mut(2 * n * d);
+    // The target rows' conditions, and which target row each training row took.
+    let mut conditions: Option<(fm_dist::Conditioned, Vec<usize>)> = None;
     match data {
         TrainingData::Pairs(pairs) => {
             let (h0, h1) = xs.split_at_mut(n * d);
@@ -420,26 +449,36 @@ fn draw_batch(step: usize, cfg: &TrainConfig, data: TrainingData<'_>, d: usize) 
         }
         TrainingData::Draw { target, source } => {
             let x0 = source.sample(n, &mut rng);
-            let x1 = target.sample(n, &mut rng);
-            if cfg.coupling == Coupling::Independent {
-                for (dst, src) in xs.iter_mut().zip(x0.iter().chain(x1.iter())) {
-                    *dst = *src as f32;
-                }
+            let drawn = if shape.is_conditional() {
+                target.sample_conditioned(n, &mut rng)
+            } else {
+                fm_dist::Conditioned { points: target.sample(n, &mut rng), labels: None, values: None }
+            };
+            let x1 = &drawn.points;
+            let pairs = if cfg.coupling == Coupling::Independent {
+                (0..n).map(|i| (i, i)).collect()
             } else {
                 let t0 = Instant::now();
-                let pairs = cfg.coupling.pairs(x0.view(), x1.view(), &mut rng)?;
+                let labels = if shape.classes > 0 { drawn.labels.as_deref() } else { None };
+                let values = if shape.dim > 0 { drawn.values.as_ref().map(|v| v.view()) } else { None };
+                let pairs = cfg.coupling.pairs_conditioned(x0.view(), x1.view(), labels, values, &mut rng)?;
                 coupling_seconds = t0.elapsed().as_secs_f64();
-                let (h0, h1) = xs.split_at_mut(n * d);
-                for (k, &(i, j)) in pairs.iter().enumerate() {
-                    for c in 0..d {
-                        h0[k * d + c] = x0[[i, c]] as f32;
-                        h1[k * d + c] = x1[[j, c]] as f32;
-                    }
+                pairs
+            };
+            let (h0, h1) = xs.split_at_mut(n * d);
+            for (k, &(i, j)) in pairs.iter().enumerate() {
+                for c in 0..d {
+                    h0[k * d + c] = x0[[i, c]] as f32;
+                    h1[k * d + c] = x1[[j, c]] as f32;
                 }
+            }
+            if shape.is_conditional() {
+                conditions = Some((drawn, pairs.into_iter().map(|(_, j)| j).collect()));
             }
         }
     }
-    let (ts, extra) = rest.split_at_mut(n);
+    let (ts, rest) = rest.split_at_mut(n);
+    let (extra, cs) = rest.split_at_mut(extra);
     cfg.time_sampling.fill(ts, &mut rng);
     match cfg.objective {
         Objective::Distill => ts.fill(0.0),
@@ -453,6 +492,15 @@ fn draw_batch(step: usize, cfg: &TrainConfig, data: TrainingData<'_>, d: usize) 
             }
         }
     }
+    if let Some((drawn, partners)) = conditions {
+        for (row, &j) in cs.chunks_exact_mut(features).zip(&partners) {
+            // Classifier-free guidance's dropout: this row learns the unconditional field.
+            let dropped = rand::Rng::random::<f64>(&mut rng) < cfg.cond_drop;
+            let label = drawn.labels.as_ref().filter(|_| shape.classes > 0 && !dropped).map(|l| l[j]);
+            let values = drawn.values.as_ref().filter(|_| shape.dim > 0 && !dropped).map(|v| v.row(j).to_vec());
+            shape.write_features(row, label, values.as_deref())?;
+        }
+    }
     Ok((host, coupling_seconds))
 }
 
@@ -464,7 +512,7 @@ type Batch = Result<(Vec<f32>, f64)>;
 /// the host draws overlap the GPU's work instead of adding to it. Measured on an H200 with a
 /// 16-D mixture at batch 4,096: drawing inline made the step host-bound.
 enum Batches<'a> {
-    Inline { cfg: &'a TrainConfig, data: TrainingData<'a>, d: usize },
+    Inline { cfg: &'a TrainConfig, data: TrainingData<'a>, d: usize, shape: ConditionShape },
     Ahead { first_step: usize, queues: Vec<std::sync::mpsc::Receiver<Batch>> },
 }
 
@@ -487,19 +535,20 @@ impl<'a> Batches<'a> {
         cfg: &'a TrainConfig,
         data: TrainingData<'a>,
         d: usize,
+        shape: ConditionShape,
     ) -> Self
     where
         'a: 'scope,
     {
         if helpers == 0 {
-            return Batches::Inline { cfg, data, d };
+            return Batches::Inline { cfg, data, d, shape };
         }
         let queues = (0..helpers)
             .map(|j| {
                 let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(2);
                 scope.spawn(move || {
                     for step in (first_step + 1 + j..=cfg.steps).step_by(helpers) {
-                        let batch = draw_batch(step, cfg, data, d);
+                        let batch = draw_batch(step, cfg, data, d, shape);
                         let failed = batch.is_err();
                         // The training loop has stopped (its queues are gone), or this failed.
                         if tx.send(batch).is_err() || failed {
@@ -515,7 +564,7 @@ impl<'a> Batches<'a> {
 
     fn get(&self, step: usize) -> Batch {
         match self {
-            Batches::Inline { cfg, data, d } => draw_batch(step, cfg, *data, *d),
+            Batches::Inline { cfg, data, d, shape } => draw_batch(step, cfg, *data, *d, *shape),
             Batches::Ahead { first_step, queues } => {
                 let queue = &queues[(step - first_step - 1) % queues.len()];
                 queue.recv().map_err(|_| Error::Internal(format!("the thread drawing the training data stopped before step {step}")))?
@@ -613,13 +662,25 @@ pub fn train_resumable<M: VelocityModel>(
 }
 
 /// The checks [`train_on`] makes before any work, for a model of `dim`-D points taking
-/// `time_inputs` times: a caller can refuse a run with them before it writes anything.
+/// `time_inputs` times and conditioned on `condition`: a caller can refuse a run with them
+/// before it writes anything.
 ///
 /// # Errors
 /// [`Error::Config`] for an invalid `cfg`, dimensions that differ, pairs with a coupling other
-/// than `independent`, distillation without pairs, or time inputs that do not fit the objective.
-pub fn check_training(cfg: &TrainConfig, data: TrainingData<'_>, dim: usize, time_inputs: usize) -> Result<()> {
+/// than `independent`, distillation without pairs, time inputs that do not fit the objective,
+/// or a condition that the data do not carry or the model does not take.
+pub fn check_training(cfg: &TrainConfig, data: TrainingData<'_>, dim: usize, time_inputs: usize, condition: ConditionShape) -> Result<()> {
     cfg.validate()?;
+    let wanted = match data {
+        TrainingData::Draw { target, .. } => cfg.condition.shape_for(&target.name(), target.classes(), target.condition_dim())?,
+        TrainingData::Pairs(_) if !cfg.condition.is_none() => {
+            return Err(Error::Config(format!("condition {}: training on pairs (reflow, distillation) is unconditional", cfg.condition)))
+        }
+        TrainingData::Pairs(_) => ConditionShape::NONE,
+    };
+    if wanted != condition {
+        return Err(Error::Config(format!("condition {}: the data give {wanted}, the model is {condition} (model.classes, model.cond_dim)", cfg.condition)));
+    }
     let (target_dim, source_dim) = data.dim();
     if target_dim != dim || source_dim != dim {
         let what =
@@ -662,7 +723,8 @@ pub fn train_on<M: VelocityModel>(
     resume: Option<Resume>,
     hooks: TrainHooks<'_>,
 ) -> Result<TrainOutcome> {
-    check_training(cfg, data, model.dim(), model.time_inputs())?;
+    let shape = model.condition_shape();
+    check_training(cfg, data, model.dim(), model.time_inputs(), shape)?;
     let dim = model.dim();
     let TrainHooks { on_progress, mut on_checkpoint, stop } = hooks;
     let device = model.device();
@@ -700,7 +762,7 @@ pub fn train_on<M: VelocityModel>(
         checkpoint(first_step, model, &state, f64::NAN)?;
     }
     std::thread::scope(|scope| -> Result<()> {
-        let batches = Batches::start(scope, Batches::helpers(device), first_step, cfg, data, dim);
+        let batches = Batches::start(scope, Batches::helpers(device), first_step, cfg, data, dim, shape);
         for step in first_step + 1..=cfg.steps {
             let (host, seconds) = batches.get(step)?;
             coupling_seconds += seconds;
@@ -709,6 +771,13 @@ pub fn train_on<M: VelocityModel>(
             let x0 = view(0, n, d)?;
             let x1 = view(n * d, n, d)?;
             let t = view(2 * n * d, n, 1)?;
+            let extra = if noisy {
+                n * d
+            } else if matches!(cfg.objective, Objective::MeanFlow { .. }) {
+                n
+            } else {
+                0
+            };
             let (xt, ut, t) = match cfg.objective {
                 _ if noisy => {
                     let (xt, ut) = cfg.path.interpolate_with_noise(&x0, &x1, &t, &view(2 * n * d + n, n, d)?)?;
@@ -719,6 +788,11 @@ pub fn train_on<M: VelocityModel>(
                     let (xt, ut) = cfg.path.interpolate(&x0, &x1, &t)?;
                     (xt, ut, t)
                 }
+            };
+            // A conditional network reads each row's condition after its times.
+            let t = match shape.features() {
+                0 => t,
+                f => Tensor::f_cat(&[&t, &view(2 * n * d + n + extra, n, f)?], 1)?,
             };
             let lr = cfg.lr_at(step);
             let opt = &mut state.optimizer;
@@ -809,18 +883,21 @@ mod tests {
         (cfg, GaussianMixture::seed(), fm_dist::StandardNormal::new(2).unwrap())
     }
 
+    /// The seed mixture's classes: batches drawn ahead carry the conditions and their dropout too.
+    const COND: ConditionShape = ConditionShape { classes: 3, dim: 0 };
+
     /// Helpers drawing ahead (the GPU path) hand the loop the batches it would draw inline (the
-    /// CPU path), in step order, noise and coupling included.
+    /// CPU path), in step order, noise, coupling and conditions included.
     #[test]
     fn batches_drawn_ahead_are_the_inline_batches() {
         let (cfg, target, source) = setting();
         for helpers in [1, 3] {
             std::thread::scope(|scope| {
-                let ahead = Batches::start(scope, helpers, 5, &cfg, TrainingData::Draw { target: &target, source: &source }, 2);
+                let ahead = Batches::start(scope, helpers, 5, &cfg, TrainingData::Draw { target: &target, source: &source }, 2, COND);
                 for step in 6..=cfg.steps {
                     let (got, _) = ahead.get(step).unwrap();
-                    let (want, _) = draw_batch(step, &cfg, TrainingData::Draw { target: &target, source: &source }, 2).unwrap();
-                    assert_eq!(got.len(), 16 * 7);
+                    let (want, _) = draw_batch(step, &cfg, TrainingData::Draw { target: &target, source: &source }, 2, COND).unwrap();
+                    assert_eq!(got.len(), 16 * 7 + 16 * COND.features());
                     assert_eq!(got, want, "step {step}, {helpers} helper(s)");
                 }
             });
@@ -836,7 +913,7 @@ mod tests {
             let (cfg, target, source) = setting();
             let cfg = TrainConfig { steps: 100_000, ..cfg };
             std::thread::scope(|scope| {
-                let ahead = Batches::start(scope, 4, 0, &cfg, TrainingData::Draw { target: &target, source: &source }, 2);
+                let ahead = Batches::start(scope, 4, 0, &cfg, TrainingData::Draw { target: &target, source: &source }, 2, ConditionShape::NONE);
                 ahead.get(1).unwrap();
             });
             done_tx.send(()).unwrap();

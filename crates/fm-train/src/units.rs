@@ -101,6 +101,33 @@ impl<M: fm_model::VelocityModel + ?Sized> DataUnits<'_, M> {
         }
     }
 
+    /// Samples of a conditional flow under class `label` and/or condition vector `values`, with
+    /// classifier-free guidance scale `scale` ([`crate::Guided`]), in data units.
+    ///
+    /// # Errors
+    /// [`crate::Guided::new`]'s refusals (an unconditional model, a class out of range, a
+    /// scale that is not finite), then as [`crate::sample`].
+    pub fn generate_given(&self, label: Option<usize>, values: Option<&[f64]>, scale: f64, cfg: &SampleConfig) -> Result<Array2<f64>> {
+        let guided = crate::Guided::new(self.field, label, values, scale)?;
+        DataUnits { field: &guided, source: self.source, map: self.map }.sample(cfg)
+    }
+
+    /// [`DataUnits::generate_given`]'s paths.
+    ///
+    /// # Errors
+    /// As [`DataUnits::generate_given`] and [`crate::sample_paths`].
+    pub fn generate_paths_given(
+        &self,
+        label: Option<usize>,
+        values: Option<&[f64]>,
+        scale: f64,
+        cfg: &SampleConfig,
+        n: usize,
+    ) -> Result<(Vec<f64>, Array3<f64>)> {
+        let guided = crate::Guided::new(self.field, label, values, scale)?;
+        DataUnits { field: &guided, source: self.source, map: self.map }.sample_paths(cfg, n)
+    }
+
     /// [`DataUnits::generate`]'s paths: the states after each step (each jump, for MeanFlow).
     ///
     /// # Errors

@@ -61,6 +61,24 @@ pub fn plasma(v: f64) -> RGBColor {
     interpolate(&PLASMA, v)
 }
 
+/// Matplotlib's "tab10" categorical colours, for class `k` (cycling after 10).
+pub fn category(k: usize) -> RGBColor {
+    const TAB10: [(u8, u8, u8); 10] = [
+        (31, 119, 180),
+        (255, 127, 14),
+        (44, 160, 44),
+        (214, 39, 40),
+        (148, 103, 189),
+        (140, 86, 75),
+        (227, 119, 194),
+        (127, 127, 127),
+        (188, 189, 34),
+        (23, 190, 207),
+    ];
+    let (r, g, b) = TAB10[k % TAB10.len()];
+    RGBColor(r, g, b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,6 +42,9 @@ pub struct CompareFigure {
     pub target_samples: usize,
     /// Seed of the random generator drawing those target samples.
     pub rng_seed: u64,
+    /// The class of each sample (a conditional model's, `fm sample --class all`): the samples
+    /// are then coloured by class (tab10), with a legend. `None`: all orange.
+    pub labels: Option<Vec<usize>>,
 }
 
 impl CompareFigure {
@@ -59,6 +62,7 @@ impl CompareFigure {
             samples_title: "Generated Samples (Flow Match)".into(),
             target_samples: 2000,
             rng_seed: 0,
+            labels: None,
         }
     }
 
@@ -102,6 +106,9 @@ pub fn compare(path: &Path, target: &dyn Target, samples: ArrayView2<f64>, fig: 
         return Err(Error::Invalid(format!("bad size or grid: {}×{} px, {} levels, resolution {}", fig.width, fig.height, fig.levels, fig.resolution)));
     }
     let points: Vec<(f64, f64)> = samples.rows().into_iter().map(|r| proj.pick(r)).collect();
+    if fig.labels.as_ref().is_some_and(|l| l.len() != points.len()) {
+        return Err(Error::Invalid(format!("{} labels for {} samples", fig.labels.as_ref().map_or(0, Vec::len), points.len())));
+    }
     if points.iter().any(|p| !p.0.is_finite() || !p.1.is_finite()) {
         return Err(Error::Invalid("a sample has a non-finite coordinate".into()));
     }
@@ -233,7 +240,30 @@ impl Scene for CompareScene<'_> {
         };
         let mut right_chart = self.chart(&right, &fig.samples_title)?;
         self.axes(&mut right_chart)?;
-        self.scatter(&mut right_chart, &self.points, RGBColor(255, 140, 0).mix(0.6).filled())?;
+        match &fig.labels {
+            None => self.scatter(&mut right_chart, &self.points, RGBColor(255, 140, 0).mix(0.6).filled())?,
+            Some(labels) => {
+                let classes = labels.iter().max().map_or(0, |m| m + 1);
+                for c in 0..classes {
+                    let points: Vec<(f64, f64)> = self.points.iter().zip(labels).filter(|(_, &l)| l == c).map(|(p, _)| *p).collect();
+                    self.scatter(&mut right_chart, &points, crate::colour::category(c).mix(0.6).filled())?;
+                    let colour = crate::colour::category(c);
+                    right_chart
+                        .draw_series(std::iter::empty::<Circle<(f64, f64), u32>>())
+                        .map_err(draw_err)?
+                        .label(format!("class {c}"))
+                        .legend(move |(x, y)| Circle::new((x, y), 4, colour.filled()));
+                }
+                right_chart
+                    .configure_series_labels()
+                    .position(SeriesLabelPosition::UpperLeft)
+                    .background_style(WHITE.mix(0.8))
+                    .border_style(BLACK.mix(0.3))
+                    .label_font((font::FAMILY, 16))
+                    .draw()
+                    .map_err(draw_err)?;
+            }
+        }
         Ok(())
     }
 }

@@ -57,6 +57,7 @@ mod density;
 mod field;
 mod figure;
 mod font;
+mod guidance;
 mod loss;
 mod trajectories;
 
@@ -64,6 +65,7 @@ pub use animation::{animation, AnimationFigure};
 pub use compare::{compare, CompareFigure};
 pub use density::{density, DensityFigure};
 pub use field::{field, field_beside, FieldFigure};
+pub use guidance::{guidance, GuidanceFigure};
 pub use loss::{loss, LossFigure};
 pub use trajectories::{trajectories, TrajectoryFigure};
 

@@ -39,6 +39,9 @@ pub struct TrajectoryFigure {
     pub target_samples: usize,
     /// Seed of the random generator drawing those target samples.
     pub rng_seed: u64,
+    /// The class of each particle (a conditional model's): paths are then coloured by class
+    /// (tab10) instead of by time, with a legend. `None`: by time.
+    pub labels: Option<Vec<usize>>,
 }
 
 impl Default for TrajectoryFigure {
@@ -57,6 +60,7 @@ impl Default for TrajectoryFigure {
             resolution: 220,
             target_samples: 3000,
             rng_seed: 0,
+            labels: None,
         }
     }
 }
@@ -85,7 +89,11 @@ pub fn trajectories(path: &Path, states: ArrayView3<f64>, times: &[f64], target:
             fig.max_paths, fig.line_width, fig.opacity, fig.levels, fig.resolution
         )));
     }
+    if fig.labels.as_ref().is_some_and(|l| l.len() != n) {
+        return Err(crate::Error::Invalid(format!("{} labels for {n} paths", fig.labels.as_ref().map_or(0, Vec::len))));
+    }
     let drawn: Vec<usize> = if n <= fig.max_paths { (0..n).collect() } else { (0..fig.max_paths).map(|k| k * n / fig.max_paths).collect() };
+    let classes: Option<Vec<usize>> = fig.labels.as_ref().map(|l| drawn.iter().map(|&p| l[p]).collect());
     let paths: Vec<Vec<(f64, f64)>> = drawn.iter().map(|&p| (0..t).map(|k| (states[[k, p, proj.i]], states[[k, p, proj.j]])).collect()).collect();
 
     let target_points = target.map(|tg| figure::target_points(tg, fig.target_samples, fig.rng_seed, &proj)).unwrap_or_default();
@@ -104,7 +112,8 @@ pub fn trajectories(path: &Path, states: ArrayView3<f64>, times: &[f64], target:
         let to = target.map(|tg| format!(" to {}", tg.name())).unwrap_or_default();
         format!("Flow{to}: {what}, t = {} → {}", num(t0), num(t1))
     });
-    let scene = TrajectoryScene { fig, st, proj, title: proj.titled(&title), x_range, y_range, times, paths, backdrop, target_shown: target.is_some() };
+    let scene =
+        TrajectoryScene { fig, st, proj, title: proj.titled(&title), x_range, y_range, times, paths, classes, backdrop, target_shown: target.is_some() };
     figure::write_figure(path, (fig.width, fig.height), &scene)
 }
 
@@ -128,6 +137,8 @@ struct TrajectoryScene<'a> {
     y_range: Range<f64>,
     times: &'a [f64],
     paths: Vec<Vec<(f64, f64)>>,
+    /// Each drawn path's class, when coloured by class.
+    classes: Option<Vec<usize>>,
     backdrop: Backdrop,
     target_shown: bool,
 }
@@ -174,9 +185,18 @@ impl Scene for TrajectoryScene<'_> {
         let (x, y) = (&self.x_range, &self.y_range);
         for k in 0..self.times.len() - 1 {
             let colour = viridis(frac(0.5 * (self.times[k] + self.times[k + 1])));
-            let style = colour.mix(fig.opacity).stroke_width(fig.line_width);
+            let style = |i: usize| {
+                let c = self.classes.as_ref().map_or(colour, |l| crate::colour::category(l[i]));
+                c.mix(fig.opacity).stroke_width(fig.line_width)
+            };
             chart
-                .draw_series(self.paths.iter().filter_map(|p| figure::clip_segment(p[k], p[k + 1], x, y)).map(|(a, b)| PathElement::new(vec![a, b], style)))
+                .draw_series(
+                    self.paths
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, p)| figure::clip_segment(p[k], p[k + 1], x, y).map(|s| (i, s)))
+                        .map(|(i, (a, b))| PathElement::new(vec![a, b], style(i))),
+                )
                 .map_err(draw_err)?;
         }
         let r = st.px(2);
@@ -200,7 +220,18 @@ impl Scene for TrajectoryScene<'_> {
         if let Some((label, fill)) = backdrop_label {
             entries.push((label, fill, TRANSPARENT.stroke_width(0)));
         }
+        let class_labels: Vec<String> = match &self.classes {
+            Some(l) => (0..l.iter().max().map_or(0, |m| m + 1)).map(|c| format!("class {c}")).collect(),
+            None => Vec::new(),
+        };
+        for (c, label) in class_labels.iter().enumerate() {
+            let colour = crate::colour::category(c);
+            entries.push((label.as_str(), colour.filled(), colour.stroke_width(1)));
+        }
         marker_legend(&legend, &entries, st)?;
+        if self.classes.is_some() {
+            return Ok(()); // coloured by class: no time colour bar
+        }
 
         let plot = chart.plotting_area().get_pixel_range();
         let format = figure::tick_format(&(t0..t1));

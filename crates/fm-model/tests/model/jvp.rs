@@ -15,7 +15,7 @@ fn inputs(k: i64) -> (Tensor, Tensor, Tensor, Tensor) {
 }
 
 fn network(activation: Activation, time_embedding: usize, time_inputs: usize) -> Mlp {
-    let cfg = MlpConfig { dim: 3, hidden_dim: 24, hidden_layers: 3, activation, time_embedding, time_inputs };
+    let cfg = MlpConfig { dim: 3, hidden_dim: 24, hidden_layers: 3, activation, time_embedding, time_inputs, ..MlpConfig::default() };
     fm_model::with_torch_seed(5, || Mlp::new(cfg, Device::Cpu)).unwrap()
 }
 

@@ -84,6 +84,7 @@ fn checkpoint_round_trip_is_bit_exact_with_metadata() {
             activation,
             time_embedding: if activation == Activation::Silu { 6 } else { 0 },
             time_inputs: 1,
+            ..MlpConfig::default()
         };
         let mlp = Mlp::new(cfg.clone(), Device::Cpu).unwrap();
         let path = tmp(activation.name());
@@ -267,7 +268,7 @@ fn mse_backward_is_autograd_bit_for_bit() {
 fn written_out_divergence_matches_autograd() {
     for activation in Activation::ALL {
         for (dim, time_embedding, hidden_layers, rows) in [(2, 0, 3, 64), (3, 8, 2, 64), (2, 0, 1, 64), (3, 0, 2, 3000), (3, 0, 2, 4096)] {
-            let config = MlpConfig { dim, activation, time_embedding, hidden_layers, hidden_dim: 40, time_inputs: 1 };
+            let config = MlpConfig { dim, activation, time_embedding, hidden_layers, hidden_dim: 40, time_inputs: 1, ..MlpConfig::default() };
             let mlp = Mlp::new(config.clone(), Device::Cpu).unwrap();
             let x = Tensor::randn([rows, dim as i64], (Kind::Float, Device::Cpu));
             let t = 0.37;

@@ -8,7 +8,7 @@ use fm_model::{pth, Activation, Mlp, MlpConfig};
 use tch::Device;
 
 fn small() -> MlpConfig {
-    MlpConfig { dim: 2, hidden_dim: 4, hidden_layers: 2, activation: Activation::Relu, time_embedding: 0, time_inputs: 1 }
+    MlpConfig { dim: 2, hidden_dim: 4, hidden_layers: 2, activation: Activation::Relu, time_embedding: 0, time_inputs: 1, ..MlpConfig::default() }
 }
 
 fn tmp(name: &str) -> std::path::PathBuf {
@@ -161,7 +161,7 @@ fn state_dicts_round_trip_through_pth() {
 #[test]
 fn models_round_trip_through_pth_and_conversions_are_lossless() {
     for activation in [Activation::Relu, Activation::Gelu] {
-        let cfg = MlpConfig { dim: 3, hidden_dim: 9, hidden_layers: 3, activation, time_embedding: 0, time_inputs: 1 };
+        let cfg = MlpConfig { dim: 3, hidden_dim: 9, hidden_layers: 3, activation, time_embedding: 0, time_inputs: 1, ..MlpConfig::default() };
         let mlp = Mlp::new(cfg.clone(), Device::Cpu).unwrap();
         let extra = [("note".to_string(), "hi".to_string())].into_iter().collect();
         let (back, meta) = checkpoint::from_any_bytes(&checkpoint::to_pth_bytes(&mlp, &extra).unwrap(), Device::Cpu, &LoadOptions::default()).unwrap();

@@ -85,6 +85,11 @@ fn model_mf() -> Mlp {
     Mlp::new(MlpConfig { activation: Activation::Gelu, time_inputs: 2, ..MlpConfig::default() }, Device::Cpu).unwrap()
 }
 
+/// A class-conditional network v(x, t | c): 3 classes and the "no condition" entry.
+fn model_cond() -> Mlp {
+    Mlp::new(MlpConfig { activation: Activation::Gelu, classes: 3, ..MlpConfig::default() }, Device::Cpu).unwrap()
+}
+
 /// Our model, as the Rust side wrote it for PyTorch (tests run in parallel threads: re-seeding
 /// torch's global generator in each would race).
 fn ours(c: &Cross) -> Mlp {
@@ -105,11 +110,16 @@ fn cross() -> &'static Cross {
         let opts = (Kind::Float, Device::Cpu);
         let mf = model_mf();
         checkpoint::save_pth(&mf, &dir.join("ours_mf.pth"), &Default::default()).unwrap();
+        let cond = model_cond();
+        checkpoint::save_pth(&cond, &dir.join("ours_cond.pth"), &Default::default()).unwrap();
+        checkpoint::save(&cond, &dir.join("ours_cond.safetensors"), &Default::default()).unwrap();
         let inputs = [
             ("x", Tensor::randn([64, 2], opts) * 2.0),
             ("t", Tensor::rand([64, 1], opts)),
             ("x0", Tensor::randn([512, 2], opts)),
             ("rt", Tensor::rand([64, 2], opts)),
+            // Classes 0..2, and −1 for "no condition".
+            ("lab", Tensor::randint(4, [64], opts) - 1.0),
         ];
         Tensor::write_safetensors(&inputs, dir.join("inputs.safetensors")).unwrap();
 
@@ -288,4 +298,27 @@ fn an_average_velocity_network_crosses_to_pytorch_and_back() {
     let times = Tensor::cat(&[Tensor::zeros([512, 1], (Kind::Float, Device::Cpu)), Tensor::ones([512, 1], (Kind::Float, Device::Cpu))], 1);
     let jump = &x0 + mf.forward(&x0, &times).unwrap();
     assert!(max_diff(&jump, &c.tensor("jump_ours_mf")) <= VELOCITY_TOL);
+}
+
+/// A class-conditional network exported as a `.pth` is the documented `ConditionalNet` in
+/// PyTorch (the same velocities for every class and for "no condition"), and comes back
+/// through `torch.save` with its classes and every weight unchanged.
+#[test]
+fn a_conditional_network_crosses_to_pytorch_and_back_exactly() {
+    let c = cross();
+    c.section_ok("conditional_into_torch");
+    let (back, _) = checkpoint::load_any(&c.path("ours_cond_resaved.pth"), Device::Cpu).unwrap();
+    let (ours, _) = checkpoint::load(&c.path("ours_cond.safetensors"), Device::Cpu).unwrap();
+    assert_eq!(back.config(), ours.config());
+    assert_eq!(back.config().classes, 3);
+    for (name, v) in ours.var_store().variables() {
+        assert!(v.equal(&back.var_store().variables()[&name]), "{name} changed through PyTorch");
+    }
+    let shape = fm_model::VelocityModel::condition_shape(&back);
+    let labels = Vec::<f32>::try_from(c.tensor("lab")).unwrap();
+    let rows: Vec<f32> = labels.iter().flat_map(|&l| shape.features_of((l >= 0.0).then_some(l as usize), None).unwrap()).collect();
+    let features = Tensor::from_slice(&rows).view([labels.len() as i64, -1]);
+    let v = back.forward(&c.tensor("x"), &Tensor::cat(&[c.tensor("t"), features], 1)).unwrap();
+    let diff = max_diff(&v, &c.tensor("v_ours_cond"));
+    assert!(diff <= VELOCITY_TOL, "conditional velocities differ from PyTorch's by {diff}");
 }

@@ -163,18 +163,23 @@ def _():
     torch.save(ours_te, path("ours_te_resaved.pth"))
 
 
+def sequential(inputs, dim, hidden, layers, act):
+    """The seed's nn.Sequential: `layers` hidden Linear + activation pairs, then a Linear to dim."""
+    mods, width = [], inputs
+    for _ in range(layers):
+        mods += [torch.nn.Linear(width, hidden), act()]
+        width = hidden
+    mods.append(torch.nn.Linear(hidden, dim))
+    return torch.nn.Sequential(*mods)
+
+
 class MeanFlowNet(torch.nn.Module):
     """An average velocity u(x, r, t) as fm exports it (docs/few-step.md): the seed's Sequential
     on [x, r, t]."""
 
     def __init__(self, dim=2, hidden=128, layers=3, act=torch.nn.GELU):
         super().__init__()
-        mods, width = [], dim + 2
-        for _ in range(layers):
-            mods += [torch.nn.Linear(width, hidden), act()]
-            width = hidden
-        mods.append(torch.nn.Linear(hidden, dim))
-        self.net = torch.nn.Sequential(*mods)
+        self.net = sequential(dim + 2, dim, hidden, layers, act)
 
     def forward(self, x, r, t):
         return self.net(torch.cat([x, r, t], dim=1))
@@ -191,6 +196,32 @@ def _():
         zeros, ones = torch.zeros(len(x0), 1), torch.ones(len(x0), 1)
         outputs["jump_ours_mf"] = x0 + net(x0, zeros, ones)
     torch.save(sd, path("ours_mf_resaved.pth"))
+
+
+class ConditionalNet(torch.nn.Module):
+    """A class-conditional velocity v(x, t | c) as fm exports it (docs/conditional.md): the seed's
+    Sequential on [x, t, one_hot(c), null], where c = -1 means "no condition" (one_hot all 0,
+    null 1). The first layer's one-hot columns are the learned class embedding."""
+
+    def __init__(self, dim=2, classes=3, hidden=128, layers=3, act=torch.nn.GELU):
+        super().__init__()
+        self.classes = classes
+        self.net = sequential(dim + 1 + classes + 1, dim, hidden, layers, act)
+
+    def forward(self, x, t, c):
+        given = (c >= 0).unsqueeze(1).to(x.dtype)
+        one_hot = torch.nn.functional.one_hot(c.clamp(min=0), self.classes).to(x.dtype) * given
+        return self.net(torch.cat([x, t, one_hot, 1 - given], dim=1))
+
+
+@section("conditional_into_torch")
+def _():
+    sd = torch.load(path("ours_cond.pth"), weights_only=True)
+    net = ConditionalNet()
+    net.load_state_dict(sd)
+    with torch.no_grad():
+        outputs["v_ours_cond"] = net(x, t, inputs["lab"].long())
+    torch.save(sd, path("ours_cond_resaved.pth"))
 
 
 save_file({k: v.contiguous() for k, v in outputs.items()}, path("outputs.safetensors"))

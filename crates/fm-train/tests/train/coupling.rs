@@ -14,7 +14,7 @@ fn cost_of(x0: ArrayView2<f64>, x1: ArrayView2<f64>, perm: &[usize]) -> f64 {
 }
 
 /// Every permutation of `0..n` (Heap's algorithm).
-fn permutations(n: usize) -> Vec<Vec<usize>> {
+pub(crate) fn permutations(n: usize) -> Vec<Vec<usize>> {
     fn heap(k: usize, a: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
         if k <= 1 {
             out.push(a.clone());

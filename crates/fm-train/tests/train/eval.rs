@@ -16,7 +16,7 @@ const B: [f64; 2] = [1.0, -0.5];
 /// A ReLU network that computes `v(x, t) = A x + b` exactly: its hidden layer holds
 /// `relu(x_i)` and `relu(−x_i)`, and `relu(x) − relu(−x) = x`.
 fn linear_mlp() -> Mlp {
-    let config = MlpConfig { dim: 2, hidden_dim: 4, hidden_layers: 1, activation: Activation::Relu, time_embedding: 0, time_inputs: 1 };
+    let config = MlpConfig { dim: 2, hidden_dim: 4, hidden_layers: 1, activation: Activation::Relu, time_embedding: 0, time_inputs: 1, ..MlpConfig::default() };
     let mlp = Mlp::new(config, Device::Cpu).unwrap();
     let [a0, a1] = A_DIAG.map(|a| a as f32);
     let values: [(&str, Vec<f32>, Vec<i64>); 4] = [

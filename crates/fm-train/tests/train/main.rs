@@ -1,6 +1,7 @@
 //! The integration tests of fm-train, one module per subject, in one test binary: every test
 //! binary links libtorch, and linking one instead of 7 saves that time in every build.
 
+mod conditional;
 mod coupling;
 mod eval;
 mod exact;

@@ -18,7 +18,9 @@ fn model(seed: u64) -> Mlp {
 
 /// The network `cfg`'s objective trains (MeanFlow's takes two times).
 fn model_for(seed: u64, cfg: &TrainConfig) -> Mlp {
-    let config = MlpConfig { hidden_dim: 32, time_inputs: cfg.objective.time_inputs(), ..MlpConfig::default() };
+    // A conditional run on the seed's mixture: its 3 classes.
+    let classes = if cfg.condition == fm_train::ConditionOn::Labels { 3 } else { 0 };
+    let config = MlpConfig { hidden_dim: 32, time_inputs: cfg.objective.time_inputs(), classes, ..MlpConfig::default() };
     fm_model::with_torch_seed(seed, || Mlp::new(config, Device::Cpu)).unwrap()
 }
 
@@ -118,6 +120,13 @@ fn resuming_from_the_checkpoint_bytes_gives_the_same_weights_with_adam() {
 #[test]
 fn resuming_a_meanflow_run_gives_the_same_weights() {
     check_resume_is_exact(TrainConfig { objective: fm_train::Objective::meanflow(), path: ProbabilityPath::Linear, ..rich(60) });
+}
+
+/// A conditional run (class labels, condition dropout, OT within classes, a noisy path)
+/// resumes bit for bit: the dropout and the class split are drawn from each step's generator.
+#[test]
+fn resuming_a_conditional_run_gives_the_same_weights() {
+    check_resume_is_exact(TrainConfig { condition: fm_train::ConditionOn::Labels, coupling: Coupling::OtClass, cond_drop: 0.3, ..rich(60) });
 }
 
 #[test]
