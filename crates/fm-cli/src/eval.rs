@@ -121,7 +121,8 @@ pub fn eval(args: EvalArgs, m: &clap::ArgMatches) -> Result<()> {
             // NLL and entropy in the data's units: each log-density there is lower by log|det|.
             let log_det = bundle.data_map.as_ref().map_or(0.0, |m| m.log_det());
             (kl.nll, kl.entropy) = (kl.nll + log_det, kl.entropy + log_det);
-            println!("likelihood of {} against {}:\n  {kl}", path.display(), target.name());
+            let entry = if shape.is_conditional() { " (its \"no condition\" entry)" } else { "" };
+            println!("likelihood of {}{entry} against {}:\n  {kl}", path.display(), target.name());
         }
         if bundle.trained_on_pairs() {
             println!("no field error: the model learnt a teacher's pairs (reflow), whose flow is not the exact flow of independent pairs");
@@ -134,6 +135,7 @@ pub fn eval(args: EvalArgs, m: &clap::ArgMatches) -> Result<()> {
                 Err(e) => Err(e.to_string()),
             };
             match report {
+                Ok(report) if shape.is_conditional() => println!("the \"no condition\" entry against the exact flow:\n{report}"),
                 Ok(report) => println!("against the exact flow:\n{report}"),
                 Err(why) => println!("no field error: {why}"),
             }

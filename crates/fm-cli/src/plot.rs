@@ -179,17 +179,8 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
             let (x, labels) = match &classes {
                 None => (bundle.units().generate(generator, &cfg)?, None),
                 Some(classes) => {
-                    let (mut parts, mut labels) = (Vec::new(), Vec::new());
-                    for (c, n) in split(cfg.n_samples, classes) {
-                        parts.push(bundle.units().generate_given(
-                            Some(c),
-                            None,
-                            args.cfg_scale,
-                            &SampleConfig { n_samples: n, seed: cfg.seed + c as u64, ..cfg.clone() },
-                        )?);
-                        labels.extend(std::iter::repeat_n(c, n));
-                    }
-                    (ndarray::concatenate(ndarray::Axis(0), &parts.iter().map(|p| p.view()).collect::<Vec<_>>())?, Some(labels))
+                    let (x, labels) = bundle.units().generate_classes(&split(cfg.n_samples, classes), args.cfg_scale, &cfg)?;
+                    (x, Some(labels))
                 }
             };
             let guided = if classes.is_some() { format!(", by class, w = {}", args.cfg_scale) } else { String::new() };
@@ -210,20 +201,8 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
                     (times, paths, None)
                 }
                 Some(classes) => {
-                    let (mut times, mut parts, mut labels) = (Vec::new(), Vec::new(), Vec::new());
-                    for (c, k) in split(n, classes).into_iter().filter(|(_, k)| *k > 0) {
-                        let (ts, paths) = bundle.units().generate_paths_given(
-                            Some(c),
-                            None,
-                            args.cfg_scale,
-                            &SampleConfig { seed: cfg.seed + c as u64, ..cfg.clone() },
-                            k,
-                        )?;
-                        times = ts;
-                        parts.push(paths);
-                        labels.extend(std::iter::repeat_n(c, k));
-                    }
-                    (times, ndarray::concatenate(ndarray::Axis(1), &parts.iter().map(|p| p.view()).collect::<Vec<_>>())?, Some(labels))
+                    let (times, paths, labels) = bundle.units().generate_paths_classes(&split(n, classes), args.cfg_scale, &cfg)?;
+                    (times, paths, Some(labels))
                 }
             };
             fm_viz::trajectories(&out, paths.view(), &times, Some(t), &fm_viz::TrajectoryFigure { coords, labels, ..Default::default() })?;

@@ -37,10 +37,31 @@ pub fn run(args: RunArgs, m: &ArgMatches) -> Result<()> {
     let trained = train_into(&cfg, &dir, args.setup.quiet, false)?;
 
     let t0 = Instant::now();
-    let samples = trained.units().generate(trained.generator, &cfg.sample)?;
+    // A class-conditional model samples each class in its share of the target: together they
+    // follow the whole target, so they are judged as any run's samples, then class by class.
+    let conditional = fm_model::VelocityModel::condition_shape(&trained.mlp).classes > 0;
+    let (samples, labels) = if conditional {
+        let counts = fm_train::counts_by_weight(cfg.sample.n_samples, &trained.target.class_weights());
+        let (x, labels) = trained.units().generate_classes(&counts, 1.0, &cfg.sample)?;
+        (x, Some(labels))
+    } else {
+        (trained.units().generate(trained.generator, &cfg.sample)?, None)
+    };
     let sample_seconds = t0.elapsed().as_secs_f64();
-    println!("sampled {} points with {} in {:.3} s", cfg.sample.n_samples, crate::sample::describe(&cfg.sample), sample_seconds);
+    let by_class = if conditional { ", each class in its share of the target" } else { "" };
+    println!("sampled {} points with {}{by_class} in {:.3} s", cfg.sample.n_samples, crate::sample::describe(&cfg.sample), sample_seconds);
     fm_dist::io::write_npy(&dir.file(RunDir::SAMPLES), samples.mapv(|v| v as f32).view())?;
+    match &labels {
+        Some(labels) => fm_dist::io::write_npy(
+            &dir.file(RunDir::LABELS),
+            ndarray::Array2::from_shape_vec((labels.len(), 1), labels.iter().map(|&c| c as i64).collect())?.view(),
+        )?,
+        // An earlier conditional run's labels would not be these samples'.
+        None => match std::fs::remove_file(dir.file(RunDir::LABELS)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        },
+    }
 
     // The seed's own figure keeps the seed's axes; any other target gets axes fitted to it. A
     // figure that cannot be drawn for this dimension is skipped, said, and costs nothing else.
@@ -52,6 +73,7 @@ pub fn run(args: RunArgs, m: &ArgMatches) -> Result<()> {
         } else {
             fm_viz::CompareFigure { target_title: format!("Target: {}", trained.target.name()), ..fm_viz::CompareFigure::fitted() }
         };
+        let fig = fm_viz::CompareFigure { labels: labels.clone(), ..fig };
         fm_viz::compare(&dir.file(RunDir::COMPARE), trained.target.as_ref(), samples.view(), &fig)?;
         if dim > 2 {
             println!("note: {} shows coordinates 0 and 1 of {dim} (`fm plot compare --run DIR --coords I,J` draws others)", RunDir::COMPARE);
@@ -66,11 +88,34 @@ pub fn run(args: RunArgs, m: &ArgMatches) -> Result<()> {
     let kl = if trained.target.has_density() && trained.data_map.is_none() && cfg.eval.kl_points > 0 && trained.generator == fm_train::Generator::Flow {
         let mut rng = StdRng::seed_from_u64(seeds::kl(cfg.train.seed));
         let kl = fm_train::kl_estimate(trained.target.as_ref(), &trained.mlp, trained.source.as_ref(), cfg.eval.kl_points, &cfg.eval.likelihood, &mut rng)?;
-        println!("likelihood of the model:\n  {kl}");
+        let entry = if conditional { " (its \"no condition\" entry)" } else { "" };
+        println!("likelihood of the model{entry}:\n  {kl}");
         Some(kl)
     } else {
         None
     };
+    let mut per_class = Vec::new();
+    if conditional && trained.data_map.is_none() {
+        println!("per class (w = 1):");
+        let mut rng = StdRng::seed_from_u64(seeds::quality(cfg.train.seed).wrapping_add(1));
+        for class in 0..trained.target.classes() {
+            let w2_points = cfg.eval.w2_points.min(cfg.sample.n_samples);
+            let q = fm_train::class_quality(
+                &trained.mlp,
+                trained.target.as_ref(),
+                trained.source.as_ref(),
+                class,
+                1.0,
+                w2_points,
+                cfg.eval.kl_points,
+                &cfg.sample,
+                &cfg.eval.likelihood,
+                &mut rng,
+            )?;
+            println!("  {q}");
+            per_class.push(q);
+        }
+    }
     dir.write_report(&Report {
         train: trained.report,
         loss_floor: trained.loss_floor,
@@ -80,11 +125,12 @@ pub fn run(args: RunArgs, m: &ArgMatches) -> Result<()> {
         w2_excess: quality.w2_excess(),
         quality,
         kl,
+        per_class,
     })?;
-    let files = [RunDir::MODEL, RunDir::SAMPLES, RunDir::COMPARE, RunDir::REPORT, RunDir::CONFIG, RunDir::METRICS].map(|f| dir.file(f));
-    let names = ["checkpoint", "samples", "figure", "report", "config", "losses"];
-    let written: Vec<(&str, &std::path::Path)> =
-        names.iter().zip(&files).filter(|(n, _)| **n != "figure" || drew_compare).map(|(n, f)| (*n, f.as_path())).collect();
+    let files = [RunDir::MODEL, RunDir::SAMPLES, RunDir::LABELS, RunDir::COMPARE, RunDir::REPORT, RunDir::CONFIG, RunDir::METRICS].map(|f| dir.file(f));
+    let names = ["checkpoint", "samples", "labels", "figure", "report", "config", "losses"];
+    let shown = |n: &str| (n != "figure" || drew_compare) && (n != "labels" || labels.is_some());
+    let written: Vec<(&str, &std::path::Path)> = names.iter().zip(&files).filter(|(n, _)| shown(n)).map(|(n, f)| (*n, f.as_path())).collect();
     print_written(&written);
     Ok(())
 }

@@ -71,8 +71,9 @@ pub struct SampleArgs {
     /// standardised, distilled or MeanFlow model). Solve accurately for them, e.g. --method rk4 --steps 50.
     #[arg(long, conflicts_with = "oracle")]
     pairs: bool,
-    /// A conditional checkpoint's class: K, several (0,2) or all; --samples of each, rows grouped by class, the
-    /// labels written beside the samples (OUT with .labels.npy). Without it a conditional model samples unconditionally.
+    /// A conditional checkpoint's class: K, several (0,2) or all; --samples of each (class K's source drawn with seed
+    /// SEED + K), rows grouped by class, the labels written beside the samples (OUT with .labels.npy). Without it a
+    /// conditional model samples unconditionally.
     #[arg(long, value_name = "K|K,K|all", conflicts_with_all = ["oracle", "pairs"])]
     class: Option<String>,
     /// Classifier-free guidance scale w: v = v_∅ + w (v_c − v_∅); 1 the plain conditional field, 0 the unconditional.
@@ -162,15 +163,15 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
             let guidance = if args.cfg_scale == 1.0 { String::new() } else { format!("-w{}", args.cfg_scale) };
             let which = classes.as_ref().map_or("cond".to_string(), |c| format!("class{}", c.iter().map(usize::to_string).collect::<Vec<_>>().join("_")));
             let out = args.out.clone().unwrap_or_else(|| checkpoint.with_file_name(format!("samples-{what}-{which}{guidance}.npy")));
-            let mut parts = Vec::new();
-            let mut labels = Vec::new();
-            for class in classes.clone().map_or(vec![None], |c| c.into_iter().map(Some).collect()) {
-                parts.push(bundle.units().generate_given(class, cond.as_deref(), args.cfg_scale, &cfg)?);
-                labels.extend(std::iter::repeat_n(class.unwrap_or(0) as i64, cfg.n_samples));
-            }
-            let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
-            let x = ndarray::concatenate(ndarray::Axis(0), &views)?;
+            let (x, labels) = match &classes {
+                Some(classes) => {
+                    let counts: Vec<(usize, usize)> = classes.iter().map(|&c| (c, cfg.n_samples)).collect();
+                    bundle.units().generate_classes(&counts, args.cfg_scale, &cfg)?
+                }
+                None => (bundle.units().generate_given(None, cond.as_deref(), args.cfg_scale, &cfg)?, Vec::new()),
+            };
             if classes.is_some() {
+                let labels: Vec<i64> = labels.iter().map(|&c| c as i64).collect();
                 label_files.push(labels_path(&out));
                 fm_dist::io::write_npy(&labels_path(&out), ndarray::Array2::from_shape_vec((labels.len(), 1), labels)?.view())?;
             }

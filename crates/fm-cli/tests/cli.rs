@@ -1086,3 +1086,46 @@ fn conditions_the_data_or_the_model_lack_are_one_line_errors() {
     let o = fm(&["targets"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("gmm3           3 classes"), "{}", String::from_utf8_lossy(&o.stdout));
 }
+
+/// A continuous condition from a file's column (`--condition values`), sampled with `--cond`,
+/// and C2OT's weighted cost on it.
+#[test]
+fn a_condition_vector_from_a_file_trains_and_samples() {
+    let dir = temp("cond-values");
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("pts.csv");
+    // y = 2·cond + noise: a 1-D point with its 1-D condition.
+    let rows: String = (0..200).map(|i| format!("{},{}\n", 2.0 * (i as f64 / 100.0 - 1.0) + 0.01 * (i % 7) as f64, i as f64 / 100.0 - 1.0)).collect();
+    std::fs::write(&csv, format!("x,c\n{rows}")).unwrap();
+    let run = dir.join("run");
+    let spec = format!("file:{}?cond=c", csv.display());
+    let o = fm(&[
+        "train",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--steps",
+        "20",
+        "--hidden-dim",
+        "8",
+        "--condition",
+        "values",
+        "--coupling",
+        "c2ot",
+        "--no-standardize",
+        "--target",
+        &spec,
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = run.join("model.safetensors");
+    let out = dir.join("s.npy");
+    let o = fm(&["sample", "--checkpoint", m.to_str().unwrap(), "--cond", "0.5", "--samples", "30", "--steps", "5", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(fm_dist::io::read_points(&out).unwrap().dim(), (30, 1));
+    let o = fm(&["sample", "--checkpoint", m.to_str().unwrap(), "--cond", "0.5,1"]);
+    assert_clean_failure(&o, "a 2-D condition vector: the model takes 1-D ones");
+    let o = fm(&["sample", "--checkpoint", m.to_str().unwrap(), "--class", "0"]);
+    assert_clean_failure(&o, "not conditioned on classes");
+}

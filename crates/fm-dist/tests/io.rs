@@ -37,8 +37,11 @@ fn bad_npy_files_are_errors() {
     // Same-length edits keep the header's length field right.
     let lying = replace(&good, b"(1, 2)", b"(9, 9)");
     assert!(decode_npy(&lying).unwrap_err().contains("needs 648 bytes"));
-    let int = replace(&good, b"<f8", b"<i8");
-    assert!(decode_npy(&int).unwrap_err().contains("unsupported dtype"));
+    let unsigned = replace(&good, b"<f8", b"<u8");
+    assert!(decode_npy(&unsigned).unwrap_err().contains("unsupported dtype"));
+    // int64 (numpy's default integers, as class labels come) reads as whole numbers.
+    let int = encode_npy(array![[3i64], [-1]].view());
+    assert_eq!(decode_npy(&int).unwrap(), array![[3.0], [-1.0]]);
     for cut in 0..good.len() {
         assert!(decode_npy(&good[..cut]).is_err(), "truncated at {cut} accepted");
     }

@@ -24,6 +24,8 @@ impl RunDir {
     pub const REPORT: &'static str = "report.json";
     /// `fm run`'s samples (`.npy`, float32 `[n, d]`).
     pub const SAMPLES: &'static str = "samples.npy";
+    /// The class of each of `fm run`'s samples, for a class-conditional run (`.npy`, int64 `[n, 1]`).
+    pub const LABELS: &'static str = "samples.labels.npy";
     /// `fm run`'s figure of the samples beside the target.
     pub const COMPARE: &'static str = "compare.png";
     /// The lock file (see [`RunLock`]).
@@ -61,7 +63,7 @@ impl RunDir {
 
     /// Removes the temporary files of atomic writes a killed process left (hold the lock).
     pub fn remove_stale_temporaries(&self) {
-        let ours = [Self::CONFIG, Self::METRICS, Self::MODEL, Self::STATE, Self::REPORT, Self::SAMPLES].map(|f| format!(".{f}."));
+        let ours = [Self::CONFIG, Self::METRICS, Self::MODEL, Self::STATE, Self::REPORT, Self::SAMPLES, Self::LABELS].map(|f| format!(".{f}."));
         for entry in std::fs::read_dir(&self.path).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().to_string();
             if ours.iter().any(|p| name.starts_with(p.as_str())) && name.contains(".tmp") {
@@ -184,6 +186,9 @@ pub struct Report {
     pub log_prob_gap: Option<f64>,
     /// W2 of the samples minus W2 between two true sets.
     pub w2_excess: f64,
+    /// A class-conditional run's judgement class by class (at guidance scale 1); empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_class: Vec<fm_train::ClassQuality>,
 }
 
 /// The lock of a run folder ([`RunDir::LOCK`]): an OS file lock (`flock` / `LockFileEx`

@@ -150,6 +150,21 @@ impl<M: VelocityModel + ?Sized> crate::HasDevice for Guided<'_, M> {
     }
 }
 
+/// `n` split among classes in proportion to `weights` (largest remainders), as `(class, count)`:
+/// samples of each class in these counts follow the mixture `Σ_c p(c) p(x | c)`.
+pub fn counts_by_weight(n: usize, weights: &[f64]) -> Vec<(usize, usize)> {
+    let total: f64 = weights.iter().sum();
+    let exact: Vec<f64> = weights.iter().map(|w| n as f64 * w / total).collect();
+    let mut counts: Vec<usize> = exact.iter().map(|e| e.floor() as usize).collect();
+    let mut order: Vec<usize> = (0..weights.len()).collect();
+    order.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())));
+    let short = n.saturating_sub(counts.iter().sum());
+    for &c in order.iter().take(short) {
+        counts[c] += 1;
+    }
+    counts.into_iter().enumerate().collect()
+}
+
 /// `n` fresh samples of class `class` of `target` (drawn in rounds from
 /// [`fm_dist::Target::sample_conditioned`], keeping the rows of that class), in draw order.
 ///

@@ -46,7 +46,7 @@ mod train;
 mod units;
 
 pub use checkpoint::{load_state, load_state_into, save_state, Checkpoint, LoadedState, ResumedState, STATE_FILE};
-pub use conditional::{class_quality, class_samples, ClassQuality, ConditionOn, Guided, DEFAULT_COND_DROP};
+pub use conditional::{class_quality, class_samples, counts_by_weight, ClassQuality, ConditionOn, Guided, DEFAULT_COND_DROP};
 pub use convert::{array_to_tensor, tensor_to_array};
 pub use coupling::Coupling;
 pub use eval::{kl_estimate, model_likelihood, model_log_prob, KlEstimate, LikelihoodConfig, ModelLikelihood, Tracked, Tracker};

@@ -112,6 +112,46 @@ impl<M: fm_model::VelocityModel + ?Sized> DataUnits<'_, M> {
         DataUnits { field: &guided, source: self.source, map: self.map }.sample(cfg)
     }
 
+    /// Samples of several classes, `counts` holding `(class, n)`: each class's `n` samples by
+    /// [`DataUnits::generate_given`] with the source drawn from seed `cfg.seed + class`, rows in
+    /// the order of `counts`; and each row's class.
+    ///
+    /// # Errors
+    /// As [`DataUnits::generate_given`].
+    pub fn generate_classes(&self, counts: &[(usize, usize)], scale: f64, cfg: &SampleConfig) -> Result<(Array2<f64>, Vec<usize>)> {
+        let mut parts = Vec::new();
+        for &(class, n) in counts.iter().filter(|c| c.1 > 0) {
+            parts.push(self.generate_given(
+                Some(class),
+                None,
+                scale,
+                &SampleConfig { n_samples: n, seed: cfg.seed.wrapping_add(class as u64), ..cfg.clone() },
+            )?);
+        }
+        let labels = counts.iter().flat_map(|&(c, n)| std::iter::repeat_n(c, n)).collect();
+        let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+        let x = ndarray::concatenate(ndarray::Axis(0), &views).map_err(|e| crate::Error::Internal(format!("sample shapes: {e}")))?;
+        Ok((x, labels))
+    }
+
+    /// [`DataUnits::generate_classes`]'s paths (`[times, Σ n, dim]`), and each path's class.
+    ///
+    /// # Errors
+    /// As [`DataUnits::generate_paths_given`].
+    pub fn generate_paths_classes(&self, counts: &[(usize, usize)], scale: f64, cfg: &SampleConfig) -> Result<(Vec<f64>, Array3<f64>, Vec<usize>)> {
+        let (mut times, mut parts) = (Vec::new(), Vec::new());
+        for &(class, n) in counts.iter().filter(|c| c.1 > 0) {
+            let (t, paths) =
+                self.generate_paths_given(Some(class), None, scale, &SampleConfig { seed: cfg.seed.wrapping_add(class as u64), ..cfg.clone() }, n)?;
+            times = t;
+            parts.push(paths);
+        }
+        let labels = counts.iter().flat_map(|&(c, n)| std::iter::repeat_n(c, n)).collect();
+        let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+        let paths = ndarray::concatenate(ndarray::Axis(1), &views).map_err(|e| crate::Error::Internal(format!("path shapes: {e}")))?;
+        Ok((times, paths, labels))
+    }
+
     /// [`DataUnits::generate_given`]'s paths.
     ///
     /// # Errors
