@@ -9,7 +9,7 @@
 //!    of samples whose most probable class is `c`) beside the true samples'. The unconditional
 //!    model (the "no condition" entry) is judged by KL as today.
 //! 2. Guidance sweep on gmm3 and 8gaussians: w = 0, 1, 1.5, 2, 3, 5; mean and largest per-class
-//!    KL, mean W2 (and its floor) and mean purity against w.
+//!    KL and mean purity against w.
 //! 3. C2OT's Fig. 1 (Cheng & Schwing 2025): 8gaussians → moons conditioned on the moon; W2²
 //!    after one Euler step and with dopri5, for independent pairs, condition-blind OT and C2OT;
 //!    their settings (MLP 128 × 3, Adam 3e-4, 20,000 steps of 256, no condition dropout), our
@@ -92,8 +92,8 @@ fn main() -> Res<()> {
     }
 
     println!("\n## Guidance sweep (classifier-free guidance v = v_∅ + w (v_c − v_∅), the models above)\n");
-    println!("| target | w | mean class KL | largest class KL | mean W2 (floor) | mean purity | true purity |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| target | w | mean class KL | largest class KL | mean purity | true purity |");
+    println!("|---|---|---|---|---|---|");
     for (name, target, source, mlp) in &sweep_models {
         for w in SCALES {
             let mut rng = StdRng::seed_from_u64(2);
@@ -104,11 +104,9 @@ fn main() -> Res<()> {
             let kls: Vec<f64> = rows.iter().map(|q| q.kl.as_ref().map_or(f64::NAN, |k| k.kl)).collect();
             let mean = |f: &dyn Fn(&fm_train::ClassQuality) -> f64| rows.iter().map(f).sum::<f64>() / k;
             println!(
-                "| {name} | {w} | {:.4} | {:.4} | {:.4} ({:.4}) | {:.4} | {:.4} |",
+                "| {name} | {w} | {:.4} | {:.4} | {:.4} | {:.4} |",
                 kls.iter().sum::<f64>() / k,
                 kls.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-                mean(&|q| q.w2),
-                mean(&|q| q.w2_floor),
                 mean(&|q| q.purity.unwrap_or(f64::NAN)),
                 mean(&|q| q.true_purity.unwrap_or(f64::NAN))
             );
