@@ -162,7 +162,7 @@ pub struct TrainFlags {
     #[arg(long, default_value_t = TrainConfig::default().objective)]
     pub objective: fm_train::Objective,
     /// Condition the network: `labels` (the target's classes: a mixture's components, a file's ?label=COL) or `values`
-    /// (a file's condition vectors, ?cond=COL,…); sample with fm sample --class K, --cfg-scale W [default: none].
+    /// (a file's condition vectors, ?cond=COL,…); sample with fm sample --class K, --cfg-scale W.
     #[arg(long, default_value_t = TrainConfig::default().condition)]
     pub condition: fm_train::ConditionOn,
     /// With --condition: the probability of training a row on "no condition", which classifier-free guidance needs.

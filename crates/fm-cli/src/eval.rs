@@ -46,7 +46,8 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// A conditional checkpoint's classes to judge one by one (K, K,K or all): per class, KL(p(·|c) ‖ q(·|c)) from the
-    /// exact likelihood, W2 to fresh class samples beside its floor, and purity [default: all].
+    /// exact likelihood (--kl-points of them, each class a likelihood solve), W2 to fresh class samples beside its
+    /// floor, and purity. Without it a conditional checkpoint is judged by its "no condition" entry.
     #[arg(long, value_name = "K|K,K|all", requires = "checkpoint")]
     class: Option<String>,
     /// The classifier-free guidance scale w the classes are sampled and judged with.
@@ -64,11 +65,17 @@ pub fn eval(args: EvalArgs, m: &clap::ArgMatches) -> Result<()> {
     anyhow::ensure!(args.cfg_scale.is_finite(), "--cfg-scale must be a finite number, got {}", args.cfg_scale);
     let model = args.checkpoint.as_deref().map(|c| ModelBundle::load(c, "auto", None, &args.foreign.options(run.as_ref()))).transpose()?;
     let shape = model.as_ref().map(|b| fm_model::VelocityModel::condition_shape(&b.mlp)).unwrap_or_default();
-    let classes = match (&args.class, shape.classes) {
-        (Some(spec), k) => Some(crate::sample::parse_classes(spec, k)?),
-        (None, 0) => None,
-        (None, k) => Some((0..k).collect()),
-    };
+    let classes = args.class.as_deref().map(|spec| crate::sample::parse_classes(spec, shape.classes)).transpose()?;
+    anyhow::ensure!(args.cfg_scale == 1.0 || classes.is_some(), "--cfg-scale guides the classes judged: give --class K (or all)");
+    if let (Some(bundle), Some(_)) = (&model, &classes) {
+        anyhow::ensure!(
+            bundle.data_map.is_none(),
+            "per-class judging of a model trained on standardised file data is not supported (train with --no-standardize)"
+        );
+        if args.cfg_scale != 1.0 {
+            bundle.require_null_entry()?;
+        }
+    }
     let spec = args
         .target
         .clone()
@@ -121,7 +128,13 @@ pub fn eval(args: EvalArgs, m: &clap::ArgMatches) -> Result<()> {
             // NLL and entropy in the data's units: each log-density there is lower by log|det|.
             let log_det = bundle.data_map.as_ref().map_or(0.0, |m| m.log_det());
             (kl.nll, kl.entropy) = (kl.nll + log_det, kl.entropy + log_det);
-            let entry = if shape.is_conditional() { " (its \"no condition\" entry)" } else { "" };
+            let entry = if shape.classes > 0 && classes.is_none() {
+                " (its \"no condition\" entry; --class all judges each class)"
+            } else if shape.is_conditional() {
+                " (its \"no condition\" entry)"
+            } else {
+                ""
+            };
             println!("likelihood of {}{entry} against {}:\n  {kl}", path.display(), target.name());
         }
         if bundle.trained_on_pairs() {
@@ -142,7 +155,6 @@ pub fn eval(args: EvalArgs, m: &clap::ArgMatches) -> Result<()> {
         }
     }
     if let (Some(bundle), Some(classes)) = (&model, &classes) {
-        anyhow::ensure!(bundle.data_map.is_none(), "per-class judging of a model trained on standardised file data is not supported");
         let sample = run.as_ref().map_or_else(fm_train::SampleConfig::default, |r| r.sample.clone());
         println!(
             "per class of {} (guidance w = {}; {} samples by {}, KL on {} fresh class samples):",

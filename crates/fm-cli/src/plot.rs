@@ -90,10 +90,12 @@ pub struct PlotArgs {
     scales: Vec<f64>,
 }
 
-/// Each class's share of `n` points (the first classes take the remainder).
-fn split(n: usize, classes: &[usize]) -> Vec<(usize, usize)> {
-    let k = classes.len().max(1);
-    classes.iter().enumerate().map(|(i, &c)| (c, n / k + usize::from(i < n % k))).collect()
+/// `n` points split among `classes` in proportion to their weights in `target` (together they
+/// follow the target; equal shares where it does not weigh them).
+fn split(n: usize, classes: &[usize], target: &dyn Target) -> Vec<(usize, usize)> {
+    let all = target.class_weights();
+    let weights: Vec<f64> = if all.is_empty() { vec![1.0; classes.len()] } else { classes.iter().map(|&c| all.get(c).copied().unwrap_or(0.0)).collect() };
+    fm_train::counts_by_weight(n, &weights).into_iter().map(|(i, k)| (classes[i], k)).collect()
 }
 
 pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
@@ -158,7 +160,13 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
     }
     cfg.n_samples = args.points.unwrap_or(10_000);
     let t: &dyn Target = target.as_ref();
-    anyhow::ensure!(args.cfg_scale.is_finite() && args.scales.iter().all(|w| w.is_finite()), "guidance scales must be finite numbers");
+    anyhow::ensure!(args.cfg_scale.is_finite(), "--cfg-scale must be a finite number, got {}", args.cfg_scale);
+    anyhow::ensure!(args.scales.iter().all(|w| w.is_finite()), "--scales must be finite numbers, got {:?}", args.scales);
+    anyhow::ensure!(
+        args.class.is_none() || matches!(args.kind, Kind::Compare | Kind::Trajectories | Kind::Guidance),
+        "--class draws a conditional checkpoint's classes in the compare, trajectories and guidance figures, not in {:?}",
+        args.kind
+    );
     let shape = fm_model::VelocityModel::condition_shape(mlp);
     // A class-conditional model's figures are drawn class by class.
     let classes = match (&args.class, shape.classes) {
@@ -167,6 +175,10 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
         (None, k) => Some((0..k).collect::<Vec<_>>()),
     };
     anyhow::ensure!(args.kind != Kind::Guidance || shape.classes > 0, "the guidance figure needs a class-conditional checkpoint (fm train --condition labels)");
+    anyhow::ensure!(args.cfg_scale == 1.0 || shape.classes > 0, "--cfg-scale guides a class-conditional checkpoint's classes; this one is unconditional");
+    if args.cfg_scale != 1.0 || (args.kind == Kind::Guidance && args.scales.iter().any(|&w| w != 1.0)) {
+        bundle.require_null_entry()?;
+    }
     anyhow::ensure!(t.dim() >= 2, "figures draw two coordinates and the data are {}-D (fm sample and fm eval work in any dimension)", t.dim());
     // A standardised model's field is drawn around its data (its standard-normal source box
     // would be far from them), through their mean for the coordinates not drawn.
@@ -179,7 +191,7 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
             let (x, labels) = match &classes {
                 None => (bundle.units().generate(generator, &cfg)?, None),
                 Some(classes) => {
-                    let (x, labels) = bundle.units().generate_classes(&split(cfg.n_samples, classes), args.cfg_scale, &cfg)?;
+                    let (x, labels) = bundle.units().generate_classes(&split(cfg.n_samples, classes, t), args.cfg_scale, &cfg)?;
                     (x, Some(labels))
                 }
             };
@@ -201,7 +213,7 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
                     (times, paths, None)
                 }
                 Some(classes) => {
-                    let (times, paths, labels) = bundle.units().generate_paths_classes(&split(n, classes), args.cfg_scale, &cfg)?;
+                    let (times, paths, labels) = bundle.units().generate_paths_classes(&split(n, classes, t), args.cfg_scale, &cfg)?;
                     (times, paths, Some(labels))
                 }
             };

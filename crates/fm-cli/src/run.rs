@@ -52,10 +52,7 @@ pub fn run(args: RunArgs, m: &ArgMatches) -> Result<()> {
     println!("sampled {} points with {}{by_class} in {:.3} s", cfg.sample.n_samples, crate::sample::describe(&cfg.sample), sample_seconds);
     fm_dist::io::write_npy(&dir.file(RunDir::SAMPLES), samples.mapv(|v| v as f32).view())?;
     match &labels {
-        Some(labels) => fm_dist::io::write_npy(
-            &dir.file(RunDir::LABELS),
-            ndarray::Array2::from_shape_vec((labels.len(), 1), labels.iter().map(|&c| c as i64).collect())?.view(),
-        )?,
+        Some(labels) => crate::sample::write_labels(&dir.file(RunDir::LABELS), labels)?,
         // An earlier conditional run's labels would not be these samples'.
         None => match std::fs::remove_file(dir.file(RunDir::LABELS)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
@@ -95,6 +92,9 @@ pub fn run(args: RunArgs, m: &ArgMatches) -> Result<()> {
         None
     };
     let mut per_class = Vec::new();
+    if conditional && trained.data_map.is_some() {
+        println!("note: no per-class table: the model was trained on standardised file data (--no-standardize trains it in the data's units)");
+    }
     if conditional && trained.data_map.is_none() {
         println!("per class (w = 1):");
         let mut rng = StdRng::seed_from_u64(seeds::quality(cfg.train.seed).wrapping_add(1));

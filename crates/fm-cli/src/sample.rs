@@ -72,8 +72,8 @@ pub struct SampleArgs {
     #[arg(long, conflicts_with = "oracle")]
     pairs: bool,
     /// A conditional checkpoint's class: K, several (0,2) or all; --samples of each (class K's source drawn with seed
-    /// SEED + K), rows grouped by class, the labels written beside the samples (OUT with .labels.npy). Without it a
-    /// conditional model samples unconditionally.
+    /// SEED + K), rows in a seeded random order, each row's class written beside the samples (OUT with .labels.npy).
+    /// Without it a conditional model samples unconditionally.
     #[arg(long, value_name = "K|K,K|all", conflicts_with_all = ["oracle", "pairs"])]
     class: Option<String>,
     /// Classifier-free guidance scale w: v = v_∅ + w (v_c − v_∅); 1 the plain conditional field, 0 the unconditional.
@@ -84,20 +84,26 @@ pub struct SampleArgs {
     cond: Option<String>,
 }
 
-/// The classes `--class` names: `all`, or comma-separated class numbers below `classes`.
+/// The classes `--class` names: `all`, or distinct comma-separated class numbers below `classes`.
 pub fn parse_classes(spec: &str, classes: usize) -> Result<Vec<usize>> {
     anyhow::ensure!(classes > 0, "--class {spec}: the checkpoint is not conditioned on classes (train one with --condition labels)");
     if spec.trim().eq_ignore_ascii_case("all") {
         return Ok((0..classes).collect());
     }
-    spec.split(',')
-        .map(|k| {
-            let k = k.trim();
-            let c: usize = k.parse().map_err(|_| anyhow::anyhow!("--class {spec}: '{k}' is not a class number (give K, K,K or all)"))?;
-            anyhow::ensure!(c < classes, "--class {c} is out of range: the checkpoint has {classes} classes, 0 to {}", classes - 1);
-            Ok(c)
-        })
-        .collect()
+    let mut out = Vec::new();
+    for k in spec.split(',').map(str::trim) {
+        let c: usize = k.parse().map_err(|_| anyhow::anyhow!("--class {spec}: '{k}' is not a class number (give K, K,K or all)"))?;
+        anyhow::ensure!(c < classes, "--class {c} is out of range: the checkpoint has {classes} classes, 0 to {}", classes - 1);
+        anyhow::ensure!(!out.contains(&c), "--class {spec}: class {c} is named twice");
+        out.push(c);
+    }
+    Ok(out)
+}
+
+/// Writes each row's class as an int64 `N × 1` `.npy` (what `fm sample --class` and `fm run` write).
+pub fn write_labels(path: &std::path::Path, labels: &[usize]) -> Result<()> {
+    let column = ndarray::Array2::from_shape_vec((labels.len(), 1), labels.iter().map(|&c| c as i64).collect())?;
+    Ok(fm_dist::io::write_npy(path, column.view())?)
 }
 
 /// "100 euler steps" or "dopri5 (rtol 1e-5, atol 1e-5)".
@@ -134,9 +140,25 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
         b.generator().check(&cfg)?;
     }
     let shape = bundle.as_ref().map(|b| fm_model::VelocityModel::condition_shape(&b.mlp)).unwrap_or_default();
+    anyhow::ensure!(
+        args.class.is_none() || shape.classes > 0 || shape.dim == 0,
+        "--class: the checkpoint is conditioned on {}-D vectors, not classes: give --cond V,…",
+        shape.dim
+    );
     let classes = args.class.as_deref().map(|spec| parse_classes(spec, shape.classes)).transpose()?;
     if let Some(v) = &cond {
-        shape.features_of(None, Some(v)).map_err(|e| anyhow::anyhow!("--cond: {e}"))?;
+        anyhow::ensure!(
+            shape.dim > 0,
+            "--cond: the checkpoint is not conditioned on vectors{}",
+            if shape.classes > 0 { " (it takes classes: --class K)" } else { "" }
+        );
+        anyhow::ensure!(v.len() == shape.dim, "--cond: a {}-D condition vector: the checkpoint takes {}-D ones", v.len(), shape.dim);
+    }
+    if let Some(b) = &bundle {
+        let unconditional = classes.is_none() && cond.is_none();
+        if shape.is_conditional() && (args.cfg_scale != 1.0 || unconditional) {
+            b.require_null_entry()?;
+        }
     }
     anyhow::ensure!(
         args.cfg_scale == 1.0 || classes.is_some() || cond.is_some(),
@@ -145,7 +167,7 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
     cfg.validate()?;
     let what = if cfg.method.is_adaptive() { format!("{}", cfg.method) } else { format!("{}-{}", cfg.method, cfg.steps) };
     let t0 = Instant::now();
-    let mut label_files = Vec::new();
+    let mut labels_written: Option<Vec<usize>> = None;
     // The samples, their source, the file, and what the report line says they are of.
     let (x, source, out, of) = match (&checkpoint, bundle) {
         (Some(checkpoint), Some(bundle)) if args.pairs => {
@@ -161,7 +183,11 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
         }
         (Some(checkpoint), Some(bundle)) if classes.is_some() || cond.is_some() => {
             let guidance = if args.cfg_scale == 1.0 { String::new() } else { format!("-w{}", args.cfg_scale) };
-            let which = classes.as_ref().map_or("cond".to_string(), |c| format!("class{}", c.iter().map(usize::to_string).collect::<Vec<_>>().join("_")));
+            let which = match (&classes, args.class.as_deref().map(str::trim)) {
+                (None, _) => "cond".to_string(),
+                (Some(_), Some(all)) if all.eq_ignore_ascii_case("all") => "classall".to_string(),
+                (Some(c), _) => format!("class{}", c.iter().map(usize::to_string).collect::<Vec<_>>().join("_")),
+            };
             let out = args.out.clone().unwrap_or_else(|| checkpoint.with_file_name(format!("samples-{what}-{which}{guidance}.npy")));
             let (x, labels) = match &classes {
                 Some(classes) => {
@@ -171,9 +197,7 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
                 None => (bundle.units().generate_given(None, cond.as_deref(), args.cfg_scale, &cfg)?, Vec::new()),
             };
             if classes.is_some() {
-                let labels: Vec<i64> = labels.iter().map(|&c| c as i64).collect();
-                label_files.push(labels_path(&out));
-                fm_dist::io::write_npy(&labels_path(&out), ndarray::Array2::from_shape_vec((labels.len(), 1), labels)?.view())?;
+                labels_written = Some(labels);
             }
             let of = match &classes {
                 Some(c) => format!(
@@ -188,7 +212,11 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
         }
         (Some(checkpoint), Some(bundle)) => {
             let out = args.out.clone().unwrap_or_else(|| checkpoint.with_file_name(format!("samples-{what}.npy")));
-            let of = if shape.is_conditional() { "unconditionally (the \"no condition\" entry; --class K for a class) ".to_string() } else { String::new() };
+            let of = match (shape.classes, shape.dim) {
+                (0, 0) => String::new(),
+                (0, _) => "unconditionally (the \"no condition\" entry; --cond V,… for a condition) ".to_string(),
+                _ => "unconditionally (the \"no condition\" entry; --class K for a class) ".to_string(),
+            };
             (bundle.units().generate(bundle.generator(), &cfg)?, bundle.source, out, of)
         }
         _ => {
@@ -201,9 +229,20 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
     };
     let secs = t0.elapsed().as_secs_f64();
     fm_dist::io::write_points(&out, x.view())?;
+    // The labels after the samples; none for these samples: an earlier run's labels beside them go.
+    let labels_out = labels_path(&out);
+    match &labels_written {
+        Some(labels) => write_labels(&labels_out, labels)?,
+        None => match std::fs::remove_file(&labels_out) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        },
+    }
     println!("sampled {} points {of}from {} with {} in {secs:.3} s", x.nrows(), source.name(), describe(&cfg));
     let mut written = vec![(if args.pairs { "pairs" } else { "samples" }, out.as_path())];
-    written.extend(label_files.iter().map(|p| ("labels", p.as_path())));
+    if labels_written.is_some() {
+        written.push(("labels", labels_out.as_path()));
+    }
     print_written(&written);
     Ok(())
 }

@@ -1019,8 +1019,10 @@ fn a_conditional_run_trains_samples_judges_and_resumes_by_class() {
     let o = fm(&["sample", "--checkpoint", m, "--class", "all", "--samples", "50", "--steps", "10", "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(fm_dist::io::read_points(&out).unwrap().nrows(), 150);
-    let labels = fm_dist::io::read_npy(&run.join("s.labels.npy")).unwrap();
-    assert_eq!(labels.column(0).to_vec(), [vec![0.0; 50], vec![1.0; 50], vec![2.0; 50]].concat());
+    // 50 of each class, in a random order (no window of rows is one class).
+    let labels = fm_dist::io::read_npy(&run.join("s.labels.npy")).unwrap().column(0).to_vec();
+    assert!((0..3).all(|c| labels.iter().filter(|&&l| l == c as f64).count() == 50), "{labels:?}");
+    assert!(labels[..50].iter().any(|&l| l != labels[0]), "{labels:?}");
     let o = fm(&["sample", "--checkpoint", m, "--class", "2", "--cfg-scale", "3", "--samples", "20", "--steps", "5", "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
 
@@ -1036,7 +1038,8 @@ fn a_conditional_run_trains_samples_judges_and_resumes_by_class() {
         (vec!["--class", "one"], "'one' is not a class number"),
         (vec!["--class", "1", "--cfg-scale", "NaN"], "--cfg-scale must be a finite number"),
         (vec!["--cfg-scale", "2"], "--cfg-scale guides a condition"),
-        (vec!["--cond", "0.5"], "condition vector"),
+        (vec!["--cond", "0.5"], "not conditioned on vectors (it takes classes: --class K)"),
+        (vec!["--class", "0,0"], "class 0 is named twice"),
     ] {
         let o = fm(&[&["sample", "--checkpoint", m][..], &args].concat());
         assert_clean_failure(&o, needle);
@@ -1055,6 +1058,7 @@ fn conditions_the_data_or_the_model_lack_are_one_line_errors() {
         (vec!["--condition", "labels", "--objective", "meanflow"], "flow matching only"),
         (vec!["--condition", "labels", "--cond-drop", "1.5"], "cond_drop must be a probability"),
         (vec!["--condition", "values"], "has no condition vectors"),
+        (vec!["--cond-drop", "0.2"], "applies to conditional training"),
     ] {
         let o = fm(&[&["train", "--quiet", "--device", "cpu", "--steps", "2", "--out", out.to_str().unwrap()][..], &args].concat());
         assert_clean_failure(&o, needle);
@@ -1085,6 +1089,31 @@ fn conditions_the_data_or_the_model_lack_are_one_line_errors() {
     assert!(o.status.success(), "{}", stderr(&o));
     let o = fm(&["targets"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("gmm3           3 classes"), "{}", String::from_utf8_lossy(&o.stdout));
+    // Trained without condition dropout, the "no condition" entry never learnt: guidance and
+    // unconditional sampling are refused, a class at w = 1 is not.
+    let run = dir.join("nodrop");
+    let o = fm(&[
+        "train",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--steps",
+        "2",
+        "--hidden-dim",
+        "8",
+        "--condition",
+        "labels",
+        "--cond-drop",
+        "0",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = run.join("model.safetensors");
+    let m = m.to_str().unwrap();
+    assert!(fm(&["sample", "--checkpoint", m, "--class", "0", "--samples", "5", "--steps", "2"]).status.success());
+    assert_clean_failure(&fm(&["sample", "--checkpoint", m, "--samples", "5"]), "trained with cond_drop 0");
+    assert_clean_failure(&fm(&["sample", "--checkpoint", m, "--class", "0", "--cfg-scale", "2"]), "trained with cond_drop 0");
 }
 
 /// A continuous condition from a file's column (`--condition values`), sampled with `--cond`,
@@ -1125,7 +1154,30 @@ fn a_condition_vector_from_a_file_trains_and_samples() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(fm_dist::io::read_points(&out).unwrap().dim(), (30, 1));
     let o = fm(&["sample", "--checkpoint", m.to_str().unwrap(), "--cond", "0.5,1"]);
-    assert_clean_failure(&o, "a 2-D condition vector: the model takes 1-D ones");
+    assert_clean_failure(&o, "a 2-D condition vector: the checkpoint takes 1-D ones");
+    // The condition reaches the samples: another condition, other samples from the same noise.
+    let other = dir.join("other.npy");
+    let o = fm(&["sample", "--checkpoint", m.to_str().unwrap(), "--cond", "-0.5", "--samples", "30", "--steps", "5", "--out", other.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_ne!(fm_dist::io::read_points(&out).unwrap(), fm_dist::io::read_points(&other).unwrap());
+    let o = fm(&[
+        "train",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--steps",
+        "2",
+        "--condition",
+        "values",
+        "--coupling",
+        "ot-class",
+        "--target",
+        &spec,
+        "--out",
+        dir.join("r2").to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, "ot-class pairs within classes: it needs condition = labels");
+    assert!(!dir.join("r2").exists());
     let o = fm(&["sample", "--checkpoint", m.to_str().unwrap(), "--class", "0"]);
-    assert_clean_failure(&o, "not conditioned on classes");
+    assert_clean_failure(&o, "conditioned on 1-D vectors, not classes: give --cond");
 }

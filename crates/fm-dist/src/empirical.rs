@@ -289,13 +289,18 @@ fn class_counts(labels: &[usize], classes: usize) -> Vec<usize> {
 }
 
 /// A `file:` argument split at the `?` that starts its condition options ([`PointCloud::open`]):
-/// the last `?` followed by `key=value` text.
+/// the last `?` followed by options (`key=value`, or one of the option names alone, which
+/// [`PointCloud::open`] then refuses for its missing value).
 pub fn split_conditions(spec: &str) -> (&str, Option<&str>) {
+    let is_option = |o: &str| o.contains('=') || CONDITION_OPTIONS.contains(&o.trim());
     match spec.rsplit_once('?') {
-        Some((path, query)) if query.contains('=') => (path, Some(query)),
+        Some((path, query)) if query.split('&').any(is_option) => (path, Some(query)),
         _ => (spec, None),
     }
 }
+
+/// The options of a `file:` target's conditions ([`PointCloud::open`]).
+const CONDITION_OPTIONS: [&str; 4] = ["label", "labels", "cond", "conds"];
 
 /// A `.csv` point cloud as [`parse_csv_table`] read it: the points, and what the first line
 /// was taken as, so that a caller can say so (see [`PointCloud::describe`]) and a reading the

@@ -447,20 +447,21 @@ impl Target for Checkerboard {
     fn dim(&self) -> usize {
         2
     }
+    /// FFJORD: x1 ~ U[−2, 2); x2 ~ U[0, 1) or U[−2, −1), shifted up by ⌊x1⌋ mod 2; all × 2.
     fn sample(&self, n: usize, rng: &mut dyn RngCore) -> Array2<f64> {
-        // FFJORD: x1 ~ U[−2, 2); x2 ~ U[0, 1) or U[−2, −1), shifted up by ⌊x1⌋ mod 2; all × 2.
-        fill(n, rng, |r| {
+        self.sample_conditioned(n, rng).points
+    }
+    /// Labelled by the square each point lies on ([`Checkerboard::square`]'s numbering, from the
+    /// draw's own integer parts: doubling is exact, so they are the point's square).
+    fn sample_conditioned(&self, n: usize, rng: &mut dyn RngCore) -> crate::Conditioned {
+        let (points, labels) = fill(n, rng, |r| {
             let x1 = 4.0 * uniform(r) - 2.0;
             let lower = if uniform(r) < 0.5 { 2.0 } else { 0.0 };
             let x2 = uniform(r) - lower + x1.floor().rem_euclid(2.0);
-            ([2.0 * x1, 2.0 * x2], 0)
-        })
-        .0
-    }
-    /// Labelled by the square each point lies on ([`Checkerboard::square`]).
-    fn sample_conditioned(&self, n: usize, rng: &mut dyn RngCore) -> crate::Conditioned {
-        let points = self.sample(n, rng);
-        let labels = points.axis_iter(Axis(0)).map(|p| Self::square(p[0], p[1]).unwrap_or(0)).collect();
+            // Column x1.floor() and row x2.floor() run from −2 to 1; two dark squares per row.
+            let (i, j) = (x1.floor() as i64, x2.floor() as i64);
+            ([2.0 * x1, 2.0 * x2], ((j + 2) * 2 + (i + 2) / 2) as usize)
+        });
         crate::Conditioned { points, labels: Some(labels), values: None }
     }
     fn classes(&self) -> usize {

@@ -74,6 +74,12 @@ fn a_mixtures_labels_are_its_components_and_class_densities_its_components_densi
 fn a_checkerboards_classes_are_its_squares() {
     let drawn = Checkerboard.sample_conditioned(2000, &mut StdRng::seed_from_u64(3));
     for (p, &l) in drawn.points.rows().into_iter().zip(drawn.labels.as_ref().unwrap()) {
+        // Square l as documented: rows from the bottom (y ∈ [2j, 2j + 2), j = l/2 − 2), the row's
+        // two dark squares from the left (columns i with i + j even).
+        let j = (l / 2) as i64 - 2;
+        let i = if j.rem_euclid(2) == 0 { -2 } else { -1 } + 2 * (l % 2) as i64;
+        let inside = |v: f64, k: i64| (2 * k) as f64 <= v && v < (2 * k + 2) as f64;
+        assert!(inside(p[0], i) && inside(p[1], j), "{p} labelled {l}");
         assert_eq!(Checkerboard::square(p[0], p[1]), Some(l));
         assert_eq!(Checkerboard.class_log_prob(p.insert_axis(Axis(0)), l).unwrap()[0], -(4f64.ln()));
     }
@@ -129,6 +135,7 @@ fn bad_labels_are_refused_with_a_message_naming_them() {
         ("gap.csv", "x,y,label\n0,1,0\n1,2,2\n", "label=last", "class 1 has no points"),
         ("col.csv", "x,y,label\n0,1,0\n1,2,1\n", "label=species", "no column 'species'"),
         ("opt.csv", "x,y,label\n0,1,0\n1,2,1\n", "labl=last", "unknown option 'labl'"),
+        ("bare.csv", "x,y,label\n0,1,0\n1,2,1\n", "label", "option 'label' needs a value"),
         ("all.csv", "x,label\n0,0\n1,1\n", "label=last&cond=first", "leave at least one coordinate"),
     ];
     for (name, text, options, want) in cases {

@@ -75,6 +75,9 @@ impl ConditionShape {
             (Some(c), k) if c < k => out[c] = 1.0,
             (Some(c), 0) => return Err(Error::Config(format!("class {c}: the model takes no class labels"))),
             (Some(c), k) => return Err(Error::Config(format!("class {c} is out of range: the model has {k} classes, 0 to {}", k - 1))),
+            (None, k) if k > 0 && self.dim == 0 => {
+                return Err(Error::Config(format!("a condition vector: the model takes class labels (0 to {}), not a condition vector: give a class", k - 1)))
+            }
             (None, k) if k > 0 => return Err(Error::Config("the model takes a class with its condition vector".into())),
             (None, _) => {}
         }

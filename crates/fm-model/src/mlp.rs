@@ -268,8 +268,8 @@ impl Mlp {
     /// [`Error::Torch`] when another torch operation fails.
     pub fn forward(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
         self.check_input(x)?;
-        self.check_times(x, t)?;
-        let h = Tensor::f_cat(&[x, &self.time_input(t)?], 1)?.f_linear(&self.layers[0].ws, self.layers[0].bs.as_ref())?;
+        self.check_context(x, t)?;
+        let h = Tensor::f_cat(&[x, &self.context(t)?], 1)?.f_linear(&self.layers[0].ws, self.layers[0].bs.as_ref())?;
         self.rest(h)
     }
 
@@ -295,9 +295,9 @@ impl Mlp {
             return Ok(None);
         }
         self.check_input(x)?;
-        self.check_times(x, t)?;
+        self.check_context(x, t)?;
         let _no_grad = tch::no_grad_guard();
-        let input = Tensor::f_cat(&[x, &self.time_input(t)?], 1)?;
+        let input = Tensor::f_cat(&[x, &self.context(t)?], 1)?;
         let (hidden, v) = self.rest_keeping(input.f_linear(&self.layers[0].ws, self.layers[0].bs.as_ref())?)?;
         let loss = v.f_mse_loss(target, Reduction::Mean)?;
         // Backward, from dL/dv (autograd seeds it with ones).
@@ -337,16 +337,33 @@ impl Mlp {
         Ok((hidden, h))
     }
 
-    /// The time inputs of rows at times `t: [n, time_inputs (+ condition features)]`: `t`
-    /// itself, or the sinusoidal embedding of each time column in turn followed by the
-    /// condition features as they are.
-    fn time_input(&self, t: &Tensor) -> Result<Tensor> {
-        Ok(self.time_input_and_tangent(t, None)?.0)
+    /// The network's inputs besides `x` for rows `t: [n, time_inputs + condition features]`: the
+    /// times ([`Mlp::embed_times`]) followed by the condition features as they are.
+    fn context(&self, t: &Tensor) -> Result<Tensor> {
+        Ok(self.context_and_tangent(t, None)?.0)
     }
 
-    /// [`Mlp::time_input`], and its derivative along `dt` (the same shape as `t`) when given:
+    /// [`Mlp::context`], and its derivative along `dt` (the same shape as `t`) when given.
+    fn context_and_tangent(&self, t: &Tensor, dt: Option<&Tensor>) -> Result<(Tensor, Option<Tensor>)> {
+        let (k, c) = (self.config.time_inputs as i64, self.config.condition_shape().features() as i64);
+        if c == 0 {
+            return self.embed_times(t, dt);
+        }
+        let times = |t: &Tensor| t.f_narrow(1, 0, k);
+        let (features, tangent) = self.embed_times(&times(t)?, dt.map(times).transpose()?.as_ref())?;
+        let kind = features.kind();
+        let features = Tensor::f_cat(&[features, t.f_narrow(1, k, c)?.f_to_kind(kind)?], 1)?;
+        let tangent = match (tangent, dt) {
+            (Some(tangent), Some(dt)) => Some(Tensor::f_cat(&[tangent, dt.f_narrow(1, k, c)?.f_to_kind(kind)?], 1)?),
+            _ => None,
+        };
+        Ok((features, tangent))
+    }
+
+    /// The time inputs of rows at times `t: [n, time_inputs]`: `t` itself, or the sinusoidal
+    /// embedding of each column in turn; and its derivative along `dt` when given:
     /// `d sin(ωt) = ω cos(ωt) dt`, `d cos(ωt) = −ω sin(ωt) dt`.
-    fn time_input_and_tangent(&self, t: &Tensor, dt: Option<&Tensor>) -> Result<(Tensor, Option<Tensor>)> {
+    fn embed_times(&self, t: &Tensor, dt: Option<&Tensor>) -> Result<(Tensor, Option<Tensor>)> {
         let Some(w) = &self.frequencies else {
             return Ok((t.shallow_clone(), dt.map(Tensor::shallow_clone)));
         };
@@ -364,13 +381,6 @@ impl Mlp {
             }
             features.push(sin);
             features.push(cos);
-        }
-        let (k, c) = (self.config.time_inputs as i64, self.config.condition_shape().features() as i64);
-        if c > 0 {
-            features.push(t.f_narrow(1, k, c)?.f_to_kind(kind)?);
-            if let Some(dt) = dt {
-                tangents.push(dt.f_narrow(1, k, c)?.f_to_kind(kind)?);
-            }
         }
         let tangent = if dt.is_some() { Some(Tensor::f_cat(&tangents, 1)?) } else { None };
         Ok((Tensor::f_cat(&features, 1)?, tangent))
@@ -391,10 +401,10 @@ impl Mlp {
         }
         self.check_input(x)?;
         self.check_input(dx)?;
-        self.check_times(x, t)?;
-        self.check_times(x, dt)?;
+        self.check_context(x, t)?;
+        self.check_context(x, dt)?;
         let _no_grad = tch::no_grad_guard();
-        let (tau, dtau) = self.time_input_and_tangent(t, Some(dt))?;
+        let (tau, dtau) = self.context_and_tangent(t, Some(dt))?;
         let dtau = dtau.ok_or_else(|| Error::Config("no time tangent".into()))?;
         let first = &self.layers[0];
         let mut h = Tensor::f_cat(&[&x.f_to_kind(Kind::Float)?, &tau], 1)?.f_linear(&first.ws, first.bs.as_ref())?;
@@ -422,7 +432,7 @@ impl Mlp {
         Ok(h)
     }
 
-    fn check_times(&self, x: &Tensor, t: &Tensor) -> Result<()> {
+    fn check_context(&self, x: &Tensor, t: &Tensor) -> Result<()> {
         let (rows, k, c) = (x.size()[0], self.config.time_inputs as i64, self.config.condition_shape().features() as i64);
         if t.size() != [rows, k + c] {
             let what = if k == 1 { "one time per row" } else { "two times per row, [r, t]" };
@@ -456,7 +466,7 @@ impl Mlp {
                 // Every time input at t (an average velocity's u(x, t, t) is the velocity).
                 // Filled on the device: a copy from the host would wait for the GPU's queue.
                 let times = Tensor::f_full([1, self.config.time_inputs as i64], t, (Kind::Float, self.device()))?;
-                let tau = self.time_input(&times)?;
+                let tau = self.embed_times(&times, None)?.0;
                 tau.f_matmul(&first.ws.f_narrow(1, d, self.config.time_features() as i64)?.f_tr()?)?.f_squeeze_dim(0)?
             }
         };

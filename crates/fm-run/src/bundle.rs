@@ -108,6 +108,22 @@ impl ModelBundle {
         }
     }
 
+    /// Checks that a conditional model's "no condition" entry was trained (its run dropped the
+    /// condition on some rows): guidance and unconditional sampling evaluate it.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a model trained with `cond_drop = 0`.
+    pub fn require_null_entry(&self) -> Result<()> {
+        match &self.train {
+            Ok(Some(t)) if !t.condition.is_none() && t.cond_drop == 0.0 => Err(Error::Invalid(
+                "this checkpoint was trained with cond_drop 0: its \"no condition\" entry never trained, and guidance (--cfg-scale other than 1) \
+                 and unconditional sampling use it; sample a class with --cfg-scale 1, or train with --cond-drop above 0"
+                    .into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// The training settings the file records, or the seed's (linear path, uniform times,
     /// independent pairs) with a note saying so for a file that records none.
     ///

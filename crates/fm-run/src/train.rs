@@ -197,6 +197,8 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
     if source.dim() != target.dim() {
         return Err(Error::Invalid(format!("the source {} is {}-D but the target {} is {}-D", source.name(), source.dim(), target.name(), target.dim())));
     }
+    // The condition the data must carry, before anything is read further or logged.
+    let condition = cfg.train.condition.shape_for(&target.name(), target.classes(), target.condition_dim())?;
     let data_map = standardization(cfg, target.as_ref(), log)?;
     let pairs = match &cfg.pairs {
         None => None,
@@ -233,7 +235,6 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
     let mut cfg = cfg.clone();
     cfg.model.dim = target.dim();
     cfg.model.time_inputs = cfg.train.objective.time_inputs();
-    let condition = cfg.train.condition.shape_for(&target.name(), target.classes(), target.condition_dim())?;
     (cfg.model.classes, cfg.model.cond_dim) = (condition.classes, condition.dim);
     cfg.model.validate()?;
     cfg.sample.validate()?;
@@ -309,6 +310,12 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
         true => format!("{objective}, conditioned on {condition} (dropped for {} of the rows)", cfg.train.cond_drop),
         false => objective,
     };
+    if condition.is_conditional() && matches!(cfg.train.coupling, fm_train::Coupling::Ot | fm_train::Coupling::Sinkhorn { .. }) {
+        log(&format!(
+            "fm: note: coupling {} pairs blind to the condition (the known failure of minibatch OT with conditions, Cheng & Schwing 2025); ot-class or c2ot respect it",
+            cfg.train.coupling
+        ));
+    }
     log(&format!("fm: training {from} → {}{objective} on {device:?}, {} steps of {}", target.name(), cfg.train.steps, cfg.train.batch_size));
     // The EMA weights are written through a second model (built after the trained one, so
     // the initialisation is the seed's).

@@ -150,11 +150,14 @@ impl<M: VelocityModel + ?Sized> crate::HasDevice for Guided<'_, M> {
     }
 }
 
-/// `n` split among classes in proportion to `weights` (largest remainders), as `(class, count)`:
-/// samples of each class in these counts follow the mixture `Σ_c p(c) p(x | c)`.
+/// `n` split among classes in proportion to `weights` (largest remainders), as `(class, count)`
+/// with `class` the index into `weights`: samples of each class in these counts follow the
+/// mixture `Σ_c p(c) p(x | c)`. Weights that sum to 0 (or are not finite) share equally.
 pub fn counts_by_weight(n: usize, weights: &[f64]) -> Vec<(usize, usize)> {
     let total: f64 = weights.iter().sum();
-    let exact: Vec<f64> = weights.iter().map(|w| n as f64 * w / total).collect();
+    // No usable weights: equal shares.
+    let share = |w: f64| if total > 0.0 && total.is_finite() { w / total } else { 1.0 / weights.len() as f64 };
+    let exact: Vec<f64> = weights.iter().map(|&w| n as f64 * share(w)).collect();
     let mut counts: Vec<usize> = exact.iter().map(|e| e.floor() as usize).collect();
     let mut order: Vec<usize> = (0..weights.len()).collect();
     order.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())));

@@ -227,6 +227,15 @@ impl TrainConfig {
         if self.condition.is_none() && self.coupling.uses_conditions() {
             return config(format!("coupling {} pairs within conditions: train with a condition (condition = labels or values)", self.coupling));
         }
+        if self.coupling == Coupling::OtClass && self.condition != ConditionOn::Labels {
+            return config(format!(
+                "coupling ot-class pairs within classes: it needs condition = labels, got {} (c2ot pairs condition vectors)",
+                self.condition
+            ));
+        }
+        if self.condition.is_none() && self.cond_drop != crate::DEFAULT_COND_DROP {
+            return config(format!("cond_drop ({}) applies to conditional training: set condition = labels or values (--condition)", self.cond_drop));
+        }
         if !self.condition.is_none() && self.objective != Objective::FlowMatching {
             return config(format!("objective {}: conditional training is flow matching only (condition = {})", self.objective, self.condition));
         }
@@ -906,6 +915,37 @@ mod tests {
 
     /// A loop that stops early (an error, a signal) leaves its helpers blocked on full queues;
     /// dropping the queues must end them, or the run would hang instead of returning.
+    /// Each training row carries the condition of its own target row, whatever the coupling did
+    /// to the order: on the checkerboard a target point's class is its square, so a row whose
+    /// one-hot is not the square of its `x1` (or whose flag says dropped while labelled) is
+    /// caught. Condition-blind OT permutes the pairs, so a mix-up of source and target indices
+    /// would show.
+    #[test]
+    fn every_row_carries_its_target_points_condition() {
+        let cfg = TrainConfig { batch_size: 64, coupling: Coupling::Ot, cond_drop: 0.25, ..TrainConfig::default() };
+        let target = fm_dist::Checkerboard;
+        let source = fm_dist::StandardNormal::new(2).unwrap();
+        let shape = ConditionShape { classes: 8, dim: 0 };
+        let (n, f) = (64, shape.features());
+        let mut dropped = 0;
+        for step in 1..=5 {
+            let (host, _) = draw_batch(step, &cfg, TrainingData::Draw { target: &target, source: &source }, 2, shape).unwrap();
+            let (x1, cond) = (&host[n * 2..n * 4], &host[n * 5..]);
+            for (k, row) in cond.chunks_exact(f).enumerate() {
+                if row[8] == 1.0 {
+                    assert!(row[..8].iter().all(|&v| v == 0.0));
+                    dropped += 1;
+                    continue;
+                }
+                let class = row[..8].iter().position(|&v| v == 1.0).unwrap();
+                let square = fm_dist::Checkerboard::square(x1[2 * k] as f64, x1[2 * k + 1] as f64);
+                assert_eq!(square, Some(class), "step {step} row {k}");
+            }
+        }
+        // 320 rows at 0.25: 80 dropped on average (binomial sd 7.7).
+        assert!((49..=111).contains(&dropped), "{dropped} of 320 rows dropped");
+    }
+
     #[test]
     fn stopping_early_releases_the_helpers() {
         let (done_tx, done_rx) = std::sync::mpsc::channel();

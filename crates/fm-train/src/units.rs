@@ -113,8 +113,8 @@ impl<M: fm_model::VelocityModel + ?Sized> DataUnits<'_, M> {
     }
 
     /// Samples of several classes, `counts` holding `(class, n)`: each class's `n` samples by
-    /// [`DataUnits::generate_given`] with the source drawn from seed `cfg.seed + class`, rows in
-    /// the order of `counts`; and each row's class.
+    /// [`DataUnits::generate_given`] with the source drawn from seed `cfg.seed + class`, the rows
+    /// shuffled (a permutation seeded by `cfg.seed`); and each row's class.
     ///
     /// # Errors
     /// As [`DataUnits::generate_given`].
@@ -128,10 +128,14 @@ impl<M: fm_model::VelocityModel + ?Sized> DataUnits<'_, M> {
                 &SampleConfig { n_samples: n, seed: cfg.seed.wrapping_add(class as u64), ..cfg.clone() },
             )?);
         }
-        let labels = counts.iter().flat_map(|&(c, n)| std::iter::repeat_n(c, n)).collect();
+        let labels: Vec<usize> = counts.iter().flat_map(|&(c, n)| std::iter::repeat_n(c, n)).collect();
         let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
         let x = ndarray::concatenate(ndarray::Axis(0), &views).map_err(|e| crate::Error::Internal(format!("sample shapes: {e}")))?;
-        Ok((x, labels))
+        // Rows in a random order (from cfg.seed): any window of them is a sample of the mixture,
+        // as the quality figures, which judge windows of consecutive rows, assume.
+        let mut order: Vec<usize> = (0..labels.len()).collect();
+        rand::seq::SliceRandom::shuffle(&mut order[..], &mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(cfg.seed));
+        Ok((x.select(ndarray::Axis(0), &order), order.iter().map(|&i| labels[i]).collect()))
     }
 
     /// [`DataUnits::generate_classes`]'s paths (`[times, Σ n, dim]`), and each path's class.

@@ -243,16 +243,25 @@ impl Scene for CompareScene<'_> {
         match &fig.labels {
             None => self.scatter(&mut right_chart, &self.points, RGBColor(255, 140, 0).mix(0.6).filled())?,
             Some(labels) => {
-                let classes = labels.iter().max().map_or(0, |m| m + 1);
-                for c in 0..classes {
+                let mut classes = labels.clone();
+                classes.sort_unstable();
+                classes.dedup();
+                // A legend entry per class, up to 10 (tab10's colours; beyond, they repeat).
+                let legend = classes.len() <= 10;
+                for c in classes {
                     let points: Vec<(f64, f64)> = self.points.iter().zip(labels).filter(|(_, &l)| l == c).map(|(p, _)| *p).collect();
                     self.scatter(&mut right_chart, &points, crate::colour::category(c).mix(0.6).filled())?;
                     let colour = crate::colour::category(c);
-                    right_chart
-                        .draw_series(std::iter::empty::<Circle<(f64, f64), u32>>())
-                        .map_err(draw_err)?
-                        .label(format!("class {c}"))
-                        .legend(move |(x, y)| Circle::new((x, y), 4, colour.filled()));
+                    if legend {
+                        right_chart
+                            .draw_series(std::iter::empty::<Circle<(f64, f64), u32>>())
+                            .map_err(draw_err)?
+                            .label(format!("class {c}"))
+                            .legend(move |(x, y)| Circle::new((x, y), 4, colour.filled()));
+                    }
+                }
+                if !legend {
+                    return Ok(());
                 }
                 right_chart
                     .configure_series_labels()

@@ -56,23 +56,14 @@ pub fn guidance(path: &Path, target: &dyn Target, class: usize, panels: &[(f64, 
     let y_range = figure::axis("y", &None, figure::fit(all().map(|p| p.1)), -1.0..1.0)?;
     let backdrop = figure::backdrop(target, &proj, Grid::new(x_range.clone(), y_range.clone(), 160, 1.0), fig.levels, target_points)?;
     let title = fig.title.clone().unwrap_or_else(|| format!("Classifier-free guidance: class {class} of {}", target.name()));
-    let scene = GuidanceScene {
-        st: Style::for_panel_height(fig.height),
-        title,
-        class,
-        scales: panels.iter().map(|p| p.0).collect(),
-        points,
-        x_range,
-        y_range,
-        backdrop,
-    };
+    let scene =
+        GuidanceScene { st: Style::for_panel_height(fig.height), title, scales: panels.iter().map(|p| p.0).collect(), points, x_range, y_range, backdrop };
     figure::write_figure(path, (width, fig.height), &scene)
 }
 
 struct GuidanceScene {
     st: Style,
     title: String,
-    class: usize,
     scales: Vec<f64>,
     points: Vec<Vec<(f64, f64)>>,
     x_range: Range<f64>,
@@ -84,7 +75,8 @@ impl Scene for GuidanceScene {
     fn draw<DB: DrawingBackend>(&self, root: &Area<DB>) -> DrawResult {
         let st = &self.st;
         let root = figure::titled(root, &self.title, st)?;
-        let colour = crate::colour::category(self.class);
+        // Orange over the blue density, as the compare figure's samples.
+        let colour = RGBColor(255, 140, 0);
         for (area, (w, points)) in root.split_evenly((1, self.scales.len())).iter().zip(self.scales.iter().zip(&self.points)) {
             let caption = if *w == 1.0 {
                 "w = 1 (conditional)".to_string()

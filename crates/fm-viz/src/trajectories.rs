@@ -220,12 +220,17 @@ impl Scene for TrajectoryScene<'_> {
         if let Some((label, fill)) = backdrop_label {
             entries.push((label, fill, TRANSPARENT.stroke_width(0)));
         }
-        let class_labels: Vec<String> = match &self.classes {
-            Some(l) => (0..l.iter().max().map_or(0, |m| m + 1)).map(|c| format!("class {c}")).collect(),
-            None => Vec::new(),
+        let mut present = self.classes.clone().unwrap_or_default();
+        present.sort_unstable();
+        present.dedup();
+        // One entry per class while they fit on the legend's line; beyond, one for all.
+        let class_labels: Vec<(usize, String)> = match present.len() {
+            0 => Vec::new(),
+            1..=4 => present.into_iter().map(|c| (c, format!("class {c}"))).collect(),
+            k => vec![(present[0], format!("{k} classes (tab10 colours)"))],
         };
-        for (c, label) in class_labels.iter().enumerate() {
-            let colour = crate::colour::category(c);
+        for (c, label) in &class_labels {
+            let colour = crate::colour::category(*c);
             entries.push((label.as_str(), colour.filled(), colour.stroke_width(1)));
         }
         marker_legend(&legend, &entries, st)?;

@@ -36,8 +36,11 @@ fn the_written_out_jvp_agrees_with_autograd_and_finite_differences() {
             // A central difference in double precision (ReLU kinks are crossed with probability ~h).
             let h = 1e-6;
             let double = |a: &Tensor| a.to_kind(Kind::Double);
+            // The same weights copied (not drawn again: another test thread drawing from torch's
+            // generator between the two draws would change them), in double precision.
             let mlp64 = {
                 let mut m = network(activation, time_embedding, time_inputs);
+                fm_model::copy_parameters(&m, &fm_model::VelocityModel::named_parameters(&mlp)).unwrap();
                 m.var_store_mut().double();
                 m
             };

@@ -52,6 +52,22 @@ fn guidance_at_one_is_the_conditional_field_and_at_zero_the_unconditional_bit_fo
     }
 }
 
+/// With a time embedding the condition features still come after the (embedded) times: the
+/// folded bias, the forward pass and a training step agree.
+#[test]
+fn a_conditional_network_with_a_time_embedding_trains_and_samples() {
+    let cfg = MlpConfig { hidden_dim: 16, classes: 3, time_embedding: 8, activation: fm_model::Activation::Silu, ..MlpConfig::default() };
+    let mut mlp = fm_model::with_torch_seed(2, || Mlp::new(cfg, Device::Cpu)).unwrap();
+    let shape = mlp.condition_shape();
+    let x = fm_model::with_torch_seed(9, || Tensor::randn([20, 2], (Kind::Float, Device::Cpu)));
+    let given = mlp.velocity_given(&x, 0.3, &features(shape, Some(1))).unwrap();
+    let cols = Tensor::cat(&[Tensor::full([20, 1], 0.3, (Kind::Float, Device::Cpu)), features(shape, Some(1)).view([1, -1]).expand([20, -1], false)], 1);
+    assert!(f64::try_from((mlp.forward(&x, &cols).unwrap() - &given).abs().max()).unwrap() < 1e-5);
+    let train = TrainConfig { steps: 5, batch_size: 32, condition: ConditionOn::Labels, ..TrainConfig::default() };
+    fm_train::train(&mut mlp, &GaussianMixture::seed(), &StandardNormal::new(2).unwrap(), &train, &mut |_| {}).unwrap();
+    assert!(Guided::new(&mlp, Some(0), None, 2.0).unwrap().velocity(&x, 0.5).is_ok());
+}
+
 #[test]
 fn guidance_refuses_what_the_model_does_not_take() {
     let mlp = conditional_mlp(3, 0, 2, 3);
