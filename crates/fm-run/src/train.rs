@@ -381,7 +381,6 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
         if !resumed_at_end {
             checkpoint::save(model, &dir.file(RunDir::MODEL), &model_meta)?;
         }
-        fm_train::save_state(&state_path, c, &state_meta)?;
         if let Some(tracker) = tracker.as_ref().filter(|_| c.step.is_multiple_of(cfg.eval.track_every) || c.step == cfg.train.steps) {
             let tracked = tracker.measure(model, train_source)?;
             if let Some(row) = rows.borrow_mut().last_mut().filter(|r| r.step == c.step) {
@@ -389,7 +388,11 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
                 row.kl = tracked.kl;
             }
         }
+        // The metrics before the state: a folder that turns unwritable in between leaves rows
+        // past the state's step, which a resume drops (it keeps the rows up to its step); the
+        // state written last is the checkpoint the message names.
         dir.write_metrics(&rows.borrow()).map_err(|e| fm_train::Error::Hook(Box::new(e)))?;
+        fm_train::save_state(&state_path, c, &state_meta)?;
         last_checkpoint.set(Some(c.step));
         Ok(())
     };
