@@ -51,14 +51,7 @@ pub fn run(args: RunArgs, m: &ArgMatches) -> Result<()> {
     let by_class = if conditional { ", each class in its share of the target" } else { "" };
     println!("sampled {} points with {}{by_class} in {:.3} s", cfg.sample.n_samples, crate::sample::describe(&cfg.sample), sample_seconds);
     fm_dist::io::write_npy(&dir.file(RunDir::SAMPLES), samples.mapv(|v| v as f32).view())?;
-    match &labels {
-        Some(labels) => crate::sample::write_labels(&dir.file(RunDir::LABELS), labels)?,
-        // An earlier conditional run's labels would not be these samples'.
-        None => match std::fs::remove_file(dir.file(RunDir::LABELS)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-            _ => {}
-        },
-    }
+    crate::sample::write_labels(&dir.file(RunDir::LABELS), labels.as_deref())?;
 
     // The seed's own figure keeps the seed's axes; any other target gets axes fitted to it. A
     // figure that cannot be drawn for this dimension is skipped, said, and costs nothing else.

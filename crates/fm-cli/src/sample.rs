@@ -100,10 +100,20 @@ pub fn parse_classes(spec: &str, classes: usize) -> Result<Vec<usize>> {
     Ok(out)
 }
 
-/// Writes each row's class as an int64 `N × 1` `.npy` (what `fm sample --class` and `fm run` write).
-pub fn write_labels(path: &std::path::Path, labels: &[usize]) -> Result<()> {
-    let column = ndarray::Array2::from_shape_vec((labels.len(), 1), labels.iter().map(|&c| c as i64).collect())?;
-    Ok(fm_dist::io::write_npy(path, column.view())?)
+/// Writes each row's class as an int64 `N × 1` `.npy` (what `fm sample --class` and `fm run`
+/// write beside their samples); with no labels, removes the file an earlier run left there, whose
+/// labels would not be these samples'.
+pub fn write_labels(path: &std::path::Path, labels: Option<&[usize]>) -> Result<()> {
+    match labels {
+        Some(labels) => {
+            let column = ndarray::Array2::from_shape_vec((labels.len(), 1), labels.iter().map(|&c| c as i64).collect())?;
+            Ok(fm_dist::io::write_npy(path, column.view())?)
+        }
+        None => match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        },
+    }
 }
 
 /// "100 euler steps" or "dopri5 (rtol 1e-5, atol 1e-5)".
@@ -229,15 +239,9 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
     };
     let secs = t0.elapsed().as_secs_f64();
     fm_dist::io::write_points(&out, x.view())?;
-    // The labels after the samples; none for these samples: an earlier run's labels beside them go.
+    // The labels after the samples.
     let labels_out = labels_path(&out);
-    match &labels_written {
-        Some(labels) => write_labels(&labels_out, labels)?,
-        None => match std::fs::remove_file(&labels_out) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-            _ => {}
-        },
-    }
+    write_labels(&labels_out, labels_written.as_deref())?;
     println!("sampled {} points {of}from {} with {} in {secs:.3} s", x.nrows(), source.name(), describe(&cfg));
     let mut written = vec![(if args.pairs { "pairs" } else { "samples" }, out.as_path())];
     if labels_written.is_some() {
