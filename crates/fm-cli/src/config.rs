@@ -49,6 +49,15 @@ impl ForeignModelArgs {
     }
 }
 
+/// `--threads`, on every command that computes (read by `main` before the command runs).
+#[derive(clap::Args, Debug)]
+pub struct ThreadsFlag {
+    /// libtorch threads (and helper threads) to compute with [default: OMP_NUM_THREADS if set, else measured:
+    /// all cores on a quiet machine, one when another process holds a core].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
 /// `--config` and `--preset`, shared by every command that trains.
 #[derive(clap::Args, Debug)]
 pub struct ConfigArgs {

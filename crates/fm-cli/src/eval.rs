@@ -11,6 +11,8 @@ use std::path::PathBuf;
 #[derive(clap::Args, Debug)]
 #[command(group = clap::ArgGroup::new("what").required(true).multiple(true).args(["samples", "checkpoint", "oracle"]))]
 pub struct EvalArgs {
+    #[command(flatten)]
+    pub threads: crate::config::ThreadsFlag,
     /// A run file (e.g. a run's config.toml): its target, source, path and `[eval]` section are the defaults here.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,

@@ -95,6 +95,14 @@ fn main() {
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| exit_on_usage_error(e));
     // Flags override config files only where given: the commands need to know which were.
     let sub = matches.subcommand().map(|(_, m)| m.clone()).unwrap_or_default();
+    // libtorch's threads: --threads, else OMP_NUM_THREADS, else measured (fm_train::threads).
+    match fm_train::threads::ThreadSetting::from_env(sub.try_get_one::<usize>("threads").ok().flatten().copied()) {
+        Ok(setting) => fm_train::threads::set(setting),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    }
     let result = match cli.command {
         Command::Run(args) => run::run(args, &sub),
         Command::Train(args) => train::train(args, &sub).map(|_| ()),

@@ -33,6 +33,8 @@ pub enum Kind {
 
 #[derive(clap::Args, Debug)]
 pub struct PlotArgs {
+    #[command(flatten)]
+    pub threads: crate::config::ThreadsFlag,
     /// What to draw.
     #[arg(value_enum)]
     kind: Kind,

@@ -14,6 +14,8 @@ use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
 pub struct SampleArgs {
+    #[command(flatten)]
+    pub threads: crate::config::ThreadsFlag,
     /// A run file (e.g. a run's config.toml): its `[sample]` section, source and device are the defaults here,
     /// and the model.safetensors beside it is the checkpoint unless --checkpoint is given.
     #[arg(long, value_name = "FILE")]

@@ -12,6 +12,8 @@ use std::sync::OnceLock;
 #[derive(clap::Args, Debug)]
 pub struct TrainSetup {
     #[command(flatten)]
+    pub threads: crate::config::ThreadsFlag,
+    #[command(flatten)]
     pub config: ConfigArgs,
     #[command(flatten)]
     pub data: DataFlags,
@@ -32,13 +34,13 @@ pub struct TrainArgs {
     #[arg(long, default_value = "runs/train")]
     pub out: PathBuf,
     /// Continue the run in DIR from its last checkpoint (DIR/config.toml and DIR/train-state.safetensors);
-    /// only --steps (to extend the run), --device and --quiet may be given beside it.
+    /// only --steps (to extend the run), --device, --threads and --quiet may be given beside it.
     #[arg(long, value_name = "DIR", conflicts_with = "out")]
     pub resume: Option<PathBuf>,
 }
 
 /// The flags `--resume` accepts: they do not change what the run computes (`--steps` extends it).
-const RESUME_FLAGS: [&str; 4] = ["resume", "steps", "device", "quiet"];
+const RESUME_FLAGS: [&str; 5] = ["resume", "steps", "device", "quiet", "threads"];
 
 /// Set by SIGINT / SIGTERM; the training loop finishes its step, checkpoints and stops.
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -100,7 +102,7 @@ fn resume_config(args: &TrainArgs, dir: &Path, m: &ArgMatches) -> Result<RunConf
         .collect();
     anyhow::ensure!(
         refused.is_empty(),
-        "--resume continues the run as configured in {}; {} would change it (only --steps, to extend the run, --device and --quiet may be given)",
+        "--resume continues the run as configured in {}; {} would change it (only --steps, to extend the run, --device, --threads and --quiet may be given)",
         dir.join("config.toml").display(),
         refused.join(", ")
     );

@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod normal;
 pub mod registry;
 pub mod spec;
+pub mod threads;
 pub mod toy;
 
 pub use empirical::PointCloud;

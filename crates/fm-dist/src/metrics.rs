@@ -324,7 +324,10 @@ impl SampleQuality {
         let gmm = target.as_mixture();
         let mut matched = gmm.is_some();
         let m = w2_points.min(Self::MMD_POINTS);
-        let (mut w2s, mut refs, mut excess, mut mmds) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        // Every random draw first, in the generator's order; then the assignments (nearly all
+        // the time: O(n³) each) and the MMDs, on helper threads. The figures do not depend on
+        // the number of threads.
+        let mut draws = Vec::with_capacity(w2_draws);
         let mut bandwidths = None;
         for draw in 0..w2_draws {
             // Disjoint windows of the generated set when it is large enough, else overlapping ones.
@@ -343,17 +346,32 @@ impl SampleQuality {
                     (target.sample(w2_points, rng), target.sample(w2_points, rng))
                 }
             };
-            let (a, b) = (w2(gen, t1.view())?, w2(t1.view(), t2.view())?);
-            w2s.push(a);
-            refs.push(b);
-            excess.push(a - b);
-            let h: &Vec<f64> = bandwidths.get_or_insert_with(|| {
+            if bandwidths.is_none() {
                 let h = median_distance(t1.view(), m);
-                [0.25, 0.5, 1.0, 2.0, 4.0].iter().map(|f| f * h).collect()
-            });
+                bandwidths = Some([0.25, 0.5, 1.0, 2.0, 4.0].iter().map(|f| f * h).collect::<Vec<f64>>());
+            }
             // MMD²'s unbiasedness needs independent draws on both sides: a fresh true set, not
             // one with the samples' counts (that pairing biases it below 0).
-            mmds.push(mmd2_unbiased(gen.slice(s![..m, ..]), target.sample(m, rng).view(), h)?);
+            let fresh = target.sample(m, rng);
+            draws.push((gen, t1, t2, fresh));
+        }
+        let h = bandwidths.clone().unwrap_or_default();
+        // Jobs 3k, 3k + 1, 3k + 2: draw k's W2 to the samples, W2 between its true sets, MMD².
+        let jobs = crate::threads::map_jobs(3 * draws.len(), |j| {
+            let (gen, t1, t2, fresh) = &draws[j / 3];
+            match j % 3 {
+                0 => w2(*gen, t1.view()),
+                1 => w2(t1.view(), t2.view()),
+                _ => mmd2_unbiased(gen.slice(s![..m, ..]), fresh.view(), &h),
+            }
+        });
+        let jobs = jobs.into_iter().collect::<Result<Vec<f64>>>()?;
+        let (mut w2s, mut refs, mut excess, mut mmds) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for k in jobs.chunks_exact(3) {
+            w2s.push(k[0]);
+            refs.push(k[1]);
+            excess.push(k[0] - k[1]);
+            mmds.push(k[2]);
         }
         let log_p = if target.has_density() { Some(target.log_prob(generated)?) } else { None };
         let outside_support = log_p.as_ref().map_or(0, |l| l.iter().filter(|v| **v == f64::NEG_INFINITY).count());

@@ -448,6 +448,12 @@ impl ExactFlow {
         // Times of a replicate are evaluated together, in chunks that keep the largest tensor
         // (`[times, points, K, D]`) near a million values whatever the mixture.
         let chunk = (MAX_VALUES / (per_time * self.target.n_components() * self.dim()).max(1)).clamp(1, m);
+        // libtorch's threads for this work, measured on one chunk drawn from a generator of its
+        // own (the estimate's draws stay those of `rng`).
+        let probe_times: Vec<f64> = (0..chunk).map(|i| (i as f64 + 0.5) / chunk as f64).collect();
+        let probe_slices = self.slices(&probe_times)?;
+        let probe_x = self.draw(&probe_slices, per_time, &mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0))?;
+        crate::threads::choose(|| f(&probe_slices, &probe_x).map(drop))?;
         for _ in 0..REPLICATES {
             let shift: f64 = rng.random();
             let times: Vec<f64> = (0..m).map(|i| time.quantile((i as f64 + shift) / m as f64).clamp(0.0, 1.0)).collect();

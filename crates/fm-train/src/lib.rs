@@ -41,6 +41,7 @@ pub mod path;
 mod progress;
 pub mod reflow;
 mod sample;
+pub mod threads;
 pub mod time;
 mod train;
 mod units;

@@ -116,6 +116,10 @@ pub(crate) fn sample_from(field: &(impl VectorField + HasDevice + ?Sized), x0: t
     let n = x0.size()[0] as usize;
     let rows = if device.is_cuda() { cfg.gpu_chunk_size } else { cfg.chunk_size };
     let starts = x0.f_split(rows as i64, 0)?;
+    // libtorch's threads for this work: measured on one evaluation of the first chunk.
+    if let Some(first) = starts.first() {
+        crate::threads::choose(|| field.velocity(first, 0.0).map(drop))?;
+    }
     let parts = starts.iter().map(|part| Ok(solve(&Borrowed(field), part, &grid, cfg.method, cfg.solve_options())?.x)).collect::<Result<Vec<_>>>()?;
     let x = tch::Tensor::f_cat(&parts, 0)?;
     // One check of the whole result (a sync per step would slow GPU sampling); only when it

@@ -770,6 +770,8 @@ pub fn train_on<M: VelocityModel>(
         // Resumed at its last step: checkpoint once more, so that every file is complete.
         checkpoint(first_step, model, &state, f64::NAN)?;
     }
+    // libtorch's threads follow the machine: measured windows of steps (crate::threads).
+    let mut steering = crate::threads::Steering::new();
     std::thread::scope(|scope| -> Result<()> {
         let batches = Batches::start(scope, Batches::helpers(device), first_step, cfg, data, dim, shape);
         for step in first_step + 1..=cfg.steps {
@@ -835,6 +837,7 @@ pub fn train_on<M: VelocityModel>(
                 ema.update()?;
             }
             last_step = step;
+            steering.step();
 
             window = window.f_add(&loss.f_detach()?)?;
             let checkpoint_due = step == cfg.steps || (cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0);
