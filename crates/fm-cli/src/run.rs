@@ -53,37 +53,50 @@ pub fn run(args: RunArgs, m: &ArgMatches) -> Result<()> {
     fm_dist::io::write_npy(&dir.file(RunDir::SAMPLES), samples.mapv(|v| v as f32).view())?;
     crate::sample::write_labels(&dir.file(RunDir::LABELS), labels.as_deref())?;
 
-    // The seed's own figure keeps the seed's axes; any other target gets axes fitted to it. A
-    // figure that cannot be drawn for this dimension is skipped, said, and costs nothing else.
+    // The figure and the sample figures (pure Rust, on helper threads) are computed while the
+    // model's likelihood (libtorch, on this thread) is: their threads are measured, not fixed.
     let dim = trained.target.dim();
     let drew_compare = dim >= 2;
-    if drew_compare {
-        let fig = if cfg.target == RunConfig::default().target {
-            fm_viz::CompareFigure::seed()
+    let (figure, quality, kl) = std::thread::scope(|scope| {
+        let figure = scope.spawn(|| -> Result<()> {
+            if !drew_compare {
+                return Ok(());
+            }
+            // The seed's own figure keeps the seed's axes; any other target gets axes fitted to it.
+            let fig = if cfg.target == RunConfig::default().target {
+                fm_viz::CompareFigure::seed()
+            } else {
+                fm_viz::CompareFigure { target_title: format!("Target: {}", trained.target.name()), ..fm_viz::CompareFigure::fitted() }
+            };
+            let fig = fm_viz::CompareFigure { labels: labels.clone(), ..fig };
+            Ok(fm_viz::compare(&dir.file(RunDir::COMPARE), trained.target.as_ref(), samples.view(), &fig)?)
+        });
+        let quality = scope.spawn(|| cfg.eval.measure(trained.target.as_ref(), samples.view(), &mut StdRng::seed_from_u64(seeds::quality(cfg.train.seed))));
+        // A one-step or MeanFlow model's likelihood is not its sampler's: its samples judge it.
+        let kl = if trained.target.has_density() && trained.data_map.is_none() && cfg.eval.kl_points > 0 && trained.generator == fm_train::Generator::Flow {
+            let mut rng = StdRng::seed_from_u64(seeds::kl(cfg.train.seed));
+            fm_train::kl_estimate(trained.target.as_ref(), &trained.mlp, trained.source.as_ref(), cfg.eval.kl_points, &cfg.eval.likelihood, &mut rng).map(Some)
         } else {
-            fm_viz::CompareFigure { target_title: format!("Target: {}", trained.target.name()), ..fm_viz::CompareFigure::fitted() }
+            Ok(None)
         };
-        let fig = fm_viz::CompareFigure { labels: labels.clone(), ..fig };
-        fm_viz::compare(&dir.file(RunDir::COMPARE), trained.target.as_ref(), samples.view(), &fig)?;
-        if dim > 2 {
-            println!("note: {} shows coordinates 0 and 1 of {dim} (`fm plot compare --run DIR --coords I,J` draws others)", RunDir::COMPARE);
-        }
-    } else {
+        // A panic on a helper is re-raised here, as it would have been without threads.
+        let (figure, quality) = (figure.join().unwrap_or_else(|e| std::panic::resume_unwind(e)), quality.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+        (figure, quality, kl)
+    });
+    // A figure that cannot be drawn for this dimension is skipped, said, and costs nothing else.
+    figure?;
+    if drew_compare && dim > 2 {
+        println!("note: {} shows coordinates 0 and 1 of {dim} (`fm plot compare --run DIR --coords I,J` draws others)", RunDir::COMPARE);
+    } else if !drew_compare {
         println!("note: {} skipped: figures draw two coordinates and the data are {dim}-D; the samples and report are complete", RunDir::COMPARE);
     }
-
-    let quality = cfg.eval.measure(trained.target.as_ref(), samples.view(), &mut StdRng::seed_from_u64(seeds::quality(cfg.train.seed)))?;
+    let quality = quality?;
     println!("quality of the samples:\n{quality}");
-    // A one-step or MeanFlow model's likelihood is not its sampler's: its samples judge it.
-    let kl = if trained.target.has_density() && trained.data_map.is_none() && cfg.eval.kl_points > 0 && trained.generator == fm_train::Generator::Flow {
-        let mut rng = StdRng::seed_from_u64(seeds::kl(cfg.train.seed));
-        let kl = fm_train::kl_estimate(trained.target.as_ref(), &trained.mlp, trained.source.as_ref(), cfg.eval.kl_points, &cfg.eval.likelihood, &mut rng)?;
+    let kl = kl?;
+    if let Some(kl) = &kl {
         let entry = if conditional { " (its \"no condition\" entry)" } else { "" };
         println!("likelihood of the model{entry}:\n  {kl}");
-        Some(kl)
-    } else {
-        None
-    };
+    }
     let mut per_class = Vec::new();
     if conditional && trained.data_map.is_some() {
         println!("note: no per-class table: the model was trained on standardised file data (--no-standardize trains it in the data's units)");
