@@ -33,6 +33,8 @@ usage: cargo xtask bench [--reps N] [--quick] [--threads N] [--scale seed|large|
   --py-sample-chunk N  let the PyTorch side sample N rows at a time too (default: all at once, as idiomatic code does)
   --py-cuda-graph      the PyTorch side captures its training step as a CUDA graph and replays it (with --device cuda)
   --ours PATH          our side's binary, already built (default: build the bench example with cargo)
+  --whole              the whole seed experiment instead, `fm run` against seed_pytorch.py as whole processes, on a
+                       quiet machine and beside a busy process of its own (bench --whole --help: its options)
 ";
 
 /// A side of the comparison.
@@ -232,7 +234,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
 
 /// The Python of the set-up's virtual environment (`<venv>/lib/pythonX.Y/site-packages/torch`
 /// is what set-up returns), else `python3`.
-fn find_python(torch_dir: Option<&Path>) -> PathBuf {
+pub fn find_python(torch_dir: Option<&Path>) -> PathBuf {
     if let Some(venv) = torch_dir.and_then(|t| t.ancestors().nth(4)) {
         let python = venv.join("bin").join("python");
         if python.exists() {
@@ -242,7 +244,7 @@ fn find_python(torch_dir: Option<&Path>) -> PathBuf {
     PathBuf::from("python3")
 }
 
-fn target_dir() -> PathBuf {
+pub fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(d) => {
             let d = PathBuf::from(d);
@@ -356,6 +358,9 @@ fn load_average() -> String {
 }
 
 pub fn run(args: &[String], torch_dir: Option<&Path>) -> Result<(), String> {
+    if args.iter().any(|a| a == "--whole") {
+        return crate::whole::run(args, torch_dir);
+    }
     let o = parse(args)?;
     let root = workspace_root();
     let out_dir = target_dir().join("bench");
@@ -479,7 +484,7 @@ fn num(v: &Value, key: &str) -> f64 {
 }
 
 /// (median, min, max) of finite values; NaN when none.
-fn stats(values: &[f64]) -> (f64, f64, f64) {
+pub fn stats(values: &[f64]) -> (f64, f64, f64) {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
     if v.is_empty() {
         return (f64::NAN, f64::NAN, f64::NAN);

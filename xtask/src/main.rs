@@ -5,6 +5,7 @@ mod e2e;
 mod fuzz;
 mod integrators;
 mod setup;
+mod whole;
 
 use std::process::{Command, ExitCode};
 
@@ -19,7 +20,8 @@ tasks:
                          set up, run the seed experiment (or the preset) on D (auto, cpu, cuda) and fail unless the
                          quality bar holds (--fm: an fm binary already built, e.g. carried to a GPU machine)
   bench [--reps N] [--quick] [--threads N] [--device cpu|cuda] [--ours PATH] ...  (bench --help: all options)
-                         set up, then time our library against an efficient PyTorch script, side by side (figures, no pass/fail)
+                         set up, then time our library against an efficient PyTorch script, side by side (figures, no pass/fail);
+                         --whole: the whole seed experiment (fm run) against PyTorch, quiet and beside a busy process
   integrators [--exact] [--checkpoint P] [--save P] [--samples N] [--kl-points N] [--threads N]
                          set up, then print the integrator table of the seed model (NFE, time, W2, KL per method);
                          trains the seed model first (10,000 steps) unless given a checkpoint; --exact: of the
@@ -57,6 +59,8 @@ fn main() -> ExitCode {
         "few-step" => setup::ensure_libtorch()
             .and_then(|_| cargo(&[&["run", "--release", "--quiet", "-p", "fm-train", "--example", "few_step", "--"], &as_strs(&rest)[..]].concat())),
         "fuzz" => setup::ensure_libtorch().and_then(|_| fuzz::run(&rest)),
+        // The busy process of `bench --whole`'s loaded mode (not listed: an internal helper).
+        "busy" => whole::busy(),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())

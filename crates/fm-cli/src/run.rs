@@ -80,7 +80,8 @@ pub fn run(args: RunArgs, m: &ArgMatches) -> Result<()> {
             Ok(None)
         };
         // A panic on a helper is re-raised here, as it would have been without threads.
-        let (figure, quality) = (figure.join().unwrap_or_else(|e| std::panic::resume_unwind(e)), quality.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+        let (figure, quality) =
+            (figure.join().unwrap_or_else(|e| std::panic::resume_unwind(e)), quality.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
         (figure, quality, kl)
     });
     // A figure that cannot be drawn for this dimension is skipped, said, and costs nothing else.
