@@ -53,12 +53,12 @@ fn apply(n: usize) {
 
 /// Rounds per candidate in [`choose`]: the median of three shrugs off one unlucky (or lucky)
 /// round.
-const PROBE_ROUNDS: usize = 3;
+pub const PROBE_ROUNDS: usize = 3;
 /// The least time of a round: the probe is repeated until it has run this long. A short burst
 /// after a sleep is scheduled at once even on a busy core; the waits show only in sustained work
 /// (measured: single 0.3 ms forward passes chose 2 threads on a busy 2-core machine, whose
 /// sampling then ran 13× slower; 10 ms rounds chose 1).
-const PROBE_ROUND: Duration = Duration::from_millis(10);
+pub const PROBE_ROUND: Duration = Duration::from_millis(10);
 
 /// Sets libtorch's thread count for the work `probe` stands for and returns it: with a fixed
 /// setting, that count; otherwise `probe` (one unit of the work itself, such as a forward pass
@@ -76,8 +76,13 @@ pub fn choose<E>(mut probe: impl FnMut() -> Result<(), E>) -> Result<usize, E> {
     }
     probe()?;
     let mut times = vec![Vec::with_capacity(PROBE_ROUNDS); counts.len()];
-    for _ in 0..PROBE_ROUNDS {
+    for round in 0..PROBE_ROUNDS {
         for (k, &n) in counts.iter().enumerate() {
+            // A count more than twice as slow as the best in the first round is out: on a busy
+            // machine its rounds are the probe's whole cost.
+            if round > 0 && times[k][0] > 2 * times.iter().map(|t| t[0]).min().unwrap_or_default() {
+                continue;
+            }
             apply(n);
             let (start, mut calls) = (Instant::now(), 0u32);
             while calls == 0 || start.elapsed() < PROBE_ROUND {
@@ -88,9 +93,6 @@ pub fn choose<E>(mut probe: impl FnMut() -> Result<(), E>) -> Result<usize, E> {
         }
     }
     let best = pick(&counts, &mut times);
-    if std::env::var_os("FM_THREADS_DEBUG").is_some() {
-        eprintln!("choose: {counts:?} {times:?} -> {best}");
-    }
     apply(best);
     Ok(best)
 }
@@ -226,8 +228,10 @@ pub struct Steering {
 }
 
 impl Steering {
-    /// Fewest steps in a window.
-    pub const MIN_STEPS: usize = 16;
+    /// Fewest steps in a window. Windows are bounded by time, not steps: a try of a slow count
+    /// on a busy machine (7.5 ms a step at 2 threads against 0.6 at 1, measured) costs one
+    /// window's time, not sixteen of its steps.
+    pub const MIN_STEPS: usize = 2;
     /// Shortest window: long enough for the clock and the scheduler to be fair.
     pub const MIN_WINDOW: Duration = Duration::from_millis(25);
 
