@@ -40,12 +40,18 @@ pub struct ForeignModelArgs {
     /// file is refused].
     #[arg(long)]
     pub activation: Option<fm_model::Activation>,
+    /// What the network's first-layer inputs are after the data, where the checkpoint does not record it (a PyTorch
+    /// state dict): t (the seed's), t:N (N sinusoidal time features), meanflow (an average velocity's r, t) or
+    /// meanflow-paper (the same in the MeanFlow paper's time, converted), then ,classes:K and/or ,cond:C for a
+    /// conditional network [default: the run file's, with --config; else only the seed's layout is read from shapes].
+    #[arg(long, value_name = "LAYOUT")]
+    pub inputs: Option<fm_model::checkpoint::InputLayout>,
 }
 
 impl ForeignModelArgs {
     /// The load options: the flag, else the run file's `[model]` (for a file of its shapes).
     pub fn options(&self, run: Option<&RunConfig>) -> fm_model::checkpoint::LoadOptions {
-        fm_model::checkpoint::LoadOptions { config: None, activation: self.activation, described: run.map(|r| r.model.clone()) }
+        fm_model::checkpoint::LoadOptions { config: None, activation: self.activation, described: run.map(|r| r.model.clone()), inputs: self.inputs }
     }
 }
 

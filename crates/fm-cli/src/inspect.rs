@@ -24,7 +24,18 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
     let run = args.config.as_deref().map(crate::config::RunConfig::read).transpose()?;
     let bytes = std::fs::read(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     let format = Format::detect(&bytes);
-    let (mlp, meta) = checkpoint::load_any_with(&path, tch::Device::Cpu, &args.foreign.options(run.as_ref()))?;
+    let (mlp, meta) = match checkpoint::load_any_with(&path, tch::Device::Cpu, &args.foreign.options(run.as_ref())) {
+        Ok(loaded) => loaded,
+        Err(e) => match checkpoint::describe_unrecorded(&bytes) {
+            // Inspecting needs no activation or layout: what the shapes allow is the answer.
+            Ok(Some(shapes)) => {
+                println!("{} ({:?}, {} bytes)\n  model      {shapes}", path.display(), format, bytes.len());
+                println!("  to use it  {}", format!("{e:#}").replace('\n', " "));
+                return Ok(());
+            }
+            _ => return Err(e.into()),
+        },
+    };
     let c = mlp.config();
     let params: i64 = mlp.var_store().trainable_variables().iter().map(|t| t.numel() as i64).sum();
     println!("{} ({:?}, {} bytes)", path.display(), format, bytes.len());

@@ -199,6 +199,118 @@ pub struct LoadOptions {
     /// without its config only when its shapes are exactly that network; then its activation
     /// is the description's (unless [`Self::activation`] says otherwise).
     pub described: Option<MlpConfig>,
+    /// What the first layer's inputs after the data are, for a file that does not record it.
+    /// `None`: only the seed's layout (`x` then one raw `t`) is read from shapes alone; any
+    /// other width admits several readings and is refused, naming them.
+    pub inputs: Option<InputLayout>,
+}
+
+/// What a network's first layer reads after the `d` data columns, as a file without fm's record
+/// cannot say: its times (one raw `t`, `N` sinusoidal features of `t`, or MeanFlow's two raw
+/// times `r, t`), then its condition (`K` one-hot classes, `C` values, and the "no condition"
+/// entry when conditioned). Spelled `t`, `t:N`, `meanflow` or `meanflow-paper`, then optionally
+/// `,classes:K` and `,cond:C` (`--inputs t,classes:8`).
+///
+/// `meanflow-paper`: an average-velocity network `u(z, r, t)` in the MeanFlow paper's time (t = 1
+/// the noise, the jump `z_r = z_t − (t − r) u`), inputs `[x, r, t]`. It is converted on reading
+/// into fm's convention (t = 0 the source; `u_fm(x, r, t) = −u_paper(x, 1 − t, 1 − r)`, exact:
+/// the first layer's `r` and `t` columns swap and change sign, its bias gains both, and the last
+/// layer changes sign; docs/few-step.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InputLayout {
+    /// Sinusoidal time features (0: raw times).
+    pub time_embedding: usize,
+    /// Raw times: 1, or 2 for an average velocity (MeanFlow).
+    pub time_inputs: usize,
+    /// One-hot classes (0: none).
+    pub classes: usize,
+    /// Condition values (0: none).
+    pub cond_dim: usize,
+    /// A MeanFlow network in the paper's time convention, to convert.
+    pub meanflow_paper: bool,
+}
+
+impl InputLayout {
+    /// The first layer's width for `dim`-D data.
+    pub fn inputs(&self, dim: usize) -> usize {
+        let times = if self.time_embedding > 0 { self.time_embedding } else { self.time_inputs };
+        let conditioned = self.classes > 0 || self.cond_dim > 0;
+        dim + times + self.classes + self.cond_dim + usize::from(conditioned)
+    }
+
+    /// The readings of a first layer of `inputs` columns for `dim`-D data: every layout of that
+    /// width fm trains (the seed's `t` alone when `inputs = dim + 1`).
+    pub fn readings(dim: usize, inputs: usize) -> Vec<InputLayout> {
+        let Some(extra) = inputs.checked_sub(dim) else { return Vec::new() };
+        let raw = InputLayout { time_inputs: 1, ..Self::default() };
+        let mut out = Vec::new();
+        if extra == 1 {
+            out.push(raw);
+        }
+        if extra >= 2 && extra % 2 == 0 {
+            out.push(InputLayout { time_embedding: extra, ..raw });
+        }
+        if extra == 2 {
+            out.push(InputLayout { time_inputs: 2, ..Self::default() });
+            out.push(InputLayout { time_inputs: 2, meanflow_paper: true, ..Self::default() });
+        }
+        if extra >= 3 {
+            out.push(InputLayout { classes: extra - 2, ..raw });
+            out.push(InputLayout { cond_dim: extra - 2, ..raw });
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for InputLayout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.time_embedding, self.time_inputs, self.meanflow_paper) {
+            (0, 2, false) => write!(f, "meanflow")?,
+            (0, 2, true) => write!(f, "meanflow-paper")?,
+            (0, _, _) => write!(f, "t")?,
+            (n, _, _) => write!(f, "t:{n}")?,
+        }
+        if self.classes > 0 {
+            write!(f, ",classes:{}", self.classes)?;
+        }
+        if self.cond_dim > 0 {
+            write!(f, ",cond:{}", self.cond_dim)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for InputLayout {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let bad = |why: &str| format!("input layout '{s}': {why} (spelled t, t:N, meanflow or meanflow-paper, then optionally ,classes:K and ,cond:C)");
+        let mut parts = s.split(',').map(str::trim);
+        let number = |v: &str, what: &str| v.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| bad(&format!("{what} must be a positive whole number")));
+        let mut layout = match parts.next().unwrap_or("") {
+            "t" => InputLayout { time_inputs: 1, ..Self::default() },
+            "meanflow" => InputLayout { time_inputs: 2, ..Self::default() },
+            "meanflow-paper" => InputLayout { time_inputs: 2, meanflow_paper: true, ..Self::default() },
+            other => match other.strip_prefix("t:") {
+                Some(n) => {
+                    let n = number(n, "the number of time features")?;
+                    if n % 2 != 0 {
+                        return Err(bad("the number of time features is even (sines and cosines)"));
+                    }
+                    InputLayout { time_inputs: 1, time_embedding: n, ..Self::default() }
+                }
+                None => return Err(bad("it starts with the times")),
+            },
+        };
+        for part in parts {
+            match part.split_once(':') {
+                Some(("classes", k)) if layout.classes == 0 => layout.classes = number(k, "classes")?,
+                Some(("cond", c)) if layout.cond_dim == 0 => layout.cond_dim = number(c, "cond")?,
+                _ => return Err(bad(&format!("'{part}' is not classes:K or cond:C (each at most once)"))),
+            }
+        }
+        Ok(layout)
+    }
 }
 
 impl LoadOptions {
@@ -284,6 +396,49 @@ pub fn from_any_bytes(bytes: &[u8], device: Device, opts: &LoadOptions) -> Resul
     Ok((mlp, metadata))
 }
 
+/// What a checkpoint's shapes say of its network when the file does not record it (a PyTorch
+/// state dict): its linear layers, and the readings of its first layer's inputs
+/// ([`InputLayout::readings`]), without choosing among them or an activation. `None` for a file
+/// that records its network (load it), or whose tensors are not an MLP's.
+///
+/// # Errors
+/// [`Error::Checkpoint`] (path `<bytes>`) when the bytes are neither safetensors nor a
+/// `torch.save` archive.
+pub fn describe_unrecorded(bytes: &[u8]) -> Result<Option<String>> {
+    let (state, metadata) = match Format::detect(bytes) {
+        Format::Pth => crate::pth::read(bytes)?,
+        Format::Safetensors => read_safetensors(bytes)?,
+    };
+    if metadata.contains_key("config") {
+        return Ok(None);
+    }
+    let renamed = canonical_names(&state);
+    let state = renamed.as_ref().unwrap_or(&state);
+    let mut widths = Vec::new();
+    while let Some(t) = get(state, &format!("net.{}.weight", 2 * widths.len())) {
+        match t.shape[..] {
+            [out, inp] => widths.push((inp, out)),
+            _ => return Ok(None),
+        }
+    }
+    let (Some(&(inputs, _)), Some(&(_, dim))) = (widths.first(), widths.last()) else { return Ok(None) };
+    let chain = std::iter::once(inputs).chain(widths.iter().map(|w| w.1)).map(|w| w.to_string()).collect::<Vec<_>>().join("→");
+    let readings = InputLayout::readings(dim, inputs);
+    let read = match readings.as_slice() {
+        [] => format!("no layout fm trains has {inputs} inputs for {dim}-D data"),
+        [only] => format!("its inputs read only as {only} ({})", reading(only)),
+        several => format!(
+            "its {inputs} inputs read as {} — give --inputs to sample it",
+            several.iter().map(|r| format!("{r} ({})", reading(r))).collect::<Vec<_>>().join(" | ")
+        ),
+    };
+    Ok(Some(format!(
+        "an MLP without fm's record (a PyTorch state dict): linear layers {chain} ({} hidden of {}, {dim}-D output); {read}; its activation is not recorded (give --activation to sample it)",
+        widths.len() - 1,
+        widths.first().map_or(0, |w| w.1)
+    )))
+}
+
 /// Reads a checkpoint of any [`Format`], told apart by content rather than by extension. A
 /// file without our config (a `.pth` from PyTorch, such as the seed's `flow_match_model.pth`)
 /// is refused, since its activation is unknown: [`load_any_with`] says it.
@@ -365,6 +520,11 @@ pub fn from_state_dict(state: &StateDict, device: Device, opts: &LoadOptions) ->
         Some(c) => c.clone(),
         None => infer_config(state, opts).map_err(|m| err(here, m + &holds()))?,
     };
+    let converted = match opts.inputs {
+        Some(layout) if layout.meanflow_paper && opts.config.is_none() => Some(from_meanflow_paper_time(state, &config).map_err(|m| err(here, m))?),
+        _ => None,
+    };
+    let state = converted.as_ref().unwrap_or(state);
     // Everything is checked before the model is built: the config comes from the file (or its
     // shapes) and may describe a network far larger than the file holds.
     check_size(state, &config)?;
@@ -394,6 +554,34 @@ pub fn from_state_dict(state: &StateDict, device: Device, opts: &LoadOptions) ->
         var.f_copy_(&src)?;
     }
     Ok(mlp)
+}
+
+/// An average-velocity MLP in the MeanFlow paper's time (`[x, r, t]` inputs, t = 1 the noise)
+/// as fm's: `u_fm(x, r, t) = −u_paper(x, 1 − t, 1 − r)`. The first layer's `W_x x + w_r r' + w_t t' + b`
+/// at `r' = 1 − t`, `t' = 1 − r` is `W_x x − w_t r − w_r t + (b + w_r + w_t)`; the last layer
+/// changes sign. Exact up to float rounding of the bias.
+fn from_meanflow_paper_time(state: &StateDict, config: &MlpConfig) -> std::result::Result<StateDict, String> {
+    let d = config.dim;
+    let last = 2 * config.hidden_layers;
+    let mut out = state.clone();
+    let find = |out: &mut StateDict, name: &str| out.iter().position(|(n, _)| n == name).ok_or_else(|| format!("tensor '{name}' is missing"));
+    let (w0, b0) = (find(&mut out, "net.0.weight")?, find(&mut out, "net.0.bias")?);
+    let inputs = out[w0].1.shape.get(1).copied().unwrap_or(0);
+    if inputs != d + 2 || config.time_inputs != 2 {
+        return Err(format!("meanflow-paper converts a network of [x, r, t] ({} inputs), the file's first layer has {inputs}", d + 2));
+    }
+    let rows = out[w0].1.shape[0];
+    for row in 0..rows {
+        let w = &mut out[w0].1.values[row * inputs..(row + 1) * inputs];
+        let (w_r, w_t) = (w[d], w[d + 1]);
+        (w[d], w[d + 1]) = (-w_t, -w_r);
+        out[b0].1.values[row] += w_r + w_t;
+    }
+    for name in [format!("net.{last}.weight"), format!("net.{last}.bias")] {
+        let i = find(&mut out, &name)?;
+        out[i].1.values.iter_mut().for_each(|v| *v = -*v);
+    }
+    Ok(out)
 }
 
 /// The state dict under our names (`net.0.weight`, …) when it uses another common spelling of
@@ -517,12 +705,13 @@ fn describe(c: &MlpConfig) -> String {
 /// The architecture implied by the shapes of `net.0.weight`, `net.2.weight`, …, with the
 /// activation and time features the caller gives (the shapes cannot say them).
 fn infer_config(state: &StateDict, opts: &LoadOptions) -> std::result::Result<MlpConfig, String> {
-    // A network the run file describes, whose shapes these are, is that network: the shapes
-    // alone cannot tell a condition's inputs (or two raw times) from time features.
-    if let (Some(described), None) = (&opts.described, opts.activation) {
+    // A network the run file describes, whose shapes these are, is that network (with the
+    // activation given, if one is): the shapes alone cannot tell a condition's inputs (or two
+    // raw times) from time features. An explicit --inputs is read as given instead.
+    if let (Some(described), None) = (&opts.described, opts.inputs) {
         let fits = |(name, shape): &(String, Vec<i64>)| get(state, name).is_some_and(|t| t.shape.iter().map(|&v| v as i64).eq(shape.iter().copied()));
         if described.parameter_shapes().iter().all(fits) {
-            return Ok(described.clone());
+            return Ok(MlpConfig { activation: opts.activation.unwrap_or(described.activation), ..described.clone() });
         }
     }
     let shape = |i: usize| get(state, &format!("net.{i}.weight")).map(|t| t.shape.clone());
@@ -539,16 +728,48 @@ fn infer_config(state: &StateDict, opts: &LoadOptions) -> std::result::Result<Ml
             linear
         ));
     }
-    // The output is the velocity, as wide as the data; the rest of the input is the time: 1
-    // (raw t) or an even number of sine and cosine features.
+    // The output is as wide as the data; what the rest of the input is, the shapes say only
+    // for the seed's layout (one raw t): any other width has several readings, which the user
+    // (or a run file) chooses among, never fm.
     let (dim, inputs) = (last[0], first[1]);
-    let time_embedding = match inputs.checked_sub(dim) {
-        Some(1) => 0,
-        Some(n) if n >= 2 && n % 2 == 0 => n,
-        _ => return Err(format!("cannot infer an MLP: {inputs} inputs and {dim} outputs do not leave the time 1 input or an even number of time features")),
+    let readings = InputLayout::readings(dim, inputs);
+    let layout = match (opts.inputs, readings.as_slice()) {
+        (Some(given), _) if given.inputs(dim) == inputs => given,
+        (Some(given), _) => {
+            return Err(format!(
+                "--inputs {given} means {} first-layer inputs for {dim}-D data, the file's first layer has {inputs}{}",
+                given.inputs(dim),
+                match readings.is_empty() {
+                    true => String::new(),
+                    false => format!(" (its readings: {})", readings.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")),
+                }
+            ))
+        }
+        (None, []) => return Err(format!("cannot infer an MLP: {inputs} inputs and {dim} outputs leave no time input")),
+        (None, [only]) => *only,
+        (None, several) => {
+            return Err(format!(
+                "the file does not record what its network's {inputs} inputs are beyond the {dim}-D data, and its shapes allow {}: \
+                 say which with --inputs {}{} (or --config with the run file that trained it)",
+                several.len(),
+                several.iter().map(|r| format!("{r} ({})", reading(r))).collect::<Vec<_>>().join(" | "),
+                match inputs - dim {
+                    n if n >= 4 => format!(", or t,classes:K,cond:C with K + C = {} for classes and values together", n - 2),
+                    _ => String::new(),
+                }
+            ))
+        }
     };
-    let inferred =
-        |activation| MlpConfig { dim, hidden_dim: first[0], hidden_layers: linear - 1, activation, time_embedding, time_inputs: 1, classes: 0, cond_dim: 0 };
+    let inferred = |activation| MlpConfig {
+        dim,
+        hidden_dim: first[0],
+        hidden_layers: linear - 1,
+        activation,
+        time_embedding: layout.time_embedding,
+        time_inputs: layout.time_inputs,
+        classes: layout.classes,
+        cond_dim: layout.cond_dim,
+    };
     if let Some(activation) = opts.activation {
         return Ok(inferred(activation));
     }
@@ -566,6 +787,22 @@ fn infer_config(state: &StateDict, opts: &LoadOptions) -> std::result::Result<Ml
             )),
             Activation::ALL.map(Activation::name).join("|")
         )),
+    }
+}
+
+/// What a reading of the input layout means, in words.
+fn reading(layout: &InputLayout) -> String {
+    let times = match (layout.time_embedding, layout.time_inputs, layout.meanflow_paper) {
+        (0, 2, false) => "an average velocity u(x, r, t), fm's time".to_string(),
+        (0, 2, true) => "an average velocity in the MeanFlow paper's time".to_string(),
+        (0, _, _) => "a velocity of x and t".to_string(),
+        (n, _, _) => format!("a velocity with {n} sinusoidal time features"),
+    };
+    match (layout.classes, layout.cond_dim) {
+        (0, 0) => times,
+        (k, 0) => format!("{times}, conditioned on {k} classes"),
+        (0, c) => format!("{times}, conditioned on {c} values"),
+        (k, c) => format!("{times}, conditioned on {k} classes and {c} values"),
     }
 }
 

@@ -406,3 +406,77 @@ fn foreign_safetensors_metadata_is_not_mistaken_for_ours() {
     assert_eq!(back.config(), &small());
     assert_eq!(meta["format"], "pt");
 }
+
+/// Issue 30, kind 1: a record-less state dict of every layout fm trains, in 1-D to 3-D, with
+/// even and odd class counts, condition widths and time features, is read back exactly when its
+/// layout is given (`--inputs`), and without it is refused naming the readings, except the
+/// seed's layout (one raw t), the only one its shapes fix. Before, fm split the inputs as data
+/// and time features whenever the count was even: an 8-class model (12 inputs) was read as 10
+/// time features and sampled two of the eight modes, exit 0.
+#[test]
+fn record_less_state_dicts_are_read_exactly_or_refused_naming_the_readings() {
+    use fm_model::checkpoint::InputLayout;
+    let mut layouts: Vec<InputLayout> = vec!["t".parse().unwrap(), "meanflow".parse().unwrap()];
+    for n in [2, 4, 6] {
+        layouts.push(format!("t:{n}").parse().unwrap());
+    }
+    for k in 1..=5 {
+        layouts.push(format!("t,classes:{k}").parse().unwrap());
+        layouts.push(format!("t,cond:{k}").parse().unwrap());
+    }
+    layouts.push("t,classes:3,cond:2".parse().unwrap());
+    for dim in 1..=3 {
+        for layout in &layouts {
+            let config = MlpConfig {
+                dim,
+                time_embedding: layout.time_embedding,
+                time_inputs: layout.time_inputs,
+                classes: layout.classes,
+                cond_dim: layout.cond_dim,
+                ..small()
+            };
+            tch::manual_seed(1);
+            let mlp = Mlp::new(config.clone(), Device::Cpu).unwrap();
+            let state = checkpoint::state_dict(&mlp).unwrap();
+            let relu = LoadOptions::with_activation(Activation::Relu);
+            match checkpoint::from_state_dict(&state, Device::Cpu, &relu) {
+                Ok(read) => assert!(layout.to_string() == "t" && read.config() == &config, "{dim}-D {layout}: read as {:?}", read.config()),
+                Err(e) => {
+                    let e = e.to_string();
+                    // Classes and values together are named by the rule K + C = n, not listed.
+                    let named = if layout.classes > 0 && layout.cond_dim > 0 { "t,classes:K,cond:C with K + C = 5".to_string() } else { layout.to_string() };
+                    assert!(layout.to_string() != "t" && e.contains("--inputs") && e.contains(&named), "{dim}-D {layout}: {e}");
+                }
+            }
+            let told = LoadOptions { inputs: Some(*layout), ..relu.clone() };
+            let read = checkpoint::from_state_dict(&state, Device::Cpu, &told).unwrap_or_else(|e| panic!("{dim}-D {layout}: {e}"));
+            assert_eq!(read.config(), &config, "{dim}-D {layout}");
+            // A layout of another width is refused, naming both widths.
+            let wrong = LoadOptions { inputs: Some(InputLayout { classes: layout.classes + 1, ..*layout }), ..relu };
+            assert!(checkpoint::from_state_dict(&state, Device::Cpu, &wrong).unwrap_err().to_string().contains("first-layer inputs"));
+        }
+    }
+    assert!("t:3".parse::<InputLayout>().unwrap_err().contains("even"));
+    assert!("r,t".parse::<InputLayout>().unwrap_err().contains("meanflow"));
+    assert!("t,classes:0".parse::<InputLayout>().is_err());
+}
+
+/// Issue 30, kind 1: a MeanFlow network in the paper's time convention (t = 1 the noise,
+/// `z_r = z_t − (t − r) u`) is converted on reading: `u_fm(x, r, t) = −u_paper(x, 1 − t, 1 − r)`.
+#[test]
+fn a_meanflow_network_in_the_papers_time_is_converted_exactly() {
+    let config = MlpConfig { time_inputs: 2, hidden_dim: 16, ..small() };
+    tch::manual_seed(3);
+    let paper = Mlp::new(config.clone(), Device::Cpu).unwrap();
+    let state = checkpoint::state_dict(&paper).unwrap();
+    let opts = LoadOptions { inputs: Some("meanflow-paper".parse().unwrap()), ..LoadOptions::with_activation(Activation::Relu) };
+    let ours = checkpoint::from_state_dict(&state, Device::Cpu, &opts).unwrap();
+    assert_eq!(ours.config(), &config);
+    let x = tch::Tensor::randn([64, 2], (tch::Kind::Float, Device::Cpu));
+    let r = tch::Tensor::rand([64, 1], (tch::Kind::Float, Device::Cpu)) * 0.5;
+    let t = &r + tch::Tensor::rand([64, 1], (tch::Kind::Float, Device::Cpu)) * 0.5;
+    let u_ours = ours.forward(&x, &tch::Tensor::cat(&[&r, &t], 1)).unwrap();
+    let u_paper = paper.forward(&x, &tch::Tensor::cat(&[&(1.0 - &t), &(1.0 - &r)], 1)).unwrap();
+    let gap = f64::try_from((u_ours + u_paper).abs().max()).unwrap();
+    assert!(gap < 1e-5, "u_fm + u_paper(x, 1 − t, 1 − r) = {gap}");
+}
