@@ -53,7 +53,7 @@ pub struct EvalArgs {
     #[arg(long, value_name = "K|K,K|all", requires = "checkpoint")]
     class: Option<String>,
     /// The classifier-free guidance scale w the classes are sampled and judged with.
-    #[arg(long, value_name = "W", default_value_t = 1.0, requires = "checkpoint")]
+    #[arg(long, value_name = "W", default_value_t = 1.0, requires = "checkpoint", allow_hyphen_values = true)]
     cfg_scale: f64,
 }
 
@@ -64,16 +64,12 @@ pub fn eval(args: EvalArgs, m: &clap::ArgMatches) -> Result<()> {
     if crate::config::given(m, "kl_steps") {
         cfg.likelihood.steps = args.kl_steps;
     }
-    anyhow::ensure!(args.cfg_scale.is_finite(), "--cfg-scale must be a finite number, got {}", args.cfg_scale);
+    fm_train::conditional::check_guidance_scale(args.cfg_scale).map_err(|e| anyhow::anyhow!("--cfg-scale: {e}"))?;
     let model = args.checkpoint.as_deref().map(|c| ModelBundle::load(c, "auto", None, &args.foreign.options(run.as_ref()))).transpose()?;
     let shape = model.as_ref().map(|b| fm_model::VelocityModel::condition_shape(&b.mlp)).unwrap_or_default();
     let classes = args.class.as_deref().map(|spec| crate::sample::parse_classes(spec, shape.classes)).transpose()?;
     anyhow::ensure!(args.cfg_scale == 1.0 || classes.is_some(), "--cfg-scale guides the classes judged: give --class K (or all)");
     if let (Some(bundle), Some(_)) = (&model, &classes) {
-        anyhow::ensure!(
-            bundle.data_map.is_none(),
-            "per-class judging of a model trained on standardised file data is not supported (train with --no-standardize)"
-        );
         if args.cfg_scale != 1.0 {
             bundle.require_null_entry()?;
         }
@@ -168,9 +164,8 @@ pub fn eval(args: EvalArgs, m: &clap::ArgMatches) -> Result<()> {
         );
         for &class in classes {
             let q = fm_train::class_quality(
-                &bundle.mlp,
+                &bundle.units(),
                 target.as_ref(),
-                bundle.source.as_ref(),
                 class,
                 args.cfg_scale,
                 cfg.w2_points,

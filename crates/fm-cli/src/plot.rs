@@ -85,7 +85,7 @@ pub struct PlotArgs {
     #[arg(long, value_name = "K|K,K|all")]
     class: Option<String>,
     /// The classifier-free guidance scale of compare and trajectories.
-    #[arg(long, value_name = "W", default_value_t = 1.0)]
+    #[arg(long, value_name = "W", default_value_t = 1.0, allow_hyphen_values = true)]
     cfg_scale: f64,
     /// The guidance figure's scales, one panel each.
     #[arg(long, value_name = "W,W,…", value_delimiter = ',', default_values_t = [0.0, 1.0, 2.0, 3.0, 5.0])]
@@ -162,7 +162,7 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
     }
     cfg.n_samples = args.points.unwrap_or(10_000);
     let t: &dyn Target = target.as_ref();
-    anyhow::ensure!(args.cfg_scale.is_finite(), "--cfg-scale must be a finite number, got {}", args.cfg_scale);
+    fm_train::conditional::check_guidance_scale(args.cfg_scale).map_err(|e| anyhow::anyhow!("--cfg-scale: {e}"))?;
     anyhow::ensure!(args.scales.iter().all(|w| w.is_finite()), "--scales must be finite numbers, got {:?}", args.scales);
     anyhow::ensure!(
         args.class.is_none() || matches!(args.kind, Kind::Compare | Kind::Trajectories | Kind::Guidance),

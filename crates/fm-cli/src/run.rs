@@ -87,7 +87,10 @@ pub fn run(args: RunArgs, m: &ArgMatches) -> Result<()> {
     // A figure that cannot be drawn for this dimension is skipped, said, and costs nothing else.
     figure?;
     if drew_compare && dim > 2 {
-        println!("note: {} shows coordinates 0 and 1 of {dim} (`fm plot compare --run DIR --coords I,J` draws others)", RunDir::COMPARE);
+        println!(
+            "note: {} shows x1 and x2 of x1…x{dim} (`fm plot compare --run DIR --coords I,J` draws others, counted from 0: --coords 0,1 is x1 and x2)",
+            RunDir::COMPARE
+        );
     } else if !drew_compare {
         println!("note: {} skipped: figures draw two coordinates and the data are {dim}-D; the samples and report are complete", RunDir::COMPARE);
     }
@@ -99,18 +102,14 @@ pub fn run(args: RunArgs, m: &ArgMatches) -> Result<()> {
         println!("likelihood of the model{entry}:\n  {kl}");
     }
     let mut per_class = Vec::new();
-    if conditional && trained.data_map.is_some() {
-        println!("note: no per-class table: the model was trained on standardised file data (--no-standardize trains it in the data's units)");
-    }
-    if conditional && trained.data_map.is_none() {
+    if conditional {
         println!("per class (w = 1):");
         let mut rng = StdRng::seed_from_u64(seeds::quality(cfg.train.seed).wrapping_add(1));
         for class in 0..trained.target.classes() {
             let w2_points = cfg.eval.w2_points.min(cfg.sample.n_samples);
             let q = fm_train::class_quality(
-                &trained.mlp,
+                &trained.units(),
                 trained.target.as_ref(),
-                trained.source.as_ref(),
                 class,
                 1.0,
                 w2_points,

@@ -79,7 +79,7 @@ pub struct SampleArgs {
     #[arg(long, value_name = "K|K,K|all", conflicts_with_all = ["oracle", "pairs"])]
     class: Option<String>,
     /// Classifier-free guidance scale w: v = v_∅ + w (v_c − v_∅); 1 the plain conditional field, 0 the unconditional.
-    #[arg(long, value_name = "W", default_value_t = 1.0, conflicts_with_all = ["oracle", "pairs"])]
+    #[arg(long, value_name = "W", default_value_t = 1.0, conflicts_with_all = ["oracle", "pairs"], allow_hyphen_values = true)]
     cfg_scale: f64,
     /// A conditional checkpoint's condition vector (a model trained with --condition values): comma-separated numbers.
     #[arg(long, value_name = "V,V,…", conflicts_with_all = ["oracle", "pairs", "class"])]
@@ -137,7 +137,7 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
     let source = args.source.clone().or_else(|| run.as_ref().map(|r| r.source.clone()));
     // The settings first (cheap, and what a user typed), then the files.
     cfg.validate()?;
-    anyhow::ensure!(args.cfg_scale.is_finite(), "--cfg-scale must be a finite number, got {}", args.cfg_scale);
+    fm_train::conditional::check_guidance_scale(args.cfg_scale).map_err(|e| anyhow::anyhow!("--cfg-scale: {e}"))?;
     let cond: Option<Vec<f64>> = args
         .cond
         .as_deref()
@@ -165,6 +165,9 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
             if shape.classes > 0 { " (it takes classes: --class K)" } else { "" }
         );
         anyhow::ensure!(v.len() == shape.dim, "--cond: a {}-D condition vector: the checkpoint takes {}-D ones", v.len(), shape.dim);
+        if let Some(note) = bundle.as_ref().and_then(|b| b.condition_outside_training(v)) {
+            eprintln!("warning: --cond: {note}");
+        }
     }
     if let Some(b) = &bundle {
         let unconditional = classes.is_none() && cond.is_none();

@@ -29,6 +29,10 @@ struct CsvLayout {
     index_column: bool,
 }
 
+/// The most classes a labelled point cloud may have: each class is a one-hot input column of the
+/// conditional network (and a labels file of 10⁷ is more likely a column of values).
+pub const MAX_CLASSES: usize = 1_000_000;
+
 impl PointCloud {
     /// A cloud from an `N × D` array.
     ///
@@ -46,12 +50,13 @@ impl PointCloud {
     }
 
     /// The cloud with a class label per point. Labels are given as numbers (as a file holds
-    /// them) and must be whole, non-negative and finite; the classes are `0..=max`, and each
-    /// must hold at least one point (a gap is an error, not an empty class to learn).
+    /// them) and must be whole, non-negative and below [`MAX_CLASSES`]; the classes are
+    /// `0..=max`, and each must hold at least one point (a gap is an error, not an empty class
+    /// to learn).
     ///
     /// # Errors
     /// [`Error::Invalid`] for a count other than the points', a label that is not a
-    /// non-negative whole number, or a class with no points.
+    /// non-negative whole number or is [`MAX_CLASSES`] or more, or a class with no points.
     pub fn with_labels(self, labels: &[f64]) -> Result<Self> {
         let n = self.points.nrows();
         if labels.len() != n {
@@ -59,8 +64,15 @@ impl PointCloud {
         }
         let mut out = Vec::with_capacity(n);
         for (i, &l) in labels.iter().enumerate() {
-            if !(l.is_finite() && l >= 0.0 && l.fract() == 0.0 && l < 1e6) {
+            if !(l.is_finite() && l >= 0.0 && l.fract() == 0.0) {
                 return Err(Error::Invalid(format!("label {l} of point {}: labels must be class numbers 0, 1, 2, … (whole, non-negative)", i + 1)));
+            }
+            if l >= MAX_CLASSES as f64 {
+                return Err(Error::Invalid(format!(
+                    "label {l} of point {}: at most {MAX_CLASSES} classes are taken (labels 0 to {}): each class is an input column of the network",
+                    i + 1,
+                    MAX_CLASSES - 1
+                )));
             }
             out.push(l as usize);
         }

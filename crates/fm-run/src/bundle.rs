@@ -124,6 +124,32 @@ impl ModelBundle {
         }
     }
 
+    /// A note when a condition vector lies outside the range of the training data's condition
+    /// values (by more than a tenth of that range in a coordinate): the model extrapolates there,
+    /// and its samples say nothing the data did. The range is read from the recorded target's
+    /// draws (10,000, seeded); `None` where it is inside, or where the file records no target
+    /// with condition values of that width.
+    pub fn condition_outside_training(&self, values: &[f64]) -> Option<String> {
+        let target = fm_dist::parse_target(self.target.as_deref()?).ok()?;
+        if target.condition_dim() != values.len() || values.is_empty() {
+            return None;
+        }
+        let drawn = target.sample_conditioned(10_000, &mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0)).values?;
+        let outside: Vec<String> = drawn
+            .columns()
+            .into_iter()
+            .zip(values)
+            .enumerate()
+            .filter_map(|(j, (col, &v))| {
+                let (lo, hi) = col.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &c| (lo.min(c), hi.max(c)));
+                let margin = 0.1 * (hi - lo);
+                (v < lo - margin || v > hi + margin).then(|| format!("value {} is {v}, the data's run from {lo:.4} to {hi:.4}", j + 1))
+            })
+            .collect();
+        (!outside.is_empty())
+            .then(|| format!("the condition lies outside the training data's ({}): the model extrapolates, its samples are not the data's", outside.join("; ")))
+    }
+
     /// The training settings the file records, or the seed's (linear path, uniform times,
     /// independent pairs) with a note saying so for a file that records none.
     ///

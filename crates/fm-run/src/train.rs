@@ -103,6 +103,21 @@ fn train_stages(cfg: &RunConfig, reflow: &crate::ReflowConfig, dir: &RunDir, opt
     cfg.train.validate()?;
     cfg.sample.validate()?;
     let stages = 1 + reflow.rounds + usize::from(reflow.distill);
+    // Each student's settings as fm-train checks them before training, on stand-in pairs of
+    // the target's dimension: a refusal of stage k comes before stage 1 trains.
+    let dim = parse_target(&cfg.target).map_err(|source| Error::Spec { what: "target", source })?.dim();
+    let stand_in = fm_train::Pairs::new(ndarray::Array2::zeros((1, dim)), ndarray::Array2::zeros((1, dim)))?;
+    for k in 2..=stages {
+        let student = stage_config(cfg, reflow, dir, k);
+        fm_train::check_training(
+            &student.train,
+            fm_train::TrainingData::Pairs(&stand_in),
+            dim,
+            student.train.objective.time_inputs(),
+            fm_model::ConditionShape::NONE,
+        )
+        .map_err(|e| Error::Invalid(format!("[reflow] stage {k} of {stages} would refuse: {e}")))?;
+    }
     // The folder's run file is the whole recipe (the last stage writes its own while it trains,
     // and it is put back after): `fm train --resume DIR` resumes every stage from its folder.
     let write_recipe = || -> Result<()> {
@@ -110,34 +125,14 @@ fn train_stages(cfg: &RunConfig, reflow: &crate::ReflowConfig, dir: &RunDir, opt
         Ok(fm_dist::io::write_atomic(&dir.file(RunDir::CONFIG), cfg.to_toml()?.as_bytes())?)
     };
     write_recipe()?;
-    // The teachers are flows, sampled (and tracked) as flows whatever the last stage's sampling.
-    let flow_sampling =
-        fm_train::SampleConfig { steps: fm_train::SampleConfig::default().steps, method: fm_train::SampleConfig::default().method, ..cfg.sample.clone() };
-    let mut stage_cfg = RunConfig { reflow: None, sample: flow_sampling, ..cfg.clone() };
-    let mut teacher: Option<std::path::PathBuf> = None;
     // Once a stage trains (an interrupted one finishing, or one extended by --steps), the stages
     // after it learn from a new teacher: they start afresh.
     let mut teacher_changed = false;
     for k in 1..=stages {
         let last = k == stages;
-        let (name, stage_dir) = if last {
-            (if reflow.distill { "distilled".to_string() } else { format!("{k}-RF") }, dir.clone())
-        } else {
-            (format!("{k}-RF"), RunDir::new(dir.path().join(format!("{k}-rf"))))
-        };
-        if let Some(t) = &teacher {
-            // A student trains on its teacher's pairs (coupled already) on the straight path.
-            stage_cfg.pairs = Some(t.join(PAIRS_FILE).display().to_string());
-            stage_cfg.init = Some(t.join(RunDir::MODEL).display().to_string());
-            stage_cfg.train.coupling = fm_train::Coupling::Independent;
-            stage_cfg.train.path = fm_train::ProbabilityPath::Linear;
-        }
-        if last {
-            stage_cfg.sample = cfg.sample.clone();
-            if reflow.distill {
-                stage_cfg.train.objective = fm_train::Objective::Distill;
-            }
-        }
+        let name = if last && reflow.distill { "distilled".to_string() } else { format!("{k}-RF") };
+        let stage_dir = RunDir::new(stage_dir(dir, reflow, k));
+        let stage_cfg = stage_config(cfg, reflow, dir, k);
         log(&format!("fm: stage {k} of {stages}: {name} in {}", stage_dir.path().display()));
         // An interrupted stage is resumed through the recipe's folder, whose run file is put back
         // whatever happened to the last stage.
@@ -162,7 +157,6 @@ fn train_stages(cfg: &RunConfig, reflow: &crate::ReflowConfig, dir: &RunDir, opt
         // A stage resumed at its end trained nothing: its pairs (same weights, seed and solver) stand.
         if opts.resume && !teacher_changed && file.exists() {
             log(&format!("fm: {name} is complete; its pairs stand: {}", file.display()));
-            teacher = Some(stage_dir.path().to_path_buf());
             continue;
         }
         let sample = fm_train::SampleConfig {
@@ -182,9 +176,41 @@ fn train_stages(cfg: &RunConfig, reflow: &crate::ReflowConfig, dir: &RunDir, opt
             t0.elapsed().as_secs_f64(),
             file.display()
         ));
-        teacher = Some(stage_dir.path().to_path_buf());
     }
     Err(Error::Invalid("no stage to train".into()))
+}
+
+/// The folder of stage `k` of a recipe in `dir` (the last stage's is `dir` itself).
+fn stage_dir(dir: &RunDir, reflow: &crate::ReflowConfig, k: usize) -> std::path::PathBuf {
+    if k == 1 + reflow.rounds + usize::from(reflow.distill) {
+        dir.path().to_path_buf()
+    } else {
+        dir.path().join(format!("{k}-rf"))
+    }
+}
+
+/// The run of stage `k` (from 1) of the recipe `reflow` in `dir`: the teachers are flows, sampled
+/// (and tracked) as flows whatever the last stage's sampling; a student trains on its teacher's
+/// pairs (coupled already) on the straight path, from its weights; the last stage samples as
+/// the recipe says, and is the distilled map when the recipe distils.
+fn stage_config(cfg: &RunConfig, reflow: &crate::ReflowConfig, dir: &RunDir, k: usize) -> RunConfig {
+    let defaults = fm_train::SampleConfig::default();
+    let flow_sampling = fm_train::SampleConfig { steps: defaults.steps, method: defaults.method, ..cfg.sample.clone() };
+    let mut stage = RunConfig { reflow: None, sample: flow_sampling, ..cfg.clone() };
+    if k > 1 {
+        let teacher = stage_dir(dir, reflow, k - 1);
+        stage.pairs = Some(teacher.join(PAIRS_FILE).display().to_string());
+        stage.init = Some(teacher.join(RunDir::MODEL).display().to_string());
+        stage.train.coupling = fm_train::Coupling::Independent;
+        stage.train.path = fm_train::ProbabilityPath::Linear;
+    }
+    if k == 1 + reflow.rounds + usize::from(reflow.distill) {
+        stage.sample = cfg.sample.clone();
+        if reflow.distill {
+            stage.train.objective = fm_train::Objective::Distill;
+        }
+    }
+    stage
 }
 
 /// The file of a teacher's pairs in its stage folder.
@@ -254,13 +280,7 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
         let loaded = fm_train::load_state(&state_path, device).map_err(|source| Error::Resume { source })?;
         let invalid = |what: String| Err(Error::Invalid(format!("cannot resume: {what}")));
         let recorded = recorded_fingerprint(&loaded)?;
-        let changed: Vec<String> = recorded
-            .iter()
-            .filter_map(|(field, old)| {
-                let new = fingerprint.get(field).map_or("(absent)", String::as_str);
-                (new != old).then(|| format!("{field} was {old}, is {new}"))
-            })
-            .collect();
+        let changed = changed_fields(&recorded, &fingerprint)?;
         if !changed.is_empty() {
             return invalid(format!(
                 "config.toml no longer describes the run in {}: {} (restore them, or start a new run in another folder)",
@@ -418,23 +438,58 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
             report.steps, report.seconds, report.steps_per_s, report.final_loss
         ));
     }
-    outcome.state.apply_ema(&mlp)?;
+    if let (Some(decay), Some(_)) = (cfg.train.ema_decay, &outcome.state.ema) {
+        // Which weights are sampled, and how they compare with the last ones, on batches no
+        // step trained on (the same batches for both: the difference is paired).
+        let last = fm_train::held_out_loss(&mlp, data, &cfg.train, HELD_OUT_BATCHES)?;
+        outcome.state.apply_ema(&mlp)?;
+        let ema = fm_train::held_out_loss(&mlp, data, &cfg.train, HELD_OUT_BATCHES)?;
+        let diff: Vec<f64> = ema.iter().zip(&last).map(|(e, l)| e - l).collect();
+        let (ema, last, diff) = (Estimate::of(&ema)?, Estimate::of(&last)?, Estimate::of(&diff)?);
+        log(&format!(
+            "model: the EMA of the weights (decay {decay}, warmed up: min(decay, (1 + k)/(10 + k)) at step k); held-out loss {:.4} ± {:.4}, the last weights' {:.4} ± {:.4} (difference {:+.4} ± {:.4}; {HELD_OUT_BATCHES} batches no step trained on)",
+            ema.mean, ema.se, last.mean, last.se, diff.mean, diff.se
+        ));
+    }
     let source = standard.map_or(source, |(_, s)| s);
     Ok(Trained { lock, mlp, target, source, data_map, report, loss_floor, generator: cfg.train.objective.generator() })
 }
 
+/// Batches of [`fm_train::held_out_loss`] comparing an EMA with the last weights.
+const HELD_OUT_BATCHES: usize = 16;
+
 /// Metadata entry of the training state holding [`fingerprint`] as JSON.
 const FINGERPRINT: &str = "fingerprint";
 
-/// Everything that decides what a run trains, by field: the target and source specs, the
-/// content digest of any file they read, every model setting and every training setting but
-/// `steps` (the one a resumed run may change) and the reporting and checkpoint intervals (which
-/// change what is written, not what is trained). Values are JSON, so they print as written.
-/// `init` is the network read from `cfg.init` (read once, for this and for the copy).
-fn fingerprint(cfg: &RunConfig, init: Option<&Mlp>) -> Result<std::collections::BTreeMap<String, String>> {
-    let mut f = std::collections::BTreeMap::new();
+/// The settings of a run file a resumed run may change, with why; every other setting of the
+/// resolved configuration is in its [`fingerprint`] (a test walks every field). A name ending in
+/// `.` covers a whole section.
+pub const MAY_CHANGE_ON_RESUME: [(&str, &str); 6] = [
+    ("train.steps", "extends (or shortens) the run: the steps already taken stand"),
+    ("train.report_every", "when the loss is printed: not what is trained"),
+    ("train.checkpoint_every", "when the state is written: not what is trained"),
+    ("device", "where it computes (results agree to float precision, not bit for bit, across devices)"),
+    ("sample.", "how `fm run` samples the trained model, after training"),
+    ("eval.", "how `fm run` judges the samples, after training"),
+];
+
+/// Whether `field` (a fingerprint key such as `train.lr`) is one a resume may change.
+fn may_change_on_resume(field: &str) -> bool {
+    MAY_CHANGE_ON_RESUME.iter().any(|(name, _)| match name.strip_suffix('.') {
+        Some(section) => field == section || field.starts_with(name),
+        None => field == *name,
+    })
+}
+
+/// What decides what a run trains, by field: every setting of the resolved configuration
+/// (nested sections flattened to `section.field`, values as JSON) but those of
+/// [`MAY_CHANGE_ON_RESUME`], with the files the run reads by content: the target's and
+/// source's (and their labels' or conditions'), the pairs' (`pairs`), and the init weights'
+/// (`init`; read once, for this and for the copy: `init` is that network). A setting a run file
+/// leaves out (`cond_drop` at its default, say) is absent, and absent is read as its default.
+fn fingerprint(cfg: &RunConfig, init: Option<&Mlp>) -> Result<Fingerprint> {
+    let mut f = settings(cfg)?;
     for (name, spec) in [("target", &cfg.target), ("source", &cfg.source)] {
-        f.insert(name.to_string(), spec.clone());
         if let Some(arg) = spec.strip_prefix("file:").or_else(|| spec.strip_prefix("spec:")) {
             let (path, options) = fm_dist::empirical::split_conditions(arg);
             f.insert(format!("{name} file content"), file_digest(std::path::Path::new(path))?);
@@ -449,13 +504,64 @@ fn fingerprint(cfg: &RunConfig, init: Option<&Mlp>) -> Result<std::collections::
     // By content, not by name (a folder spelled `./runs/x` is `runs/x`); "none" when unset, so
     // adding pairs or init to a run is a difference too.
     let none = || "none".to_string();
+    f.remove("pairs");
+    f.remove("init");
     f.insert("pairs file content".into(), cfg.pairs.as_deref().map(|p| file_digest(std::path::Path::new(p))).transpose()?.unwrap_or_else(none));
     f.insert("init weights".into(), init.map(weights_digest).transpose()?.unwrap_or_else(none));
-    f.insert("standardize".into(), cfg.standardize.to_string());
-    settings(&mut f, "model", &cfg.model)?;
-    settings(&mut f, "train", &cfg.train)?;
-    drop_settings_a_resume_may_change(&mut f);
     Ok(f)
+}
+
+/// A fingerprint: field → value (JSON text).
+type Fingerprint = std::collections::BTreeMap<String, String>;
+
+/// The fields where `recorded` and `now` differ, as `field was OLD, is NEW`: over the fields of
+/// both, a field absent from one side read as its value in the default configuration (what a
+/// run file that leaves it out means, and what an older fm that did not know it trained with).
+fn changed_fields(recorded: &Fingerprint, now: &Fingerprint) -> Result<Vec<String>> {
+    let mut defaults = settings(&RunConfig::default())?;
+    // Settings a run file writes only away from their default: their default, spelled as when written.
+    let json = |v: serde_json::Result<serde_json::Value>| v.map(|v| v.to_string()).map_err(|e| Error::Invalid(e.to_string()));
+    defaults.insert("train.cond_drop".into(), json(serde_json::to_value(fm_train::DEFAULT_COND_DROP))?);
+    defaults.insert("train.condition".into(), json(serde_json::to_value(fm_train::ConditionOn::None))?);
+    let value = |f: &Fingerprint, k: &str| f.get(k).or_else(|| defaults.get(k)).cloned().unwrap_or_else(|| "(default)".into());
+    let fields: std::collections::BTreeSet<&String> = recorded.keys().chain(now.keys()).filter(|k| !may_change_on_resume(k)).collect();
+    Ok(fields
+        .into_iter()
+        .filter_map(|k| {
+            let (old, new) = (value(recorded, k), value(now, k));
+            (old != new).then(|| format!("{k} was {old}, is {new}"))
+        })
+        .collect())
+}
+
+/// Every setting of `cfg` but those of [`MAY_CHANGE_ON_RESUME`], nested sections flattened to
+/// `section.field`.
+fn settings(cfg: &RunConfig) -> Result<Fingerprint> {
+    let value = serde_json::to_value(cfg).map_err(|e| Error::Invalid(e.to_string()))?;
+    let mut f = Fingerprint::new();
+    flatten(&mut f, "", &value);
+    f.retain(|k, _| !may_change_on_resume(k));
+    Ok(f)
+}
+
+/// `value`'s leaves under `prefix`: a section's fields as `prefix.field`, anything else (numbers,
+/// text, lists, a variant's settings) as its JSON text.
+fn flatten(f: &mut Fingerprint, prefix: &str, value: &serde_json::Value) {
+    match value {
+        serde_json::Value::Object(fields) if prefix.is_empty() || matches!(prefix, "model" | "train" | "reflow") => {
+            for (k, v) in fields {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten(f, &key, v);
+            }
+        }
+        // A top-level text (target, source) as written, as fingerprints always held them.
+        serde_json::Value::String(text) if !prefix.contains('.') => {
+            f.insert(prefix.to_string(), text.clone());
+        }
+        other => {
+            f.insert(prefix.to_string(), other.to_string());
+        }
+    }
 }
 
 /// The standardisation of a file target when `cfg.standardize` asks for it (logged); otherwise
@@ -487,36 +593,16 @@ fn standardization(cfg: &RunConfig, target: &dyn Target, log: &mut dyn FnMut(&st
 
 /// The fingerprint a training state was written with; for a state written before fingerprints,
 /// the part its metadata holds (target, source, model and training settings).
-fn recorded_fingerprint(loaded: &fm_train::LoadedState) -> Result<std::collections::BTreeMap<String, String>> {
+fn recorded_fingerprint(loaded: &fm_train::LoadedState) -> Result<Fingerprint> {
     if let Some(json) = loaded.metadata.get(FINGERPRINT) {
-        let mut f = serde_json::from_str(json).map_err(|e| Error::Invalid(format!("cannot resume: the training state's fingerprint cannot be read: {e}")))?;
-        drop_settings_a_resume_may_change(&mut f);
-        return Ok(f);
+        return serde_json::from_str(json).map_err(|e| Error::Invalid(format!("cannot resume: the training state's fingerprint cannot be read: {e}")));
     }
-    let mut f: std::collections::BTreeMap<String, String> =
-        ["target", "source"].into_iter().filter_map(|k| Some((k.to_string(), loaded.metadata.get(k)?.clone()))).collect();
-    settings(&mut f, "model", loaded.mlp.config())?;
-    settings(&mut f, "train", &loaded.train)?;
-    drop_settings_a_resume_may_change(&mut f);
+    let cfg = RunConfig { model: loaded.mlp.config().clone(), train: loaded.train.clone(), ..RunConfig::default() };
+    let mut f = settings(&cfg)?;
+    // Only what the metadata holds: the rest of an old state is unknown, not default.
+    f.retain(|k, _| k.starts_with("model.") || k.starts_with("train."));
+    f.extend(["target", "source"].into_iter().filter_map(|k| Some((k.to_string(), loaded.metadata.get(k)?.clone()))));
     Ok(f)
-}
-
-/// Removes the settings a resumed run may change: its length and its reporting intervals.
-fn drop_settings_a_resume_may_change(f: &mut std::collections::BTreeMap<String, String>) {
-    for field in ["train.steps", "train.report_every", "train.checkpoint_every"] {
-        f.remove(field);
-    }
-}
-
-/// Adds each field of `value` (a struct serialised as a JSON object) as `prefix.field`.
-fn settings(f: &mut std::collections::BTreeMap<String, String>, prefix: &str, value: &impl serde::Serialize) -> Result<()> {
-    let serde_json::Value::Object(fields) = serde_json::to_value(value).map_err(|e| Error::Invalid(e.to_string()))? else {
-        return Err(Error::Invalid(format!("{prefix} settings are not a table")));
-    };
-    for (k, v) in fields {
-        f.insert(format!("{prefix}.{k}"), v.to_string());
-    }
-    Ok(())
 }
 
 /// `sha256:` and the hex SHA-256 of a checkpoint's weights (names and `f32` values): what a run
@@ -535,16 +621,28 @@ fn weights_digest(mlp: &Mlp) -> Result<String> {
 /// The network a run starts from (`--init`): any file fm reads (a PyTorch state dict, which does
 /// not record its activation, is read with the run's), refused unless it is this run's network.
 fn init_checkpoint(path: &str, model: &fm_model::MlpConfig, device: tch::Device) -> Result<Mlp> {
-    let (from, _) = checkpoint::load_any_with(std::path::Path::new(path), device, &checkpoint::LoadOptions::with_activation(model.activation))?;
+    // A file without fm's record is read as this run's network where its shapes are that network.
+    let opts = checkpoint::LoadOptions { activation: Some(model.activation), described: Some(model.clone()), ..Default::default() };
+    let (from, _) = checkpoint::load_any_with(std::path::Path::new(path), device, &opts)?;
     if from.config() != model {
-        let describe = |c: &fm_model::MlpConfig| {
-            let times = if c.time_inputs == 2 { "an average velocity u(x, r, t)" } else { "a velocity v(x, t)" };
-            format!("{}-D, {} hidden layers of {} ({}), {times}, time embedding {}", c.dim, c.hidden_layers, c.hidden_dim, c.activation, c.time_embedding)
+        // Name what differs, field by field, as the run file spells it.
+        let fields = |c: &fm_model::MlpConfig| match serde_json::to_value(c) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
         };
+        let (file, run) = (fields(from.config()), fields(model));
+        let keys: std::collections::BTreeSet<&String> = file.keys().chain(run.keys()).collect();
+        let absent = serde_json::Value::from(0);
+        let differences: Vec<String> = keys
+            .into_iter()
+            .filter_map(|k| {
+                let (a, b) = (file.get(k).unwrap_or(&absent), run.get(k).unwrap_or(&absent));
+                (a != b).then(|| format!("{k} {a} in the file, {b} in this run"))
+            })
+            .collect();
         return Err(Error::Invalid(format!(
-            "--init {path} holds another network ({}) than this run trains ({}): give the run the same --hidden-dim, --hidden-layers, --activation and --time-embedding",
-            describe(from.config()),
-            describe(model)
+            "--init {path} holds another network than this run trains: {} (give the run the same [model] settings, or another --init)",
+            differences.join(", ")
         )));
     }
     Ok(from)
@@ -555,4 +653,94 @@ fn file_digest(path: &std::path::Path) -> Result<String> {
     use sha2::{Digest, Sha256};
     let bytes = std::fs::read(path).map_err(|source| Error::Io { what: "cannot read", path: path.to_path_buf(), source })?;
     Ok(format!("sha256:{:x}", Sha256::digest(&bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run file with every optional setting given and every value away from its default.
+    fn everything_set() -> RunConfig {
+        let mut cfg = RunConfig {
+            pairs: Some("pairs.npy".into()),
+            init: Some("init.safetensors".into()),
+            reflow: Some(crate::ReflowConfig::default()),
+            ..RunConfig::default()
+        };
+        cfg.train.ema_decay = Some(0.99);
+        cfg.train.max_grad_norm = Some(1.0);
+        cfg.train.condition = fm_train::ConditionOn::Labels;
+        cfg.train.cond_drop = 0.5;
+        cfg
+    }
+
+    /// Every leaf of `value`, nested as deep as it goes.
+    fn leaves(out: &mut Vec<String>, prefix: &str, value: &serde_json::Value) {
+        match value {
+            serde_json::Value::Object(fields) => {
+                for (k, v) in fields {
+                    leaves(out, &if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, v);
+                }
+            }
+            _ => out.push(prefix.to_string()),
+        }
+    }
+
+    #[test]
+    fn every_setting_is_fingerprinted_or_listed_as_free_on_resume() {
+        let cfg = everything_set();
+        let mut f = settings(&cfg).unwrap();
+        // What `fingerprint` reads by content instead of by name.
+        for (setting, by_content) in [("pairs", "pairs file content"), ("init", "init weights")] {
+            assert!(f.remove(setting).is_some(), "{setting} missing from the settings");
+            f.insert(by_content.into(), String::new());
+        }
+        let mut all = Vec::new();
+        leaves(&mut all, "", &serde_json::to_value(&cfg).unwrap());
+        let covered = |leaf: &str| {
+            let content = match leaf {
+                "pairs" => "pairs file content",
+                "init" => "init weights",
+                other => other,
+            };
+            f.keys().any(|k| content == k || content.starts_with(&format!("{k}.")))
+        };
+        for leaf in &all {
+            assert!(
+                covered(leaf) != may_change_on_resume(leaf),
+                "the setting {leaf} must be either in the fingerprint or in MAY_CHANGE_ON_RESUME (exactly one): add it to the list, with why, if a resume may change it"
+            );
+        }
+        assert!(all.iter().any(|l| l == "train.cond_drop"), "the walk reaches settings a default run file leaves out");
+    }
+
+    #[test]
+    fn cond_drop_edited_in_the_run_file_is_a_change() {
+        // The run started at the default cond_drop (not written), config.toml then said 0.5.
+        let mut before = everything_set();
+        before.train.cond_drop = fm_train::DEFAULT_COND_DROP;
+        let (recorded, now) = (settings(&before).unwrap(), settings(&everything_set()).unwrap());
+        assert!(!recorded.contains_key("train.cond_drop"));
+        let changed = changed_fields(&recorded, &now).unwrap();
+        assert_eq!(changed, vec!["train.cond_drop was 0.1, is 0.5".to_string()]);
+        assert!(changed_fields(&now, &now).unwrap().is_empty());
+        // Absent on both sides, or absent on one and the default on the other: no change.
+        let mut explicit = recorded.clone();
+        explicit.insert("train.cond_drop".into(), "0.1".into());
+        assert!(changed_fields(&recorded, &explicit).unwrap().is_empty());
+    }
+
+    #[test]
+    fn what_a_resume_may_change_changes_nothing() {
+        let mut other = everything_set();
+        other.train.steps *= 2;
+        other.train.report_every += 1;
+        other.train.checkpoint_every += 1;
+        other.device = "cpu".into();
+        other.sample.n_samples += 1;
+        other.eval.kl_points += 1;
+        assert!(changed_fields(&settings(&everything_set()).unwrap(), &settings(&other).unwrap()).unwrap().is_empty());
+        other.train.lr *= 2.0;
+        assert_eq!(changed_fields(&settings(&everything_set()).unwrap(), &settings(&other).unwrap()).unwrap().len(), 1);
+    }
 }

@@ -396,8 +396,8 @@ fn micro(a: &Args) -> Res<()> {
         ),
         ("train: Adam step, flat buffers (fm_train::Adam)".into(), Box::new(|| Ok(adam.borrow_mut().step()?))),
         ("train: Adam step, per tensor (before)".into(), Box::new(|| Ok(adam_old.borrow_mut().step()?))),
-        ("train: EMA update, flat (fm_train::Ema)".into(), Box::new(|| Ok(ema.update()?))),
-        ("train: EMA update, per tensor (before)".into(), Box::new(|| Ok(ema_old.update()?))),
+        ("train: EMA update, flat (fm_train::Ema)".into(), Box::new(|| Ok(ema.update(1_000_000)?))),
+        ("train: EMA update, per tensor (before)".into(), Box::new(|| Ok(ema_old.update(1_000_000)?))),
     ];
     time_group(iters, jobs, &mut out)?;
 

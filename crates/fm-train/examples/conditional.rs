@@ -72,7 +72,17 @@ fn main() -> Res<()> {
         let mut rng = StdRng::seed_from_u64(1);
         let mut worst = (0.0f64, 0.0f64);
         for class in 0..target.classes() {
-            let q = class_quality(&mlp, target.as_ref(), source.as_ref(), class, 1.0, w2_points, kl_points, &sample, &likelihood, &mut rng)?;
+            let q = class_quality(
+                &fm_train::DataUnits { field: &mlp, source: source.as_ref(), map: None },
+                target.as_ref(),
+                class,
+                1.0,
+                w2_points,
+                kl_points,
+                &sample,
+                &likelihood,
+                &mut rng,
+            )?;
             let kl = q.kl.as_ref().map_or("–".into(), |k| format!("{:.4} ± {:.4}", k.kl, k.kl_se));
             let (p, tp) = (q.purity.unwrap_or(f64::NAN), q.true_purity.unwrap_or(f64::NAN));
             worst = (worst.0.max(q.kl.as_ref().map_or(0.0, |k| k.kl)), worst.1.max((p - tp).abs()));
@@ -98,7 +108,19 @@ fn main() -> Res<()> {
         for w in SCALES {
             let mut rng = StdRng::seed_from_u64(2);
             let rows: Vec<_> = (0..target.classes())
-                .map(|c| class_quality(mlp, target.as_ref(), source.as_ref(), c, w, w2_points, kl_points, &sample, &likelihood, &mut rng))
+                .map(|c| {
+                    class_quality(
+                        &fm_train::DataUnits { field: mlp, source: source.as_ref(), map: None },
+                        target.as_ref(),
+                        c,
+                        w,
+                        w2_points,
+                        kl_points,
+                        &sample,
+                        &likelihood,
+                        &mut rng,
+                    )
+                })
                 .collect::<Result<_, _>>()?;
             let k = rows.len() as f64;
             let kls: Vec<f64> = rows.iter().map(|q| q.kl.as_ref().map_or(f64::NAN, |k| k.kl)).collect();

@@ -76,6 +76,24 @@ impl std::str::FromStr for ConditionOn {
 /// classifier-free guidance (Ho & Salimans 2022 found 0.1–0.2 best).
 pub const DEFAULT_COND_DROP: f64 = 0.1;
 
+/// The largest guidance scale taken, in size: `w (v_c − v_∅)` at `|w| = 100` is already a
+/// hundred times the conditional field's difference (the literature uses 1–10); beyond it the
+/// samples leave the data's range (`--cfg-scale 1e30` wrote samples near 10²⁸ before this bound).
+pub const MAX_GUIDANCE_SCALE: f64 = 100.0;
+
+/// Refuses a guidance scale that is not finite or beyond ±[`MAX_GUIDANCE_SCALE`].
+///
+/// # Errors
+/// [`Error::Config`], one line naming the scale and the bound.
+pub fn check_guidance_scale(scale: f64) -> Result<()> {
+    if !scale.is_finite() || scale.abs() > MAX_GUIDANCE_SCALE {
+        return Err(Error::Config(format!(
+            "the guidance scale must be a finite number in [-{MAX_GUIDANCE_SCALE}, {MAX_GUIDANCE_SCALE}], got {scale} (w = 1 is the conditional model, 0 the unconditional one; 1–10 is the usual range)"
+        )));
+    }
+    Ok(())
+}
+
 /// A conditional model's field under one condition with classifier-free guidance (Ho &
 /// Salimans 2022, in flow-matching form as in Zheng et al. 2023, "Guided flows"):
 /// `v = v_∅ + w (v_c − v_∅)`. `w = 1` is the plain conditional field `v_c` and `w = 0` the
@@ -104,9 +122,7 @@ impl<'a, M: VelocityModel + ?Sized> Guided<'a, M> {
         if !shape.is_conditional() {
             return Err(Error::Config("the model is unconditional: it takes no class or condition (train with --condition labels)".into()));
         }
-        if !scale.is_finite() {
-            return Err(Error::Config(format!("the guidance scale must be a finite number, got {scale}")));
-        }
+        check_guidance_scale(scale)?;
         let device = model.device();
         let features = |l: Option<usize>, v: Option<&[f64]>| -> Result<Tensor> { Ok(Tensor::f_from_slice(&shape.features_of(l, v)?)?.f_to_device(device)?) };
         Ok(Self { model, condition: features(label, values)?, null: features(None, None)?, scale })
@@ -234,15 +250,15 @@ impl std::fmt::Display for ClassQuality {
 /// [`ClassQuality`] of `model` for class `class` at guidance scale `scale`: `w2_points`
 /// samples from the guided flow (`sample` settings; the source drawn with its seed) against
 /// as many fresh class samples, and KL on `kl_points` fresh class samples (0: none), all
-/// fresh draws from `rng`.
+/// fresh draws from `rng`. Judged in the data's units: a model trained on standardised data
+/// (`model.map`) is carried back, samples and likelihood alike.
 ///
 /// # Errors
 /// [`Guided::new`]'s refusals; [`class_samples`]'s; sampling, likelihood and metric failures.
 #[allow(clippy::too_many_arguments)]
 pub fn class_quality<M: VelocityModel + ?Sized>(
-    model: &M,
+    model: &crate::DataUnits<'_, M>,
     target: &dyn fm_dist::Target,
-    source: &dyn fm_dist::Target,
     class: usize,
     scale: f64,
     w2_points: usize,
@@ -251,8 +267,9 @@ pub fn class_quality<M: VelocityModel + ?Sized>(
     likelihood: &crate::LikelihoodConfig,
     rng: &mut dyn rand::RngCore,
 ) -> Result<ClassQuality> {
-    let guided = Guided::new(model, Some(class), None, scale)?;
-    let generated = crate::sample(&guided, source, &crate::SampleConfig { n_samples: w2_points, ..sample.clone() })?;
+    let guided = Guided::new(model.field, Some(class), None, scale)?;
+    let guided = crate::DataUnits { field: &guided, source: model.source, map: model.map };
+    let generated = guided.sample(&crate::SampleConfig { n_samples: w2_points, ..sample.clone() })?;
     let fresh = class_samples(target, class, w2_points, rng)?;
     let other = class_samples(target, class, w2_points, rng)?;
     let w2 = fm_dist::metrics::w2(generated.view(), fresh.view())?;
@@ -267,8 +284,11 @@ pub fn class_quality<M: VelocityModel + ?Sized>(
         let start = std::time::Instant::now();
         let x = class_samples(target, class, kl_points, rng)?;
         let log_p = target.class_log_prob(x.view(), class)?;
-        let lik = crate::model_likelihood(&guided, source, x.view(), likelihood)?;
-        let est = KlEstimate::from_log_probs(log_p.view(), lik.log_q.view())?;
+        // The likelihood in the model's units, carried to the data's (log q_x = log q_z − log|det|).
+        let z = guided.map.map_or_else(|| x.clone(), |m| m.inverse().apply(x.view()));
+        let lik = crate::model_likelihood(guided.field, guided.source, z.view(), likelihood)?;
+        let log_q = lik.log_q - guided.map.map_or(0.0, |m| m.log_det());
+        let est = KlEstimate::from_log_probs(log_p.view(), log_q.view())?;
         Some(KlEstimate { nfe: lik.nfe, seconds: start.elapsed().as_secs_f64(), ..est })
     } else {
         None

@@ -41,6 +41,7 @@ pub mod path;
 mod progress;
 pub mod reflow;
 mod sample;
+mod spelling;
 pub mod threads;
 pub mod time;
 mod train;
@@ -60,8 +61,8 @@ pub use reflow::{draw_pairs, Pairs};
 pub use sample::{sample, sample_paths, HasDevice, Jumps, SampleConfig};
 pub use time::TimeSampling;
 pub use train::{
-    check_training, step_seed, train, train_on, train_resumable, train_with_state, CheckpointHook, Preset, Progress, Resume, TrainConfig, TrainHooks,
-    TrainOutcome, TrainReport, TrainState, TrainingData, PRESETS,
+    check_training, held_out_loss, step_seed, train, train_on, train_resumable, train_with_state, CheckpointHook, Preset, Progress, Resume, TrainConfig,
+    TrainHooks, TrainOutcome, TrainReport, TrainState, TrainingData, HELD_OUT_SEED, PRESETS,
 };
 pub use units::{velocity_array, DataUnits};
 

@@ -29,12 +29,16 @@ pub struct TrainConfig {
     /// Seeds the data stream (source, target, coupling, time and noise draws).
     pub seed: u64,
     /// The probability path: how `x_t` and the velocity `u_t` to regress on are built from a pair.
+    #[serde(deserialize_with = "crate::spelling::text_or_table")]
     pub path: ProbabilityPath,
     /// How each batch's source and target rows are paired.
+    #[serde(deserialize_with = "crate::spelling::text_or_table")]
     pub coupling: Coupling,
     /// The law of the training times.
+    #[serde(deserialize_with = "crate::spelling::text_or_table")]
     pub time_sampling: TimeSampling,
     /// Adam (Kingma & Ba 2015) or AdamW (Loshchilov & Hutter 2019), as PyTorch implements them.
+    #[serde(deserialize_with = "crate::spelling::text_or_table")]
     pub optimizer: OptimizerKind,
     /// Adam's `(β1, β2)`.
     pub betas: (f64, f64),
@@ -43,6 +47,7 @@ pub struct TrainConfig {
     /// L2 (`adam`) or decoupled (`adamw`) weight decay `λ`.
     pub weight_decay: f64,
     /// The learning-rate schedule after the warm-up.
+    #[serde(deserialize_with = "crate::spelling::text_or_table")]
     pub lr_schedule: LrSchedule,
     /// Linear warm-up from 0 to `lr` over this many steps (0: none), before the schedule.
     pub warmup_steps: usize,
@@ -58,6 +63,7 @@ pub struct TrainConfig {
     pub checkpoint_every: usize,
     /// What the network learns: the velocity (flow matching, the seed's), a one-step map
     /// (distillation, on coupled pairs) or the average velocity (MeanFlow).
+    #[serde(deserialize_with = "crate::spelling::text_or_table")]
     pub objective: Objective,
     /// What the network is conditioned on: nothing (the seed), the target's class labels or
     /// its condition vectors. Written only when conditioned.
@@ -592,6 +598,65 @@ fn to_device_without_waiting(values: &[f32], device: Device) -> Result<Tensor> {
     Ok(if device.is_cuda() { host.f_internal_pin_memory(device)?.f_to_device_(device, Kind::Float, true, false)? } else { host })
 }
 
+/// What the network is fed and regressed on for one drawn batch (`host`, as [`draw_batch`] lays
+/// it out): the inputs `x_t`, the time (and condition) features, and the target `u_t`.
+fn regression_batch<M: VelocityModel + ?Sized>(model: &M, cfg: &TrainConfig, host: &[f32], shape: ConditionShape) -> Result<(Tensor, Tensor, Tensor)> {
+    let (n, d) = (cfg.batch_size, model.dim());
+    let batch = to_device_without_waiting(host, model.device())?;
+    let view = |offset: usize, rows: usize, cols: usize| batch.f_narrow(0, offset as i64, (rows * cols) as i64)?.f_view([rows as i64, cols as i64]);
+    let x0 = view(0, n, d)?;
+    let x1 = view(n * d, n, d)?;
+    let t = view(2 * n * d, n, 1)?;
+    let noisy = cfg.path.needs_noise();
+    let extra = if noisy {
+        n * d
+    } else if matches!(cfg.objective, Objective::MeanFlow { .. }) {
+        n
+    } else {
+        0
+    };
+    let (xt, ut, t) = match cfg.objective {
+        _ if noisy => {
+            let (xt, ut) = cfg.path.interpolate_with_noise(&x0, &x1, &t, &view(2 * n * d + n, n, d)?)?;
+            (xt, ut, t)
+        }
+        Objective::MeanFlow { .. } => crate::objective::meanflow_target(model, &x0, &x1, &t, &view(2 * n * d + n, n, 1)?)?,
+        _ => {
+            let (xt, ut) = cfg.path.interpolate(&x0, &x1, &t)?;
+            (xt, ut, t)
+        }
+    };
+    // A conditional network reads each row's condition after its times.
+    let t = match shape.features() {
+        0 => t,
+        f => Tensor::f_cat(&[&t, &view(2 * n * d + n + extra, n, f)?], 1)?,
+    };
+    Ok((xt, t, ut))
+}
+
+/// The training loss of `model` on `batches` batches drawn as training draws them but from a
+/// stream of their own (seeded by [`HELD_OUT_SEED`] mixed into `cfg.seed`: no training step
+/// saw them), without changing it: the mean and standard error over the batches, and the
+/// per-batch losses (to compare two weight sets on the same batches).
+///
+/// # Errors
+/// As [`train_on`]'s batch drawing and forward pass.
+pub fn held_out_loss<M: VelocityModel + ?Sized>(model: &M, data: TrainingData<'_>, cfg: &TrainConfig, batches: usize) -> Result<Vec<f64>> {
+    let held_out = TrainConfig { seed: cfg.seed ^ HELD_OUT_SEED, ..cfg.clone() };
+    let shape = model.condition_shape();
+    (1..=batches)
+        .map(|step| {
+            let (host, _) = draw_batch(step, &held_out, data, model.dim(), shape)?;
+            let (xt, t, ut) = regression_batch(model, &held_out, &host, shape)?;
+            let _no_grad = tch::no_grad_guard();
+            Ok(f64::try_from(model.forward(&xt, &t)?.f_mse_loss(&ut, Reduction::Mean)?)?)
+        })
+        .collect()
+}
+
+/// Mixed into the run's seed for [`held_out_loss`]'s batches.
+pub const HELD_OUT_SEED: u64 = 0x4e1d_0a77_5eed_0000;
+
 /// The seed of step `step`'s generator in a run seeded by `seed` (a SplitMix64 mix of both):
 /// every step draws its data from `StdRng::seed_from_u64(step_seed(seed, step))`, so a
 /// resumed run needs no generator state to draw what an uninterrupted one would.
@@ -744,8 +809,6 @@ pub fn train_on<M: VelocityModel>(
         Some(Resume { step, state }) => (step, state),
         None => (0, TrainState::new(model, cfg)?),
     };
-    let (n, d) = (cfg.batch_size, dim);
-    let noisy = cfg.path.needs_noise();
     let mut window = Tensor::f_zeros([], (Kind::Float, device))?;
     let mut window_start = first_step;
     let mut history = Vec::new();
@@ -777,34 +840,7 @@ pub fn train_on<M: VelocityModel>(
         for step in first_step + 1..=cfg.steps {
             let (host, seconds) = batches.get(step)?;
             coupling_seconds += seconds;
-            let batch = to_device_without_waiting(&host, device)?;
-            let view = |offset: usize, rows: usize, cols: usize| batch.f_narrow(0, offset as i64, (rows * cols) as i64)?.f_view([rows as i64, cols as i64]);
-            let x0 = view(0, n, d)?;
-            let x1 = view(n * d, n, d)?;
-            let t = view(2 * n * d, n, 1)?;
-            let extra = if noisy {
-                n * d
-            } else if matches!(cfg.objective, Objective::MeanFlow { .. }) {
-                n
-            } else {
-                0
-            };
-            let (xt, ut, t) = match cfg.objective {
-                _ if noisy => {
-                    let (xt, ut) = cfg.path.interpolate_with_noise(&x0, &x1, &t, &view(2 * n * d + n, n, d)?)?;
-                    (xt, ut, t)
-                }
-                Objective::MeanFlow { .. } => crate::objective::meanflow_target(model, &x0, &x1, &t, &view(2 * n * d + n, n, 1)?)?,
-                _ => {
-                    let (xt, ut) = cfg.path.interpolate(&x0, &x1, &t)?;
-                    (xt, ut, t)
-                }
-            };
-            // A conditional network reads each row's condition after its times.
-            let t = match shape.features() {
-                0 => t,
-                f => Tensor::f_cat(&[&t, &view(2 * n * d + n + extra, n, f)?], 1)?,
-            };
+            let (xt, t, ut) = regression_batch(model, cfg, &host, shape)?;
             let lr = cfg.lr_at(step);
             let opt = &mut state.optimizer;
             opt.lr = lr;
@@ -834,7 +870,7 @@ pub fn train_on<M: VelocityModel>(
             }
             opt.step()?;
             if let Some(ema) = &mut state.ema {
-                ema.update()?;
+                ema.update(step)?;
             }
             last_step = step;
             steering.step();

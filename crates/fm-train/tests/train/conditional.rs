@@ -203,7 +203,18 @@ fn per_class_kl_of_a_conditional_run_on_a_1d_mixture_matches_quadrature() {
     let sample = SampleConfig { steps: 50, ..SampleConfig::default() };
     let mut rng = StdRng::seed_from_u64(4);
     for class in 0..2 {
-        let q = fm_train::class_quality(&mlp, &target, &source, class, 1.0, 500, 4000, &sample, &likelihood, &mut rng).unwrap();
+        let q = fm_train::class_quality(
+            &fm_train::DataUnits { field: &mlp, source: &source, map: None },
+            &target,
+            class,
+            1.0,
+            500,
+            4000,
+            &sample,
+            &likelihood,
+            &mut rng,
+        )
+        .unwrap();
         let kl = q.kl.clone().unwrap();
         // Quadrature over ±8 standard deviations of the class.
         let (mu, sd) = (target.means()[[class, 0]], target.covariances()[class][[0, 0]].sqrt());

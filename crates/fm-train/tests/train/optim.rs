@@ -197,8 +197,9 @@ fn ema_of_a_constant_parameter_converges_geometrically() {
     let mut ema = Ema::new(vec![("p".into(), p.shallow_clone())], 0.9).unwrap();
     // The parameter jumps to a constant; the average approaches it as 0.9^k.
     tch::no_grad(|| p.shallow_clone().copy_(&Tensor::from_slice(&[1.0f64, 1.0])));
+    // Past the warm-up (from step 80 the decay is 0.9), as 0.9^k.
     for k in 1..=200 {
-        ema.update().unwrap();
+        ema.update(1000 + k as usize).unwrap();
         let got = values(&ema.weights()[0].1);
         let want = [1.0 + 4.0 * 0.9f64.powi(k), 1.0 - 2.0 * 0.9f64.powi(k)];
         assert!((got[0] - want[0]).abs() < 1e-12 && (got[1] - want[1]).abs() < 1e-12, "k = {k}: {got:?}");
@@ -206,6 +207,25 @@ fn ema_of_a_constant_parameter_converges_geometrically() {
     assert!(values(&ema.weights()[0].1).iter().all(|v| (v - 1.0).abs() < 1e-8));
     assert!(Ema::new(vec![("p".into(), p.shallow_clone())], 1.0).is_err());
     assert!(Ema::new(vec![("p".into(), p)], -0.1).is_err());
+}
+
+#[test]
+fn ema_warms_up_so_that_a_short_run_forgets_its_initial_weights() {
+    let p = param(&[5.0]);
+    let mut ema = Ema::new(vec![("p".into(), p.shallow_clone())], 0.999).unwrap();
+    assert_eq!(ema.decay_at(1), 2.0 / 11.0);
+    assert_eq!(ema.decay_at(1_000), 1001.0 / 1010.0);
+    assert_eq!(ema.decay_at(1_000_000), 0.999);
+    tch::no_grad(|| p.shallow_clone().copy_(&Tensor::from_slice(&[1.0f64])));
+    let mut initial_share = 1.0;
+    for k in 1..=1000 {
+        ema.update(k).unwrap();
+        initial_share *= ema.decay_at(k);
+    }
+    // The initial weight's share is the product of the decays: (2·3·…·10)/(1002·…·1010), about 4e-21.
+    let got = values(&ema.weights()[0].1)[0];
+    assert!((got - (1.0 + 4.0 * initial_share)).abs() < 1e-12 && initial_share < 1e-15, "{got} {initial_share}");
+    // Without the warm-up it would be 0.999^1000 = 0.37 of it.
 }
 
 #[test]
@@ -223,7 +243,7 @@ fn ema_weights_go_into_a_model_and_round_trip_as_state() {
             let _ = p.f_add_scalar_(1.0).unwrap();
         }
     });
-    ema.update().unwrap();
+    ema.update(1000).unwrap();
     let averaged = ema.to_mlp(&mlp, Device::Cpu).unwrap();
     for ((_, a), (_, p)) in VelocityModel::named_parameters(&averaged).iter().zip(VelocityModel::named_parameters(&mlp)) {
         assert!(f64::try_from((a - (&p - 0.5)).abs().max()).unwrap() < 1e-6);
@@ -404,7 +424,7 @@ fn trajectory(mlp: &Mlp, batch: &[Tensor; 3], kind: OptimizerKind, per_tensor: b
         loss(mlp, batch).backward();
         let _ = opt.clip_grad_norm(if k % 2 == 0 { 0.05 } else { 1e3 }).unwrap();
         opt.step().unwrap();
-        ema.update().unwrap();
+        ema.update(k + 1).unwrap();
     }
     let bytes = |named: Vec<(String, Tensor)>| fm_model::checkpoint::encode_safetensors(&named, &Default::default()).unwrap();
     (fm_model::checkpoint::to_bytes(mlp, &Default::default()).unwrap(), bytes(opt.state().unwrap()), bytes(ema.state().unwrap()))
