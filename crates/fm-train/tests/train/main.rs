@@ -9,4 +9,5 @@ mod few_step;
 mod optim;
 mod paths;
 mod resume;
+mod threads;
 mod train;
