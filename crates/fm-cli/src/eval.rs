@@ -108,6 +108,9 @@ pub fn eval(args: EvalArgs, m: &clap::ArgMatches) -> Result<()> {
             if steps == 1 { "" } else { "s" },
             target.name()
         );
+    } else if let Some(Err(why)) = model.as_ref().map(|b| b.require_null_entry()) {
+        // Its likelihood and field error would judge the "no condition" entry, never trained.
+        println!("no likelihood or field error of the \"no condition\" entry: {why}; --class judges each class");
     } else if let (Some(bundle), Some(path)) = (&model, &args.checkpoint) {
         let (mlp, source) = (&bundle.mlp, &bundle.source);
         // A model trained on standardised file data is judged against a target with a density only

@@ -51,13 +51,18 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
         let how = if c.classes > 0 { "fm sample --class K (K, K,K or all)" } else { "fm sample --cond V,…" };
         println!("  condition  {condition}, and the \"no condition\" entry of classifier-free guidance: {how} [--cfg-scale W]");
     }
-    if let Some(objective) = meta.get("train").and_then(|t| serde_json::from_str::<fm_train::TrainConfig>(t).ok()).map(|t| t.objective) {
-        let how = match objective.generator() {
-            fm_train::Generator::Flow => "a velocity field: any integrator, any steps",
-            fm_train::Generator::OneStep => "a one-step map x0 + v(x0, 0): fm sample --steps 1",
-            fm_train::Generator::AverageVelocity => "an average velocity: fm sample --steps K makes K jumps (K network evaluations)",
-        };
-        println!("  generates  {how} (objective {objective})");
+    match meta.get("train").map(|t| serde_json::from_str::<fm_train::TrainConfig>(t)) {
+        Some(Ok(train)) => {
+            let how = match train.objective.generator() {
+                fm_train::Generator::Flow => "a velocity field: any integrator, any steps",
+                fm_train::Generator::OneStep => "a one-step map x0 + v(x0, 0): fm sample --steps 1",
+                fm_train::Generator::AverageVelocity => "an average velocity: fm sample --steps K makes K jumps (K network evaluations)",
+            };
+            println!("  generates  {how} (objective {})", train.objective);
+        }
+        // Said, not dropped: what the file claims about its training cannot be read.
+        Some(Err(e)) => println!("  generates  unknown: its training record cannot be read ({e})"),
+        None => {}
     }
     for (key, value) in &meta {
         if key == "config" {

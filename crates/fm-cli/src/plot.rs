@@ -93,11 +93,18 @@ pub struct PlotArgs {
 }
 
 /// `n` points split among `classes` in proportion to their weights in `target` (together they
-/// follow the target; equal shares where it does not weigh them).
-fn split(n: usize, classes: &[usize], target: &dyn Target) -> Vec<(usize, usize)> {
+/// follow the target; equal shares where it does not weigh its classes). A class the target
+/// does not have is refused, not given 0 points.
+fn split(n: usize, classes: &[usize], target: &dyn Target) -> Result<Vec<(usize, usize)>> {
     let all = target.class_weights();
-    let weights: Vec<f64> = if all.is_empty() { vec![1.0; classes.len()] } else { classes.iter().map(|&c| all.get(c).copied().unwrap_or(0.0)).collect() };
-    fm_train::counts_by_weight(n, &weights).into_iter().map(|(i, k)| (classes[i], k)).collect()
+    let weights: Vec<f64> = if all.is_empty() {
+        vec![1.0; classes.len()]
+    } else {
+        let weight =
+            |&c: &usize| all.get(c).copied().ok_or_else(|| anyhow::anyhow!("class {c} is not a class of the target {} (it has {})", target.name(), all.len()));
+        classes.iter().map(weight).collect::<Result<_>>()?
+    };
+    Ok(fm_train::counts_by_weight(n, &weights).into_iter().map(|(i, k)| (classes[i], k)).collect())
 }
 
 pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
@@ -157,6 +164,10 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
     crate::config::override_given!(m, args, steps => cfg.steps, method => cfg.method);
     bundle.default_steps(&mut cfg, crate::config::given(m, "steps"), crate::config::given(m, "method"));
     let generator = bundle.generator();
+    if matches!(args.kind, Kind::Field | Kind::FieldError | Kind::Density | Kind::Animation) {
+        // These draw the model without a condition: a conditional model's "no condition" entry.
+        bundle.require_null_entry()?;
+    }
     if matches!(args.kind, Kind::Field | Kind::FieldError | Kind::Density) {
         bundle.require_flow("the field, field-error and density figures")?;
     }
@@ -193,7 +204,7 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
             let (x, labels) = match &classes {
                 None => (bundle.units().generate(generator, &cfg)?, None),
                 Some(classes) => {
-                    let (x, labels) = bundle.units().generate_classes(&split(cfg.n_samples, classes, t), args.cfg_scale, &cfg)?;
+                    let (x, labels) = bundle.units().generate_classes(&split(cfg.n_samples, classes, t)?, args.cfg_scale, &cfg)?;
                     (x, Some(labels))
                 }
             };
@@ -215,7 +226,7 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
                     (times, paths, None)
                 }
                 Some(classes) => {
-                    let (times, paths, labels) = bundle.units().generate_paths_classes(&split(n, classes, t), args.cfg_scale, &cfg)?;
+                    let (times, paths, labels) = bundle.units().generate_paths_classes(&split(n, classes, t)?, args.cfg_scale, &cfg)?;
                     (times, paths, Some(labels))
                 }
             };

@@ -73,7 +73,14 @@ pub fn run(args: RunArgs, m: &ArgMatches) -> Result<()> {
         });
         let quality = scope.spawn(|| cfg.eval.measure(trained.target.as_ref(), samples.view(), &mut StdRng::seed_from_u64(seeds::quality(cfg.train.seed))));
         // A one-step or MeanFlow model's likelihood is not its sampler's: its samples judge it.
-        let kl = if trained.target.has_density() && trained.data_map.is_none() && cfg.eval.kl_points > 0 && trained.generator == fm_train::Generator::Flow {
+        // A conditional model trained with cond_drop 0 has no trained "no condition" entry to judge.
+        let null_untrained = conditional && cfg.train.cond_drop == 0.0;
+        let kl = if trained.target.has_density()
+            && trained.data_map.is_none()
+            && cfg.eval.kl_points > 0
+            && trained.generator == fm_train::Generator::Flow
+            && !null_untrained
+        {
             let mut rng = StdRng::seed_from_u64(seeds::kl(cfg.train.seed));
             fm_train::kl_estimate(trained.target.as_ref(), &trained.mlp, trained.source.as_ref(), cfg.eval.kl_points, &cfg.eval.likelihood, &mut rng).map(Some)
         } else {
@@ -95,6 +102,9 @@ pub fn run(args: RunArgs, m: &ArgMatches) -> Result<()> {
         println!("note: {} skipped: figures draw two coordinates and the data are {dim}-D; the samples and report are complete", RunDir::COMPARE);
     }
     let quality = quality?;
+    if conditional && cfg.train.cond_drop == 0.0 {
+        println!("note: no pooled likelihood: cond_drop 0 left the \"no condition\" entry untrained; the per-class table judges each class");
+    }
     println!("quality of the samples:\n{quality}");
     let kl = kl?;
     if let Some(kl) = &kl {

@@ -165,6 +165,7 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
             if shape.classes > 0 { " (it takes classes: --class K)" } else { "" }
         );
         anyhow::ensure!(v.len() == shape.dim, "--cond: a {}-D condition vector: the checkpoint takes {}-D ones", v.len(), shape.dim);
+        anyhow::ensure!(v.iter().all(|x| x.is_finite()), "--cond: every value must be a finite number, got {v:?}");
         if let Some(note) = bundle.as_ref().and_then(|b| b.condition_outside_training(v)) {
             eprintln!("warning: --cond: {note}");
         }

@@ -1298,7 +1298,7 @@ fn guidance_scales_labels_and_inspect_say_what_they_mean() {
     let csv = dir.join("pts.csv");
     std::fs::write(&csv, "x,y,c\n0,0,0\n1,1,10000000\n").unwrap();
     let o = fm(&["eval", "--samples", csv.to_str().unwrap(), "--target", &format!("file:{}?label=c", csv.display())]);
-    assert_clean_failure(&o, "at most 1000000 classes");
+    assert_clean_failure(&o, "at most 65536 classes");
     // `fm inspect` of a plain state dict refused without --activation: inspecting needs none.
     let (mlp, _) = fm_model::checkpoint::load(&ckpt, tch::Device::Cpu).unwrap();
     let tensors: Vec<(String, tch::Tensor)> = mlp.var_store().variables().into_iter().collect();
@@ -1367,4 +1367,128 @@ fn a_labelled_point_cloud_is_judged_class_by_class() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("class 0 (w = 1): no KL (no class density), W2"), "{}", stdout(&o));
+}
+
+/// Issue 26, bug 1: a conditional run with `--cond-drop 0` judged and drew its "no condition"
+/// entry, which never trained (the guard sat at three call sites only).
+#[test]
+fn an_untrained_no_condition_entry_is_never_judged_or_drawn() {
+    let run = temp("cond-drop-0");
+    let o = fm(&[
+        "run",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--target",
+        "gmm3",
+        "--condition",
+        "labels",
+        "--cond-drop",
+        "0",
+        "--steps",
+        "20",
+        "--hidden-dim",
+        "8",
+        "--samples",
+        "300",
+        "--sample-steps",
+        "5",
+        "--w2-points",
+        "100",
+        "--w2-draws",
+        "1",
+        "--kl-points",
+        "50",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("note: no pooled likelihood") && !stdout(&o).contains("likelihood of the model"), "{}", stdout(&o));
+    let ckpt = run.join("model.safetensors");
+    let o = fm(&["eval", "--checkpoint", ckpt.to_str().unwrap(), "--kl-points", "50"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("no likelihood or field error of the \"no condition\" entry") && !stdout(&o).contains("KL(target"), "{}", stdout(&o));
+    for kind in ["field", "density", "field-error"] {
+        assert_clean_failure(&fm(&["plot", kind, "--checkpoint", ckpt.to_str().unwrap(), "--out", run.join("x.png").to_str().unwrap()]), "cond_drop 0");
+    }
+    // Issue 26, bug 3: a class the target does not have was drawn with 0 samples.
+    let o = fm(&[
+        "plot",
+        "compare",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--target",
+        "8gaussians",
+        "--class",
+        "1",
+        "--points",
+        "50",
+        "--out",
+        run.join("c.png").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "a class both have: {}", stderr(&o));
+    let o = fm(&[
+        "plot",
+        "compare",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--target",
+        "moons",
+        "--class",
+        "2",
+        "--points",
+        "50",
+        "--out",
+        run.join("c.png").to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, "class 2 is not a class of the target");
+    // Issue 26, bug 3: fm inspect dropped a training record it could not read.
+    let (mlp, mut meta) = fm_model::checkpoint::load(&ckpt, tch::Device::Cpu).unwrap();
+    meta.insert("train".into(), "{ not json".into());
+    let broken = run.join("broken-record.safetensors");
+    fm_model::checkpoint::save(&mlp, &broken, &meta).unwrap();
+    let o = fm(&["inspect", broken.to_str().unwrap()]);
+    assert!(o.status.success() && stdout(&o).contains("its training record cannot be read"), "{}", stdout(&o));
+}
+
+/// Round two's review: `[reflow]` appended to a plain run's config.toml resumed as a recipe,
+/// retrained from stage 1 and replaced the trained model; a recipe's own settings refused only
+/// after its first stage had started; `--init` named a default it read wrong.
+#[test]
+fn a_resume_never_turns_a_run_into_a_recipe_and_recipes_refuse_before_work() {
+    let run = tiny_trained("plain-then-recipe");
+    let model = std::fs::read(run.join("model.safetensors")).unwrap();
+    let config = run.join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}\n[reflow]\nrounds = 1\npairs = 100\npair_steps = 2\n")).unwrap();
+    let o = fm(&["train", "--resume", run.to_str().unwrap(), "--steps", "4"]);
+    assert_clean_failure(&o, "it holds a run trained without [reflow]");
+    assert_eq!(std::fs::read(run.join("model.safetensors")).unwrap(), model, "the trained model is untouched");
+    assert!(!run.join("1-rf").exists());
+
+    for bad in [&["--hidden-dim", "0"][..], &["--time-embedding", "3"][..]] {
+        let out = temp("one-step-bad");
+        let o = fm(&[&["run", "--quiet", "--device", "cpu", "--preset", "one-step", "--out", out.to_str().unwrap()][..], bad].concat());
+        assert_eq!(o.status.code(), Some(1), "{bad:?}: {}", stderr(&o));
+        assert!(!out.exists(), "{bad:?} left {} behind", out.display());
+    }
+
+    let other = temp("init-meanflow");
+    let o = fm(&[
+        "train",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--steps",
+        "2",
+        "--hidden-dim",
+        "8",
+        "--objective",
+        "meanflow",
+        "--init",
+        run.join("model.safetensors").to_str().unwrap(),
+        "--out",
+        other.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, "time_inputs 1 in the file, 2 in this run");
 }

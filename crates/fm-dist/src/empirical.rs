@@ -30,8 +30,9 @@ struct CsvLayout {
 }
 
 /// The most classes a labelled point cloud may have: each class is a one-hot input column of the
-/// conditional network (and a labels file of 10⁷ is more likely a column of values).
-pub const MAX_CLASSES: usize = 1_000_000;
+/// conditional network, which takes at most 65,536 (`fm_model::MlpConfig::validate`; one
+/// limit, so a file is refused when read, not after).
+pub const MAX_CLASSES: usize = 65_536;
 
 impl PointCloud {
     /// A cloud from an `N × D` array.

@@ -233,30 +233,33 @@ pub struct InputLayout {
 impl InputLayout {
     /// The first layer's width for `dim`-D data.
     pub fn inputs(&self, dim: usize) -> usize {
-        let times = if self.time_embedding > 0 { self.time_embedding } else { self.time_inputs };
+        // As the network reads them (`MlpConfig::time_features`): each raw time, or E features of each.
+        let times = self.time_inputs.max(1) * self.time_embedding.max(1);
         let conditioned = self.classes > 0 || self.cond_dim > 0;
-        dim + times + self.classes + self.cond_dim + usize::from(conditioned)
+        [times, self.classes, self.cond_dim, usize::from(conditioned)].into_iter().fold(dim, usize::saturating_add)
     }
 
     /// The readings of a first layer of `inputs` columns for `dim`-D data: every layout of that
-    /// width fm trains (the seed's `t` alone when `inputs = dim + 1`).
+    /// width fm trains — its times (one raw `t`, `E` sinusoidal features, MeanFlow's `r, t` in
+    /// either time convention), then nothing, `K` classes or `C` values, each with the "no
+    /// condition" entry (`K + 1` or `C + 1` columns). Classes and values together are left out:
+    /// fm samples such a network with neither alone.
     pub fn readings(dim: usize, inputs: usize) -> Vec<InputLayout> {
         let Some(extra) = inputs.checked_sub(dim) else { return Vec::new() };
         let raw = InputLayout { time_inputs: 1, ..Self::default() };
+        let meanflow = InputLayout { time_inputs: 2, ..Self::default() };
+        let mut times = vec![(raw, 1), (meanflow, 2), (InputLayout { meanflow_paper: true, ..meanflow }, 2)];
+        times.extend((2..=extra).step_by(2).map(|e| (InputLayout { time_embedding: e, ..raw }, e)));
         let mut out = Vec::new();
-        if extra == 1 {
-            out.push(raw);
-        }
-        if extra >= 2 && extra % 2 == 0 {
-            out.push(InputLayout { time_embedding: extra, ..raw });
-        }
-        if extra == 2 {
-            out.push(InputLayout { time_inputs: 2, ..Self::default() });
-            out.push(InputLayout { time_inputs: 2, meanflow_paper: true, ..Self::default() });
-        }
-        if extra >= 3 {
-            out.push(InputLayout { classes: extra - 2, ..raw });
-            out.push(InputLayout { cond_dim: extra - 2, ..raw });
+        for (time, width) in times {
+            match extra.checked_sub(width) {
+                Some(0) => out.push(time),
+                Some(rest) if rest >= 2 => {
+                    out.push(InputLayout { classes: rest - 1, ..time });
+                    out.push(InputLayout { cond_dim: rest - 1, ..time });
+                }
+                _ => {}
+            }
         }
         out
     }
@@ -497,6 +500,14 @@ fn build(state: &StateDict, metadata: &Metadata, device: Device, opts: &LoadOpti
         }
         (file, wanted) => wanted.clone().or(file),
     };
+    if let (Some(c), Some(given)) = (&config, opts.inputs) {
+        // A file that records its network is read as recorded: --inputs that says otherwise is refused.
+        let recorded =
+            InputLayout { time_embedding: c.time_embedding, time_inputs: c.time_inputs, classes: c.classes, cond_dim: c.cond_dim, meanflow_paper: false };
+        if recorded != (InputLayout { meanflow_paper: false, ..given }) || given.meanflow_paper {
+            return Err(err(here, format!("the file records its network's inputs ({recorded}); --inputs {given} is for files that do not (leave it out)")));
+        }
+    }
     from_state_dict(state, device, &LoadOptions { config, ..opts.clone() })
 }
 
@@ -748,16 +759,20 @@ fn infer_config(state: &StateDict, opts: &LoadOptions) -> std::result::Result<Ml
         (None, []) => return Err(format!("cannot infer an MLP: {inputs} inputs and {dim} outputs leave no time input")),
         (None, [only]) => *only,
         (None, several) => {
+            // Each reading with its meaning while few; beyond that the spellings say enough.
+            let list = match several.len() {
+                n if n <= 6 => several.iter().map(|r| format!("{r} ({})", reading(r))).collect::<Vec<_>>().join(" | "),
+                _ => several.iter().map(ToString::to_string).collect::<Vec<_>>().join(" | "),
+            };
+            let run_file = match &opts.described {
+                Some(d) => format!(" (the run file's network, {}, is not this file's)", shape_of(d)),
+                None => " (or --config with the run file that trained it)".to_string(),
+            };
             return Err(format!(
                 "the file does not record what its network's {inputs} inputs are beyond the {dim}-D data, and its shapes allow {}: \
-                 say which with --inputs {}{} (or --config with the run file that trained it)",
-                several.len(),
-                several.iter().map(|r| format!("{r} ({})", reading(r))).collect::<Vec<_>>().join(" | "),
-                match inputs - dim {
-                    n if n >= 4 => format!(", or t,classes:K,cond:C with K + C = {} for classes and values together", n - 2),
-                    _ => String::new(),
-                }
-            ))
+                 say which with --inputs {list}{run_file}",
+                several.len()
+            ));
         }
     };
     let inferred = |activation| MlpConfig {
@@ -776,7 +791,7 @@ fn infer_config(state: &StateDict, opts: &LoadOptions) -> std::result::Result<Ml
     match &opts.described {
         // The run file decides what the shapes leave open (an average velocity's two raw times
         // read like two time features).
-        Some(described) if described.parameter_shapes() == inferred(described.activation).parameter_shapes() => Ok(described.clone()),
+        Some(described) if described.parameter_shapes() == inferred(described.activation).parameter_shapes() => Ok(inferred(described.activation)),
         described => Err(format!(
             "the file does not record its network's activation (a state dict written by PyTorch holds only weights){}: \
              say which with --activation {} (the seed's network uses relu)",
@@ -808,5 +823,6 @@ fn reading(layout: &InputLayout) -> String {
 
 /// A network's shape, without its activation.
 fn shape_of(c: &MlpConfig) -> String {
-    format!("{}-D, {} hidden layers of {}, {} time inputs", c.dim, c.hidden_layers, c.hidden_dim, c.time_features())
+    let layout = InputLayout { time_embedding: c.time_embedding, time_inputs: c.time_inputs, classes: c.classes, cond_dim: c.cond_dim, meanflow_paper: false };
+    format!("{}-D, {} hidden layers of {}, inputs {layout}", c.dim, c.hidden_layers, c.hidden_dim)
 }

@@ -30,6 +30,8 @@ impl RunDir {
     pub const COMPARE: &'static str = "compare.png";
     /// The lock file (see [`RunLock`]).
     pub const LOCK: &'static str = ".fm.lock";
+    /// A staged recipe's `[reflow]` as it started (JSON): what a resume must find unchanged.
+    pub const RECIPE: &'static str = "recipe.json";
 
     /// The run folder at `path` (nothing is created or read).
     pub fn new(path: impl Into<PathBuf>) -> Self {
@@ -89,10 +91,36 @@ impl RunDir {
     }
 
     /// The rows of `metrics.csv` for steps up to `step`, to continue a run from its checkpoint
-    /// at `step`: none when there is no file, and rows that do not parse skipped (the rows
-    /// appended between checkpoints are written best effort, and a kill can tear the last one).
-    pub fn metrics_up_to(&self, step: usize) -> Vec<MetricsRow> {
-        self.metrics_reader(true).map(|mut r| r.deserialize::<MetricsRow>().flatten().filter(|row| row.step <= step).collect()).unwrap_or_default()
+    /// at `step`: none when there is no file. Only the last row may fail to parse (the rows
+    /// appended between checkpoints are written best effort, and a kill can tear the last one):
+    /// it is skipped. The file is rewritten from these rows, so anything else that does not
+    /// read is an error, not history lost without a word.
+    ///
+    /// # Errors
+    /// [`Error::Metrics`] for a header without the `step`, `loss` and `lr` columns, or a row
+    /// other than the last that does not parse.
+    pub fn metrics_up_to(&self, step: usize) -> Result<Vec<MetricsRow>> {
+        let path = self.file(Self::METRICS);
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        let fail = |source| Error::Metrics { path: path.clone(), source };
+        let mut reader = self.metrics_reader(true).map_err(fail)?;
+        let header = reader.headers().map_err(fail)?.clone();
+        if let Some(missing) = ["step", "loss", "lr"].into_iter().find(|c| !header.iter().any(|h| h == *c)) {
+            let why = format!("its header ({}) has no '{missing}' column", header.iter().collect::<Vec<_>>().join(","));
+            return Err(fail(csv::Error::from(std::io::Error::new(std::io::ErrorKind::InvalidData, why))));
+        }
+        let mut rows = Vec::new();
+        let mut records = reader.deserialize::<MetricsRow>().peekable();
+        while let Some(row) = records.next() {
+            match row {
+                Ok(row) => rows.push(row),
+                Err(_) if records.peek().is_none() => {} // a torn last row
+                Err(e) => return Err(fail(e)),
+            }
+        }
+        Ok(rows.into_iter().filter(|row| row.step <= step).collect())
     }
 
     /// Writes `rows` as `metrics.csv` (the header even when there are none), atomically.
@@ -281,7 +309,7 @@ mod tests {
         let dir = temp("metrics");
         std::fs::create_dir_all(dir.path()).unwrap();
         assert!(matches!(dir.read_metrics(), Err(Error::Metrics { .. })), "no file is an error");
-        assert_eq!(dir.metrics_up_to(10), vec![]);
+        assert_eq!(dir.metrics_up_to(10).unwrap(), vec![]);
         dir.write_metrics(&[]).unwrap();
         assert_eq!(std::fs::read_to_string(dir.file(RunDir::METRICS)).unwrap(), MetricsRow::HEADER);
         let rows = vec![
@@ -296,8 +324,16 @@ mod tests {
         assert_eq!(dir.read_metrics().unwrap().len(), 3);
         // A torn last row (a kill mid-append) is skipped when a run resumes, and so are later steps.
         std::fs::OpenOptions::new().append(true).open(dir.file(RunDir::METRICS)).and_then(|mut f| std::io::Write::write_all(&mut f, b"300,2.9")).unwrap();
-        assert_eq!(dir.metrics_up_to(150), rows[..1].to_vec());
-        assert_eq!(dir.metrics_up_to(1000).len(), 3);
+        assert_eq!(dir.metrics_up_to(150).unwrap(), rows[..1].to_vec());
+        assert_eq!(dir.metrics_up_to(1000).unwrap().len(), 3);
+        // Issue 26, bug 2: a header edited by hand, or a bad row before the last, lost the
+        // whole history without a word (the file was then rewritten from what was read).
+        let text = std::fs::read_to_string(dir.file(RunDir::METRICS)).unwrap();
+        std::fs::write(dir.file(RunDir::METRICS), text.replacen("step,", "Step,", 1)).unwrap();
+        let e = dir.metrics_up_to(1000).unwrap_err();
+        assert!(std::error::Error::source(&e).unwrap().to_string().contains("no 'step' column"), "{e:?}");
+        std::fs::write(dir.file(RunDir::METRICS), text.replacen("\n100,3.25,", "\n100,oops,", 1)).unwrap();
+        assert!(matches!(dir.metrics_up_to(1000), Err(Error::Metrics { .. })));
         std::fs::write(dir.file(RunDir::METRICS), "step,loss,lr,w2,kl\n10,4.5,0.001,,\n20,4.0,0.001,0.5,\n").unwrap();
         let old = dir.read_metrics().unwrap();
         assert_eq!(old[1], MetricsRow { step: 20, loss: 4.0, loss_floor: None, lr: 1e-3, w2: Some(0.5), kl: None });

@@ -74,9 +74,52 @@ pub const STANDARDIZE: &str = "standardize";
 /// With a `[reflow]` section, trains its stages (see [`crate::ReflowConfig`]): the teachers in
 /// sub-folders, the last stage in `dir`.
 pub fn train_run(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut dyn FnMut(&str)) -> Result<Trained> {
+    if opts.resume {
+        check_recipe_resume(cfg, dir)?;
+    }
     match &cfg.reflow {
         None => train_stage(cfg, dir, opts, log),
         Some(reflow) => train_stages(cfg, reflow, dir, opts, log),
+    }
+}
+
+/// Refuses a resume that would change what the folder holds: `[reflow]` added to a plain run
+/// (its stages would retrain from scratch and replace the trained model), removed from a
+/// recipe, or edited (stale pairs would stand for the new settings). A recipe records its
+/// `[reflow]` in [`RunDir::RECIPE`] when it starts; a folder from before that record has its
+/// `1-rf/` to say it is a recipe.
+fn check_recipe_resume(cfg: &RunConfig, dir: &RunDir) -> Result<()> {
+    let record = dir.file(RunDir::RECIPE);
+    let is_recipe = record.exists() || dir.path().join("1-rf").is_dir();
+    let trained = dir.file(RunDir::STATE).exists() || dir.file(RunDir::MODEL).exists();
+    let invalid = |why: String| Err(Error::Invalid(format!("cannot resume {}: {why}", dir.path().display())));
+    match (&cfg.reflow, is_recipe) {
+        (Some(_), false) if trained => invalid(
+            "it holds a run trained without [reflow]; a recipe would retrain from stage 1 and replace its model (remove [reflow] to continue the run, or start the recipe in another folder)"
+                .into(),
+        ),
+        (None, true) => invalid("it holds the stages of a [reflow] recipe: put its [reflow] section back to resume them".into()),
+        (Some(now), true) if record.exists() => {
+            let text = std::fs::read_to_string(&record).map_err(|source| Error::Io { what: "cannot read", path: record.clone(), source })?;
+            let then: crate::ReflowConfig =
+                serde_json::from_str(&text).map_err(|e| Error::Invalid(format!("{}: the recipe record cannot be read: {e}", record.display())))?;
+            let changed: Vec<String> = [
+                ("rounds", then.rounds.to_string(), now.rounds.to_string()),
+                ("distill", then.distill.to_string(), now.distill.to_string()),
+                ("pairs", then.pairs.to_string(), now.pairs.to_string()),
+                ("pair_steps", then.pair_steps.to_string(), now.pair_steps.to_string()),
+            ]
+            .into_iter()
+            .filter(|(_, a, b)| a != b)
+            .map(|(k, a, b)| format!("reflow.{k} was {a}, is {b}"))
+            .collect();
+            if changed.is_empty() {
+                Ok(())
+            } else {
+                invalid(format!("config.toml no longer describes the recipe: {} (restore them, or start a new recipe in another folder)", changed.join("; ")))
+            }
+        }
+        _ => Ok(()),
     }
 }
 
@@ -102,10 +145,12 @@ fn train_stages(cfg: &RunConfig, reflow: &crate::ReflowConfig, dir: &RunDir, opt
     }
     cfg.train.validate()?;
     cfg.sample.validate()?;
+    parse_device(&cfg.device)?;
     let stages = 1 + reflow.rounds + usize::from(reflow.distill);
     // Each student's settings as fm-train checks them before training, on stand-in pairs of
     // the target's dimension: a refusal of stage k comes before stage 1 trains.
     let dim = parse_target(&cfg.target).map_err(|source| Error::Spec { what: "target", source })?.dim();
+    fm_model::MlpConfig { dim, ..cfg.model.clone() }.validate()?;
     let stand_in = fm_train::Pairs::new(ndarray::Array2::zeros((1, dim)), ndarray::Array2::zeros((1, dim)))?;
     for k in 2..=stages {
         let student = stage_config(cfg, reflow, dir, k);
@@ -122,6 +167,10 @@ fn train_stages(cfg: &RunConfig, reflow: &crate::ReflowConfig, dir: &RunDir, opt
     // and it is put back after): `fm train --resume DIR` resumes every stage from its folder.
     let write_recipe = || -> Result<()> {
         std::fs::create_dir_all(dir.path()).map_err(|source| Error::Io { what: "cannot create", path: dir.path().to_path_buf(), source })?;
+        if !dir.file(RunDir::RECIPE).exists() {
+            let record = serde_json::to_string_pretty(reflow).map_err(|e| Error::Invalid(e.to_string()))?;
+            fm_dist::io::write_atomic(&dir.file(RunDir::RECIPE), record.as_bytes())?;
+        }
         Ok(fm_dist::io::write_atomic(&dir.file(RunDir::CONFIG), cfg.to_toml()?.as_bytes())?)
     };
     write_recipe()?;
@@ -272,6 +321,20 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
     fm_train::check_training(&cfg.train, data, cfg.model.dim, cfg.model.time_inputs, condition)?;
     let init_from = cfg.init.as_deref().map(|init| init_checkpoint(init, &cfg.model, device)).transpose()?;
     let fingerprint = fingerprint(&cfg, init_from.as_ref())?;
+    // The tracker checks its settings (and draws its holdout) before the folder is touched too.
+    let tracker = match cfg.eval.track_every {
+        0 => None,
+        _ => {
+            let tracker = Tracker::new(train_target, train_source, cfg.eval.track_points, seeds::tracking(cfg.train.seed), &cfg.sample, &cfg.eval.likelihood)?;
+            Some(
+                match &data_map {
+                    Some(map) => tracker.in_data_units(map.clone()),
+                    None => tracker,
+                }
+                .for_generator(cfg.train.objective.generator()),
+            )
+        }
+    };
     let lock = dir.create_and_lock()?;
     let state_path = dir.file(RunDir::STATE);
     dir.remove_stale_temporaries();
@@ -298,7 +361,7 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
             ));
         }
         log(&format!("fm: resuming {} at step {} of {}", dir.path().display(), loaded.step, cfg.train.steps));
-        let rows = dir.metrics_up_to(loaded.step);
+        let rows = dir.metrics_up_to(loaded.step)?;
         (loaded.mlp, Some(Resume { step: loaded.step, state: loaded.state }), rows)
     } else {
         if opts.resume {
@@ -337,21 +400,12 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
         ));
     }
     log(&format!("fm: training {from} → {}{objective} on {device:?}, {} steps of {}", target.name(), cfg.train.steps, cfg.train.batch_size));
-    // The EMA weights are written through a second model (built after the trained one, so
-    // the initialisation is the seed's).
-    let ema_mlp = if cfg.train.ema_decay.is_some() { Some(Mlp::new(cfg.model.clone(), device)?) } else { None };
-    let tracker = match cfg.eval.track_every {
-        0 => None,
-        _ => {
-            let tracker = Tracker::new(train_target, train_source, cfg.eval.track_points, seeds::tracking(cfg.train.seed), &cfg.sample, &cfg.eval.likelihood)?;
-            Some(
-                match &data_map {
-                    Some(map) => tracker.in_data_units(map.clone()),
-                    None => tracker,
-                }
-                .for_generator(cfg.train.objective.generator()),
-            )
-        }
+    // The EMA weights are written through a second model. Its initial weights are overwritten
+    // at once, but drawing them takes torch's global generator: under its lock, seeded, so that
+    // a caller initialising another model in parallel gets the same draws whatever runs beside it.
+    let ema_mlp = match cfg.train.ema_decay {
+        Some(_) => Some(fm_model::with_torch_seed(cfg.train.seed, || Mlp::new(cfg.model.clone(), device))?),
+        None => None,
     };
     // The exact flow's floor is that of flow matching on drawn pairs.
     // (Conditional training regresses on a different field: no floor computed for it yet.)
@@ -626,19 +680,23 @@ fn init_checkpoint(path: &str, model: &fm_model::MlpConfig, device: tch::Device)
     let (from, _) = checkpoint::load_any_with(std::path::Path::new(path), device, &opts)?;
     if from.config() != model {
         // Name what differs, field by field, as the run file spells it.
-        let fields = |c: &fm_model::MlpConfig| match serde_json::to_value(c) {
-            Ok(serde_json::Value::Object(m)) => m,
-            _ => serde_json::Map::new(),
+        let fields = |c: &fm_model::MlpConfig| {
+            [
+                ("dim", c.dim.to_string()),
+                ("hidden_dim", c.hidden_dim.to_string()),
+                ("hidden_layers", c.hidden_layers.to_string()),
+                ("activation", c.activation.name().to_string()),
+                ("time_embedding", c.time_embedding.to_string()),
+                ("time_inputs", c.time_inputs.to_string()),
+                ("classes", c.classes.to_string()),
+                ("cond_dim", c.cond_dim.to_string()),
+            ]
         };
-        let (file, run) = (fields(from.config()), fields(model));
-        let keys: std::collections::BTreeSet<&String> = file.keys().chain(run.keys()).collect();
-        let absent = serde_json::Value::from(0);
-        let differences: Vec<String> = keys
+        let differences: Vec<String> = fields(from.config())
             .into_iter()
-            .filter_map(|k| {
-                let (a, b) = (file.get(k).unwrap_or(&absent), run.get(k).unwrap_or(&absent));
-                (a != b).then(|| format!("{k} {a} in the file, {b} in this run"))
-            })
+            .zip(fields(model))
+            .filter(|(a, b)| a.1 != b.1)
+            .map(|((k, a), (_, b))| format!("{k} {a} in the file, {b} in this run"))
             .collect();
         return Err(Error::Invalid(format!(
             "--init {path} holds another network than this run trains: {} (give the run the same [model] settings, or another --init)",

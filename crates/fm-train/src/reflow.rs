@@ -13,7 +13,7 @@
 use crate::{array_to_tensor, tensor_to_array, Error, HasDevice, Result, SampleConfig};
 use fm_dist::Target;
 use fm_ode::VectorField;
-use ndarray::{concatenate, s, Array2, ArrayView2, Axis};
+use ndarray::{s, Array2, ArrayView2};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 /// Coupled pairs `(x0_i, x1_i)`: source points and their images under a teacher.
@@ -55,7 +55,12 @@ impl Pairs {
 
     /// Rows `[x0 | x1]`, `[N, 2d]`.
     pub fn to_array(&self) -> Array2<f64> {
-        concatenate(Axis(1), &[self.x0.view(), self.x1.view()]).unwrap_or_default()
+        // Both halves are `[N, d]` (the constructor checks it): placed side by side, nothing can fail.
+        let (n, d) = self.x0.dim();
+        let mut rows = Array2::zeros((n, 2 * d));
+        rows.slice_mut(s![.., ..d]).assign(&self.x0);
+        rows.slice_mut(s![.., d..]).assign(&self.x1);
+        rows
     }
 
     /// The number of pairs `N`.

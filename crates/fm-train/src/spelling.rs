@@ -30,6 +30,8 @@ where
     match Spelling::<T>::deserialize(d) {
         Ok(Spelling::Text(text)) => text.parse().map_err(serde::de::Error::custom),
         Ok(Spelling::Table(value)) => Ok(value),
-        Err(_) => Err(serde::de::Error::custom("expected the command line's spelling in quotes (e.g. \"meanflow:0.5\") or the table fm writes")),
+        Err(_) => {
+            Err(serde::de::Error::custom("expected the setting spelled as on the command line, in quotes (fm train --help lists each), or the table fm writes"))
+        }
     }
 }

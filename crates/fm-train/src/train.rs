@@ -215,7 +215,10 @@ impl TrainConfig {
             }
         }
         if self.warmup_steps > self.steps {
-            return config(format!("warmup_steps ({}) must not exceed steps ({})", self.warmup_steps, self.steps));
+            return config(format!(
+                "warmup_steps ({}) must not exceed steps ({}): give --warmup-steps N (warmup_steps in a run file; the fast and one-step presets set 500)",
+                self.warmup_steps, self.steps
+            ));
         }
         if let Some(m) = self.max_grad_norm {
             if !(m.is_finite() && m > 0.0) {
