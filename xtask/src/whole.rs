@@ -15,6 +15,12 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "\
 usage: cargo xtask bench --whole [--reps N] [--quick] [--fm PATH] [--python PATH] [--no-loaded]
 
+The seed experiment as whole processes: fm run (train, sample, judge, draw) against
+xtask/python/seed_pytorch.py (the same training and sampling in PyTorch eager), alternating, in
+two modes: quiet, and loaded (beside one busy process of its own that holds a core). Prints the
+medians, ranges and ratios and writes target/bench/whole.md. On 2 cores a full run takes about
+20 minutes, most of it PyTorch's loaded runs (5 minutes each); --no-loaded takes 2.
+
   --reps N      runs of each side in each mode (default 3)
   --quick       1,000 training steps instead of 10,000 (a smoke run)
   --fm PATH     the fm binary (default: cargo build --release -p fm-cli)

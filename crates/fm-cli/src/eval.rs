@@ -81,6 +81,22 @@ pub fn eval(args: EvalArgs, m: &clap::ArgMatches) -> Result<()> {
         .or_else(|| model.as_ref().and_then(|m| m.target.clone()))
         .unwrap_or_else(|| "gmm3".into());
     let target = parse_target(&spec).context("target")?;
+    // Judged class by class against a target of other classes, a model would be judged on
+    // classes it never learnt (a checkpoint that records no target is judged against gmm3).
+    if classes.is_some() {
+        anyhow::ensure!(
+            target.classes() == shape.classes,
+            "the checkpoint's model has {} classes and the target {} has {}: give --target (or --config with the run that trained it){}",
+            shape.classes,
+            target.name(),
+            target.classes(),
+            if args.target.is_none() && run.is_none() && model.as_ref().is_some_and(|m| m.target.is_none()) {
+                "; the checkpoint records no target"
+            } else {
+                ""
+            }
+        );
+    }
     let mut rng = StdRng::seed_from_u64(args.seed);
     if let Some(path) = &args.samples {
         // Read as a point cloud: non-empty, finite, and described (rows, header) in the report line.

@@ -74,7 +74,7 @@ pub fn run(args: RunArgs, m: &ArgMatches) -> Result<()> {
         let quality = scope.spawn(|| cfg.eval.measure(trained.target.as_ref(), samples.view(), &mut StdRng::seed_from_u64(seeds::quality(cfg.train.seed))));
         // A one-step or MeanFlow model's likelihood is not its sampler's: its samples judge it.
         // A conditional model trained with cond_drop 0 has no trained "no condition" entry to judge.
-        let null_untrained = conditional && cfg.train.cond_drop == 0.0;
+        let null_untrained = fm_train::conditional::null_entry_untrained(&cfg.train);
         let kl = if trained.target.has_density()
             && trained.data_map.is_none()
             && cfg.eval.kl_points > 0
@@ -102,7 +102,7 @@ pub fn run(args: RunArgs, m: &ArgMatches) -> Result<()> {
         println!("note: {} skipped: figures draw two coordinates and the data are {dim}-D; the samples and report are complete", RunDir::COMPARE);
     }
     let quality = quality?;
-    if conditional && cfg.train.cond_drop == 0.0 {
+    if fm_train::conditional::null_entry_untrained(&cfg.train) {
         println!("note: no pooled likelihood: cond_drop 0 left the \"no condition\" entry untrained; the per-class table judges each class");
     }
     println!("quality of the samples:\n{quality}");

@@ -1197,7 +1197,11 @@ fn a_short_preset_run_samples_a_warmed_up_average_within_the_seed_bar() {
     let out = temp("short-fast");
     let o = fm(&["run", "--quiet", "--device", "cpu", "--preset", "fast", "--steps", "1000", "--kl-points", "0", "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("model: the EMA of the weights (decay 0.999, warmed up"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("model: the EMA of the weights (ema_decay 0.999; after the warm-up min(decay, (1 + k)/(10 + k)), 0.9911 at step 1000)"),
+        "{}",
+        stdout(&o)
+    );
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     let figure = |k: &str| report[k].as_f64().unwrap_or_else(|| panic!("{k} in {report}"));
     // The seed experiment's bar (cargo xtask e2e).
@@ -1442,6 +1446,11 @@ fn an_untrained_no_condition_entry_is_never_judged_or_drawn() {
         run.join("c.png").to_str().unwrap(),
     ]);
     assert_clean_failure(&o, "class 2 is not a class of the target");
+    // A newcomer's catch: judged class by class against a target of other classes (a state dict
+    // that records none is judged against gmm3), results came before the refusal.
+    let o = fm(&["eval", "--checkpoint", ckpt.to_str().unwrap(), "--target", "8gaussians", "--class", "all", "--kl-points", "10"]);
+    assert_clean_failure(&o, "the checkpoint's model has 3 classes and the target");
+    assert!(String::from_utf8_lossy(&o.stdout).is_empty(), "nothing is judged before the refusal");
     // Issue 26, bug 3: fm inspect dropped a training record it could not read.
     let (mlp, mut meta) = fm_model::checkpoint::load(&ckpt, tch::Device::Cpu).unwrap();
     meta.insert("train".into(), "{ not json".into());

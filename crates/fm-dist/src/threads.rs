@@ -24,7 +24,8 @@ impl ThreadSetting {
         match (flag, omp_num_threads.map(str::trim).filter(|v| !v.is_empty())) {
             (Some(0), _) => Err("--threads must be at least 1".into()),
             (Some(n), _) => Ok(Self::Fixed(n)),
-            (None, Some(v)) => match v.parse::<usize>() {
+            // OpenMP's list form (`4,2`: per nesting level) gives the outer level's count.
+            (None, Some(v)) => match v.split(',').next().unwrap_or("").trim().parse::<usize>() {
                 Ok(n) if n > 0 => Ok(Self::Fixed(n)),
                 _ => Err(format!("OMP_NUM_THREADS={v:?} is not a positive whole number (unset it to let fm choose, or give --threads N)")),
             },
@@ -101,6 +102,7 @@ mod tests {
         assert_eq!(ThreadSetting::resolve(None, Some(" 2 ")), Ok(ThreadSetting::Fixed(2)));
         assert_eq!(ThreadSetting::resolve(None, None), Ok(ThreadSetting::Auto));
         assert_eq!(ThreadSetting::resolve(None, Some("")), Ok(ThreadSetting::Auto));
+        assert_eq!(ThreadSetting::resolve(None, Some("4,2")), Ok(ThreadSetting::Fixed(4)));
         assert!(ThreadSetting::resolve(Some(0), None).is_err());
         assert!(ThreadSetting::resolve(None, Some("0")).is_err());
         assert!(ThreadSetting::resolve(None, Some("two")).unwrap_err().contains("OMP_NUM_THREADS"));

@@ -815,7 +815,9 @@ fn reading(layout: &InputLayout) -> String {
     };
     match (layout.classes, layout.cond_dim) {
         (0, 0) => times,
+        (1, 0) => format!("{times}, conditioned on 1 class"),
         (k, 0) => format!("{times}, conditioned on {k} classes"),
+        (0, 1) => format!("{times}, conditioned on 1 value"),
         (0, c) => format!("{times}, conditioned on {c} values"),
         (k, c) => format!("{times}, conditioned on {k} classes and {c} values"),
     }

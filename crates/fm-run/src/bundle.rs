@@ -115,7 +115,7 @@ impl ModelBundle {
     /// [`Error::Invalid`] for a model trained with `cond_drop = 0`.
     pub fn require_null_entry(&self) -> Result<()> {
         match &self.train {
-            Ok(Some(t)) if !t.condition.is_none() && t.cond_drop == 0.0 => Err(Error::Invalid(
+            Ok(Some(t)) if fm_train::conditional::null_entry_untrained(t) => Err(Error::Invalid(
                 "this checkpoint was trained with cond_drop 0: its \"no condition\" entry never trained, and guidance (--cfg-scale other than 1) \
                  and unconditional sampling use it; sample a class with --cfg-scale 1, or train with --cond-drop above 0"
                     .into(),

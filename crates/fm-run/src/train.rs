@@ -500,9 +500,11 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
         let ema = fm_train::held_out_loss(&mlp, data, &cfg.train, HELD_OUT_BATCHES)?;
         let diff: Vec<f64> = ema.iter().zip(&last).map(|(e, l)| e - l).collect();
         let (ema, last, diff) = (Estimate::of(&ema)?, Estimate::of(&last)?, Estimate::of(&diff)?);
+        // The decay the warm-up had reached at the last step: what the average actually was.
+        let reached = decay.min((1 + report.steps) as f64 / (10 + report.steps) as f64);
         log(&format!(
-            "model: the EMA of the weights (decay {decay}, warmed up: min(decay, (1 + k)/(10 + k)) at step k); held-out loss {:.4} ± {:.4}, the last weights' {:.4} ± {:.4} (difference {:+.4} ± {:.4}; {HELD_OUT_BATCHES} batches no step trained on)",
-            ema.mean, ema.se, last.mean, last.se, diff.mean, diff.se
+            "model: the EMA of the weights (ema_decay {decay}; after the warm-up min(decay, (1 + k)/(10 + k)), {reached:.4} at step {}); held-out loss {:.4} ± {:.4}, the last weights' {:.4} ± {:.4} (difference {:+.4} ± {:.4}; {HELD_OUT_BATCHES} batches no step trained on)",
+            report.steps, ema.mean, ema.se, last.mean, last.se, diff.mean, diff.se
         ));
     }
     let source = standard.map_or(source, |(_, s)| s);

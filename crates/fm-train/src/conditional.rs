@@ -76,6 +76,13 @@ impl std::str::FromStr for ConditionOn {
 /// classifier-free guidance (Ho & Salimans 2022 found 0.1–0.2 best).
 pub const DEFAULT_COND_DROP: f64 = 0.1;
 
+/// Whether a run of `cfg` leaves its "no condition" entry untrained: a conditional run that never
+/// dropped the condition (`cond_drop = 0`). Guidance, unconditional sampling, the pooled
+/// likelihood and the field figures evaluate that entry, and refuse or skip it.
+pub fn null_entry_untrained(cfg: &crate::TrainConfig) -> bool {
+    !cfg.condition.is_none() && cfg.cond_drop == 0.0
+}
+
 /// The largest guidance scale taken, in size: `w (v_c − v_∅)` at `|w| = 100` is already a
 /// hundred times the conditional field's difference (the literature uses 1–10); beyond it the
 /// samples leave the data's range (`--cfg-scale 1e30` wrote samples near 10²⁸ before this bound).
