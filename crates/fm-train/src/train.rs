@@ -836,8 +836,18 @@ pub fn train_on<M: VelocityModel>(
         // Resumed at its last step: checkpoint once more, so that every file is complete.
         checkpoint(first_step, model, &state, f64::NAN)?;
     }
-    // libtorch's threads follow the machine: measured windows of steps (crate::threads).
-    let mut steering = crate::threads::Steering::new();
+    // libtorch's threads for this run, measured once on a forward pass of its first batch (drawn
+    // as the step will draw it) and then kept: counts switched mid-run changed the last bits of
+    // the weights (measured: a 40-step run on a busy machine), while a run at 1 or at 2 threads
+    // gives the same bits, so that a seed gives the same checkpoint however busy the machine.
+    if first_step < cfg.steps {
+        let (host, _) = draw_batch(first_step + 1, cfg, data, dim, shape)?;
+        let (xt, t, _) = regression_batch(model, cfg, &host, shape)?;
+        crate::threads::choose(|| -> Result<()> {
+            let _no_grad = tch::no_grad_guard();
+            Ok(model.forward(&xt, &t).map(drop)?)
+        })?;
+    }
     std::thread::scope(|scope| -> Result<()> {
         let batches = Batches::start(scope, Batches::helpers(device), first_step, cfg, data, dim, shape);
         for step in first_step + 1..=cfg.steps {
@@ -876,7 +886,6 @@ pub fn train_on<M: VelocityModel>(
                 ema.update(step)?;
             }
             last_step = step;
-            steering.step();
 
             window = window.f_add(&loss.f_detach()?)?;
             let checkpoint_due = step == cfg.steps || (cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0);
