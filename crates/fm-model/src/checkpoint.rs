@@ -231,6 +231,11 @@ pub struct InputLayout {
 }
 
 impl InputLayout {
+    /// The layout of network `c` (fm's time convention).
+    pub fn of(c: &MlpConfig) -> Self {
+        Self { time_embedding: c.time_embedding, time_inputs: c.time_inputs, classes: c.classes, cond_dim: c.cond_dim, meanflow_paper: false }
+    }
+
     /// The first layer's width for `dim`-D data.
     pub fn inputs(&self, dim: usize) -> usize {
         // As the network reads them (`MlpConfig::time_features`): each raw time, or E features of each.
@@ -502,8 +507,7 @@ fn build(state: &StateDict, metadata: &Metadata, device: Device, opts: &LoadOpti
     };
     if let (Some(c), Some(given)) = (&config, opts.inputs) {
         // A file that records its network is read as recorded: --inputs that says otherwise is refused.
-        let recorded =
-            InputLayout { time_embedding: c.time_embedding, time_inputs: c.time_inputs, classes: c.classes, cond_dim: c.cond_dim, meanflow_paper: false };
+        let recorded = InputLayout::of(c);
         if recorded != (InputLayout { meanflow_paper: false, ..given }) || given.meanflow_paper {
             return Err(err(here, format!("the file records its network's inputs ({recorded}); --inputs {given} is for files that do not (leave it out)")));
         }
@@ -825,6 +829,6 @@ fn reading(layout: &InputLayout) -> String {
 
 /// A network's shape, without its activation.
 fn shape_of(c: &MlpConfig) -> String {
-    let layout = InputLayout { time_embedding: c.time_embedding, time_inputs: c.time_inputs, classes: c.classes, cond_dim: c.cond_dim, meanflow_paper: false };
+    let layout = InputLayout::of(c);
     format!("{}-D, {} hidden layers of {}, inputs {layout}", c.dim, c.hidden_layers, c.hidden_dim)
 }
