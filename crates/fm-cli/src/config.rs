@@ -175,7 +175,7 @@ pub struct TrainFlags {
     /// What the network learns: flow-matching (a velocity field), distill (a one-step map from --pairs, sampled
     /// with --steps 1) or meanflow or meanflow:RATIO (an average velocity u(x, r, t), sampled in any number of jumps).
     #[arg(long, default_value_t = TrainConfig::default().objective)]
-    pub objective: fm_train::Objective,
+    pub objective: fm_train::ObjectiveChoice,
     /// Condition the network: `labels` (the target's classes: a mixture's components, a file's ?label=COL) or `values`
     /// (a file's condition vectors, ?cond=COL,…); sample with fm sample --class K, --cfg-scale W.
     #[arg(long, default_value_t = TrainConfig::default().condition)]

@@ -130,7 +130,7 @@ fn train_stages(cfg: &RunConfig, reflow: &crate::ReflowConfig, dir: &RunDir, opt
     if cfg.pairs.is_some() || cfg.init.is_some() {
         return Err(Error::Invalid("[reflow] draws its own pairs and starts each stage from the last: leave pairs and init unset".into()));
     }
-    if cfg.train.objective != fm_train::Objective::FlowMatching {
+    if !cfg.train.objective.is("flow-matching") {
         return Err(Error::Invalid(format!(
             "[reflow] trains flows (and distils the last one): the objective must be flow-matching, got {}",
             cfg.train.objective
@@ -256,7 +256,7 @@ fn stage_config(cfg: &RunConfig, reflow: &crate::ReflowConfig, dir: &RunDir, k: 
     if k == 1 + reflow.rounds + usize::from(reflow.distill) {
         stage.sample = cfg.sample.clone();
         if reflow.distill {
-            stage.train.objective = fm_train::Objective::Distill;
+            stage.train.objective = fm_train::ObjectiveChoice::distill();
         }
     }
     stage
@@ -388,7 +388,7 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
         (Some(p), Some(file)) => format!("{} pairs of {file}", fm_dist::empirical::group_digits(p.len())),
         _ => source.name(),
     };
-    let objective = if cfg.train.objective == fm_train::Objective::FlowMatching { String::new() } else { format!(" ({})", cfg.train.objective) };
+    let objective = if cfg.train.objective.is("flow-matching") { String::new() } else { format!(" ({})", cfg.train.objective) };
     let objective = match condition.is_conditional() {
         true => format!("{objective}, conditioned on {condition} (dropped for {} of the rows)", cfg.train.cond_drop),
         false => objective,
@@ -409,8 +409,10 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
     };
     // The exact flow's floor is that of flow matching on drawn pairs.
     // (Conditional training regresses on a different field: no floor computed for it yet.)
-    let loss_floor = match (&pairs, cfg.train.objective) {
-        (None, fm_train::Objective::FlowMatching) if cfg.train.condition.is_none() => fm_train::exact::training_floor(train_target, train_source, &cfg.train)?,
+    let loss_floor = match &pairs {
+        None if cfg.train.objective.has_flow_matching_floor() && cfg.train.condition.is_none() => {
+            fm_train::exact::training_floor(train_target, train_source, &cfg.train)?
+        }
         _ => None,
     };
     let bar = ProgressBarReporter::new(cfg.train.steps, opts.quiet).with_floor(loss_floor.map(|f| f.mean));

@@ -20,7 +20,7 @@ use fm_dist::metrics::SampleQuality;
 use fm_dist::{parse_target, Target};
 use fm_model::{copy_parameters, Mlp, MlpConfig, VelocityModel};
 use fm_ode::Method;
-use fm_train::{draw_pairs, train_on, Coupling, DataUnits, Generator, Objective, Pairs, SampleConfig, TrainConfig, TrainHooks, TrainingData};
+use fm_train::{draw_pairs, train_on, Coupling, DataUnits, Generator, ObjectiveChoice, Pairs, SampleConfig, TrainConfig, TrainHooks, TrainingData};
 use rand::{rngs::StdRng, SeedableRng};
 use std::time::Instant;
 use tch::Device;
@@ -39,7 +39,7 @@ struct Trained {
     seconds: f64,
 }
 
-fn network(dim: usize, objective: Objective, init: Option<&Mlp>) -> Res<Mlp> {
+fn network(dim: usize, objective: ObjectiveChoice, init: Option<&Mlp>) -> Res<Mlp> {
     let cfg = MlpConfig { dim, time_inputs: objective.time_inputs(), ..fm_train::Preset::named("fast")?.model };
     let mlp = fm_model::with_torch_seed(0, || Mlp::new(cfg, Device::Cpu))?;
     if let Some(init) = init {
@@ -93,21 +93,24 @@ fn main() -> Res<()> {
             rows.push(("FM (seed)".into(), Trained { mlp, generator: Generator::Flow, samples: steps * batch, seconds }));
         }
         if want("OT-CFM") {
-            let (mlp, seconds) = fit(network(d, Objective::FlowMatching, None)?, draw, &TrainConfig { coupling: Coupling::Ot, ..fast.clone() })?;
+            let (mlp, seconds) = fit(network(d, ObjectiveChoice::flow_matching(), None)?, draw, &TrainConfig { coupling: Coupling::Ot, ..fast.clone() })?;
             rows.push(("OT-CFM".into(), Trained { mlp, generator: Generator::Flow, samples: steps * batch, seconds }));
         }
         if ["1-RF", "2-RF", "2-RF distilled", "3-RF"].iter().any(|m| want(m)) {
             // 1-RF is flow matching (the fast preset); k-RF starts from (k−1)-RF's weights and trains on its pairs.
-            let (rf1, s1) = fit(network(d, Objective::FlowMatching, None)?, draw, &fast)?;
+            let (rf1, s1) = fit(network(d, ObjectiveChoice::flow_matching(), None)?, draw, &fast)?;
             let (pairs1, p1) = pairs_of(&rf1, source.as_ref(), n_pairs)?;
-            let (rf2, s2) = fit(network(d, Objective::FlowMatching, Some(&rf1))?, TrainingData::Pairs(&pairs1), &fast)?;
+            let (rf2, s2) = fit(network(d, ObjectiveChoice::flow_matching(), Some(&rf1))?, TrainingData::Pairs(&pairs1), &fast)?;
             let (pairs2, p2) = pairs_of(&rf2, source.as_ref(), n_pairs)?;
-            let (distilled, s3) =
-                fit(network(d, Objective::Distill, Some(&rf2))?, TrainingData::Pairs(&pairs2), &TrainConfig { objective: Objective::Distill, ..fast.clone() })?;
+            let (distilled, s3) = fit(
+                network(d, ObjectiveChoice::distill(), Some(&rf2))?,
+                TrainingData::Pairs(&pairs2),
+                &TrainConfig { objective: ObjectiveChoice::distill(), ..fast.clone() },
+            )?;
             let (rf3, s4) = if want("3-RF") {
-                fit(network(d, Objective::FlowMatching, Some(&rf2))?, TrainingData::Pairs(&pairs2), &fast)?
+                fit(network(d, ObjectiveChoice::flow_matching(), Some(&rf2))?, TrainingData::Pairs(&pairs2), &fast)?
             } else {
-                (network(d, Objective::FlowMatching, None)?, 0.0)
+                (network(d, ObjectiveChoice::flow_matching(), None)?, 0.0)
             };
             let b = steps * batch;
             for (name, mlp, generator, samples, seconds) in [
@@ -123,8 +126,8 @@ fn main() -> Res<()> {
         }
         for (label, k) in [("MeanFlow", 1), ("MeanFlow 3×", 3)] {
             if want(label) {
-                let objective = Objective::MeanFlow { ratio };
-                let cfg = TrainConfig { steps: k * steps, warmup_steps: k * steps / 20, objective, ..fast.clone() };
+                let objective = ObjectiveChoice::new(fm_train::objective::MeanFlow { ratio });
+                let cfg = TrainConfig { steps: k * steps, warmup_steps: k * steps / 20, objective: objective.clone(), ..fast.clone() };
                 let (mlp, seconds) = fit(network(d, objective, None)?, draw, &cfg)?;
                 rows.push((label.into(), Trained { mlp, generator: Generator::AverageVelocity, samples: k * steps * batch, seconds }));
             }

@@ -10,7 +10,7 @@
 use fm_dist::{GaussianMixture, StandardNormal};
 use fm_model::{Architecture, Mlp, MlpConfig, VelocityModel};
 use fm_ode::VectorField;
-use fm_train::{train, Objective, TrainConfig};
+use fm_train::{train, ObjectiveChoice, TrainConfig};
 use std::time::Instant;
 use tch::{Device, Tensor};
 
@@ -56,7 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut fm = fm_model::with_torch_seed(0, || Mlp::new(net(1), Device::Cpu))?;
     let mut mf = fm_model::with_torch_seed(0, || Mlp::new(net(2), Device::Cpu))?;
     let mut mf_autograd = AutogradJvp(fm_model::with_torch_seed(0, || Mlp::new(net(2), Device::Cpu))?);
-    let meanflow = TrainConfig { objective: Objective::meanflow(), ..base.clone() };
+    let meanflow = TrainConfig { objective: ObjectiveChoice::meanflow(), ..base.clone() };
     let time = |f: &mut dyn FnMut() -> fm_train::Result<fm_train::TrainReport>| -> Result<f64, Box<dyn std::error::Error>> {
         let t0 = Instant::now();
         f()?;

@@ -53,7 +53,7 @@ pub use convert::{array_to_tensor, tensor_to_array};
 pub use coupling::Coupling;
 pub use eval::{kl_estimate, model_likelihood, model_log_prob, KlEstimate, LikelihoodConfig, ModelLikelihood, Tracked, Tracker};
 pub use exact::ExactFlow;
-pub use objective::{Generator, Objective};
+pub use objective::{Generator, Objective, ObjectiveChoice};
 pub use optim::{clip_grad_norm, Adam, Ema, LrSchedule, OptimizerKind};
 pub use path::{AffineCoefficients, ProbabilityPath};
 pub use progress::ProgressBarReporter;

@@ -2,7 +2,7 @@
 //! with Rectified Flow", arXiv:2209.03003): a trained flow (the teacher) couples each source
 //! point with its image, and a new flow trained on those fixed pairs with the straight path has
 //! straighter paths than its teacher (2-rectified flow; again: 3-RF). The same pairs train the
-//! one-step distillation ([`crate::Objective::Distill`]).
+//! one-step distillation ([`crate::objective::Distill`]).
 //!
 //! The pairs are drawn once ([`draw_pairs`]) and kept, in memory or in a `.npy` file of rows
 //! `[x0 | x1]` ([`Pairs::to_array`], [`Pairs::from_array`]): a teacher solve per training step

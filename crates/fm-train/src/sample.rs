@@ -212,7 +212,7 @@ impl<F: VectorField + ?Sized> VectorField for Borrowed<'_, F> {
     }
 }
 
-/// An average-velocity model ([`crate::Objective::MeanFlow`]) as the field whose Euler steps of
+/// An average-velocity model ([`crate::objective::MeanFlow`]) as the field whose Euler steps of
 /// size `h` are its jumps: `velocity(x, t) = u(x, t, min(t + h, 1))`, so Euler's update
 /// `x + h·velocity(x, t)` is MeanFlow's `x_{t+h} = x_t + h·u(x_t, t, t + h)`. Only fixed steps of
 /// `h` mean anything with it ([`crate::Generator::check`]).

@@ -1,12 +1,12 @@
 //! The training loop and its configuration.
 
+use crate::objective::{Batch, BatchLoss, ObjectiveChoice};
 use crate::optim::{Adam, Ema, LrSchedule, OptimizerKind};
-use crate::{ConditionOn, Coupling, Error, Objective, Pairs, ProbabilityPath, Result, TimeSampling};
+use crate::{ConditionOn, Coupling, Error, Pairs, ProbabilityPath, Result, TimeSampling};
 use fm_dist::Target;
 use fm_model::ConditionShape;
 use fm_model::VelocityModel;
 use rand::{rngs::StdRng, SeedableRng};
-use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -63,8 +63,7 @@ pub struct TrainConfig {
     pub checkpoint_every: usize,
     /// What the network learns: the velocity (flow matching, the seed's), a one-step map
     /// (distillation, on coupled pairs) or the average velocity (MeanFlow).
-    #[serde(deserialize_with = "crate::spelling::text_or_table")]
-    pub objective: Objective,
+    pub objective: ObjectiveChoice,
     /// What the network is conditioned on: nothing (the seed), the target's class labels or
     /// its condition vectors. Written only when conditioned.
     #[serde(skip_serializing_if = "ConditionOn::is_none")]
@@ -100,7 +99,7 @@ impl Default for TrainConfig {
             ema_decay: None,
             report_every: 100,
             checkpoint_every: 1000,
-            objective: Objective::FlowMatching,
+            objective: ObjectiveChoice::flow_matching(),
             condition: ConditionOn::None,
             cond_drop: crate::DEFAULT_COND_DROP,
         }
@@ -186,13 +185,6 @@ impl TrainConfig {
         self.path.validate()?;
         self.coupling.validate()?;
         self.time_sampling.validate()?;
-        self.objective.validate()?;
-        if self.objective != Objective::FlowMatching && self.path != ProbabilityPath::Linear {
-            return config(format!(
-                "objective {} is derived for the straight path x_t = (1 − t) x0 + t x1: set path to linear, got {}",
-                self.objective, self.path
-            ));
-        }
         if let ProbabilityPath::SchrodingerBridge { sigma } = self.path {
             let want = 2.0 * sigma * sigma;
             if !matches!(self.coupling, Coupling::Sinkhorn { reg } if (reg - want).abs() <= 1e-9 * want) {
@@ -245,7 +237,7 @@ impl TrainConfig {
         if self.condition.is_none() && self.cond_drop != crate::DEFAULT_COND_DROP {
             return config(format!("cond_drop ({}) applies to conditional training: set condition = labels or values (--condition)", self.cond_drop));
         }
-        if !self.condition.is_none() && self.objective != Objective::FlowMatching {
+        if !self.condition.is_none() && !self.objective.conditional() {
             return config(format!("objective {}: conditional training is flow matching only (condition = {})", self.objective, self.condition));
         }
         Ok(())
@@ -446,13 +438,7 @@ impl TrainingData<'_> {
 /// coupling took.
 fn draw_batch(step: usize, cfg: &TrainConfig, data: TrainingData<'_>, d: usize, shape: ConditionShape) -> Result<(Vec<f32>, f64)> {
     let n = cfg.batch_size;
-    let extra = if cfg.path.needs_noise() {
-        n * d
-    } else if matches!(cfg.objective, Objective::MeanFlow { .. }) {
-        n
-    } else {
-        0
-    };
+    let extra = cfg.objective.extra_len(cfg, n, d);
     let features = shape.features();
     let mut host = vec![0f32; n * (2 * d + 1) + extra + n * features];
     let mut coupling_seconds = 0.0;
@@ -498,18 +484,7 @@ fn draw_batch(step: usize, cfg: &TrainConfig, data: TrainingData<'_>, d: usize, 
     let (ts, rest) = rest.split_at_mut(n);
     let (extra, cs) = rest.split_at_mut(extra);
     cfg.time_sampling.fill(ts, &mut rng);
-    match cfg.objective {
-        Objective::Distill => ts.fill(0.0),
-        Objective::MeanFlow { ratio } => {
-            cfg.time_sampling.fill(extra, &mut rng);
-            crate::objective::meanflow_times(ts, extra, ratio, &mut rng);
-        }
-        Objective::FlowMatching => {
-            for e in extra.iter_mut() {
-                *e = StandardNormal.sample(&mut rng);
-            }
-        }
-    }
+    cfg.objective.draw(cfg, ts, extra, &mut rng);
     if let Some((drawn, partners)) = conditions {
         for (row, &j) in cs.chunks_exact_mut(features).zip(&partners) {
             // Classifier-free guidance's dropout: this row learns the unconditional field.
@@ -522,7 +497,7 @@ fn draw_batch(step: usize, cfg: &TrainConfig, data: TrainingData<'_>, d: usize, 
     Ok((host, coupling_seconds))
 }
 
-type Batch = Result<(Vec<f32>, f64)>;
+type DrawnBatch = Result<(Vec<f32>, f64)>;
 
 /// Where the steps' data come from. On the CPU the training thread draws them itself. On a GPU,
 /// where that thread only queues kernels, helper threads draw them ahead of it (helper `j` the
@@ -531,7 +506,7 @@ type Batch = Result<(Vec<f32>, f64)>;
 /// 16-D mixture at batch 4,096: drawing inline made the step host-bound.
 enum Batches<'a> {
     Inline { cfg: &'a TrainConfig, data: TrainingData<'a>, d: usize, shape: ConditionShape },
-    Ahead { first_step: usize, queues: Vec<std::sync::mpsc::Receiver<Batch>> },
+    Ahead { first_step: usize, queues: Vec<std::sync::mpsc::Receiver<DrawnBatch>> },
 }
 
 impl<'a> Batches<'a> {
@@ -563,7 +538,7 @@ impl<'a> Batches<'a> {
         }
         let queues = (0..helpers)
             .map(|j| {
-                let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(2);
+                let (tx, rx) = std::sync::mpsc::sync_channel::<DrawnBatch>(2);
                 scope.spawn(move || {
                     for step in (first_step + 1 + j..=cfg.steps).step_by(helpers) {
                         let batch = draw_batch(step, cfg, data, d, shape);
@@ -580,7 +555,7 @@ impl<'a> Batches<'a> {
         Batches::Ahead { first_step, queues }
     }
 
-    fn get(&self, step: usize) -> Batch {
+    fn get(&self, step: usize) -> DrawnBatch {
         match self {
             Batches::Inline { cfg, data, d, shape } => draw_batch(step, cfg, *data, *d, *shape),
             Batches::Ahead { first_step, queues } => {
@@ -601,40 +576,36 @@ fn to_device_without_waiting(values: &[f32], device: Device) -> Result<Tensor> {
     Ok(if device.is_cuda() { host.f_internal_pin_memory(device)?.f_to_device_(device, Kind::Float, true, false)? } else { host })
 }
 
-/// What the network is fed and regressed on for one drawn batch (`host`, as [`draw_batch`] lays
-/// it out): the inputs `x_t`, the time (and condition) features, and the target `u_t`.
-fn regression_batch<M: VelocityModel + ?Sized>(model: &M, cfg: &TrainConfig, host: &[f32], shape: ConditionShape) -> Result<(Tensor, Tensor, Tensor)> {
+/// The objective's loss for one drawn batch (`host`, as [`draw_batch`] lays it out); a
+/// conditional network's rows read their condition features after their times.
+fn batch_loss(model: &dyn VelocityModel, cfg: &TrainConfig, host: &[f32], shape: ConditionShape) -> Result<BatchLoss> {
     let (n, d) = (cfg.batch_size, model.dim());
     let batch = to_device_without_waiting(host, model.device())?;
     let view = |offset: usize, rows: usize, cols: usize| batch.f_narrow(0, offset as i64, (rows * cols) as i64)?.f_view([rows as i64, cols as i64]);
-    let x0 = view(0, n, d)?;
-    let x1 = view(n * d, n, d)?;
-    let t = view(2 * n * d, n, 1)?;
-    let noisy = cfg.path.needs_noise();
-    let extra = if noisy {
-        n * d
-    } else if matches!(cfg.objective, Objective::MeanFlow { .. }) {
-        n
-    } else {
-        0
-    };
-    let (xt, ut, t) = match cfg.objective {
-        _ if noisy => {
-            let (xt, ut) = cfg.path.interpolate_with_noise(&x0, &x1, &t, &view(2 * n * d + n, n, d)?)?;
-            (xt, ut, t)
+    let extra = cfg.objective.extra_len(cfg, n, d);
+    let drawn =
+        Batch { x0: view(0, n, d)?, x1: view(n * d, n, d)?, t: view(2 * n * d, n, 1)?, extra: batch.f_narrow(0, (2 * n * d + n) as i64, extra as i64)? };
+    Ok(match cfg.objective.loss(model, cfg, &drawn)? {
+        BatchLoss::Regression { inputs, times, target } => {
+            let times = match shape.features() {
+                0 => times,
+                f => Tensor::f_cat(&[&times, &view(2 * n * d + n + extra, n, f)?], 1)?,
+            };
+            BatchLoss::Regression { inputs, times, target }
         }
-        Objective::MeanFlow { .. } => crate::objective::meanflow_target(model, &x0, &x1, &t, &view(2 * n * d + n, n, 1)?)?,
-        _ => {
-            let (xt, ut) = cfg.path.interpolate(&x0, &x1, &t)?;
-            (xt, ut, t)
+        loss => loss,
+    })
+}
+
+/// The value of one batch's loss, without training (no gradient kept).
+fn loss_value(model: &dyn VelocityModel, loss: BatchLoss) -> Result<f64> {
+    Ok(match loss {
+        BatchLoss::Regression { inputs, times, target } => {
+            let _no_grad = tch::no_grad_guard();
+            f64::try_from(model.forward(&inputs, &times)?.f_mse_loss(&target, Reduction::Mean)?)?
         }
-    };
-    // A conditional network reads each row's condition after its times.
-    let t = match shape.features() {
-        0 => t,
-        f => Tensor::f_cat(&[&t, &view(2 * n * d + n + extra, n, f)?], 1)?,
-    };
-    Ok((xt, t, ut))
+        BatchLoss::Loss(loss) => f64::try_from(loss.f_detach()?)?,
+    })
 }
 
 /// The training loss of `model` on `batches` batches drawn as training draws them but from a
@@ -644,15 +615,13 @@ fn regression_batch<M: VelocityModel + ?Sized>(model: &M, cfg: &TrainConfig, hos
 ///
 /// # Errors
 /// As [`train_on`]'s batch drawing and forward pass.
-pub fn held_out_loss<M: VelocityModel + ?Sized>(model: &M, data: TrainingData<'_>, cfg: &TrainConfig, batches: usize) -> Result<Vec<f64>> {
+pub fn held_out_loss(model: &dyn VelocityModel, data: TrainingData<'_>, cfg: &TrainConfig, batches: usize) -> Result<Vec<f64>> {
     let held_out = TrainConfig { seed: cfg.seed ^ HELD_OUT_SEED, ..cfg.clone() };
     let shape = model.condition_shape();
     (1..=batches)
         .map(|step| {
             let (host, _) = draw_batch(step, &held_out, data, model.dim(), shape)?;
-            let (xt, t, ut) = regression_batch(model, &held_out, &host, shape)?;
-            let _no_grad = tch::no_grad_guard();
-            Ok(f64::try_from(model.forward(&xt, &t)?.f_mse_loss(&ut, Reduction::Mean)?)?)
+            loss_value(model, batch_loss(model, &held_out, &host, shape)?)
         })
         .collect()
 }
@@ -768,13 +737,9 @@ pub fn check_training(cfg: &TrainConfig, data: TrainingData<'_>, dim: usize, tim
         TrainingData::Pairs(_) if cfg.coupling != Coupling::Independent => {
             return Err(Error::Config(format!("coupling {}: training pairs are coupled already (by their teacher); set coupling to independent", cfg.coupling)))
         }
-        TrainingData::Draw { .. } if cfg.objective == Objective::Distill => {
-            return Err(Error::Config(
-                "objective distill learns a teacher's one-step map from its coupled pairs: train it on pairs (fm train --pairs FILE)".into(),
-            ))
-        }
         _ => {}
     }
+    cfg.objective.check(cfg, &data)?;
     if time_inputs != cfg.objective.time_inputs() {
         return Err(Error::Config(format!(
             "objective {} needs a network of {} time input(s), the model takes {} (model.time_inputs)",
@@ -842,10 +807,15 @@ pub fn train_on<M: VelocityModel>(
     // gives the same bits, so that a seed gives the same checkpoint however busy the machine.
     if first_step < cfg.steps {
         let (host, _) = draw_batch(first_step + 1, cfg, data, dim, shape)?;
-        let (xt, t, _) = regression_batch(model, cfg, &host, shape)?;
         crate::threads::choose(|| -> Result<()> {
-            let _no_grad = tch::no_grad_guard();
-            Ok(model.forward(&xt, &t).map(drop)?)
+            match batch_loss(&*model, cfg, &host, shape)? {
+                BatchLoss::Regression { inputs, times, .. } => {
+                    let _no_grad = tch::no_grad_guard();
+                    model.forward(&inputs, &times).map(drop)?
+                }
+                BatchLoss::Loss(loss) => drop(loss),
+            }
+            Ok(())
         })?;
     }
     std::thread::scope(|scope| -> Result<()> {
@@ -853,17 +823,22 @@ pub fn train_on<M: VelocityModel>(
         for step in first_step + 1..=cfg.steps {
             let (host, seconds) = batches.get(step)?;
             coupling_seconds += seconds;
-            let (xt, t, ut) = regression_batch(model, cfg, &host, shape)?;
             let lr = cfg.lr_at(step);
             let opt = &mut state.optimizer;
             opt.lr = lr;
             // The network's written-out backward pass (autograd's gradients, bit for bit, in
             // 15 % less time on the seed step); autograd where it declines (the first step,
-            // before the gradients exist, and SELU).
-            let loss = match model.mse_backward(&xt, &t, &ut)? {
-                Some(loss) => loss,
-                None => {
-                    let loss = model.forward(&xt, &t)?.f_mse_loss(&ut, Reduction::Mean)?;
+            // before the gradients exist, and SELU) and for a loss that is not a regression.
+            let written_out = match batch_loss(&*model, cfg, &host, shape)? {
+                BatchLoss::Regression { inputs, times, target } => match model.mse_backward(&inputs, &times, &target)? {
+                    Some(loss) => Ok(loss),
+                    None => Err(model.forward(&inputs, &times)?.f_mse_loss(&target, Reduction::Mean)?),
+                },
+                BatchLoss::Loss(loss) => Err(loss),
+            };
+            let loss = match written_out {
+                Ok(loss) => loss,
+                Err(loss) => {
                     opt.zero_grad();
                     loss.f_backward()?;
                     let reached = |p: &Tensor| -> Result<bool> {

@@ -160,7 +160,7 @@ fn couplings_that_use_conditions_refuse_data_without_them() {
     assert!("c2ot:1.5".parse::<Coupling>().is_err());
     assert!(TrainConfig { coupling: Coupling::OtClass, ..TrainConfig::default() }.validate().is_err());
     assert!(TrainConfig { condition: ConditionOn::Labels, cond_drop: 1.0, ..TrainConfig::default() }.validate().is_err());
-    let meanflow = TrainConfig { condition: ConditionOn::Labels, objective: fm_train::Objective::meanflow(), ..TrainConfig::default() };
+    let meanflow = TrainConfig { condition: ConditionOn::Labels, objective: fm_train::ObjectiveChoice::meanflow(), ..TrainConfig::default() };
     assert!(meanflow.validate().unwrap_err().to_string().contains("flow matching only"));
 }
 

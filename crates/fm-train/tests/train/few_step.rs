@@ -5,7 +5,8 @@ use fm_model::{copy_parameters, Activation, Architecture, Mlp, MlpConfig, Veloci
 use fm_ode::{solve, AdaptiveOptions, Method, SolveOptions, TimeGrid, VectorField};
 use fm_train::objective::meanflow_target;
 use fm_train::{
-    array_to_tensor, draw_pairs, tensor_to_array, train_on, DataUnits, Error, Generator, Objective, Pairs, SampleConfig, TrainConfig, TrainHooks, TrainingData,
+    array_to_tensor, draw_pairs, tensor_to_array, train_on, DataUnits, Error, Generator, ObjectiveChoice, Pairs, SampleConfig, TrainConfig, TrainHooks,
+    TrainingData,
 };
 use ndarray::Array2;
 use rand::{rngs::StdRng, SeedableRng};
@@ -155,7 +156,7 @@ fn a_trained_meanflow_model_at_equal_times_is_the_velocity() {
     let mut fm = mlp(0, 1);
     fit(&mut fm, draw, &short(750)).unwrap();
     let mut mf = mlp(0, 2);
-    fit(&mut mf, draw, &TrainConfig { objective: Objective::meanflow(), ..short(1500) }).unwrap();
+    fit(&mut mf, draw, &TrainConfig { objective: ObjectiveChoice::meanflow(), ..short(1500) }).unwrap();
     let exact = fm_train::ExactFlow::new(&target, &source, fm_train::ProbabilityPath::Linear).unwrap();
     let mut rng = StdRng::seed_from_u64(3);
     let (mut e_fm, mut e_mf) = (0.0, 0.0);
@@ -201,11 +202,11 @@ fn settings_that_do_not_fit_are_refused() {
     let pairs = Pairs::new(Array2::zeros((4, 2)), Array2::ones((4, 2))).unwrap();
     let cfg = short(2);
     let cases: Vec<(TrainingData<'_>, TrainConfig, Mlp, &str)> = vec![
-        (draw, TrainConfig { objective: Objective::Distill, ..cfg.clone() }, mlp(0, 1), "train it on pairs"),
+        (draw, TrainConfig { objective: ObjectiveChoice::distill(), ..cfg.clone() }, mlp(0, 1), "train it on pairs"),
         (TrainingData::Pairs(&pairs), TrainConfig { coupling: fm_train::Coupling::Ot, ..cfg.clone() }, mlp(0, 1), "coupled already"),
-        (draw, TrainConfig { objective: Objective::meanflow(), ..cfg.clone() }, mlp(0, 1), "2 time input(s)"),
+        (draw, TrainConfig { objective: ObjectiveChoice::meanflow(), ..cfg.clone() }, mlp(0, 1), "2 time input(s)"),
         (draw, cfg.clone(), mlp(0, 2), "1 time input(s)"),
-        (draw, TrainConfig { objective: Objective::meanflow(), path: fm_train::ProbabilityPath::Vp, ..cfg.clone() }, mlp(0, 2), "straight path"),
+        (draw, TrainConfig { objective: ObjectiveChoice::meanflow(), path: fm_train::ProbabilityPath::Vp, ..cfg.clone() }, mlp(0, 2), "straight path"),
     ];
     for (data, cfg, mut model, needle) in cases {
         let err = fit(&mut model, data, &cfg).unwrap_err();
@@ -219,7 +220,7 @@ fn settings_that_do_not_fit_are_refused() {
     assert!(Pairs::from_array(nan.view()).unwrap_err().to_string().contains("pair 2"));
     assert!(Pairs::from_array(Array2::zeros((3, 3)).view()).unwrap_err().to_string().contains("even width"));
     for bad in ["meanflow:1.5", "meanflow:x", "reflow"] {
-        assert!(bad.parse::<Objective>().is_err(), "{bad}");
+        assert!(bad.parse::<ObjectiveChoice>().is_err(), "{bad}");
     }
-    assert_eq!("meanflow:0.5".parse::<Objective>().unwrap(), Objective::MeanFlow { ratio: 0.5 });
+    assert_eq!("meanflow:0.5".parse::<ObjectiveChoice>().unwrap(), ObjectiveChoice::new(fm_train::objective::MeanFlow { ratio: 0.5 }));
 }

@@ -6,6 +6,7 @@ mod coupling;
 mod eval;
 mod exact;
 mod few_step;
+mod objectives;
 mod optim;
 mod paths;
 mod resume;

@@ -119,7 +119,7 @@ fn resuming_from_the_checkpoint_bytes_gives_the_same_weights_with_adam() {
 /// MeanFlow's step (a Jacobian-vector product, two time columns) resumes bit for bit too.
 #[test]
 fn resuming_a_meanflow_run_gives_the_same_weights() {
-    check_resume_is_exact(TrainConfig { objective: fm_train::Objective::meanflow(), path: ProbabilityPath::Linear, ..rich(60) });
+    check_resume_is_exact(TrainConfig { objective: fm_train::ObjectiveChoice::meanflow(), path: ProbabilityPath::Linear, ..rich(60) });
 }
 
 /// A conditional run (class labels, condition dropout, OT within classes, a noisy path)
