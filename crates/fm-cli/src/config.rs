@@ -197,6 +197,12 @@ pub struct SampleFlags {
     /// Integration method (euler, midpoint, heun, rk4, dopri5).
     #[arg(long, default_value_t = SampleConfig::default().method)]
     pub method: Method,
+    /// Sample stochastically: Euler–Maruyama on the SDE with the flow's marginals, dx = [v + w(t) ∇log p_t] dt +
+    /// √(2w(t)) dW, the score from the velocity (the exact flow's own with --oracle), the last step without noise.
+    /// FORM: sigma (the default), constant, linear, decreasing, increasing-decreasing, sbdm; NORM scales w (0: the ODE).
+    /// Needs --method euler and a flow trained on a noise-free affine path from N(0, I).
+    #[arg(long, value_name = "FORM[:NORM]", num_args = 0..=1, default_missing_value = "sigma")]
+    pub sde: Option<fm_train::sde::Sde>,
 }
 
 /// Whether the flag `id` was given on the command line (not merely defaulted).
@@ -260,5 +266,8 @@ impl TrainFlags {
 impl SampleFlags {
     pub fn apply(&self, m: &ArgMatches, cfg: &mut SampleConfig) {
         override_given!(m, self, samples => cfg.n_samples, sample_steps => cfg.steps, method => cfg.method);
+        if self.sde.is_some() {
+            cfg.sde = self.sde;
+        }
     }
 }

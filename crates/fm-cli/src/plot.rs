@@ -65,6 +65,12 @@ pub struct PlotArgs {
     /// Integration method.
     #[arg(long, default_value_t = SampleConfig::default().method)]
     method: Method,
+    /// Sample stochastically: Euler–Maruyama on the SDE with the flow's marginals, dx = [v + w(t) ∇log p_t] dt +
+    /// √(2w(t)) dW, the score from the velocity (the exact flow's own with --oracle), the last step without noise.
+    /// FORM: sigma (the default), constant, linear, decreasing, increasing-decreasing, sbdm; NORM scales w (0: the ODE).
+    /// Needs --method euler and a flow trained on a noise-free affine path from N(0, I).
+    #[arg(long, value_name = "FORM[:NORM]", num_args = 0..=1, default_missing_value = "sigma")]
+    sde: Option<fm_train::sde::Sde>,
     /// For D > 2: the pair of coordinates to draw (0-based), e.g. 2,5.
     #[arg(long, value_delimiter = ',', default_values_t = [0, 1])]
     coords: Vec<usize>,
@@ -162,6 +168,9 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
     anyhow::ensure!(target.dim() == mlp.config().dim, "the target {} is {}-D but the model is {}-D", target.name(), target.dim(), mlp.config().dim);
     let mut cfg = run.as_ref().map_or_else(SampleConfig::default, |r| r.sample.clone());
     crate::config::override_given!(m, args, steps => cfg.steps, method => cfg.method);
+    if args.sde.is_some() {
+        cfg.sde = args.sde;
+    }
     bundle.default_steps(&mut cfg, crate::config::given(m, "steps"), crate::config::given(m, "method"));
     let generator = bundle.generator();
     if matches!(args.kind, Kind::Field | Kind::FieldError | Kind::Density | Kind::Animation) {

@@ -54,6 +54,12 @@ pub struct SampleArgs {
     /// sample with euler only (their one step, their jumps).
     #[arg(long, default_value_t = SampleConfig::default().method)]
     method: Method,
+    /// Sample stochastically: Euler–Maruyama on the SDE with the flow's marginals, dx = [v + w(t) ∇log p_t] dt +
+    /// √(2w(t)) dW, the score from the velocity (the exact flow's own with --oracle), the last step without noise.
+    /// FORM: sigma (the default), constant, linear, decreasing, increasing-decreasing, sbdm; NORM scales w (0: the ODE).
+    /// Needs --method euler and a flow trained on a noise-free affine path from N(0, I).
+    #[arg(long, value_name = "FORM[:NORM]", num_args = 0..=1, default_missing_value = "sigma")]
+    sde: Option<fm_train::sde::Sde>,
     /// Relative tolerance of dopri5.
     #[arg(long, default_value_t = SampleConfig::default().rtol)]
     rtol: f64,
@@ -120,7 +126,9 @@ pub fn write_labels(path: &std::path::Path, labels: Option<&[usize]>) -> Result<
 
 /// "100 euler steps" or "dopri5 (rtol 1e-5, atol 1e-5)".
 pub fn describe(cfg: &SampleConfig) -> String {
-    if cfg.method.is_adaptive() {
+    if let Some(sde) = cfg.sde {
+        format!("{} Euler–Maruyama steps of the SDE with diffusion {sde}", cfg.steps)
+    } else if cfg.method.is_adaptive() {
         format!("{} (rtol {:e}, atol {:e})", cfg.method, cfg.rtol, cfg.atol)
     } else {
         format!("{} {} step{}", cfg.steps, cfg.method, if cfg.steps == 1 { "" } else { "s" })
@@ -133,6 +141,9 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
     let mut cfg = run.as_ref().map_or_else(SampleConfig::default, |r| r.sample.clone());
     override_given!(m, args, samples => cfg.n_samples, steps => cfg.steps, method => cfg.method,
         rtol => cfg.rtol, atol => cfg.atol, max_steps => cfg.max_steps, seed => cfg.seed);
+    if args.sde.is_some() {
+        cfg.sde = args.sde;
+    }
     let device = if given(m, "device") { args.device.clone() } else { run.as_ref().map_or(args.device.clone(), |r| r.device.clone()) };
     let source = args.source.clone().or_else(|| run.as_ref().map(|r| r.source.clone()));
     // The settings first (cheap, and what a user typed), then the files.
@@ -181,7 +192,11 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
         "--cfg-scale guides a condition: give --class K (or --cond V,… for a model of condition vectors)"
     );
     cfg.validate()?;
-    let what = if cfg.method.is_adaptive() { format!("{}", cfg.method) } else { format!("{}-{}", cfg.method, cfg.steps) };
+    let what = match cfg.sde {
+        Some(sde) => format!("sde-{}-{}-{}", sde.form.name(), sde.norm, cfg.steps),
+        None if cfg.method.is_adaptive() => format!("{}", cfg.method),
+        None => format!("{}-{}", cfg.method, cfg.steps),
+    };
     let t0 = Instant::now();
     let mut labels_written: Option<Vec<usize>> = None;
     // The samples, their source, the file, and what the report line says they are of.
@@ -240,7 +255,8 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
             let dir = args.config.as_deref().map_or_else(|| RunDir::new("."), RunDir::of_run_file);
             let out = args.out.clone().unwrap_or_else(|| dir.file(&format!("samples-exact-{what}.npy")));
             let of = format!("of the exact flow to {} ({} path) ", flow.target().name(), flow.path());
-            (fm_train::sample(&flow.on(parse_device(&device)?), source.as_ref(), &cfg)?, source, out, of)
+            let path = flow.path();
+            (fm_train::sample_on_path(&flow.on(parse_device(&device)?), path, source.as_ref(), &cfg)?, source, out, of)
         }
     };
     let secs = t0.elapsed().as_secs_f64();

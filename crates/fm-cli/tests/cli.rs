@@ -1501,3 +1501,40 @@ fn a_resume_never_turns_a_run_into_a_recipe_and_recipes_refuse_before_work() {
     ]);
     assert_clean_failure(&o, "time_inputs 1 in the file, 2 in this run");
 }
+
+/// A run's judging on the smallest budget that still runs every figure.
+const QUICK_RUN_JUDGING: [&str; 10] = ["--samples", "300", "--sample-steps", "10", "--w2-points", "100", "--w2-draws", "1", "--kl-points", "50"];
+
+/// `fm sample --sde` (checkpoint and `--oracle`), `fm run --sde`, `--objective likelihood`:
+/// the spellings the issue names, each run, and the refusals one line each.
+#[test]
+fn stochastic_sampling_and_likelihood_training_from_the_command_line() {
+    let dir = temp("sde");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("sde.npy");
+    let o = fm(&["sample", "--oracle", "--target", "gmm3", "--sde", "--steps", "50", "--samples", "500", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Euler–Maruyama steps of the SDE with diffusion sigma:1"));
+    assert_eq!(fm_dist::io::read_points(&out).unwrap().dim(), (500, 2));
+    let run = tiny_trained("sde-run");
+    let model = run.join("model.safetensors");
+    for sde in ["constant:0.5", "linear"] {
+        let o = fm(&["sample", "--checkpoint", model.to_str().unwrap(), "--sde", sde, "--steps", "20", "--samples", "100", "--out", out.to_str().unwrap()]);
+        assert!(o.status.success(), "{sde}: {}", stderr(&o));
+    }
+    assert_clean_failure(&fm(&["sample", "--checkpoint", model.to_str().unwrap(), "--sde", "--method", "rk4", "--samples", "10"]), "Euler–Maruyama");
+    assert_clean_failure(&fm(&["sample", "--checkpoint", model.to_str().unwrap(), "--sde", "brownian", "--samples", "10"]), "unknown diffusion");
+    assert_clean_failure(&fm(&["sample", "--checkpoint", model.to_str().unwrap(), "--sde", "--pairs", "--samples", "10"]), "without --sde");
+    // Likelihood training runs end to end through the run folder, and says what it trained.
+    let lk = dir.join("lk");
+    let o = fm(&[
+        &["run", "--quiet", "--objective", "likelihood:2", "--steps", "6", "--batch-size", "32", "--sde"][..],
+        &QUICK_RUN_JUDGING[..],
+        &["--out", lk.to_str().unwrap()],
+    ]
+    .concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let config = std::fs::read_to_string(lk.join("config.toml")).unwrap();
+    assert!(config.contains("objective = \"likelihood:2\"") && config.contains("sde = \"sigma:1\""), "{config}");
+    assert_clean_failure(&fm(&["train", "--objective", "likelihood:0", "--steps", "1"]), "1..=1000");
+}

@@ -64,6 +64,7 @@ mod grid;
 mod likelihood;
 mod method;
 mod rk;
+mod sde;
 mod tableau;
 mod tableaux;
 mod weights;
@@ -73,6 +74,7 @@ pub use divergence::{Divergence, Probe, AUTO_EXACT_MAX_DIM};
 pub use grid::TimeGrid;
 pub use likelihood::{log_likelihood, log_likelihood_with, standard_normal_log_prob, Likelihood, LikelihoodOptions};
 pub use method::Method;
+pub use sde::{euler_maruyama, SdeOptions, SdeSolution};
 pub use tableau::{ButcherTableau, ErrorEstimate};
 pub use weights::Weights;
 

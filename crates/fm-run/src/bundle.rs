@@ -67,7 +67,13 @@ impl ModelBundle {
 
     /// The model with its source and map: samples and densities in the data's units.
     pub fn units(&self) -> DataUnits<'_, Mlp> {
-        DataUnits { field: &self.mlp, source: self.source.as_ref(), map: self.data_map.as_ref() }
+        DataUnits { field: &self.mlp, source: self.source.as_ref(), map: self.data_map.as_ref(), path: self.path() }
+    }
+
+    /// The probability path the model was trained on: its record's, else the seed's (linear:
+    /// a PyTorch state dict of the seed's experiment).
+    pub fn path(&self) -> fm_train::ProbabilityPath {
+        self.train.as_ref().ok().and_then(Option::as_ref).map_or(fm_train::ProbabilityPath::Linear, |t| t.path)
     }
 
     /// How the model generates: from the objective its training record names; a network of

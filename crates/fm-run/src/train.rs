@@ -39,12 +39,14 @@ pub struct Trained {
     pub loss_floor: Option<Estimate>,
     /// How the model generates (from the run's objective).
     pub generator: fm_train::Generator,
+    /// The probability path it was trained on.
+    pub path: fm_train::ProbabilityPath,
 }
 
 impl Trained {
     /// The model with its source and map: samples and densities in the data's units.
     pub fn units(&self) -> DataUnits<'_, Mlp> {
-        DataUnits { field: &self.mlp, source: self.source.as_ref(), map: self.data_map.as_ref() }
+        DataUnits { field: &self.mlp, source: self.source.as_ref(), map: self.data_map.as_ref(), path: self.path }
     }
 }
 
@@ -510,7 +512,7 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
         ));
     }
     let source = standard.map_or(source, |(_, s)| s);
-    Ok(Trained { lock, mlp, target, source, data_map, report, loss_floor, generator: cfg.train.objective.generator() })
+    Ok(Trained { lock, mlp, target, source, data_map, report, loss_floor, generator: cfg.train.objective.generator(), path: cfg.train.path })
 }
 
 /// Batches of [`fm_train::held_out_loss`] comparing an EMA with the last weights.

@@ -73,7 +73,7 @@ fn main() -> Res<()> {
         let mut worst = (0.0f64, 0.0f64);
         for class in 0..target.classes() {
             let q = class_quality(
-                &fm_train::DataUnits { field: &mlp, source: source.as_ref(), map: None },
+                &fm_train::DataUnits { field: &mlp, source: source.as_ref(), map: None, path: fm_train::ProbabilityPath::Linear },
                 target.as_ref(),
                 class,
                 1.0,
@@ -110,7 +110,7 @@ fn main() -> Res<()> {
             let rows: Vec<_> = (0..target.classes())
                 .map(|c| {
                     class_quality(
-                        &fm_train::DataUnits { field: mlp, source: source.as_ref(), map: None },
+                        &fm_train::DataUnits { field: mlp, source: source.as_ref(), map: None, path: fm_train::ProbabilityPath::Linear },
                         target.as_ref(),
                         c,
                         w,
@@ -157,7 +157,12 @@ fn main() -> Res<()> {
             for c in 0..target.classes() {
                 let n = labels.iter().filter(|&&l| l == c).count();
                 let cfg = SampleConfig { n_samples: n, steps, method, seed: 10 + c as u64, ..SampleConfig::default() };
-                parts.push(fm_train::DataUnits { field: &mlp, source: source.as_ref(), map: None }.generate_given(Some(c), None, 1.0, &cfg)?);
+                parts.push(fm_train::DataUnits { field: &mlp, source: source.as_ref(), map: None, path: fm_train::ProbabilityPath::Linear }.generate_given(
+                    Some(c),
+                    None,
+                    1.0,
+                    &cfg,
+                )?);
             }
             let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
             let x = ndarray::concatenate(ndarray::Axis(0), &views)?;

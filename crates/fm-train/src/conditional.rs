@@ -275,7 +275,7 @@ pub fn class_quality<M: VelocityModel + ?Sized>(
     rng: &mut dyn rand::RngCore,
 ) -> Result<ClassQuality> {
     let guided = Guided::new(model.field, Some(class), None, scale)?;
-    let guided = crate::DataUnits { field: &guided, source: model.source, map: model.map };
+    let guided = crate::DataUnits { field: &guided, source: model.source, map: model.map, path: model.path };
     let generated = guided.sample(&crate::SampleConfig { n_samples: w2_points, ..sample.clone() })?;
     let fresh = class_samples(target, class, w2_points, rng)?;
     let other = class_samples(target, class, w2_points, rng)?;

@@ -416,7 +416,9 @@ impl Tracker {
     /// What [`crate::sample`] and [`model_log_prob`] return; [`Error::Dist`] when W2 or the KL
     /// cannot be computed (non-finite samples or log-densities).
     pub fn measure(&self, model: &(impl fm_model::VelocityModel + ?Sized), source: &dyn Target) -> Result<Tracked> {
-        let generated = crate::DataUnits { field: model, source, map: None }.generate(self.generator, &self.sample)?;
+        // The field's own samples (the ODE): tracking follows what training does to the field.
+        let ode = crate::SampleConfig { sde: None, ..self.sample.clone() };
+        let generated = crate::DataUnits { field: model, source, map: None, path: crate::ProbabilityPath::Linear }.generate(self.generator, &ode)?;
         let w2 = match &self.map {
             None => fm_dist::metrics::w2(generated.view(), self.holdout.view())?,
             Some(map) => fm_dist::metrics::w2(map.apply(generated.view()).view(), map.apply(self.holdout.view()).view())?,

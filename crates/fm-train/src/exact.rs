@@ -284,9 +284,9 @@ impl ExactFlow {
     }
 
     /// Per time `t` of `sl` and row of `x: [T, P, D]`: the posterior weights `γ: [T, P, K]` and the
-    /// conditional velocity means `E[u_t | x, k]: [T, P, K, D]`, in `x`'s kind and device,
-    /// differentiable in `x`.
-    fn posterior(&self, sl: &Slices, x: &Tensor) -> Result<(Tensor, Tensor)> {
+    /// conditional velocity means `E[u_t | x, k]: [T, P, K, D]`, and `S_k⁻¹ (x − m_k): [T, P, K, D]`,
+    /// in `x`'s kind and device, differentiable in `x`.
+    fn posterior(&self, sl: &Slices, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         let (t, k, d) = (sl.times.len() as i64, self.target.n_components() as i64, self.dim() as i64);
         let opts = (x.f_kind()?, x.device());
         let tensor = |v: &[f64], shape: &[i64]| -> Result<Tensor> { Ok(Tensor::f_from_slice(v)?.f_reshape(shape)?.f_to_kind(opts.0)?.f_to_device(opts.1)?) };
@@ -297,12 +297,19 @@ impl ExactFlow {
         let gamma = logits.f_softmax(-1i64, None::<Kind>)?;
         let spread = Tensor::f_einsum("tkij,tpkj->tpki", &[tensor(&sl.gain, &[t, k, d, d])?, diff], None::<&[i64]>)?;
         let mk = tensor(&sl.offset, &[t, 1, k, d])?.f_add(&spread)?;
-        Ok((gamma, mk))
+        Ok((gamma, mk, pd))
+    }
+
+    /// `∇log p_t` at `x: [T, P, D]`, `[T, P, D]`: `−Σ_k γ_k S_k⁻¹ (x − m_k)`, the mixture's
+    /// score (the exact score the SDE sampler is checked against).
+    fn score_at(&self, sl: &Slices, x: &Tensor) -> Result<Tensor> {
+        let (gamma, _, pd) = self.posterior(sl, x)?;
+        Ok(gamma.f_unsqueeze(-1)?.f_mul(&pd)?.f_sum_dim_intlist(2i64, false, None::<Kind>)?.f_neg()?)
     }
 
     /// `v*` at `x: [T, P, D]`, `[T, P, D]`.
     fn velocity_at(&self, sl: &Slices, x: &Tensor) -> Result<Tensor> {
-        let (gamma, mk) = self.posterior(sl, x)?;
+        let (gamma, mk, _) = self.posterior(sl, x)?;
         Ok(gamma.f_unsqueeze(-1)?.f_mul(&mk)?.f_sum_dim_intlist(2i64, false, None::<Kind>)?)
     }
 
@@ -346,7 +353,7 @@ impl ExactFlow {
     /// [`Error::Config`] for `n_times < 2 · REPLICATES` or `per_time == 0`; a failing solve of `S_k(t)`.
     pub fn loss_floor(&self, time: TimeSampling, n_times: usize, per_time: usize, rng: &mut dyn RngCore) -> Result<Estimate> {
         self.per_time_means(time, n_times, per_time, rng, |sl, x| {
-            let (gamma, mk) = self.posterior(sl, x)?;
+            let (gamma, mk, _) = self.posterior(sl, x)?;
             let sum = |a: &Tensor, dim: i64| a.f_sum_dim_intlist(dim, false, None::<Kind>);
             let v = sum(&gamma.f_unsqueeze(-1)?.f_mul(&mk)?, 2)?;
             let (t, k) = (sl.times.len() as i64, self.target.n_components() as i64);
@@ -506,6 +513,13 @@ impl VectorField for ExactFlow {
 impl HasDevice for ExactFlow {
     fn device(&self) -> Device {
         self.device
+    }
+    fn score(&self, x: &Tensor, t: f64) -> Option<fm_ode::Result<Tensor>> {
+        let result = self.slices(&[t]).and_then(|sl| Ok(self.score_at(&sl, &x.f_unsqueeze(0)?)?.f_squeeze_dim(0)?));
+        Some(result.map_err(|e| fm_ode::Error::Invalid(e.to_string())))
+    }
+    fn has_score(&self) -> bool {
+        true
     }
     fn dim(&self) -> Option<usize> {
         Some(self.target.dim())

@@ -109,6 +109,9 @@ impl Pairs {
 /// As [`crate::sample`]; [`Error::Data`] when an image is not finite.
 pub fn draw_pairs(teacher: &(impl VectorField + HasDevice + ?Sized), source: &dyn Target, cfg: &SampleConfig) -> Result<Pairs> {
     cfg.validate()?;
+    if cfg.sde.is_some() {
+        return Err(crate::Error::Config("pairs are the ODE's coupling of source and image (reflow straightens it): sample them without --sde".into()));
+    }
     let x0 = source.sample(cfg.n_samples, &mut StdRng::seed_from_u64(cfg.seed));
     let x1 = crate::sample::sample_from(teacher, array_to_tensor(x0.view(), teacher.device())?, cfg)?;
     Pairs::new(x0, tensor_to_array(&x1)?)

@@ -1,8 +1,8 @@
 //! Generating samples by integrating a trained field.
 
-use crate::{array_to_tensor, tensor_to_array, Error, Result};
+use crate::{array_to_tensor, tensor_to_array, Error, ProbabilityPath, Result};
 use fm_dist::Target;
-use fm_ode::{solve, AdaptiveOptions, Method, SolveOptions, TimeGrid, VectorField};
+use fm_ode::{solve, AdaptiveOptions, Method, SdeOptions, SolveOptions, TimeGrid, VectorField};
 use ndarray::{Array2, Array3};
 use rand::{rngs::StdRng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -35,6 +35,11 @@ pub struct SampleConfig {
     /// Most attempted steps of the adaptive method before it gives up (see
     /// [`AdaptiveOptions::max_steps`]).
     pub max_steps: usize,
+    /// Stochastic sampling: Euler–Maruyama on the SDE with the flow's marginals and this
+    /// diffusion ([`crate::sde`]), `steps` steps, the last one its mean; `None` (the default):
+    /// the ODE. Spelled `sde = "sigma"` or `"constant:0.5"`; needs `method = "euler"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sde: Option<crate::sde::Sde>,
 }
 
 impl Default for SampleConfig {
@@ -50,6 +55,7 @@ impl Default for SampleConfig {
             rtol: tol.rtol,
             atol: tol.atol,
             max_steps: tol.max_steps,
+            sde: None,
         }
     }
 }
@@ -74,6 +80,9 @@ impl SampleConfig {
             return Err(Error::Config("the chunk size must be at least 1".into()));
         }
         self.solve_options().adaptive.validate()?;
+        if self.sde.is_some() && self.method != Method::Euler {
+            return Err(Error::Config(format!("--sde integrates by Euler–Maruyama in --steps steps: leave --method at euler, got {}", self.method)));
+        }
         Ok(TimeGrid::uniform(0.0, 1.0, self.steps)?)
     }
 
@@ -103,9 +112,41 @@ mod method_name {
 /// NaN or infinite (naming how many, and the first step after which one was); [`Error::Torch`]
 /// for torch failures.
 pub fn sample(field: &(impl VectorField + HasDevice + ?Sized), source: &dyn Target, cfg: &SampleConfig) -> Result<Array2<f64>> {
+    if cfg.sde.is_some() {
+        return Err(no_path());
+    }
+    sample_on_path(field, ProbabilityPath::Linear, source, cfg)
+}
+
+/// [`sample`] of a field trained on `path`: the ODE, or the SDE with the flow's marginals when
+/// `cfg.sde` asks for it (its score from the velocity on `path`, or the field's own).
+///
+/// # Errors
+/// As [`sample`]; [`crate::sde::Sde::check`]'s refusals.
+pub fn sample_on_path(field: &(impl VectorField + HasDevice + ?Sized), path: ProbabilityPath, source: &dyn Target, cfg: &SampleConfig) -> Result<Array2<f64>> {
     cfg.validate()?;
+    if let Some(sde) = cfg.sde {
+        sde.check(crate::Generator::Flow, path, source, field.has_score())?;
+    }
     let x0 = source.sample(cfg.n_samples, &mut StdRng::seed_from_u64(cfg.seed));
-    tensor_to_array(&sample_from(field, array_to_tensor(x0.view(), field.device())?, cfg)?)
+    let x0 = array_to_tensor(x0.view(), field.device())?;
+    tensor_to_array(&match cfg.sde {
+        None => sample_from(field, x0, cfg)?,
+        Some(sde) => {
+            let grid = cfg.validate()?;
+            let drift = crate::sde::MarginalDrift { field, path, sde };
+            let rows = if field.device().is_cuda() { cfg.gpu_chunk_size } else { cfg.chunk_size };
+            let parts = x0.f_split(rows as i64, 0)?;
+            let solved =
+                parts.iter().enumerate().map(|(chunk, part)| Ok(crate::sde::integrate(&drift, part, &grid, cfg.seed, chunk, SdeOptions::default())?.x));
+            let x = tch::Tensor::f_cat(&solved.collect::<Result<Vec<_>>>()?, 0)?;
+            let bad = x.size()[0] - i64::try_from(x.f_isfinite()?.f_all_dim(1, false)?.f_sum(tch::Kind::Int64)?)?;
+            if bad > 0 {
+                return Err(Error::NonFiniteSamples { bad: bad as usize, total: x.size()[0] as usize, first_bad: None });
+            }
+            x
+        }
+    })
 }
 
 /// [`sample`] from given starting points `x0: [n, d]` (on the field's device; `cfg.n_samples`
@@ -165,14 +206,43 @@ fn first_non_finite_step(
 /// # Errors
 /// As [`sample`], and [`Error::Config`] for `n == 0`.
 pub fn sample_paths(field: &(impl VectorField + HasDevice + ?Sized), source: &dyn Target, cfg: &SampleConfig, n: usize) -> Result<(Vec<f64>, Array3<f64>)> {
+    if cfg.sde.is_some() {
+        return Err(no_path());
+    }
+    sample_paths_on_path(field, ProbabilityPath::Linear, source, cfg, n)
+}
+
+/// The refusal of an SDE request made without the path its diffusion and score depend on.
+fn no_path() -> Error {
+    Error::Config("the SDE sampler needs the probability path the field was trained on: sample through DataUnits (its path) or sample_on_path".into())
+}
+
+/// [`sample_paths`] of a field trained on `path` (the SDE's paths when `cfg.sde` asks for them).
+///
+/// # Errors
+/// As [`sample_on_path`].
+pub fn sample_paths_on_path(
+    field: &(impl VectorField + HasDevice + ?Sized),
+    path: ProbabilityPath,
+    source: &dyn Target,
+    cfg: &SampleConfig,
+    n: usize,
+) -> Result<(Vec<f64>, Array3<f64>)> {
     let grid = if cfg.method.is_adaptive() { TimeGrid::uniform(0.0, 1.0, 100)? } else { cfg.validate()? };
     cfg.validate()?;
     if n == 0 {
         return Err(Error::Config("the number of paths must be at least 1".into()));
     }
     let x0 = array_to_tensor(source.sample(n, &mut StdRng::seed_from_u64(cfg.seed)).view(), field.device())?;
-    let opts = SolveOptions { keep_trajectory: true, ..cfg.solve_options() };
-    let states = solve(&Borrowed(field), &x0, &grid, cfg.method, opts)?.trajectory.unwrap_or_default();
+    let states = match cfg.sde {
+        None => solve(&Borrowed(field), &x0, &grid, cfg.method, SolveOptions { keep_trajectory: true, ..cfg.solve_options() })?.trajectory,
+        Some(sde) => {
+            sde.check(crate::Generator::Flow, path, source, field.has_score())?;
+            let drift = crate::sde::MarginalDrift { field, path, sde };
+            crate::sde::integrate(&drift, &x0, &grid, cfg.seed, 0, SdeOptions { keep_trajectory: true, ..SdeOptions::default() })?.trajectory
+        }
+    }
+    .unwrap_or_default();
     let views = states.iter().map(tensor_to_array).collect::<Result<Vec<_>>>()?;
     let views: Vec<_> = views.iter().map(|a| a.view()).collect();
     let paths = ndarray::stack(ndarray::Axis(0), &views).map_err(|e| Error::Internal(format!("trajectory shapes: {e}")))?;
@@ -187,6 +257,16 @@ pub trait HasDevice {
     /// The width `D` of the points the field takes (`None`: any; the source decides).
     fn dim(&self) -> Option<usize> {
         None
+    }
+    /// The score `∇log p_t(x)` of the field's marginals at `x: [n, D]`, when the field knows it
+    /// exactly (the exact flow of a mixture); `None` (the default): the SDE sampler converts
+    /// the velocity ([`crate::sde::score_from_velocity`]).
+    fn score(&self, _x: &tch::Tensor, _t: f64) -> Option<fm_ode::Result<tch::Tensor>> {
+        None
+    }
+    /// Whether [`HasDevice::score`] gives the score.
+    fn has_score(&self) -> bool {
+        false
     }
 }
 

@@ -8,7 +8,7 @@
 //! would lose theirs).
 
 use crate::eval::{model_log_prob, LikelihoodConfig};
-use crate::{array_to_tensor, tensor_to_array, Generator, HasDevice, Jumps, Result, SampleConfig};
+use crate::{array_to_tensor, tensor_to_array, Generator, HasDevice, Jumps, ProbabilityPath, Result, SampleConfig};
 use fm_dist::affine::Affine;
 use fm_dist::Target;
 use fm_ode::VectorField;
@@ -23,6 +23,9 @@ pub struct DataUnits<'a, F: ?Sized> {
     pub source: &'a dyn Target,
     /// `x = shift + scale ⊙ z`.
     pub map: Option<&'a Affine>,
+    /// The probability path the field was trained on: what a stochastic sampler's diffusion
+    /// and score depend on ([`crate::sde`]).
+    pub path: ProbabilityPath,
 }
 
 impl<F: VectorField + HasDevice + ?Sized> DataUnits<'_, F> {
@@ -31,7 +34,7 @@ impl<F: VectorField + HasDevice + ?Sized> DataUnits<'_, F> {
     /// # Errors
     /// As [`crate::sample`].
     pub fn sample(&self, cfg: &SampleConfig) -> Result<Array2<f64>> {
-        let z = crate::sample(self.field, self.source, cfg)?;
+        let z = crate::sample_on_path(self.field, self.path, self.source, cfg)?;
         Ok(self.to_data(z))
     }
 
@@ -40,7 +43,7 @@ impl<F: VectorField + HasDevice + ?Sized> DataUnits<'_, F> {
     /// # Errors
     /// As [`crate::sample_paths`].
     pub fn sample_paths(&self, cfg: &SampleConfig, n: usize) -> Result<(Vec<f64>, Array3<f64>)> {
-        let (times, mut paths) = crate::sample_paths(self.field, self.source, cfg, n)?;
+        let (times, mut paths) = crate::sample_paths_on_path(self.field, self.path, self.source, cfg, n)?;
         if let Some(map) = self.map {
             for mut state in paths.outer_iter_mut() {
                 let x = map.apply(state.view());
@@ -95,7 +98,7 @@ impl<M: fm_model::VelocityModel + ?Sized> DataUnits<'_, M> {
         match generator {
             Generator::AverageVelocity => {
                 let jumps = Jumps { model: self.field, h: 1.0 / cfg.steps as f64 };
-                DataUnits { field: &jumps, source: self.source, map: self.map }.sample(cfg)
+                DataUnits { field: &jumps, source: self.source, map: self.map, path: self.path }.sample(cfg)
             }
             _ => self.sample(cfg),
         }
@@ -109,7 +112,7 @@ impl<M: fm_model::VelocityModel + ?Sized> DataUnits<'_, M> {
     /// scale that is not finite), then as [`crate::sample`].
     pub fn generate_given(&self, label: Option<usize>, values: Option<&[f64]>, scale: f64, cfg: &SampleConfig) -> Result<Array2<f64>> {
         let guided = crate::Guided::new(self.field, label, values, scale)?;
-        DataUnits { field: &guided, source: self.source, map: self.map }.sample(cfg)
+        DataUnits { field: &guided, source: self.source, map: self.map, path: self.path }.sample(cfg)
     }
 
     /// Samples of several classes, `counts` holding `(class, n)`: each class's `n` samples by
@@ -169,7 +172,7 @@ impl<M: fm_model::VelocityModel + ?Sized> DataUnits<'_, M> {
         n: usize,
     ) -> Result<(Vec<f64>, Array3<f64>)> {
         let guided = crate::Guided::new(self.field, label, values, scale)?;
-        DataUnits { field: &guided, source: self.source, map: self.map }.sample_paths(cfg, n)
+        DataUnits { field: &guided, source: self.source, map: self.map, path: self.path }.sample_paths(cfg, n)
     }
 
     /// [`DataUnits::generate`]'s paths: the states after each step (each jump, for MeanFlow).
@@ -181,7 +184,7 @@ impl<M: fm_model::VelocityModel + ?Sized> DataUnits<'_, M> {
         match generator {
             Generator::AverageVelocity => {
                 let jumps = Jumps { model: self.field, h: 1.0 / cfg.steps as f64 };
-                DataUnits { field: &jumps, source: self.source, map: self.map }.sample_paths(cfg, n)
+                DataUnits { field: &jumps, source: self.source, map: self.map, path: self.path }.sample_paths(cfg, n)
             }
             _ => self.sample_paths(cfg, n),
         }

@@ -285,6 +285,12 @@ impl Generator {
     /// with the average velocity; `steps` chooses how many).
     pub fn check(self, cfg: &crate::SampleConfig) -> Result<()> {
         let method = cfg.method;
+        if self != Generator::Flow && cfg.sde.is_some() {
+            return Err(Error::Config(format!(
+                "--sde needs a velocity field: a {} model is not the velocity of a probability path (sample it without --sde)",
+                self.name()
+            )));
+        }
         match self {
             Generator::Flow => Ok(()),
             Generator::OneStep if method != fm_ode::Method::Euler || cfg.steps != 1 => Err(Error::Config(format!(

@@ -204,7 +204,7 @@ fn per_class_kl_of_a_conditional_run_on_a_1d_mixture_matches_quadrature() {
     let mut rng = StdRng::seed_from_u64(4);
     for class in 0..2 {
         let q = fm_train::class_quality(
-            &fm_train::DataUnits { field: &mlp, source: &source, map: None },
+            &fm_train::DataUnits { field: &mlp, source: &source, map: None, path: fm_train::ProbabilityPath::Linear },
             &target,
             class,
             1.0,

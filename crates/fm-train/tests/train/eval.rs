@@ -264,7 +264,7 @@ fn config_reads_names_and_rejects_unknown_fields() {
 fn data_units_carry_densities_and_samples_through_the_standardisation() {
     let mlp = linear_mlp();
     let map = fm_dist::affine::Affine { shift: vec![5e6, -3.0], scale: vec![2e5, 1e-3] };
-    let units = fm_train::DataUnits { field: &mlp, source: &normal(), map: Some(&map) };
+    let units = fm_train::DataUnits { field: &mlp, source: &normal(), map: Some(&map), path: fm_train::ProbabilityPath::Linear };
     let z = points(300, 2);
     let x = map.apply(z.view());
     let log_det = (2e5f64).ln() + (1e-3f64).ln();

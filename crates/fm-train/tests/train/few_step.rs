@@ -179,18 +179,18 @@ fn one_step_sampling_is_the_models_one_update() {
     let x0 = array_to_tensor(source.sample(100, &mut StdRng::seed_from_u64(cfg.seed)).view(), Device::Cpu).unwrap().to_kind(Kind::Float);
     let _guard = tch::no_grad_guard();
     for (model, generator, times) in [(mlp(3, 1), Generator::OneStep, vec![0.0f32]), (mlp(3, 2), Generator::AverageVelocity, vec![0.0, 1.0])] {
-        let units = DataUnits { field: &model, source: &source, map: None };
+        let units = DataUnits { field: &model, source: &source, map: None, path: fm_train::ProbabilityPath::Linear };
         let got = units.generate(generator, &cfg).unwrap();
         let t = Tensor::from_slice(&times).view([1, times.len() as i64]).expand([100, times.len() as i64], false);
         let want = tensor_to_array(&(&x0 + model.forward(&x0, &t).unwrap())).unwrap();
         assert_eq!(got, want, "{generator:?}");
     }
     let one_step = mlp(3, 1);
-    let units = DataUnits { field: &one_step, source: &source, map: None };
+    let units = DataUnits { field: &one_step, source: &source, map: None, path: fm_train::ProbabilityPath::Linear };
     let err = units.generate(Generator::OneStep, &SampleConfig { steps: 2, ..cfg.clone() }).unwrap_err().to_string();
     assert!(err.contains("--steps 1"), "{err}");
     let mean = mlp(3, 2);
-    let units = DataUnits { field: &mean, source: &source, map: None };
+    let units = DataUnits { field: &mean, source: &source, map: None, path: fm_train::ProbabilityPath::Linear };
     let err = units.generate(Generator::AverageVelocity, &SampleConfig { method: Method::Dopri5, ..cfg }).unwrap_err().to_string();
     assert!(err.contains("dopri5 does not apply"), "{err}");
 }

@@ -10,5 +10,6 @@ mod objectives;
 mod optim;
 mod paths;
 mod resume;
+mod sde;
 mod threads;
 mod train;
