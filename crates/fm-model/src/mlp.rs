@@ -551,12 +551,15 @@ impl fm_ode::VectorField for Mlp {
 
 impl Mlp {
     /// The velocity and its exact divergence at one time under one condition (`None`: none),
-    /// without autograd (see [`fm_ode::VectorField::velocity_and_divergence`]).
+    /// without autograd's backward passes (see [`fm_ode::VectorField::velocity_and_divergence`]);
+    /// differentiable in the weights when `x` tracks gradients.
     fn velocity_and_divergence_with(&self, x: &Tensor, t: f64, c: Option<&Tensor>) -> fm_ode::Result<Option<(Tensor, Tensor)>> {
         if self.config.activation == Activation::Selu {
             return Ok(None);
         }
-        let _no_grad = tch::no_grad_guard();
+        // Recorded for autograd only when `x` tracks gradients: an objective that trains through
+        // the likelihood (fm-train's maximum likelihood) differentiates this divergence in the weights.
+        let _no_grad = (!x.requires_grad()).then(tch::no_grad_guard);
         let (layers, v) = self.rest_keeping(self.first_layer_at(x, t, c)?)?;
         // Every hidden layer's activation and, but for ReLU (whose derivative reads the
         // activation), σ'(pre-activation). A broadcast product, not the activations' backward ops:

@@ -115,6 +115,13 @@ fn log_likelihood(model: &dyn VelocityModel, x: &Tensor, steps: usize, probe: Op
     let n = x.size()[0];
     let h = 1.0 / steps as f64;
     let field = |z: &Tensor, t: f64| -> Result<(Tensor, Tensor)> {
+        // The network's written-out divergence where it has one (the MLP's: one pass carrying
+        // the Jacobian's rows, recorded for autograd since `z` tracks gradients), else autograd.
+        if probe.is_none() {
+            if let Some(own) = model.velocity_and_divergence(z, t)? {
+                return Ok(own);
+            }
+        }
         let times = Tensor::f_full([n, 1], t, (Kind::Float, z.device()))?;
         let v = model.forward(z, &times)?;
         Ok((v.shallow_clone(), divergence(&v, z, probe)?))

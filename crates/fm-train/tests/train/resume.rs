@@ -122,6 +122,13 @@ fn resuming_a_meanflow_run_gives_the_same_weights() {
     check_resume_is_exact(TrainConfig { objective: fm_train::ObjectiveChoice::meanflow(), path: ProbabilityPath::Linear, ..rich(60) });
 }
 
+/// Maximum likelihood's step (backpropagation through the solver, OT pairs unused) resumes bit
+/// for bit too.
+#[test]
+fn resuming_a_likelihood_run_gives_the_same_weights() {
+    check_resume_is_exact(TrainConfig { objective: "likelihood:1".parse().unwrap(), ..rich(60) });
+}
+
 /// A conditional run (class labels, condition dropout, OT within classes, a noisy path)
 /// resumes bit for bit: the dropout and the class split are drawn from each step's generator.
 #[test]
