@@ -1,6 +1,7 @@
 //! `cargo xtask <task>`: set-up and end-to-end tasks, std only (plus JSON for reports).
 
 mod bench;
+mod downstream;
 mod e2e;
 mod fuzz;
 mod integrators;
@@ -15,6 +16,8 @@ usage: cargo xtask <task> [args]
 tasks:
   setup                  install torch 2.11.0 (libtorch for tch) into a user cache, once, and link it as .libtorch
   test [cargo args]      set up, then run the whole test suite (cargo test --workspace)
+  downstream             set up, then build and run templates/downstream as a project of one's own would be,
+                         outside this workspace (LIBTORCH as setup prints it, no LD_LIBRARY_PATH)
   run [fm run args]      set up, then run the seed experiment (fm run, release build); e.g. -- --device cpu
   e2e [--device D] [--preset seed|fast|one-step] [--fm PATH]
                          set up, run the seed experiment (or the preset) on D (auto, cpu, cuda) and fail unless the
@@ -47,7 +50,8 @@ fn main() -> ExitCode {
         }
     };
     let result = match task {
-        "setup" => setup::ensure_libtorch().map(|_| ()),
+        "setup" => setup::ensure_libtorch().map(|torch| println!("{}", downstream::instructions(torch.as_ref()))),
+        "downstream" => setup::ensure_libtorch().and_then(|torch| downstream::run(torch.as_deref())),
         "test" => setup::ensure_libtorch().and_then(|_| cargo(&[&["test", "--workspace"], &as_strs(&rest)[..]].concat())),
         "run" => setup::ensure_libtorch()
             .and_then(|_| cargo(&[&["run", "--release", "--quiet", "-p", "fm-cli", "--bin", "fm", "--", "run"], &as_strs(fm_flags(&rest))[..]].concat())),

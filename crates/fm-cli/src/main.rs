@@ -76,6 +76,9 @@ enum Command {
         after_help = "Examples:\n  fm completions bash > ~/.local/share/bash-completion/completions/fm\n  fm completions zsh > ~/.zfunc/_fm        # with fpath+=(~/.zfunc) before compinit in ~/.zshrc\n  fm completions fish > ~/.config/fish/completions/fm.fish\n  fm completions powershell >> $PROFILE\nA new shell picks the script up."
     )]
     Completions(completions::CompletionsArgs),
+    /// Print the command-line reference as Markdown (the book's reference/commands.md).
+    #[command(hide = true)]
+    Reference,
 }
 
 fn main() {
@@ -114,6 +117,7 @@ fn main() {
         Command::Export(args) => convert::export(args),
         Command::Import(args) => convert::import(args),
         Command::Completions(args) => completions::completions(args, &mut Cli::command()),
+        Command::Reference => completions::reference(&Cli::command()),
     };
     if let Err(e) = result {
         if let Some(stop @ fm_run::Error::Interrupted { .. }) = e.downcast_ref::<fm_run::Error>() {
@@ -144,7 +148,7 @@ fn exit_on_usage_error(e: clap::Error) -> ! {
     match e.kind() {
         DisplayHelp | DisplayVersion => e.exit(),
         DisplayHelpOnMissingArgumentOrSubcommand => {
-            let names: Vec<String> = Cli::command().get_subcommands().map(|s| s.get_name().to_string()).collect();
+            let names: Vec<String> = Cli::command().get_subcommands().filter(|s| !s.is_hide_set()).map(|s| s.get_name().to_string()).collect();
             eprintln!("error: fm needs a command: {} (see fm --help)", names.join(", "));
         }
         _ => eprintln!("{}", one_line(&e.render().to_string())),

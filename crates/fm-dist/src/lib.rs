@@ -17,6 +17,10 @@
 //! let mean_lp = metrics::mean_log_prob(&gmm, x.view()).unwrap();
 //! assert!(mean_lp < 0.0);
 //! ```
+//!
+//! Part of `fm`; the user guide, a book with tutorials, how-tos and measured results, is
+//! [docs/SUMMARY.md](https://github.com/fm-rs/flow-matching/blob/main/docs/SUMMARY.md)
+//! in the repository (`mdbook serve docs` renders it).
 
 #![warn(missing_docs)]
 

@@ -23,6 +23,10 @@
 //! assert_eq!(loaded.config(), mlp.config());
 //! # std::fs::remove_file(&path).unwrap();
 //! ```
+//!
+//! Part of `fm`; the user guide, a book with tutorials, how-tos and measured results, is
+//! [docs/SUMMARY.md](https://github.com/fm-rs/flow-matching/blob/main/docs/SUMMARY.md)
+//! in the repository (`mdbook serve docs` renders it).
 
 #![warn(missing_docs)]
 

@@ -55,6 +55,10 @@
 //! assert!((x1 - (-1f64).exp()).abs() < 1e-4);
 //! assert_eq!(sol.nfe, 2 + 3 * (sol.steps + sol.rejected));
 //! ```
+//!
+//! Part of `fm`; the user guide, a book with tutorials, how-tos and measured results, is
+//! [docs/SUMMARY.md](https://github.com/fm-rs/flow-matching/blob/main/docs/SUMMARY.md)
+//! in the repository (`mdbook serve docs` renders it).
 
 #![warn(missing_docs)]
 

@@ -18,6 +18,10 @@
 //! let trained = train_run(&cfg, &dir, &TrainOptions::default(), &mut |line| println!("{line}")).unwrap();
 //! println!("final loss {}", trained.report.final_loss);
 //! ```
+//!
+//! Part of `fm`; the user guide, a book with tutorials, how-tos and measured results, is
+//! [docs/SUMMARY.md](https://github.com/fm-rs/flow-matching/blob/main/docs/SUMMARY.md)
+//! in the repository (`mdbook serve docs` renders it).
 #![warn(missing_docs)]
 
 mod bundle;

@@ -7,6 +7,10 @@
 //!   symlinks resolved, so the binary keeps working wherever the checkout moves);
 //! - really link `libtorch` (`--no-as-needed`), which pulls in `libtorch_cuda`: without it
 //!   the linker drops the CUDA library and `Device::cuda_if_available()` never sees a GPU.
+//!
+//! Part of `fm`; the user guide, a book with tutorials, how-tos and measured results, is
+//! [docs/SUMMARY.md](https://github.com/fm-rs/flow-matching/blob/main/docs/SUMMARY.md)
+//! in the repository (`mdbook serve docs` renders it).
 
 #![warn(missing_docs)]
 

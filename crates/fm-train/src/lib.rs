@@ -26,6 +26,10 @@
 //! let x = sample(&mlp, &source, &SampleConfig { n_samples: 100, ..SampleConfig::default() }).unwrap();
 //! assert_eq!(x.dim(), (100, 2));
 //! ```
+//!
+//! Part of `fm`; the user guide, a book with tutorials, how-tos and measured results, is
+//! [docs/SUMMARY.md](https://github.com/fm-rs/flow-matching/blob/main/docs/SUMMARY.md)
+//! in the repository (`mdbook serve docs` renders it).
 
 #![warn(missing_docs)]
 

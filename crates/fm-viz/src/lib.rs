@@ -47,6 +47,10 @@
 //! ```
 //!
 //! `cargo run -p fm-viz --example gallery [DIR]` renders every figure with realistic inputs.
+//!
+//! Part of `fm`; the user guide, a book with tutorials, how-tos and measured results, is
+//! [docs/SUMMARY.md](https://github.com/fm-rs/flow-matching/blob/main/docs/SUMMARY.md)
+//! in the repository (`mdbook serve docs` renders it).
 
 #![warn(missing_docs)]
 
