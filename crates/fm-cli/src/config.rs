@@ -173,7 +173,8 @@ pub struct TrainFlags {
     #[arg(long, default_value_t = TrainConfig::default().checkpoint_every)]
     pub checkpoint_every: usize,
     /// What the network learns: flow-matching (a velocity field), distill (a one-step map from --pairs, sampled
-    /// with --steps 1) or meanflow or meanflow:RATIO (an average velocity u(x, r, t), sampled in any number of jumps).
+    /// with --steps 1), meanflow or meanflow:RATIO (an average velocity u(x, r, t), sampled in any number of jumps),
+    /// or likelihood or likelihood:STEPS (maximum likelihood through STEPS RK4 steps of the ODE, default 8).
     #[arg(long, default_value_t = TrainConfig::default().objective)]
     pub objective: fm_train::ObjectiveChoice,
     /// Condition the network: `labels` (the target's classes: a mixture's components, a file's ?label=COL) or `values`
@@ -197,12 +198,41 @@ pub struct SampleFlags {
     /// Integration method (euler, midpoint, heun, rk4, dopri5).
     #[arg(long, default_value_t = SampleConfig::default().method)]
     pub method: Method,
+    #[command(flatten)]
+    pub sde: crate::config::SdeFlag,
+}
+
+/// `--sde [FORM[:NORM]]` (`fm sample`, `fm run`, `fm plot`): the sampler of the flow's marginals,
+/// or `--sde none` for the ODE where a run file asks for the SDE.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SdeFlag {
     /// Sample stochastically: Euler–Maruyama on the SDE with the flow's marginals, dx = [v + w(t) ∇log p_t] dt +
     /// √(2w(t)) dW, the score from the velocity (the exact flow's own with --oracle), the last step without noise.
-    /// FORM: sigma (the default), constant, linear, decreasing, increasing-decreasing, sbdm; NORM scales w (0: the ODE).
-    /// Needs --method euler and a flow trained on a noise-free affine path from N(0, I).
-    #[arg(long, value_name = "FORM[:NORM]", num_args = 0..=1, default_missing_value = "sigma")]
-    pub sde: Option<fm_train::sde::Sde>,
+    /// FORM: sigma (the default), constant, linear, decreasing, increasing-decreasing, sbdm; NORM in [0, 100] scales
+    /// w (0: the ODE); none: the ODE (over a run file's sde). Needs --method euler, at least 2 steps, and a flow
+    /// trained by flow matching on independent pairs along a noise-free affine path from N(0, I).
+    #[arg(long = "sde", value_name = "FORM[:NORM]|none", num_args = 0..=1, default_missing_value = "sigma", value_parser = parse_sde)]
+    sde: Option<SdeChoice>,
+}
+
+/// What `--sde` asked for: an SDE, or none (the ODE).
+#[derive(Debug, Clone, Copy)]
+struct SdeChoice(Option<fm_train::sde::Sde>);
+
+fn parse_sde(s: &str) -> Result<SdeChoice, String> {
+    match s.trim() {
+        "none" | "ode" => Ok(SdeChoice(None)),
+        s => s.parse().map(|sde| SdeChoice(Some(sde))).map_err(|e: fm_train::Error| e.to_string()),
+    }
+}
+
+impl SdeFlag {
+    /// Sets `cfg.sde` when the flag was given.
+    pub fn apply(&self, cfg: &mut SampleConfig) {
+        if let Some(SdeChoice(sde)) = self.sde {
+            cfg.sde = sde;
+        }
+    }
 }
 
 /// Whether the flag `id` was given on the command line (not merely defaulted).
@@ -266,8 +296,6 @@ impl TrainFlags {
 impl SampleFlags {
     pub fn apply(&self, m: &ArgMatches, cfg: &mut SampleConfig) {
         override_given!(m, self, samples => cfg.n_samples, sample_steps => cfg.steps, method => cfg.method);
-        if self.sde.is_some() {
-            cfg.sde = self.sde;
-        }
+        self.sde.apply(cfg);
     }
 }

@@ -113,7 +113,7 @@ pub fn eval(args: EvalArgs, m: &clap::ArgMatches) -> Result<()> {
             _ => 1,
         };
         let sample = fm_train::SampleConfig { n_samples: cfg.w2_points.max(10_000), seed: args.seed, steps, ..fm_train::SampleConfig::one_step() };
-        let x = bundle.units().generate(bundle.generator(), &sample)?;
+        let x = bundle.units().generate(&fm_train::Request::new(bundle.generator(), &sample))?.points;
         let q = cfg.measure(target.as_ref(), x.view(), &mut rng).with_context(|| format!("cannot judge {}", path.display()))?;
         println!(
             "quality of {} samples of {} ({} model, {steps} step{}: {steps} network evaluation{} each) against {}:\n{q}",
@@ -154,8 +154,13 @@ pub fn eval(args: EvalArgs, m: &clap::ArgMatches) -> Result<()> {
             };
             println!("likelihood of {}{entry} against {}:\n  {kl}", path.display(), target.name());
         }
+        let objective = bundle.train.as_ref().ok().and_then(Option::as_ref).map(|t| &t.objective).filter(|o| !o.has_flow_matching_floor());
         if bundle.trained_on_pairs() {
             println!("no field error: the model learnt a teacher's pairs (reflow), whose flow is not the exact flow of independent pairs");
+        } else if let Some(objective) = objective {
+            println!(
+                "no field error: objective {objective} does not regress on the path's velocity (any field that carries the source to the target minimises it)"
+            );
         } else if target.as_mixture().is_some() && bundle.data_map.is_none() {
             let report = match bundle.train_or_seed() {
                 Ok((train, note)) => {
@@ -186,10 +191,9 @@ pub fn eval(args: EvalArgs, m: &clap::ArgMatches) -> Result<()> {
                 &bundle.units(),
                 target.as_ref(),
                 class,
-                args.cfg_scale,
+                &fm_train::Request::new(bundle.generator(), &sample).guided(args.cfg_scale),
                 cfg.w2_points,
                 cfg.kl_points,
-                &sample,
                 &cfg.likelihood,
                 &mut rng,
             )?;

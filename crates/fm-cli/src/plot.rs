@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use fm_dist::{parse_target, Target};
 use fm_ode::Method;
 use fm_run::{MetricsRow, ModelBundle, RunDir};
-use fm_train::SampleConfig;
+use fm_train::{Condition, Request, SampleConfig};
 use ndarray::{Array1, Array2, ArrayView2};
 use std::path::{Path, PathBuf};
 
@@ -65,12 +65,8 @@ pub struct PlotArgs {
     /// Integration method.
     #[arg(long, default_value_t = SampleConfig::default().method)]
     method: Method,
-    /// Sample stochastically: Euler–Maruyama on the SDE with the flow's marginals, dx = [v + w(t) ∇log p_t] dt +
-    /// √(2w(t)) dW, the score from the velocity (the exact flow's own with --oracle), the last step without noise.
-    /// FORM: sigma (the default), constant, linear, decreasing, increasing-decreasing, sbdm; NORM scales w (0: the ODE).
-    /// Needs --method euler and a flow trained on a noise-free affine path from N(0, I).
-    #[arg(long, value_name = "FORM[:NORM]", num_args = 0..=1, default_missing_value = "sigma")]
-    sde: Option<fm_train::sde::Sde>,
+    #[command(flatten)]
+    sde: crate::config::SdeFlag,
     /// For D > 2: the pair of coordinates to draw (0-based), e.g. 2,5.
     #[arg(long, value_delimiter = ',', default_values_t = [0, 1])]
     coords: Vec<usize>,
@@ -168,8 +164,14 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
     anyhow::ensure!(target.dim() == mlp.config().dim, "the target {} is {}-D but the model is {}-D", target.name(), target.dim(), mlp.config().dim);
     let mut cfg = run.as_ref().map_or_else(SampleConfig::default, |r| r.sample.clone());
     crate::config::override_given!(m, args, steps => cfg.steps, method => cfg.method);
-    if args.sde.is_some() {
-        cfg.sde = args.sde;
+    args.sde.apply(&mut cfg);
+    anyhow::ensure!(
+        cfg.sde.is_none() || matches!(args.kind, Kind::Compare | Kind::Trajectories | Kind::Animation | Kind::Guidance),
+        "--sde samples: it goes with fm plot compare, trajectories, animation or guidance, not {}",
+        clap::ValueEnum::to_possible_value(&args.kind).map_or_else(String::new, |v| v.get_name().to_string())
+    );
+    if let Some(sde) = &cfg.sde {
+        bundle.check_sde(sde)?;
     }
     bundle.default_steps(&mut cfg, crate::config::given(m, "steps"), crate::config::given(m, "method"));
     let generator = bundle.generator();
@@ -211,10 +213,11 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
     match args.kind {
         Kind::Compare => {
             let (x, labels) = match &classes {
-                None => (bundle.units().generate(generator, &cfg)?, None),
+                None => (bundle.units().generate(&Request::new(generator, &cfg))?.points, None),
                 Some(classes) => {
-                    let (x, labels) = bundle.units().generate_classes(&split(cfg.n_samples, classes, t)?, args.cfg_scale, &cfg)?;
-                    (x, Some(labels))
+                    let counts = split(cfg.n_samples, classes, t)?;
+                    let g = bundle.units().generate(&Request::new(generator, &cfg).given(Condition::Classes(&counts)).guided(args.cfg_scale))?;
+                    (g.points, g.labels)
                 }
             };
             let guided = if classes.is_some() { format!(", by class, w = {}", args.cfg_scale) } else { String::new() };
@@ -229,16 +232,12 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
         }
         Kind::Trajectories => {
             let n = args.points.unwrap_or(300);
-            let (times, paths, labels) = match &classes {
-                None => {
-                    let (times, paths) = bundle.units().generate_paths(generator, &cfg, n)?;
-                    (times, paths, None)
-                }
-                Some(classes) => {
-                    let (times, paths, labels) = bundle.units().generate_paths_classes(&split(n, classes, t)?, args.cfg_scale, &cfg)?;
-                    (times, paths, Some(labels))
-                }
+            let counts = classes.as_ref().map(|c| split(n, c, t)).transpose()?;
+            let request = match &counts {
+                None => Request::new(generator, &cfg),
+                Some(counts) => Request::new(generator, &cfg).given(Condition::Classes(counts)).guided(args.cfg_scale),
             };
+            let fm_train::GeneratedPaths { times, paths, labels } = bundle.units().generate_paths(&request, n)?;
             fm_viz::trajectories(&out, paths.view(), &times, Some(t), &fm_viz::TrajectoryFigure { coords, labels, ..Default::default() })?;
         }
         Kind::Guidance => {
@@ -250,12 +249,16 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
                 },
             };
             let cfg = SampleConfig { n_samples: args.points.unwrap_or(2000), ..cfg };
-            let samples = args.scales.iter().map(|&w| bundle.units().generate_given(Some(class), None, w, &cfg)).collect::<Result<Vec<_>, _>>()?;
+            let samples = args
+                .scales
+                .iter()
+                .map(|&w| bundle.units().generate(&Request::new(generator, &cfg).given(Condition::Class(class)).guided(w)).map(|g| g.points))
+                .collect::<Result<Vec<_>, _>>()?;
             let panels: Vec<(f64, ArrayView2<f64>)> = args.scales.iter().copied().zip(samples.iter().map(|s| s.view())).collect();
             fm_viz::guidance(&out, t, class, &panels, &fm_viz::GuidanceFigure::default())?;
         }
         Kind::Animation => {
-            let (times, paths) = bundle.units().generate_paths(generator, &cfg, args.points.unwrap_or(2000))?;
+            let fm_train::GeneratedPaths { times, paths, .. } = bundle.units().generate_paths(&Request::new(generator, &cfg), args.points.unwrap_or(2000))?;
             fm_viz::animation(&out, paths.view(), &times, Some(t), &fm_viz::AnimationFigure { coords, ..Default::default() })?;
         }
         Kind::Field => fm_viz::field(

@@ -42,10 +42,10 @@ pub fn run(args: RunArgs, m: &ArgMatches) -> Result<()> {
     let conditional = fm_model::VelocityModel::condition_shape(&trained.mlp).classes > 0;
     let (samples, labels) = if conditional {
         let counts = fm_train::counts_by_weight(cfg.sample.n_samples, &trained.target.class_weights());
-        let (x, labels) = trained.units().generate_classes(&counts, 1.0, &cfg.sample)?;
-        (x, Some(labels))
+        let g = trained.units().generate(&fm_train::Request::new(trained.generator, &cfg.sample).given(fm_train::Condition::Classes(&counts)))?;
+        (g.points, g.labels)
     } else {
-        (trained.units().generate(trained.generator, &cfg.sample)?, None)
+        (trained.units().generate(&fm_train::Request::new(trained.generator, &cfg.sample))?.points, None)
     };
     let sample_seconds = t0.elapsed().as_secs_f64();
     let by_class = if conditional { ", each class in its share of the target" } else { "" };
@@ -121,10 +121,9 @@ pub fn run(args: RunArgs, m: &ArgMatches) -> Result<()> {
                 &trained.units(),
                 trained.target.as_ref(),
                 class,
-                1.0,
+                &fm_train::Request::new(trained.generator, &cfg.sample),
                 w2_points,
                 cfg.eval.kl_points,
-                &cfg.sample,
                 &cfg.eval.likelihood,
                 &mut rng,
             )?;

@@ -54,12 +54,8 @@ pub struct SampleArgs {
     /// sample with euler only (their one step, their jumps).
     #[arg(long, default_value_t = SampleConfig::default().method)]
     method: Method,
-    /// Sample stochastically: Euler–Maruyama on the SDE with the flow's marginals, dx = [v + w(t) ∇log p_t] dt +
-    /// √(2w(t)) dW, the score from the velocity (the exact flow's own with --oracle), the last step without noise.
-    /// FORM: sigma (the default), constant, linear, decreasing, increasing-decreasing, sbdm; NORM scales w (0: the ODE).
-    /// Needs --method euler and a flow trained on a noise-free affine path from N(0, I).
-    #[arg(long, value_name = "FORM[:NORM]", num_args = 0..=1, default_missing_value = "sigma")]
-    sde: Option<fm_train::sde::Sde>,
+    #[command(flatten)]
+    sde: crate::config::SdeFlag,
     /// Relative tolerance of dopri5.
     #[arg(long, default_value_t = SampleConfig::default().rtol)]
     rtol: f64,
@@ -141,9 +137,7 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
     let mut cfg = run.as_ref().map_or_else(SampleConfig::default, |r| r.sample.clone());
     override_given!(m, args, samples => cfg.n_samples, steps => cfg.steps, method => cfg.method,
         rtol => cfg.rtol, atol => cfg.atol, max_steps => cfg.max_steps, seed => cfg.seed);
-    if args.sde.is_some() {
-        cfg.sde = args.sde;
-    }
+    args.sde.apply(&mut cfg);
     let device = if given(m, "device") { args.device.clone() } else { run.as_ref().map_or(args.device.clone(), |r| r.device.clone()) };
     let source = args.source.clone().or_else(|| run.as_ref().map(|r| r.source.clone()));
     // The settings first (cheap, and what a user typed), then the files.
@@ -161,6 +155,9 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
     if let Some(b) = &bundle {
         b.default_steps(&mut cfg, given(m, "steps"), given(m, "method"));
         b.generator().check(&cfg)?;
+        if let Some(sde) = &cfg.sde {
+            b.check_sde(sde)?;
+        }
     }
     let shape = bundle.as_ref().map(|b| fm_model::VelocityModel::condition_shape(&b.mlp)).unwrap_or_default();
     anyhow::ensure!(
@@ -220,16 +217,14 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
                 (Some(c), _) => format!("class{}", c.iter().map(usize::to_string).collect::<Vec<_>>().join("_")),
             };
             let out = args.out.clone().unwrap_or_else(|| checkpoint.with_file_name(format!("samples-{what}-{which}{guidance}.npy")));
-            let (x, labels) = match &classes {
-                Some(classes) => {
-                    let counts: Vec<(usize, usize)> = classes.iter().map(|&c| (c, cfg.n_samples)).collect();
-                    bundle.units().generate_classes(&counts, args.cfg_scale, &cfg)?
-                }
-                None => (bundle.units().generate_given(None, cond.as_deref(), args.cfg_scale, &cfg)?, Vec::new()),
+            let counts: Vec<(usize, usize)> = classes.iter().flatten().map(|&c| (c, cfg.n_samples)).collect();
+            let condition = match &cond {
+                Some(v) => fm_train::Condition::Values(v),
+                None => fm_train::Condition::Classes(&counts),
             };
-            if classes.is_some() {
-                labels_written = Some(labels);
-            }
+            let generated = bundle.units().generate(&fm_train::Request::new(bundle.generator(), &cfg).given(condition).guided(args.cfg_scale))?;
+            labels_written = generated.labels;
+            let x = generated.points;
             let of = match &classes {
                 Some(c) => format!(
                     "of class{} {} (guidance w = {}) ",
@@ -248,7 +243,7 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
                 (0, _) => "unconditionally (the \"no condition\" entry; --cond V,… for a condition) ".to_string(),
                 _ => "unconditionally (the \"no condition\" entry; --class K for a class) ".to_string(),
             };
-            (bundle.units().generate(bundle.generator(), &cfg)?, bundle.source, out, of)
+            (bundle.units().generate(&fm_train::Request::new(bundle.generator(), &cfg))?.points, bundle.source, out, of)
         }
         _ => {
             let Resolved { flow, source, .. } = crate::resolve_exact(args.target.as_deref(), source.as_deref(), args.path, run.as_ref(), None)?;

@@ -1057,7 +1057,7 @@ fn conditions_the_data_or_the_model_lack_are_one_line_errors() {
     for (args, needle) in [
         (vec!["--condition", "labels", "--target", "swissroll"], "has no class labels"),
         (vec!["--coupling", "ot-class"], "train with a condition"),
-        (vec!["--condition", "labels", "--objective", "meanflow"], "flow matching only"),
+        (vec!["--condition", "labels", "--objective", "likelihood"], "unconditional networks only"),
         (vec!["--condition", "labels", "--cond-drop", "1.5"], "cond_drop must be a probability"),
         (vec!["--condition", "values"], "has no condition vectors"),
         (vec!["--cond-drop", "0.2"], "applies to conditional training"),
@@ -1234,7 +1234,7 @@ fn a_run_file_takes_the_command_lines_spellings() {
     let o = fm(&["train", "--quiet", "--device", "cpu", "--config", file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let written = std::fs::read_to_string(out.join("config.toml")).unwrap();
-    assert!(written.contains("ratio = 0.25") && written.contains("adamw"), "{written}");
+    assert!(written.contains("objective = \"meanflow:0.25\"") && written.contains("adamw"), "{written}");
     // A spelling neither form knows names the valid ones.
     std::fs::write(&file, "[train]\nobjective = \"meanflow:two\"\n").unwrap();
     assert_clean_failure(&fm(&["train", "--config", file.to_str().unwrap(), "--out", out.to_str().unwrap()]), "meanflow");
@@ -1525,16 +1525,55 @@ fn stochastic_sampling_and_likelihood_training_from_the_command_line() {
     assert_clean_failure(&fm(&["sample", "--checkpoint", model.to_str().unwrap(), "--sde", "--method", "rk4", "--samples", "10"]), "Euler–Maruyama");
     assert_clean_failure(&fm(&["sample", "--checkpoint", model.to_str().unwrap(), "--sde", "brownian", "--samples", "10"]), "unknown diffusion");
     assert_clean_failure(&fm(&["sample", "--checkpoint", model.to_str().unwrap(), "--sde", "--pairs", "--samples", "10"]), "without --sde");
+    assert_clean_failure(&fm(&["sample", "--checkpoint", model.to_str().unwrap(), "--sde", "--steps", "1", "--samples", "10"]), "at least 2 steps");
+    // A minibatch-OT model's velocity does not give the score: refused before sampling; a run
+    // asking for it is refused before training.
+    let ot = temp("sde-ot");
+    let o = fm(&["train", "--quiet", "--steps", "2", "--hidden-dim", "8", "--coupling", "ot", "--out", ot.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_clean_failure(&fm(&["sample", "--checkpoint", ot.join("model.safetensors").to_str().unwrap(), "--sde", "--samples", "10"]), "coupling ot");
+    let refused = temp("sde-refused");
+    assert_clean_failure(&fm(&["run", "--steps", "2", "--sde", "--path", "icfm:0.1", "--out", refused.to_str().unwrap()]), "adds noise of its own");
+    assert!(!refused.join("model.safetensors").exists(), "trained before refusing");
+    // A flow-matching run judged on SDE samples records its sampler; `--sde none` samples that run's
+    // model by the ODE.
+    let sde_run = dir.join("sde-run");
+    let o = fm(&[
+        &["run", "--quiet", "--steps", "6", "--batch-size", "32", "--hidden-dim", "8", "--sde"][..],
+        &QUICK_RUN_JUDGING[..],
+        &["--out", sde_run.to_str().unwrap()],
+    ]
+    .concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let config = sde_run.join("config.toml");
+    assert!(std::fs::read_to_string(&config).unwrap().contains("sde = \"sigma:1\""));
+    let o = fm(&[
+        "sample",
+        "--config",
+        config.to_str().unwrap(),
+        "--sde",
+        "none",
+        "--method",
+        "rk4",
+        "--steps",
+        "5",
+        "--samples",
+        "50",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
     // Likelihood training runs end to end through the run folder, and says what it trained.
     let lk = dir.join("lk");
     let o = fm(&[
-        &["run", "--quiet", "--objective", "likelihood:2", "--steps", "6", "--batch-size", "32", "--sde"][..],
+        &["run", "--quiet", "--objective", "likelihood:2", "--steps", "6", "--batch-size", "32"][..],
         &QUICK_RUN_JUDGING[..],
         &["--out", lk.to_str().unwrap()],
     ]
     .concat());
     assert!(o.status.success(), "{}", stderr(&o));
-    let config = std::fs::read_to_string(lk.join("config.toml")).unwrap();
-    assert!(config.contains("objective = \"likelihood:2\"") && config.contains("sde = \"sigma:1\""), "{config}");
-    assert_clean_failure(&fm(&["train", "--objective", "likelihood:0", "--steps", "1"]), "1..=1000");
+    assert!(std::fs::read_to_string(lk.join("config.toml")).unwrap().contains("objective = \"likelihood:2\""));
+    assert_clean_failure(&fm(&["sample", "--config", lk.join("config.toml").to_str().unwrap(), "--sde", "--samples", "10"]), "marginal velocity");
+    assert_clean_failure(&fm(&["train", "--objective", "likelihood:0", "--steps", "1"]), "1..=100");
+    assert_clean_failure(&fm(&["train", "--objective", "likelihood", "--path", "vp", "--steps", "1"]), "no probability path");
 }

@@ -70,6 +70,23 @@ impl ModelBundle {
         DataUnits { field: &self.mlp, source: self.source.as_ref(), map: self.data_map.as_ref(), path: self.path() }
     }
 
+    /// The refusals of sampling this model by `sde` before any work: what
+    /// [`fm_train::sde::Sde::check`] refuses (the kind of model, its path, its source), and what
+    /// [`fm_train::sde::Sde::check_training`] refuses of its training record (another objective
+    /// than flow matching, a minibatch coupling, a teacher's pairs). A record-less state dict
+    /// is taken as the seed's (flow matching, independent pairs).
+    ///
+    /// # Errors
+    /// [`Error::Train`] with the reason; [`Error::Invalid`] for an unreadable training record.
+    pub fn check_sde(&self, sde: &fm_train::sde::Sde) -> Result<()> {
+        sde.check(self.generator(), self.path(), self.source.as_ref(), false)?;
+        match &self.train {
+            Ok(Some(train)) => Ok(sde.check_training(train, self.metadata.contains_key(crate::train::PAIRS_METADATA))?),
+            Ok(None) => Ok(()),
+            Err(e) => Err(Error::Invalid(format!("--sde needs the checkpoint's training settings: {e}"))),
+        }
+    }
+
     /// The probability path the model was trained on: its record's, else the seed's (linear:
     /// a PyTorch state dict of the seed's experiment).
     pub fn path(&self) -> fm_train::ProbabilityPath {

@@ -164,6 +164,8 @@ fn train_stages(cfg: &RunConfig, reflow: &crate::ReflowConfig, dir: &RunDir, opt
             fm_model::ConditionShape::NONE,
         )
         .map_err(|e| Error::Invalid(format!("[reflow] stage {k} of {stages} would refuse: {e}")))?;
+        let standard_normal = fm_dist::StandardNormal::new(dim).map_err(|source| Error::Spec { what: "source", source })?;
+        check_sde(&student, true, &standard_normal).map_err(|e| Error::Invalid(format!("[reflow] stage {k} of {stages} would refuse: {e}")))?;
     }
     // The folder's run file is the whole recipe (the last stage writes its own while it trains,
     // and it is put back after): `fm train --resume DIR` resumes every stage from its folder.
@@ -246,7 +248,7 @@ fn stage_dir(dir: &RunDir, reflow: &crate::ReflowConfig, k: usize) -> std::path:
 /// the recipe says, and is the distilled map when the recipe distils.
 fn stage_config(cfg: &RunConfig, reflow: &crate::ReflowConfig, dir: &RunDir, k: usize) -> RunConfig {
     let defaults = fm_train::SampleConfig::default();
-    let flow_sampling = fm_train::SampleConfig { steps: defaults.steps, method: defaults.method, ..cfg.sample.clone() };
+    let flow_sampling = fm_train::SampleConfig { steps: defaults.steps, method: defaults.method, sde: None, ..cfg.sample.clone() };
     let mut stage = RunConfig { reflow: None, sample: flow_sampling, ..cfg.clone() };
     if k > 1 {
         let teacher = stage_dir(dir, reflow, k - 1);
@@ -262,6 +264,16 @@ fn stage_config(cfg: &RunConfig, reflow: &crate::ReflowConfig, dir: &RunDir, k: 
         }
     }
     stage
+}
+
+/// The refusals of `cfg.sample.sde` for the model `cfg` trains (on pairs when `on_pairs`), from
+/// `source`: before training, so that a run is not trained to be refused at its sampling.
+fn check_sde(cfg: &RunConfig, on_pairs: bool, source: &dyn Target) -> Result<()> {
+    if let Some(sde) = cfg.sample.sde {
+        sde.check(cfg.train.objective.generator(), cfg.train.path, source, false)?;
+        sde.check_training(&cfg.train, on_pairs)?;
+    }
+    Ok(())
 }
 
 /// The file of a teacher's pairs in its stage folder.
@@ -321,6 +333,7 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
     };
     // Everything that can refuse the run does before the folder is touched.
     fm_train::check_training(&cfg.train, data, cfg.model.dim, cfg.model.time_inputs, condition)?;
+    check_sde(&cfg, pairs.is_some(), train_source)?;
     let init_from = cfg.init.as_deref().map(|init| init_checkpoint(init, &cfg.model, device)).transpose()?;
     let fingerprint = fingerprint(&cfg, init_from.as_ref())?;
     // The tracker checks its settings (and draws its holdout) before the folder is touched too.

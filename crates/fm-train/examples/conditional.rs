@@ -76,10 +76,9 @@ fn main() -> Res<()> {
                 &fm_train::DataUnits { field: &mlp, source: source.as_ref(), map: None, path: fm_train::ProbabilityPath::Linear },
                 target.as_ref(),
                 class,
-                1.0,
+                &fm_train::Request::new(fm_train::Generator::Flow, &sample),
                 w2_points,
                 kl_points,
-                &sample,
                 &likelihood,
                 &mut rng,
             )?;
@@ -113,10 +112,9 @@ fn main() -> Res<()> {
                         &fm_train::DataUnits { field: mlp, source: source.as_ref(), map: None, path: fm_train::ProbabilityPath::Linear },
                         target.as_ref(),
                         c,
-                        w,
+                        &fm_train::Request::new(fm_train::Generator::Flow, &sample).guided(w),
                         w2_points,
                         kl_points,
-                        &sample,
                         &likelihood,
                         &mut rng,
                     )
@@ -157,12 +155,8 @@ fn main() -> Res<()> {
             for c in 0..target.classes() {
                 let n = labels.iter().filter(|&&l| l == c).count();
                 let cfg = SampleConfig { n_samples: n, steps, method, seed: 10 + c as u64, ..SampleConfig::default() };
-                parts.push(fm_train::DataUnits { field: &mlp, source: source.as_ref(), map: None, path: fm_train::ProbabilityPath::Linear }.generate_given(
-                    Some(c),
-                    None,
-                    1.0,
-                    &cfg,
-                )?);
+                let units = fm_train::DataUnits { field: &mlp, source: source.as_ref(), map: None, path: fm_train::ProbabilityPath::Linear };
+                parts.push(units.generate(&fm_train::Request::new(fm_train::Generator::Flow, &cfg).given(fm_train::Condition::Class(c)))?.points);
             }
             let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
             let x = ndarray::concatenate(ndarray::Axis(0), &views)?;

@@ -139,7 +139,9 @@ fn main() -> Res<()> {
                 }
                 let cfg = SampleConfig { n_samples: 10_000, steps: nfe, method: Method::Euler, ..SampleConfig::default() };
                 let t0 = Instant::now();
-                let x = DataUnits { field: &t.mlp, source: source.as_ref(), map: None, path: fm_train::ProbabilityPath::Linear }.generate(t.generator, &cfg)?;
+                let x = DataUnits { field: &t.mlp, source: source.as_ref(), map: None, path: fm_train::ProbabilityPath::Linear }
+                    .generate(&fm_train::Request::new(t.generator, &cfg))?
+                    .points;
                 let rate = cfg.n_samples as f64 / t0.elapsed().as_secs_f64();
                 let q = SampleQuality::measure(target.as_ref(), x.view(), 2000, 5, &mut StdRng::seed_from_u64(7))?;
                 let opt = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.3}"));

@@ -164,12 +164,39 @@ impl<M: VelocityModel + ?Sized> fm_ode::VectorField for Guided<'_, M> {
     }
 }
 
-impl<M: VelocityModel + ?Sized> crate::HasDevice for Guided<'_, M> {
+/// A model under a fixed condition is an unconditional model of the same times: its forward
+/// pass appends the condition's features (and the null's, mixed by the scale) to each row's
+/// times, so every adapter that feeds the network whole rows (MeanFlow's [`crate::Jumps`])
+/// stacks on guidance.
+impl<M: VelocityModel + ?Sized> VelocityModel for Guided<'_, M> {
+    fn forward(&self, x: &Tensor, t: &Tensor) -> fm_model::Result<Tensor> {
+        let given = |c: &Tensor| -> fm_model::Result<Tensor> {
+            let rows = c.f_unsqueeze(0)?.f_expand([t.size()[0], -1], false)?.f_to_kind(t.kind())?;
+            self.model.forward(x, &Tensor::f_cat(&[t, &rows], 1)?)
+        };
+        if self.scale == 1.0 {
+            return given(&self.condition);
+        }
+        let null = given(&self.null)?;
+        if self.scale == 0.0 {
+            return Ok(null);
+        }
+        Ok(null.f_add(&given(&self.condition)?.f_sub(&null)?.f_mul_scalar(self.scale)?)?)
+    }
+    fn dim(&self) -> usize {
+        self.model.dim()
+    }
+    fn time_inputs(&self) -> usize {
+        self.model.time_inputs()
+    }
     fn device(&self) -> tch::Device {
         self.model.device()
     }
-    fn dim(&self) -> Option<usize> {
-        Some(self.model.dim())
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        self.model.named_parameters()
+    }
+    fn architecture(&self) -> fm_model::Architecture {
+        self.model.architecture()
     }
 }
 
@@ -226,8 +253,14 @@ pub struct ClassQuality {
     /// The guidance scale `w` the model was sampled and judged with.
     pub scale: f64,
     /// `KL(p(·|c) ‖ q(·|c))` from the exact likelihood of the guided flow on fresh class
-    /// samples (`None` where the class has no density: curve-shaped targets).
+    /// samples (`None` where the class has no density, curve-shaped targets, or the model's
+    /// samples are not its ODE's: one-step and MeanFlow models).
     pub kl: Option<KlEstimate>,
+    /// The mean of `log p(x | c)` over fresh class samples minus over the generated ones, in
+    /// nats, and its standard error (`None` without class densities): 0 for a perfect model,
+    /// positive where the samples sit in thinner parts of the class.
+    #[serde(default)]
+    pub log_density_gap: Option<(f64, f64)>,
     /// Exact W2 between generated samples of the class and as many fresh ones.
     pub w2: f64,
     /// W2 between two fresh sets of the class of that size: what sampling noise alone gives.
@@ -242,9 +275,13 @@ pub struct ClassQuality {
 impl std::fmt::Display for ClassQuality {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "class {} (w = {}): ", self.class, self.scale)?;
-        match &self.kl {
-            Some(kl) => write!(f, "KL {:.4} ± {:.4} nats, ", kl.kl, kl.kl_se)?,
-            None => f.write_str("no KL (no class density), ")?,
+        match (&self.kl, self.log_density_gap) {
+            (Some(kl), _) => write!(f, "KL {:.4} ± {:.4} nats, ", kl.kl, kl.kl_se)?,
+            (None, Some(_)) => f.write_str("no KL (its samples are not its ODE's), ")?,
+            (None, None) => f.write_str("no KL (no class density), ")?,
+        }
+        if let Some((gap, se)) = self.log_density_gap {
+            write!(f, "log-density gap {gap:.4} ± {se:.4}, ")?;
         }
         write!(f, "W2 {:.4} (floor {:.4})", self.w2, self.w2_floor)?;
         if let (Some(p), Some(t)) = (self.purity, self.true_purity) {
@@ -254,9 +291,10 @@ impl std::fmt::Display for ClassQuality {
     }
 }
 
-/// [`ClassQuality`] of `model` for class `class` at guidance scale `scale`: `w2_points`
-/// samples from the guided flow (`sample` settings; the source drawn with its seed) against
-/// as many fresh class samples, and KL on `kl_points` fresh class samples (0: none), all
+/// [`ClassQuality`] of `model` for class `class` as `request` generates (its generator,
+/// guidance scale and sampler; its condition is replaced by the class): `w2_points` samples
+/// (the source drawn with the sampler's seed) against as many fresh class samples, and, for a
+/// flow (whose likelihood is its ODE's), KL on `kl_points` fresh class samples (0: none), all
 /// fresh draws from `rng`. Judged in the data's units: a model trained on standardised data
 /// (`model.map`) is carried back, samples and likelihood alike.
 ///
@@ -267,16 +305,17 @@ pub fn class_quality<M: VelocityModel + ?Sized>(
     model: &crate::DataUnits<'_, M>,
     target: &dyn fm_dist::Target,
     class: usize,
-    scale: f64,
+    request: &crate::Request<'_>,
     w2_points: usize,
     kl_points: usize,
-    sample: &crate::SampleConfig,
     likelihood: &crate::LikelihoodConfig,
     rng: &mut dyn rand::RngCore,
 ) -> Result<ClassQuality> {
+    let scale = request.guidance;
+    let sample = crate::SampleConfig { n_samples: w2_points, ..request.sample.clone() };
+    let generated = model.generate(&crate::Request { condition: crate::Condition::Class(class), sample: &sample, ..request.clone() })?.points;
     let guided = Guided::new(model.field, Some(class), None, scale)?;
     let guided = crate::DataUnits { field: &guided, source: model.source, map: model.map, path: model.path };
-    let generated = guided.sample(&crate::SampleConfig { n_samples: w2_points, ..sample.clone() })?;
     let fresh = class_samples(target, class, w2_points, rng)?;
     let other = class_samples(target, class, w2_points, rng)?;
     let w2 = fm_dist::metrics::w2(generated.view(), fresh.view())?;
@@ -287,7 +326,14 @@ pub fn class_quality<M: VelocityModel + ?Sized>(
         Ok(best.iter().filter(|b| **b == Some(class)).count() as f64 / best.len() as f64)
     };
     let (purity, true_purity) = if has_density { (Some(share(generated.view())?), Some(share(fresh.view())?)) } else { (None, None) };
-    let kl = if has_density && kl_points >= 2 {
+    let log_density_gap = if has_density {
+        let (g, t) = (target.class_log_prob(generated.view(), class)?, target.class_log_prob(fresh.view(), class)?);
+        let var = |v: &ndarray::Array1<f64>| v.var(1.0) / v.len() as f64;
+        Some((t.mean().unwrap_or(f64::NAN) - g.mean().unwrap_or(f64::NAN), (var(&g) + var(&t)).sqrt()))
+    } else {
+        None
+    };
+    let kl = if has_density && kl_points >= 2 && request.generator == crate::Generator::Flow {
         let start = std::time::Instant::now();
         let x = class_samples(target, class, kl_points, rng)?;
         let log_p = target.class_log_prob(x.view(), class)?;
@@ -300,5 +346,5 @@ pub fn class_quality<M: VelocityModel + ?Sized>(
     } else {
         None
     };
-    Ok(ClassQuality { class, scale, kl, w2, w2_floor, purity, true_purity })
+    Ok(ClassQuality { class, scale, kl, log_density_gap, w2, w2_floor, purity, true_purity })
 }

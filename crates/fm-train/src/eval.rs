@@ -418,7 +418,8 @@ impl Tracker {
     pub fn measure(&self, model: &(impl fm_model::VelocityModel + ?Sized), source: &dyn Target) -> Result<Tracked> {
         // The field's own samples (the ODE): tracking follows what training does to the field.
         let ode = crate::SampleConfig { sde: None, ..self.sample.clone() };
-        let generated = crate::DataUnits { field: model, source, map: None, path: crate::ProbabilityPath::Linear }.generate(self.generator, &ode)?;
+        let units = crate::DataUnits { field: model, source, map: None, path: crate::ProbabilityPath::Linear };
+        let generated = units.generate(&crate::Request::new(self.generator, &ode))?.points;
         let w2 = match &self.map {
             None => fm_dist::metrics::w2(generated.view(), self.holdout.view())?,
             Some(map) => fm_dist::metrics::w2(map.apply(generated.view()).view(), map.apply(self.holdout.view()).view())?,

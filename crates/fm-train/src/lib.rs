@@ -69,7 +69,7 @@ pub use train::{
     check_training, held_out_loss, step_seed, train, train_on, train_resumable, train_with_state, CheckpointHook, Preset, Progress, Resume, TrainConfig,
     TrainHooks, TrainOutcome, TrainReport, TrainState, TrainingData, HELD_OUT_SEED, PRESETS,
 };
-pub use units::{velocity_array, DataUnits};
+pub use units::{velocity_array, Condition, DataUnits, Generated, GeneratedPaths, Request};
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +144,12 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 /// `name:arg` as (`name`, `Some(arg)`), `name` as (`name`, `None`), both trimmed: the text
 /// form of the settings that take a parameter (`icfm:0.1`, `logit-normal:0,1`).
+/// Whether `source` is the standard normal `N(0, I)` (what the likelihood objective and the
+/// SDE's score from the velocity are written for).
+pub(crate) fn is_standard_normal(source: &dyn fm_dist::Target) -> bool {
+    source.as_gaussian().is_some_and(|(mean, cov)| mean.iter().all(|&m| m == 0.0) && cov == ndarray::Array2::<f64>::eye(mean.len()))
+}
+
 pub(crate) fn split_spec(spec: &str) -> (&str, Option<&str>) {
     match spec.split_once(':') {
         Some((n, a)) => (n.trim(), Some(a.trim())),

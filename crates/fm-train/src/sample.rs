@@ -83,6 +83,9 @@ impl SampleConfig {
         if self.sde.is_some() && self.method != Method::Euler {
             return Err(Error::Config(format!("--sde integrates by Euler–Maruyama in --steps steps: leave --method at euler, got {}", self.method)));
         }
+        if self.sde.is_some() && self.steps < 2 {
+            return Err(Error::Config("--sde needs at least 2 steps: its last step is taken without noise, so 1 step would be the ODE's".into()));
+        }
         Ok(TimeGrid::uniform(0.0, 1.0, self.steps)?)
     }
 
@@ -124,7 +127,7 @@ pub fn sample(field: &(impl VectorField + HasDevice + ?Sized), source: &dyn Targ
 /// # Errors
 /// As [`sample`]; [`crate::sde::Sde::check`]'s refusals.
 pub fn sample_on_path(field: &(impl VectorField + HasDevice + ?Sized), path: ProbabilityPath, source: &dyn Target, cfg: &SampleConfig) -> Result<Array2<f64>> {
-    cfg.validate()?;
+    let grid = cfg.validate()?;
     if let Some(sde) = cfg.sde {
         sde.check(crate::Generator::Flow, path, source, field.has_score())?;
     }
@@ -133,12 +136,14 @@ pub fn sample_on_path(field: &(impl VectorField + HasDevice + ?Sized), path: Pro
     tensor_to_array(&match cfg.sde {
         None => sample_from(field, x0, cfg)?,
         Some(sde) => {
-            let grid = cfg.validate()?;
             let drift = crate::sde::MarginalDrift { field, path, sde };
             let rows = if field.device().is_cuda() { cfg.gpu_chunk_size } else { cfg.chunk_size };
             let parts = x0.f_split(rows as i64, 0)?;
-            let solved =
-                parts.iter().enumerate().map(|(chunk, part)| Ok(crate::sde::integrate(&drift, part, &grid, cfg.seed, chunk, SdeOptions::default())?.x));
+            let solved = parts.iter().scan(0, |first_row, part| {
+                let row = *first_row;
+                *first_row += part.size()[0] as usize;
+                Some(crate::sde::integrate(&drift, part, &grid, cfg.seed, row, SdeOptions::default()).map(|s| s.x))
+            });
             let x = tch::Tensor::f_cat(&solved.collect::<Result<Vec<_>>>()?, 0)?;
             let bad = x.size()[0] - i64::try_from(x.f_isfinite()?.f_all_dim(1, false)?.f_sum(tch::Kind::Int64)?)?;
             if bad > 0 {

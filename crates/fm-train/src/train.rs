@@ -238,7 +238,7 @@ impl TrainConfig {
             return config(format!("cond_drop ({}) applies to conditional training: set condition = labels or values (--condition)", self.cond_drop));
         }
         if !self.condition.is_none() && !self.objective.conditional() {
-            return config(format!("objective {}: conditional training is flow matching only (condition = {})", self.objective, self.condition));
+            return config(format!("objective {} trains unconditional networks only: leave condition unset (got {})", self.objective, self.condition));
         }
         Ok(())
     }
@@ -583,13 +583,19 @@ fn batch_loss(model: &dyn VelocityModel, cfg: &TrainConfig, host: &[f32], shape:
     let batch = to_device_without_waiting(host, model.device())?;
     let view = |offset: usize, rows: usize, cols: usize| batch.f_narrow(0, offset as i64, (rows * cols) as i64)?.f_view([rows as i64, cols as i64]);
     let extra = cfg.objective.extra_len(cfg, n, d);
-    let drawn =
-        Batch { x0: view(0, n, d)?, x1: view(n * d, n, d)?, t: view(2 * n * d, n, 1)?, extra: batch.f_narrow(0, (2 * n * d + n) as i64, extra as i64)? };
+    let conditions = view(2 * n * d + n + extra, n, shape.features())?;
+    let drawn = Batch {
+        x0: view(0, n, d)?,
+        x1: view(n * d, n, d)?,
+        t: view(2 * n * d, n, 1)?,
+        extra: batch.f_narrow(0, (2 * n * d + n) as i64, extra as i64)?,
+        conditions,
+    };
     Ok(match cfg.objective.loss(model, cfg, &drawn)? {
         BatchLoss::Regression { inputs, times, target } => {
             let times = match shape.features() {
                 0 => times,
-                f => Tensor::f_cat(&[&times, &view(2 * n * d + n + extra, n, f)?], 1)?,
+                _ => Tensor::f_cat(&[&times, &drawn.conditions], 1)?,
             };
             BatchLoss::Regression { inputs, times, target }
         }

@@ -23,7 +23,9 @@ use tch::{Kind, Tensor};
 /// `−log q_θ(x1)` through `steps` RK4 steps of the divergence-augmented ODE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MaximumLikelihood {
-    /// Fixed RK4 steps from `t = 1` to `0` (4 network evaluations each).
+    /// Fixed RK4 steps from `t = 1` to `0` (4 network evaluations each), 1 to 100: every step's
+    /// graph is kept for the backward pass (measured: 100 steps at batch 32 take 0.35 s and
+    /// 130 MB per update on the seed network; at batch 256, 8× that).
     pub steps: usize,
 }
 
@@ -44,8 +46,8 @@ impl MaximumLikelihood {
             None => Self::default().steps,
             Some(s) => s.parse().map_err(|_| Error::Config(format!("objective 'likelihood' takes a whole number of RK4 STEPS, got '{s}'")))?,
         };
-        if !(1..=1000).contains(&steps) {
-            return Err(Error::Config(format!("objective likelihood:{steps}: the RK4 steps must be in 1..=1000")));
+        if !(1..=100).contains(&steps) {
+            return Err(Error::Config(format!("objective likelihood:{steps}: the RK4 steps must be in 1..=100 (each keeps its graph for the backward pass)")));
         }
         Ok(Arc::new(MaximumLikelihood { steps }))
     }
@@ -72,16 +74,26 @@ impl Objective for MaximumLikelihood {
         format!("likelihood:{}", self.steps)
     }
 
-    fn check(&self, _cfg: &TrainConfig, data: &TrainingData<'_>) -> Result<()> {
+    fn check(&self, cfg: &TrainConfig, data: &TrainingData<'_>) -> Result<()> {
+        let unused = [
+            (cfg.path != crate::ProbabilityPath::Linear).then(|| format!("path {}", cfg.path)),
+            (cfg.coupling != crate::Coupling::Independent).then(|| format!("coupling {}", cfg.coupling)),
+            (cfg.time_sampling != crate::TimeSampling::Uniform).then(|| format!("time_sampling {}", cfg.time_sampling)),
+        ];
+        let unused: Vec<String> = unused.into_iter().flatten().collect();
+        if !unused.is_empty() {
+            return Err(Error::Config(format!(
+                "objective likelihood fits the data's density through the ODE and uses no probability path, coupling or time law: leave them at their defaults (got {})",
+                unused.join(", ")
+            )));
+        }
         match data {
             TrainingData::Pairs(_) => Err(Error::Config("objective likelihood fits the data's density: it trains on drawn target points, not on pairs".into())),
-            TrainingData::Draw { source, .. } => match source.as_gaussian() {
-                Some((mean, cov)) if mean.iter().all(|&m| m == 0.0) && cov == ndarray::Array2::<f64>::eye(mean.len()) => Ok(()),
-                _ => Err(Error::Config(format!(
-                    "objective likelihood integrates to the source's log-density, written for the standard normal: the source is {} (use normal:D)",
-                    source.name()
-                ))),
-            },
+            TrainingData::Draw { source, .. } if crate::is_standard_normal(*source) => Ok(()),
+            TrainingData::Draw { source, .. } => Err(Error::Config(format!(
+                "objective likelihood integrates to the source's log-density, written for the standard normal: the source is {} (use normal:D)",
+                source.name()
+            ))),
         }
     }
 

@@ -87,8 +87,14 @@ impl Objective for MeanFlow {
     }
 
     fn loss(&self, model: &dyn VelocityModel, _cfg: &TrainConfig, b: &Batch) -> Result<BatchLoss> {
-        let (inputs, target, times) = meanflow_target(model, &b.x0, &b.x1, &b.t, &b.extra.f_view_as(&b.t)?)?;
+        let (inputs, target, times) = meanflow_target(model, &b.x0, &b.x1, &b.t, &b.extra.f_view_as(&b.t)?, &b.conditions)?;
         Ok(BatchLoss::Regression { inputs, times, target })
+    }
+
+    /// Conditioned on classes or vectors as flow matching is: the features ride after `[r, t]`,
+    /// and the derivative along the flow holds them fixed (a zero tangent).
+    fn conditional(&self) -> bool {
+        true
     }
 }
 
@@ -96,16 +102,28 @@ impl Objective for MeanFlow {
 /// the module docs): inputs `(x_r, [r, t])` and the target
 /// `sg(v + (t − r) (∂_r u + v · ∇_x u))`, `v = x1 − x0`, with the derivative along the flow a
 /// Jacobian-vector product of the network (tangent `(v, [1, 0])`) at the current weights.
-/// Shapes: `x0, x1: [n, d]`, `r, t: [n, 1]` with `r ≤ t`; returns `x_r: [n, d]`, the target
-/// `[n, d]` and the times `[n, 2]`, in that order.
+/// Shapes: `x0, x1: [n, d]`, `r, t: [n, 1]` with `r ≤ t`, each row's condition features
+/// `c: [n, f]` (`f = 0` for an unconditional network; fixed along the flow); returns
+/// `x_r: [n, d]`, the target `[n, d]` and the times `[n, 2]` (without the features), in that order.
 ///
 /// # Errors
 /// The model's and torch's failures.
-pub fn meanflow_target(model: &(impl VelocityModel + ?Sized), x0: &Tensor, x1: &Tensor, r: &Tensor, t: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+pub fn meanflow_target(
+    model: &(impl VelocityModel + ?Sized),
+    x0: &Tensor,
+    x1: &Tensor,
+    r: &Tensor,
+    t: &Tensor,
+    c: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
     let (xr, v) = ProbabilityPath::Linear.interpolate(x0, x1, r)?;
     let times = Tensor::f_cat(&[r, t], 1)?;
     let tangent = Tensor::f_cat(&[r.f_ones_like()?, t.f_zeros_like()?], 1)?;
-    let (_, du) = model.jvp(&xr, &times, &v, &tangent)?;
+    let (_, du) = if c.size()[1] == 0 {
+        model.jvp(&xr, &times, &v, &tangent)?
+    } else {
+        model.jvp(&xr, &Tensor::f_cat(&[&times, c], 1)?, &v, &Tensor::f_cat(&[&tangent, &c.f_zeros_like()?], 1)?)?
+    };
     let target = v.f_add(&t.f_sub(r)?.f_mul(&du)?)?.f_detach()?;
     Ok((xr, target, times))
 }

@@ -34,6 +34,9 @@ pub struct Batch {
     pub t: Tensor,
     /// The objective's own draws, flat `[extra_len]`.
     pub extra: Tensor,
+    /// Each row's condition features, `[n, features]` (`[n, 0]` unconditioned): the loop appends
+    /// them to a regression's times; an objective that evaluates the network itself appends them.
+    pub conditions: Tensor,
 }
 
 /// What one batch asks the loop to minimise.
@@ -286,10 +289,7 @@ impl Generator {
     pub fn check(self, cfg: &crate::SampleConfig) -> Result<()> {
         let method = cfg.method;
         if self != Generator::Flow && cfg.sde.is_some() {
-            return Err(Error::Config(format!(
-                "--sde needs a velocity field: a {} model is not the velocity of a probability path (sample it without --sde)",
-                self.name()
-            )));
+            return Err(crate::sde::needs_a_velocity(self));
         }
         match self {
             Generator::Flow => Ok(()),

@@ -160,8 +160,10 @@ fn couplings_that_use_conditions_refuse_data_without_them() {
     assert!("c2ot:1.5".parse::<Coupling>().is_err());
     assert!(TrainConfig { coupling: Coupling::OtClass, ..TrainConfig::default() }.validate().is_err());
     assert!(TrainConfig { condition: ConditionOn::Labels, cond_drop: 1.0, ..TrainConfig::default() }.validate().is_err());
-    let meanflow = TrainConfig { condition: ConditionOn::Labels, objective: fm_train::ObjectiveChoice::meanflow(), ..TrainConfig::default() };
-    assert!(meanflow.validate().unwrap_err().to_string().contains("flow matching only"));
+    // MeanFlow conditions as flow matching does; maximum likelihood trains unconditional networks.
+    assert!(TrainConfig { condition: ConditionOn::Labels, objective: fm_train::ObjectiveChoice::meanflow(), ..TrainConfig::default() }.validate().is_ok());
+    let likelihood = TrainConfig { condition: ConditionOn::Labels, objective: "likelihood".parse().unwrap(), ..TrainConfig::default() };
+    assert!(likelihood.validate().unwrap_err().to_string().contains("unconditional networks only"));
 }
 
 #[test]
@@ -207,10 +209,9 @@ fn per_class_kl_of_a_conditional_run_on_a_1d_mixture_matches_quadrature() {
             &fm_train::DataUnits { field: &mlp, source: &source, map: None, path: fm_train::ProbabilityPath::Linear },
             &target,
             class,
-            1.0,
+            &fm_train::Request::new(fm_train::Generator::Flow, &sample),
             500,
             4000,
-            &sample,
             &likelihood,
             &mut rng,
         )
