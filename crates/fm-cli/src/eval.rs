@@ -104,14 +104,11 @@ pub fn eval(args: EvalArgs, m: &clap::ArgMatches) -> Result<()> {
         let q = cfg.measure(target.as_ref(), samples.points(), &mut rng).with_context(|| format!("cannot judge {}", path.display()))?;
         println!("quality of {} against {}:\n{q}", samples.describe(), target.name());
     }
-    let jumps = model.as_ref().is_some_and(|b| b.generator() != fm_train::Generator::Flow);
+    let jumps = model.as_ref().is_some_and(|b| !b.generator().is_flow());
     if let (Some(bundle), Some(path), true) = (&model, &args.checkpoint, jumps) {
         // A one-step or MeanFlow model has no likelihood of its sampler here: its samples judge it,
         // in one step (a MeanFlow model: in its run file's number of jumps, with --config).
-        let steps = match bundle.generator() {
-            fm_train::Generator::AverageVelocity => run.as_ref().map_or(1, |r| r.sample.steps),
-            _ => 1,
-        };
+        let steps = bundle.generator().judged_steps(run.as_ref().map(|r| r.sample.steps));
         let sample = fm_train::SampleConfig { n_samples: cfg.w2_points.max(10_000), seed: args.seed, steps, ..fm_train::SampleConfig::one_step() };
         let x = bundle.units().generate(&fm_train::Request::new(bundle.generator(), &sample))?.points;
         let q = cfg.measure(target.as_ref(), x.view(), &mut rng).with_context(|| format!("cannot judge {}", path.display()))?;

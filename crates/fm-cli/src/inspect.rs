@@ -53,12 +53,7 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
     }
     match meta.get("train").map(|t| serde_json::from_str::<fm_train::TrainConfig>(t)) {
         Some(Ok(train)) => {
-            let how = match train.objective.generator() {
-                fm_train::Generator::Flow => "a velocity field: any integrator, any steps",
-                fm_train::Generator::OneStep => "a one-step map x0 + v(x0, 0): fm sample --steps 1",
-                fm_train::Generator::AverageVelocity => "an average velocity: fm sample --steps K makes K jumps (K network evaluations)",
-            };
-            println!("  generates  {how} (objective {})", train.objective);
+            println!("  generates  {} (objective {})", train.objective.generator().how_to_sample(), train.objective);
         }
         // Said, not dropped: what the file claims about its training cannot be read.
         Some(Err(e)) => println!("  generates  unknown: its training record cannot be read ({e})"),

@@ -75,12 +75,7 @@ pub fn run(args: RunArgs, m: &ArgMatches) -> Result<()> {
         // A one-step or MeanFlow model's likelihood is not its sampler's: its samples judge it.
         // A conditional model trained with cond_drop 0 has no trained "no condition" entry to judge.
         let null_untrained = fm_train::conditional::null_entry_untrained(&cfg.train);
-        let kl = if trained.target.has_density()
-            && trained.data_map.is_none()
-            && cfg.eval.kl_points > 0
-            && trained.generator == fm_train::Generator::Flow
-            && !null_untrained
-        {
+        let kl = if trained.target.has_density() && trained.data_map.is_none() && cfg.eval.kl_points > 0 && trained.generator.is_flow() && !null_untrained {
             let mut rng = StdRng::seed_from_u64(seeds::kl(cfg.train.seed));
             fm_train::kl_estimate(trained.target.as_ref(), &trained.mlp, trained.source.as_ref(), cfg.eval.kl_points, &cfg.eval.likelihood, &mut rng).map(Some)
         } else {

@@ -200,11 +200,7 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
     let (x, source, out, of) = match (&checkpoint, bundle) {
         (Some(checkpoint), Some(bundle)) if args.pairs => {
             let out = args.out.clone().unwrap_or_else(|| checkpoint.with_file_name(format!("pairs-{what}.npy")));
-            anyhow::ensure!(
-                bundle.generator() == fm_train::Generator::Flow,
-                "--pairs needs a flow (a reflow teacher); this checkpoint is a {} model",
-                bundle.generator().name()
-            );
+            anyhow::ensure!(bundle.generator().is_flow(), "--pairs needs a flow (a reflow teacher); this checkpoint is a {} model", bundle.generator().name());
             anyhow::ensure!(bundle.data_map.is_none(), "--pairs needs a flow trained in the data's units; this one was trained on standardised file data");
             let pairs = fm_train::draw_pairs(&bundle.mlp, bundle.source.as_ref(), &cfg)?;
             (pairs.to_array(), bundle.source, out, "and their sources, as pairs, ".to_string())

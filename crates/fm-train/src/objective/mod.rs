@@ -315,6 +315,30 @@ impl Generator {
         }
     }
 
+    /// How such a model is sampled, for a person reading `fm inspect`.
+    pub fn how_to_sample(self) -> &'static str {
+        match self {
+            Generator::Flow => "a velocity field: any integrator, any steps",
+            Generator::OneStep => "a one-step map x0 + v(x0, 0): fm sample --steps 1",
+            Generator::AverageVelocity => "an average velocity: fm sample --steps K makes K jumps (K network evaluations)",
+        }
+    }
+
+    /// Whether it is a velocity field, whose samples are an ODE's and whose likelihood the
+    /// divergence-augmented ODE gives; a one-step map's and a MeanFlow model's samples are not.
+    pub fn is_flow(self) -> bool {
+        self == Generator::Flow
+    }
+
+    /// The steps its samples are judged in, given the steps a run file sets (if any): a
+    /// one-step map in one, an average velocity in the run's jumps (one without a run file).
+    pub fn judged_steps(self, configured: Option<usize>) -> usize {
+        match self {
+            Generator::AverageVelocity => configured.unwrap_or(1),
+            _ => 1,
+        }
+    }
+
     /// A word for reports: `flow`, `one-step`, `meanflow`.
     pub fn name(self) -> &'static str {
         match self {
