@@ -118,7 +118,7 @@ pub struct ModelFlags {
     /// Number of hidden layers.
     #[arg(long, default_value_t = MlpConfig::default().hidden_layers)]
     pub hidden_layers: usize,
-    /// Activation: relu, silu, gelu or selu.
+    /// Activation: relu, silu, gelu, selu or elu.
     #[arg(long, default_value_t = MlpConfig::default().activation)]
     pub activation: fm_model::Activation,
     /// Sinusoidal time features fed in place of the raw time (even; 0: the raw time, as the seed).

@@ -468,10 +468,10 @@ fn inspect_export_import_and_targets_read_a_run_file() {
     let bare = run.join("bare.safetensors");
     std::fs::write(&bare, fm_model::checkpoint::encode_safetensors(&tensors, &Default::default()).unwrap()).unwrap();
     let refused = run.join("refused.safetensors");
-    assert_clean_failure(&fm(&["import", "--checkpoint", bare.to_str().unwrap(), "--out", refused.to_str().unwrap()]), "--activation relu|silu|gelu|selu");
+    assert_clean_failure(&fm(&["import", "--checkpoint", bare.to_str().unwrap(), "--out", refused.to_str().unwrap()]), "--activation relu|silu|gelu|selu|elu");
     assert!(!refused.exists(), "nothing is written for a refused file");
     assert_clean_failure(&fm(&["sample", "--checkpoint", bare.to_str().unwrap()]), "net.0.weight [8, 3]");
-    assert_clean_failure(&fm(&["export", "--checkpoint", bare.to_str().unwrap(), "--out", refused.to_str().unwrap()]), "--activation relu|silu|gelu|selu");
+    assert_clean_failure(&fm(&["export", "--checkpoint", bare.to_str().unwrap(), "--out", refused.to_str().unwrap()]), "--activation relu|silu|gelu|selu|elu");
     let exported = run.join("bare-exported.pth");
     assert!(fm(&["export", "--checkpoint", bare.to_str().unwrap(), "--activation", "gelu", "--out", exported.to_str().unwrap()]).status.success());
     // A run file lends its activation only to a file of its network's shapes.

@@ -19,13 +19,21 @@ pub enum Activation {
     /// SELU, `λ x` for `x > 0` and `λ α (eˣ − 1)` below (`λ ≈ 1.0507`, `α ≈ 1.6733`). It has no
     /// written-out derivative here: training and divergences go through autograd.
     Selu,
+    /// ELU, `x` for `x > 0` and `eˣ − 1` below (PyTorch's `nn.ELU()`, α = 1): the continuous-
+    /// normalising-flow examples' (Meta's `2d_continuous_normalizing_flow`). Autograd, as SELU.
+    Elu,
 }
 
 impl Activation {
     /// Every activation, in declaration order.
-    pub const ALL: [Activation; 4] = [Activation::Relu, Activation::Silu, Activation::Gelu, Activation::Selu];
+    pub const ALL: [Activation; 5] = [Activation::Relu, Activation::Silu, Activation::Gelu, Activation::Selu, Activation::Elu];
 
-    /// The lowercase name (`relu`, `silu`, `gelu`, `selu`) that serde, [`std::fmt::Display`]
+    /// Whether training and divergences go through autograd (no written-out derivative).
+    fn autograd_only(self) -> bool {
+        matches!(self, Activation::Selu | Activation::Elu)
+    }
+
+    /// The lowercase name (`relu`, `silu`, `gelu`, `selu`, `elu`) that serde, [`std::fmt::Display`]
     /// and [`std::str::FromStr`] use.
     pub fn name(self) -> &'static str {
         match self {
@@ -33,6 +41,7 @@ impl Activation {
             Activation::Silu => "silu",
             Activation::Gelu => "gelu",
             Activation::Selu => "selu",
+            Activation::Elu => "elu",
         }
     }
 
@@ -46,6 +55,7 @@ impl Activation {
             Activation::Silu => *x = x.f_silu()?,
             Activation::Gelu => *x = x.f_gelu("none")?,
             Activation::Selu => *x = x.f_selu()?,
+            Activation::Elu => *x = x.f_elu()?,
         }
         Ok(())
     }
@@ -287,7 +297,7 @@ impl Mlp {
     /// [`Error::Config`] when `x` is not `[n, dim]`; [`Error::Torch`] when `t` or `target` does
     /// not fit `x` or another torch operation fails.
     pub fn mse_backward(&self, x: &Tensor, t: &Tensor, target: &Tensor) -> Result<Option<Tensor>> {
-        if self.config.activation == Activation::Selu {
+        if self.config.activation.autograd_only() {
             return Ok(None);
         }
         let grads: Vec<(Tensor, Option<Tensor>)> = self.layers.iter().map(|l| (l.ws.grad(), l.bs.as_ref().map(Tensor::grad))).collect();
@@ -318,7 +328,7 @@ impl Mlp {
                 Activation::Relu => a.f_threshold_backward(&upstream, 0)?,
                 Activation::Gelu => z.f_gelu_backward(&upstream, "none")?,
                 Activation::Silu => z.f_silu_backward(&upstream)?,
-                Activation::Selu => return Err(Error::Config("SELU has no written-out derivative".into())),
+                Activation::Selu | Activation::Elu => return Err(Error::Config("SELU and ELU have no written-out derivative".into())),
             };
         }
         Ok(Some(loss))
@@ -396,7 +406,7 @@ impl Mlp {
     /// # Errors
     /// [`Error::Config`] for inputs of the wrong shape; [`Error::Torch`] for torch failures.
     pub fn jvp(&self, x: &Tensor, t: &Tensor, dx: &Tensor, dt: &Tensor) -> Result<(Tensor, Tensor)> {
-        if self.config.activation == Activation::Selu {
+        if self.config.activation.autograd_only() {
             return crate::jvp_autograd(self, x, t, dx, dt);
         }
         self.check_input(x)?;
@@ -414,7 +424,7 @@ impl Mlp {
                 Activation::Relu => h.f_threshold_backward(&dh, 0)?,
                 Activation::Gelu => h.f_gelu_backward(&dh, "none")?,
                 Activation::Silu => h.f_silu_backward(&dh)?,
-                Activation::Selu => return Err(Error::Config("SELU has no written-out derivative".into())),
+                Activation::Selu | Activation::Elu => return Err(Error::Config("SELU and ELU have no written-out derivative".into())),
             };
             self.config.activation.apply_(&mut h)?;
             h = h.f_linear(&layer.ws, layer.bs.as_ref())?;
@@ -554,7 +564,7 @@ impl Mlp {
     /// without autograd's backward passes (see [`fm_ode::VectorField::velocity_and_divergence`]);
     /// differentiable in the weights when `x` tracks gradients.
     fn velocity_and_divergence_with(&self, x: &Tensor, t: f64, c: Option<&Tensor>) -> fm_ode::Result<Option<(Tensor, Tensor)>> {
-        if self.config.activation == Activation::Selu {
+        if self.config.activation.autograd_only() {
             return Ok(None);
         }
         // Recorded for autograd only when `x` tracks gradients: an objective that trains through
@@ -570,7 +580,7 @@ impl Mlp {
                 Activation::Relu => None,
                 Activation::Gelu => Some(z.f_gelu_backward(&z.f_ones_like()?, "none")?),
                 Activation::Silu => Some(z.f_silu_backward(&z.f_ones_like()?)?),
-                Activation::Selu => return Err(fm_ode::Error::Invalid("SELU has no written-out derivative".into())),
+                Activation::Selu | Activation::Elu => return Err(fm_ode::Error::Invalid("SELU and ELU have no written-out derivative".into())),
             };
             hidden.push((a, derivative));
         }

@@ -251,7 +251,7 @@ fn a_state_dict_without_its_activation_is_refused_until_told_and_then_right() {
     c.section_ok("foreign_layouts");
     // Run as ReLU, this SiLU network would give other velocities with exit code 0: refused instead.
     let err = checkpoint::load_any(&c.path("silu.pth"), Device::Cpu).unwrap_err().to_string();
-    assert!(err.contains("silu.pth") && err.contains("--activation relu|silu|gelu|selu"), "{err}");
+    assert!(err.contains("silu.pth") && err.contains("--activation relu|silu|gelu|selu|elu"), "{err}");
     assert!(err.contains("net.0.weight [128, 3]") && err.contains("8 tensors"), "the refusal lists what the file holds: {err}");
     let (silu, _) = checkpoint::load_any_with(&c.path("silu.pth"), Device::Cpu, &LoadOptions::with_activation(Activation::Silu)).unwrap();
     assert_velocities(&silu, c, "v_silu");

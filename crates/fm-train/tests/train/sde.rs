@@ -180,3 +180,25 @@ fn the_sde_refuses_what_it_does_not_apply_to() {
     let mlp = fm_model::Mlp::new(fm_model::MlpConfig::default(), Device::Cpu).unwrap();
     assert!(fm_train::sample(&mlp, &n, &SampleConfig { sde: Some(sde), n_samples: 4, ..SampleConfig::default() }).is_err());
 }
+
+/// The SDE keeps the exact flow's marginal at intermediate times too (its Fokker–Planck
+/// equation is the flow's continuity equation): the states at t = 0.25, 0.5 and 0.75 of
+/// 3,000 SDE paths have the mean `log p_t` of fresh draws of `p_t`, within 4 standard errors
+/// (+0.02 for the discretisation at 200 steps).
+#[test]
+fn the_sde_keeps_the_marginal_at_intermediate_times() {
+    let target = GaussianMixture::seed();
+    let flow = ExactFlow::new(&target, &normal(), ProbabilityPath::Linear).unwrap();
+    let units = DataUnits { field: &flow, source: &normal(), map: None, path: ProbabilityPath::Linear };
+    let cfg = SampleConfig { steps: 200, sde: Some(Sde { form: DiffusionForm::Constant, norm: 1.0 }), seed: 8, ..SampleConfig::default() };
+    let (times, paths) = units.sample_paths(&cfg, 3000).unwrap();
+    for k in [50, 100, 150] {
+        let t = times[k];
+        let x = paths.index_axis(ndarray::Axis(0), k).to_owned();
+        let fresh = flow.marginal(t).unwrap().sample(20_000, &mut StdRng::seed_from_u64(k as u64));
+        let (a, b) = (flow.log_prob_t(x.view(), t).unwrap(), flow.log_prob_t(fresh.view(), t).unwrap());
+        let se = (a.var(1.0) / a.len() as f64 + b.var(1.0) / b.len() as f64).sqrt();
+        let gap = b.mean().unwrap() - a.mean().unwrap();
+        assert!(gap.abs() < 4.0 * se + 0.02, "t = {t}: gap {gap:.4} ± {se:.4}");
+    }
+}
