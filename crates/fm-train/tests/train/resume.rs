@@ -126,7 +126,12 @@ fn resuming_a_meanflow_run_gives_the_same_weights() {
 /// for bit too.
 #[test]
 fn resuming_a_likelihood_run_gives_the_same_weights() {
-    check_resume_is_exact(TrainConfig { objective: "likelihood:1".parse().unwrap(), ..rich(60) });
+    check_resume_is_exact(TrainConfig {
+        objective: "likelihood:1".parse().unwrap(),
+        path: ProbabilityPath::Linear,
+        coupling: Coupling::Independent,
+        ..rich(60)
+    });
 }
 
 /// A conditional run (class labels, condition dropout, OT within classes, a noisy path)
