@@ -176,12 +176,12 @@ pub fn eval(args: EvalArgs, m: &clap::ArgMatches) -> Result<()> {
     if let (Some(bundle), Some(classes)) = (&model, &classes) {
         let sample = run.as_ref().map_or_else(fm_train::SampleConfig::default, |r| r.sample.clone());
         println!(
-            "per class of {} (guidance w = {}; {} samples by {}, KL on {} fresh class samples):",
+            "per class of {} (guidance w = {}; {} samples by {}{}):",
             target.name(),
             args.cfg_scale,
             cfg.w2_points,
             crate::sample::describe(&sample),
-            cfg.kl_points
+            if bundle.generator().is_flow() { format!(", KL on {} fresh class samples", cfg.kl_points) } else { String::new() }
         );
         for &class in classes {
             let q = fm_train::class_quality(
