@@ -60,7 +60,7 @@ fn model_log_likelihood_and_kl_agree_with_pytorch() {
     // machine two spinning thread pools each slow everything down many times over.
     tch::set_num_threads(1);
 
-    let mlp = match std::env::var_os("FM_KL_CHECKPOINT") {
+    let mlp: fm_model::Network = match std::env::var_os("FM_KL_CHECKPOINT") {
         Some(path) => {
             checkpoint::load_any_with(Path::new(&path), Device::Cpu, &checkpoint::LoadOptions::with_activation(fm_model::Activation::Relu)).unwrap().0
         }
@@ -73,11 +73,11 @@ fn model_log_likelihood_and_kl_agree_with_pytorch() {
             let start = Instant::now();
             train(&mut mlp, &target, &source, &TrainConfig { steps: 1500, lr: 2e-3, ..TrainConfig::default() }, &mut |_| {}).unwrap();
             println!("trained 1,500 steps in {:.1} s", start.elapsed().as_secs_f64());
-            mlp
+            Box::new(mlp)
         }
     };
     let ckpt = dir.join("model.safetensors");
-    checkpoint::save(&mlp, &ckpt, &Default::default()).unwrap();
+    checkpoint::save(&*mlp, &ckpt, &Default::default()).unwrap();
     let (mlp, _) = checkpoint::load(&ckpt, Device::Cpu).unwrap();
     let x = target.sample(n, &mut StdRng::seed_from_u64(SEED));
     fm_dist::io::write_npy(&dir.join("points.npy"), x.view()).unwrap();
@@ -97,9 +97,9 @@ fn model_log_likelihood_and_kl_agree_with_pytorch() {
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
 
     let cfg = LikelihoodConfig { method: Method::Rk4, steps: 200, divergence: Divergence::Exact, ..LikelihoodConfig::default() };
-    let ours = kl_estimate(&target, &mlp, &source, n, &cfg, &mut StdRng::seed_from_u64(SEED)).unwrap();
+    let ours = kl_estimate(&target, &*mlp, &source, n, &cfg, &mut StdRng::seed_from_u64(SEED)).unwrap();
     // kl_estimate draws its points first from the rng: the same points as the .npy.
-    let log_q = model_log_prob(&mlp, &source, x.view(), &cfg).unwrap();
+    let log_q = model_log_prob(&*mlp, &source, x.view(), &cfg).unwrap();
     let log_p = target.log_prob(x.view()).unwrap();
     assert_eq!(KlEstimate::from_log_probs(log_p.view(), log_q.view()).unwrap().kl, ours.kl);
     fm_dist::io::write_npy(&dir.join("ours_log_q.npy"), log_q.view().insert_axis(ndarray::Axis(1))).unwrap();

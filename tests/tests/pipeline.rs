@@ -23,14 +23,19 @@ fn a_reloaded_checkpoint_samples_exactly_like_the_trained_model() {
     let (loaded, _) = checkpoint::load(&path, Device::Cpu).unwrap();
     let sample_cfg = SampleConfig { n_samples: 3000, steps: 20, method: Method::Midpoint, seed: 9, chunk_size: 512, ..SampleConfig::default() };
     let a = sample(&mlp, &source, &sample_cfg).unwrap();
-    let b = sample(&loaded, &source, &sample_cfg).unwrap();
+    let b = sample(&*loaded, &source, &sample_cfg).unwrap();
     assert_eq!(a, b, "a reloaded model must sample bit-identically");
 
     // fm-train's sampler is fm-ode's solve on the source draws.
     let x0 = fm_dist::Target::sample(&source, 3000, &mut StdRng::seed_from_u64(9));
-    let direct =
-        solve(&loaded, &array_to_tensor(x0.view(), Device::Cpu).unwrap(), &TimeGrid::uniform(0.0, 1.0, 20).unwrap(), Method::Midpoint, SolveOptions::default())
-            .unwrap();
+    let direct = solve(
+        &*loaded,
+        &array_to_tensor(x0.view(), Device::Cpu).unwrap(),
+        &TimeGrid::uniform(0.0, 1.0, 20).unwrap(),
+        Method::Midpoint,
+        SolveOptions::default(),
+    )
+    .unwrap();
     assert_eq!(tensor_to_array(&direct.x).unwrap(), a);
 
     // A short run already puts every component's share within 0.05 of its weight.

@@ -112,6 +112,11 @@ pub struct DataFlags {
 /// The network.
 #[derive(clap::Args, Debug)]
 pub struct ModelFlags {
+    /// The network: mlp (the seed's: linear layers and an activation) or resmlp (residual blocks
+    /// with layer norm on sinusoidal time features, 32 unless --time-embedding; --hidden-layers
+    /// counts its blocks).
+    #[arg(long = "model", id = "kind", value_name = "KIND", default_value = fm_model::registry::MLP)]
+    pub kind: String,
     /// Width of the hidden layers.
     #[arg(long, default_value_t = MlpConfig::default().hidden_dim)]
     pub hidden_dim: usize,
@@ -265,7 +270,7 @@ impl DataFlags {
 
 impl ModelFlags {
     pub fn apply(&self, m: &ArgMatches, cfg: &mut MlpConfig) {
-        override_given!(m, self, hidden_dim => cfg.hidden_dim, hidden_layers => cfg.hidden_layers, activation => cfg.activation, time_embedding => cfg.time_embedding);
+        override_given!(m, self, kind => cfg.kind, hidden_dim => cfg.hidden_dim, hidden_layers => cfg.hidden_layers, activation => cfg.activation, time_embedding => cfg.time_embedding);
     }
 }
 

@@ -36,16 +36,20 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
             _ => return Err(e.into()),
         },
     };
-    let c = mlp.config();
-    let params: i64 = mlp.var_store().trainable_variables().iter().map(|t| t.numel() as i64).sum();
+    let c = fm_model::registry::config_of(&*mlp).ok_or_else(|| anyhow::anyhow!("{}: a network of no registered architecture", path.display()))?;
+    let params: i64 = mlp.named_parameters().iter().map(|(_, t)| t.numel() as i64).sum();
     println!("{} ({:?}, {} bytes)", path.display(), format, bytes.len());
-    let time = match (c.time_embedding, c.time_inputs) {
+    let time = match (c.sinusoidal_features(), c.time_inputs) {
         (0, 1) => "raw time".to_string(),
         (0, _) => "raw times (r, t) of an average velocity u(x, r, t)".to_string(),
         (k, 1) => format!("{k} time features"),
         (k, _) => format!("{k} time features for each of (r, t), an average velocity u(x, r, t)"),
     };
-    println!("  model      {}-D MLP: {} hidden layers of {} ({}), {time}, {params} parameters", c.dim, c.hidden_layers, c.hidden_dim, c.activation);
+    let layers = match c.kind.as_str() {
+        fm_model::registry::MLP => format!("MLP: {} hidden layers", c.hidden_layers),
+        kind => format!("{kind}: {} blocks", c.hidden_layers),
+    };
+    println!("  model      {}-D {layers} of {} ({}), {time}, {params} parameters", c.dim, c.hidden_dim, c.activation);
     let condition = c.condition_shape();
     if condition.is_conditional() {
         let how = if c.classes > 0 { "fm sample --class K (K, K,K or all)" } else { "fm sample --cond V,…" };

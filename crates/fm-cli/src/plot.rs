@@ -148,12 +148,12 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
             "the model was trained on standardised file data: there is no exact field to draw beside it"
         );
         let flow = crate::resolve_exact(args.target.as_deref(), None, args.path, run.as_ref(), model.as_ref())?.flow;
-        crate::plot_field::exact(&out, &flow, model.as_ref().map(|m| &m.mlp), coords)?;
+        crate::plot_field::exact(&out, &flow, model.as_ref().map(|m| &*m.model), coords)?;
         print_written(&[("figure", &out)]);
         return Ok(());
     }
     let bundle = ModelBundle::load(&ckpt, &args.device, None, &foreign)?;
-    let (mlp, source) = (&bundle.mlp, &bundle.source);
+    let (mlp, source) = (&*bundle.model, &bundle.source);
     let spec = args
         .target
         .clone()
@@ -161,7 +161,7 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
         .or_else(|| bundle.target.clone())
         .context("the checkpoint names no target: give --target")?;
     let target = parse_target(&spec).context("target")?;
-    anyhow::ensure!(target.dim() == mlp.config().dim, "the target {} is {}-D but the model is {}-D", target.name(), target.dim(), mlp.config().dim);
+    anyhow::ensure!(target.dim() == mlp.dim(), "the target {} is {}-D but the model is {}-D", target.name(), target.dim(), mlp.dim());
     let mut cfg = run.as_ref().map_or_else(SampleConfig::default, |r| r.sample.clone());
     crate::config::override_given!(m, args, steps => cfg.steps, method => cfg.method);
     args.sde.apply(&mut cfg);
@@ -194,7 +194,7 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
     let shape = fm_model::VelocityModel::condition_shape(mlp);
     // A class-conditional model's figures are drawn class by class.
     let classes = match (&args.class, shape.classes) {
-        (Some(spec), k) => Some(crate::sample::parse_classes(spec, k)?),
+        (Some(spec), k) => Some(fm_run::parse_classes(spec, k)?),
         (None, 0) => None,
         (None, k) => Some((0..k).collect::<Vec<_>>()),
     };
@@ -223,7 +223,7 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
             let guided = if classes.is_some() { format!(", by class, w = {}", args.cfg_scale) } else { String::new() };
             let fig = fm_viz::CompareFigure {
                 coords,
-                samples_title: format!("Generated samples ({}{guided})", crate::sample::describe(&cfg)),
+                samples_title: format!("Generated samples ({}{guided})", fm_run::describe(&cfg)),
                 target_title: format!("Target: {}", t.name()),
                 labels,
                 ..fm_viz::CompareFigure::fitted()
@@ -243,7 +243,7 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
         Kind::Guidance => {
             let class = match args.class.as_deref() {
                 None => 0,
-                Some(spec) => match crate::sample::parse_classes(spec, shape.classes)?[..] {
+                Some(spec) => match fm_run::parse_classes(spec, shape.classes)?[..] {
                     [c] => c,
                     _ => anyhow::bail!("the guidance figure draws one class: give --class K"),
                 },

@@ -3,7 +3,7 @@
 use crate::train::print_written;
 use anyhow::Result;
 use fm_dist::Target;
-use fm_model::Mlp;
+use fm_model::VelocityModel;
 use fm_ode::VectorField;
 use fm_train::{ExactFlow, HasDevice};
 use ndarray::{Array2, ArrayView2};
@@ -15,12 +15,12 @@ fn velocity(field: &(impl VectorField + HasDevice + ?Sized), x: ArrayView2<f64>,
 }
 
 /// The exact field of `flow`; with a model, the model's above it on one scale.
-pub fn exact(out: &Path, flow: &ExactFlow, model: Option<&Mlp>, coords: (usize, usize)) -> Result<()> {
+pub fn exact(out: &Path, flow: &ExactFlow, model: Option<&dyn VelocityModel>, coords: (usize, usize)) -> Result<()> {
     let target: &dyn Target = flow.target();
     let exact = |x: ArrayView2<f64>, time| velocity(flow, x, time);
     match model {
         Some(mlp) => {
-            anyhow::ensure!(mlp.config().dim == flow.dim(), "the target {} is {}-D but the model is {}-D", target.name(), flow.dim(), mlp.config().dim);
+            anyhow::ensure!(mlp.dim() == flow.dim(), "the target {} is {}-D but the model is {}-D", target.name(), flow.dim(), mlp.dim());
             let title = Some(format!("Velocity field: the model above, the exact v* below ({} path)", flow.path()));
             let fig = fm_viz::FieldFigure { coords, title, height: 1000, ..Default::default() };
             fm_viz::field_beside(out, ("model", |x: ArrayView2<f64>, time| velocity(mlp, x, time)), ("exact v*", exact), Some(target), &fig)?;
@@ -35,7 +35,7 @@ pub fn exact(out: &Path, flow: &ExactFlow, model: Option<&Mlp>, coords: (usize, 
 
 /// The model's field error over t against `flow`, and for 2-D targets where in space it sits
 /// (`FILE-map.png`); prints what it wrote.
-pub fn field_error(out: &Path, flow: &ExactFlow, mlp: &Mlp, coords: (usize, usize)) -> Result<()> {
+pub fn field_error(out: &Path, flow: &ExactFlow, mlp: &dyn VelocityModel, coords: (usize, usize)) -> Result<()> {
     let times: Vec<f64> = (0..=40).map(|k| k as f64 / 40.0).collect();
     let curve = flow.field_error_curve(mlp, &times, 2048, &mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0))?;
     let rows = Array2::from_shape_fn((times.len(), 2), |(i, j)| if j == 0 { times[i] } else { curve[i].mean });

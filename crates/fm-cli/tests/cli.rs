@@ -72,7 +72,7 @@ fn run_writes_checkpoint_samples_figure_and_report() {
     let samples = fm_dist::io::read_npy(&out.join("samples.npy")).unwrap();
     assert_eq!(samples.dim(), (400, 2));
     let (mlp, meta) = fm_model::checkpoint::load(&out.join("model.safetensors"), tch::Device::Cpu).unwrap();
-    assert_eq!(mlp.config(), &fm_model::MlpConfig::default());
+    assert_eq!(fm_model::registry::config_of(&*mlp), Some(fm_model::MlpConfig::default()));
     assert!(meta["train"].contains("\"steps\":40"));
     // The typed report reads back, NaN figures (one W2 draw has no standard error) included.
     let typed = fm_run::RunDir::new(&out).read_report().unwrap();
@@ -382,7 +382,8 @@ fn run_folders_pass_between_library_and_cli() {
     assert_eq!(rows.last().map(|r| r.step), Some(2));
     assert!(rows.iter().all(|r| r.loss.is_finite() && r.loss_floor.is_some()));
     let bundle = fm_run::ModelBundle::load(&dir.file(fm_run::RunDir::MODEL), "cpu", None, &Default::default()).unwrap();
-    assert_eq!(bundle.mlp.config().hidden_dim, 8);
+    assert_eq!(bundle.model.architecture().kind, "fm-rs/mlp");
+    assert_eq!(fm_model::registry::config_of(&*bundle.model).unwrap().hidden_dim, 8);
     assert_eq!(bundle.target.as_deref(), Some("gmm3"));
     assert_eq!(bundle.train.unwrap().unwrap().steps, 2);
     let state = fm_train::load_state(&dir.file(fm_run::RunDir::STATE), tch::Device::Cpu).unwrap();
@@ -463,7 +464,7 @@ fn inspect_export_import_and_targets_read_a_run_file() {
 
     // A bare state dict (no fm metadata) does not say its activation: the run file does.
     let (mlp, _) = fm_model::checkpoint::load(&run.join("model.safetensors"), tch::Device::Cpu).unwrap();
-    let mut tensors: Vec<(String, tch::Tensor)> = mlp.var_store().variables().into_iter().collect();
+    let mut tensors: Vec<(String, tch::Tensor)> = mlp.named_parameters();
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     let bare = run.join("bare.safetensors");
     std::fs::write(&bare, fm_model::checkpoint::encode_safetensors(&tensors, &Default::default()).unwrap()).unwrap();
@@ -672,7 +673,7 @@ fn eval_reports_the_field_error_against_the_exact_flow() {
     let train = meta["train"].replacen('{', "{\"from_the_future\":1,", 1);
     meta.insert("train".into(), train);
     let odd = run.join("odd.safetensors");
-    fm_model::checkpoint::save(&mlp, &odd, &meta).unwrap();
+    fm_model::checkpoint::save(&*mlp, &odd, &meta).unwrap();
     let o = fm(&["eval", "--checkpoint", odd.to_str().unwrap(), "--kl-points", "0"]);
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("no field error: the checkpoint's training settings cannot be read"), "{text}");
@@ -1305,7 +1306,7 @@ fn guidance_scales_labels_and_inspect_say_what_they_mean() {
     assert_clean_failure(&o, "at most 65536 classes");
     // `fm inspect` of a plain state dict refused without --activation: inspecting needs none.
     let (mlp, _) = fm_model::checkpoint::load(&ckpt, tch::Device::Cpu).unwrap();
-    let tensors: Vec<(String, tch::Tensor)> = mlp.var_store().variables().into_iter().collect();
+    let tensors: Vec<(String, tch::Tensor)> = mlp.named_parameters();
     let bare = dir.join("bare.safetensors");
     std::fs::write(&bare, fm_model::checkpoint::encode_safetensors(&tensors, &Default::default()).unwrap()).unwrap();
     let o = fm(&["inspect", bare.to_str().unwrap()]);
@@ -1455,7 +1456,7 @@ fn an_untrained_no_condition_entry_is_never_judged_or_drawn() {
     let (mlp, mut meta) = fm_model::checkpoint::load(&ckpt, tch::Device::Cpu).unwrap();
     meta.insert("train".into(), "{ not json".into());
     let broken = run.join("broken-record.safetensors");
-    fm_model::checkpoint::save(&mlp, &broken, &meta).unwrap();
+    fm_model::checkpoint::save(&*mlp, &broken, &meta).unwrap();
     let o = fm(&["inspect", broken.to_str().unwrap()]);
     assert!(o.status.success() && stdout(&o).contains("its training record cannot be read"), "{}", stdout(&o));
 }
@@ -1576,4 +1577,67 @@ fn stochastic_sampling_and_likelihood_training_from_the_command_line() {
     assert_clean_failure(&fm(&["sample", "--config", lk.join("config.toml").to_str().unwrap(), "--sde", "--samples", "10"]), "marginal velocity");
     assert_clean_failure(&fm(&["train", "--objective", "likelihood:0", "--steps", "1"]), "1..=100");
     assert_clean_failure(&fm(&["train", "--objective", "likelihood", "--path", "vp", "--steps", "1"]), "no probability path");
+}
+
+/// The residual MLP from a run file's `[model] kind` and from `--model`: trained, resumed bit
+/// for bit (with an EMA), sampled, inspected, exported to `.pth` and imported back; its
+/// checkpoint records its kind and what it outputs.
+#[test]
+fn the_residual_mlp_runs_from_a_run_file_and_from_the_flag() {
+    let root = temp("resmlp");
+    std::fs::create_dir_all(&root).unwrap();
+    let file = root.join("res.toml");
+    std::fs::write(&file, "device = \"cpu\"\n[model]\nkind = \"resmlp\"\nhidden_dim = 16\nhidden_layers = 2\n[train]\nsteps = 30\nbatch_size = 32\nema_decay = 0.9\ncheckpoint_every = 10\n").unwrap();
+    let (straight, resumed) = (root.join("straight"), root.join("resumed"));
+    let o = fm(&["train", "--quiet", "--config", file.to_str().unwrap(), "--out", straight.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = fm(&["train", "--quiet", "--config", file.to_str().unwrap(), "--steps", "10", "--out", resumed.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = fm(&["train", "--quiet", "--resume", resumed.to_str().unwrap(), "--steps", "30"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let model = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
+    assert!(model(&straight) == model(&resumed), "a resumed residual MLP ends with the straight run's bytes");
+    let (back, meta) = fm_model::checkpoint::load(&straight.join("model.safetensors"), tch::Device::Cpu).unwrap();
+    assert_eq!(back.architecture().kind, "fm-rs/resmlp");
+    assert_eq!(meta.get("output").map(String::as_str), Some("velocity"));
+    assert!(std::fs::read_to_string(straight.join("config.toml")).unwrap().contains("kind = \"resmlp\""));
+    let shown = |o: &Output| String::from_utf8_lossy(&o.stdout).to_string();
+    let o = fm(&["inspect", straight.join("model.safetensors").to_str().unwrap()]);
+    assert!(shown(&o).contains("2-D resmlp: 2 blocks of 16") && shown(&o).contains("32 time features"), "{}", shown(&o));
+    let (pth, again) = (root.join("res.pth"), root.join("again.safetensors"));
+    let o = fm(&["export", "--checkpoint", straight.join("model.safetensors").to_str().unwrap(), "--out", pth.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = fm(&["import", "--checkpoint", pth.to_str().unwrap(), "--out", again.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (imported, _) = fm_model::checkpoint::load(&again, tch::Device::Cpu).unwrap();
+    assert_eq!(fm_model::checkpoint::state_dict(&*imported).unwrap(), fm_model::checkpoint::state_dict(&*back).unwrap());
+    // The flag, with the run's figures.
+    let flag = root.join("flag");
+    let o = fm(&[
+        "run",
+        "--quiet",
+        "--model",
+        "resmlp",
+        "--hidden-dim",
+        "16",
+        "--steps",
+        "20",
+        "--samples",
+        "300",
+        "--w2-points",
+        "200",
+        "--kl-points",
+        "100",
+        "--device",
+        "cpu",
+        "--out",
+        flag.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(flag.join("compare.png").exists() && flag.join("report.json").exists());
+    assert_clean_failure(
+        &fm(&["train", "--model", "transformer", "--out", root.join("x").to_str().unwrap()]),
+        "unknown model 'transformer' (valid: mlp, resmlp",
+    );
+    std::fs::remove_dir_all(&root).ok();
 }

@@ -117,7 +117,7 @@ fn assert_no_leftovers(dir: &Path) {
 /// The weights of `dir/model.safetensors`.
 fn weights(dir: &Path) -> Vec<Vec<f32>> {
     let (mlp, _) = fm_model::checkpoint::load(&dir.join("model.safetensors"), tch::Device::Cpu).unwrap();
-    fm_model::checkpoint::state_dict(&mlp).unwrap().into_iter().map(|(_, t)| t.values).collect()
+    fm_model::checkpoint::state_dict(&*mlp).unwrap().into_iter().map(|(_, t)| t.values).collect()
 }
 
 /// A run of `steps` steps into `dir`, which must succeed.

@@ -55,7 +55,7 @@ fn text(o: &Output) -> String {
 /// The weights of `out/model.safetensors` as raw tensor bytes, and the step of `out/train-state.safetensors`.
 fn final_weights(out: &Path) -> Vec<Vec<f32>> {
     let (mlp, _) = fm_model::checkpoint::load(&out.join("model.safetensors"), tch::Device::Cpu).unwrap();
-    fm_model::checkpoint::state_dict(&mlp).unwrap().into_iter().map(|(_, t)| t.values).collect()
+    fm_model::checkpoint::state_dict(&*mlp).unwrap().into_iter().map(|(_, t)| t.values).collect()
 }
 
 /// Every checkpoint file present loads; returns the step of the training state, if any.

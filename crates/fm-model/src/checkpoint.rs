@@ -5,15 +5,18 @@
 //! PyTorch's own `.pth` (`torch.save(net.state_dict(), path)`) is read and written too (see
 //! [`crate::pth`]): [`load_any`] takes either format, told apart by content; [`save_pth`],
 //! [`export_pth`] and [`import_pth`] write and convert. Both formats go through one
-//! [`StateDict`] → [`Mlp`] path, [`from_state_dict`], which checks every name and shape.
+//! [`StateDict`] → model path, [`from_state_dict`], which checks every name and shape. Every
+//! loader returns a [`Network`] of the architecture the file records, built through the
+//! [`crate::registry`].
 
-use crate::{Activation, Architecture, Error, Mlp, MlpConfig, Result, VelocityModel};
+use crate::{registry, Activation, Architecture, Error, MlpConfig, Network, Result, VelocityModel};
 use safetensors::{Dtype, SafeTensors};
 use std::collections::BTreeMap;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
-/// Value of the `format` metadata entry.
+/// Value of the `format` metadata entry of the plain MLP's checkpoints (each architecture of
+/// the [`crate::registry`] has its own).
 pub const FORMAT: &str = "fm-rs/mlp";
 /// Version of the layout; bumped on any incompatible change.
 pub const FORMAT_VERSION: u32 = 1;
@@ -160,7 +163,7 @@ pub fn load_into(model: &(impl VelocityModel + ?Sized), path: &Path) -> Result<M
 /// written by another format version, or its tensors do not make the model (see
 /// [`from_state_dict`]); [`Error::Config`] when its recorded configuration is invalid;
 /// [`Error::Torch`] when the model cannot be built on `device`.
-pub fn load(path: &Path, device: Device) -> Result<(Mlp, Metadata)> {
+pub fn load(path: &Path, device: Device) -> Result<(Network, Metadata)> {
     let bytes = std::fs::read(path).map_err(|e| err(path, e.to_string()))?;
     from_bytes(&bytes, device).map_err(|e| match e {
         Error::Checkpoint { msg, .. } => err(path, msg),
@@ -358,7 +361,7 @@ impl Format {
 ///
 /// # Errors
 /// As [`load`], the [`Error::Checkpoint`] path being `<bytes>`.
-pub fn from_bytes(bytes: &[u8], device: Device) -> Result<(Mlp, Metadata)> {
+pub fn from_bytes(bytes: &[u8], device: Device) -> Result<(Network, Metadata)> {
     let (state, metadata) = read_safetensors(bytes)?;
     let mlp = build(&state, &metadata, device, &LoadOptions::default())?;
     Ok((mlp, metadata))
@@ -395,7 +398,7 @@ pub fn read_safetensors(bytes: &[u8]) -> Result<(StateDict, Metadata)> {
 /// [`Error::Checkpoint`] (path `<bytes>`) when the bytes are neither valid safetensors nor a
 /// readable `torch.save` archive (see [`crate::pth::read`]), when a recorded config differs
 /// from `opts.config`, or when the tensors do not make the model; otherwise as [`load`].
-pub fn from_any_bytes(bytes: &[u8], device: Device, opts: &LoadOptions) -> Result<(Mlp, Metadata)> {
+pub fn from_any_bytes(bytes: &[u8], device: Device, opts: &LoadOptions) -> Result<(Network, Metadata)> {
     let (state, metadata) = match Format::detect(bytes) {
         Format::Pth => crate::pth::read(bytes)?,
         Format::Safetensors => read_safetensors(bytes)?,
@@ -453,7 +456,7 @@ pub fn describe_unrecorded(bytes: &[u8]) -> Result<Option<String>> {
 ///
 /// # Errors
 /// As [`from_any_bytes`], the [`Error::Checkpoint`] naming the file; also when it cannot be read.
-pub fn load_any(path: &Path, device: Device) -> Result<(Mlp, Metadata)> {
+pub fn load_any(path: &Path, device: Device) -> Result<(Network, Metadata)> {
     load_any_with(path, device, &LoadOptions::default())
 }
 
@@ -461,7 +464,7 @@ pub fn load_any(path: &Path, device: Device) -> Result<(Mlp, Metadata)> {
 ///
 /// # Errors
 /// As [`load_any`].
-pub fn load_any_with(path: &Path, device: Device, opts: &LoadOptions) -> Result<(Mlp, Metadata)> {
+pub fn load_any_with(path: &Path, device: Device, opts: &LoadOptions) -> Result<(Network, Metadata)> {
     let bytes = std::fs::read(path).map_err(|e| err(path, e.to_string()))?;
     // Another file fm writes (a training state, samples, a run file) is named for what it is.
     if let Some(kind) = fm_dist::files::FileKind::detect(&bytes).filter(|k| *k != fm_dist::files::FileKind::ModelCheckpoint) {
@@ -476,27 +479,41 @@ pub fn load_any_with(path: &Path, device: Device, opts: &LoadOptions) -> Result<
 /// The architecture recorded in our metadata, after checking its format and version; `None`
 /// for files of other writers (no metadata, or a foreign `format` such as PyTorch's `pt`).
 fn config_from_metadata(metadata: &Metadata) -> std::result::Result<Option<MlpConfig>, String> {
-    match metadata.get("format") {
-        Some(format) if format == FORMAT => {
-            let version: u32 = metadata.get("format_version").and_then(|v| v.parse().ok()).ok_or("format_version is missing or not a number")?;
-            if version != FORMAT_VERSION {
-                let which = if version > FORMAT_VERSION { "a newer" } else { "an older" };
-                return Err(format!("written by {which} fm (format version {version}); this fm reads version {FORMAT_VERSION}"));
+    let kind = match metadata.get("format") {
+        Some(format) => match registry::by_format(format) {
+            Some(kind) => {
+                let version: u32 = metadata.get("format_version").and_then(|v| v.parse().ok()).ok_or("format_version is missing or not a number")?;
+                if version != FORMAT_VERSION {
+                    let which = if version > FORMAT_VERSION { "a newer" } else { "an older" };
+                    return Err(format!("written by {which} fm (format version {version}); this fm reads version {FORMAT_VERSION}"));
+                }
+                Some(kind)
             }
+            None if format.starts_with("fm-rs/") => return Err(format!("format '{format}' is not an fm model checkpoint ('{FORMAT}')")),
+            // Written by fm's checkpoint writer for a VelocityModel no registry entry builds.
+            None if metadata.contains_key("format_version") => {
+                return Err(format!(
+                    "holds a '{format}' model, none of the architectures registered here ({}): register it (fm_model::registry::register), \
+                     or build it and read it with checkpoint::load_into",
+                    registry::names().join(", ")
+                ))
+            }
+            None => return Ok(None),
+        },
+        None => None,
+    };
+    let Some(json) = metadata.get("config") else { return Ok(None) };
+    let config: MlpConfig = serde_json::from_str(json).map_err(|e| format!("config metadata is invalid: {e}"))?;
+    match kind {
+        Some(kind) if kind.name != config.kind => {
+            Err(format!("its format '{}' is the '{}' architecture, its config says '{}'", kind.format, kind.name, config.kind))
         }
-        Some(format) if format.starts_with("fm-rs/") => return Err(format!("format '{format}' is not an fm model checkpoint ('{FORMAT}')")),
-        // Written by fm's checkpoint writer for another VelocityModel: its weights are not an MLP's.
-        Some(kind) if metadata.contains_key("format_version") => {
-            return Err(format!("holds a '{kind}' model, not fm's MLP ('{FORMAT}'): build that model and read it with checkpoint::load_into"))
-        }
-        Some(_) => return Ok(None),
-        None => {}
+        _ => Ok(Some(config)),
     }
-    metadata.get("config").map(|json| serde_json::from_str::<MlpConfig>(json).map_err(|e| format!("config metadata is invalid: {e}"))).transpose()
 }
 
 /// The model of a state dict with its file's metadata.
-fn build(state: &StateDict, metadata: &Metadata, device: Device, opts: &LoadOptions) -> Result<Mlp> {
+fn build(state: &StateDict, metadata: &Metadata, device: Device, opts: &LoadOptions) -> Result<Network> {
     let here = Path::new("<bytes>");
     let recorded = config_from_metadata(metadata).map_err(|m| err(here, m))?;
     let config = match (recorded, &opts.config) {
@@ -525,7 +542,7 @@ fn build(state: &StateDict, metadata: &Metadata, device: Device, opts: &LoadOpti
 /// not finite, for shapes no architecture can be inferred from, or for a config needing more
 /// parameters than `state` holds; [`Error::Config`] when the config is invalid
 /// ([`MlpConfig::validate`]); [`Error::Torch`] when the model cannot be built on `device`.
-pub fn from_state_dict(state: &StateDict, device: Device, opts: &LoadOptions) -> Result<Mlp> {
+pub fn from_state_dict(state: &StateDict, device: Device, opts: &LoadOptions) -> Result<Network> {
     let here = Path::new("<bytes>");
     // Refusals list the tensors under the file's own names.
     let holds = || format!("; the file holds {}", list_tensors(state));
@@ -544,7 +561,8 @@ pub fn from_state_dict(state: &StateDict, device: Device, opts: &LoadOptions) ->
     // shapes) and may describe a network far larger than the file holds.
     check_size(state, &config)?;
     config.validate()?;
-    let expected = config.parameter_shapes();
+    let model = registry::build(&config, device)?;
+    let expected: Vec<(String, Vec<i64>)> = model.named_parameters().into_iter().map(|(n, t)| (n, t.size())).collect();
     if let Some((extra, _)) = state.iter().find(|(n, _)| !expected.iter().any(|(e, _)| e == n)) {
         return Err(err(here, format!("unexpected tensor '{extra}' for {}{}", describe(&config), holds())));
     }
@@ -558,17 +576,10 @@ pub fn from_state_dict(state: &StateDict, device: Device, opts: &LoadOptions) ->
         if t.values.iter().any(|v| !v.is_finite()) {
             return Err(err(here, format!("tensor '{name}' holds NaN or infinite values")));
         }
-        checked.push((name, shape, t));
+        checked.push((name.clone(), Tensor::f_from_slice(&t.values)?.f_reshape(&shape)?));
     }
-    let mut mlp = Mlp::new(config, device)?;
-    let _no_grad = tch::no_grad_guard();
-    let mut vars = mlp.var_store_mut().variables();
-    for (name, shape, t) in checked {
-        let src = Tensor::f_from_slice(&t.values)?.f_reshape(&shape)?.f_to_device(device)?;
-        let var = vars.get_mut(&name).ok_or_else(|| Error::Config(format!("parameter {name} is missing")))?;
-        var.f_copy_(&src)?;
-    }
-    Ok(mlp)
+    crate::copy_parameters(&*model, &checked)?;
+    Ok(model)
 }
 
 /// An average-velocity MLP in the MeanFlow paper's time (`[x, r, t]` inputs, t = 1 the noise)
@@ -651,7 +662,7 @@ fn get<'s>(state: &'s StateDict, name: &str) -> Option<&'s TensorData> {
 }
 
 /// The parameters of `model` on the CPU as `f32`, in its [`VelocityModel::named_parameters`]
-/// order (PyTorch's `state_dict()` order for [`Mlp`]).
+/// order (PyTorch's `state_dict()` order for [`crate::Mlp`]).
 ///
 /// # Errors
 /// A torch failure reading the weights.
@@ -685,7 +696,7 @@ pub fn to_pth_bytes(mlp: &(impl VelocityModel + ?Sized), extra: &Metadata) -> Re
 /// # Errors
 /// As [`to_pth_bytes`], and [`Error::File`] when the file cannot be written (nothing is left
 /// at `path` then).
-pub fn save_pth(mlp: &Mlp, path: &Path, extra: &Metadata) -> Result<()> {
+pub fn save_pth(mlp: &(impl VelocityModel + ?Sized), path: &Path, extra: &Metadata) -> Result<()> {
     fm_dist::io::write_atomic(path, &to_pth_bytes(mlp, extra)?)?;
     Ok(())
 }
@@ -698,7 +709,7 @@ pub fn save_pth(mlp: &Mlp, path: &Path, extra: &Metadata) -> Result<()> {
 /// What [`load_any_with`] returns for `src`, and what [`save_pth`] returns for `dst`.
 pub fn export_pth(src: &Path, dst: &Path, opts: &LoadOptions) -> Result<()> {
     let (mlp, metadata) = load_any_with(src, Device::Cpu, opts)?;
-    save_pth(&mlp, dst, &metadata)
+    save_pth(&*mlp, dst, &metadata)
 }
 
 /// Converts a checkpoint (any [`Format`], usually a PyTorch `.pth`) into our `.safetensors`,
@@ -708,13 +719,16 @@ pub fn export_pth(src: &Path, dst: &Path, opts: &LoadOptions) -> Result<()> {
 /// What [`load_any_with`] returns for `src`, and what [`save`] returns for `dst`.
 pub fn import_pth(src: &Path, dst: &Path, opts: &LoadOptions) -> Result<()> {
     let (mlp, metadata) = load_any_with(src, Device::Cpu, opts)?;
-    save(&mlp, dst, &metadata)
+    save(&*mlp, dst, &metadata)
 }
 
 fn describe(c: &MlpConfig) -> String {
     let condition = c.condition_shape();
     let on = if condition.is_conditional() { format!(", conditioned on {condition}") } else { String::new() };
-    format!("a {}-D MLP with {} hidden layers of width {}{on}", c.dim, c.hidden_layers, c.hidden_dim)
+    match c.kind.as_str() {
+        registry::MLP => format!("a {}-D MLP with {} hidden layers of width {}{on}", c.dim, c.hidden_layers, c.hidden_dim),
+        kind => format!("a {}-D {kind} network with {} blocks of width {}{on}", c.dim, c.hidden_layers, c.hidden_dim),
+    }
 }
 
 /// The architecture implied by the shapes of `net.0.weight`, `net.2.weight`, …, with the
@@ -723,6 +737,11 @@ fn infer_config(state: &StateDict, opts: &LoadOptions) -> std::result::Result<Ml
     // A network the run file describes, whose shapes these are, is that network (with the
     // activation given, if one is): the shapes alone cannot tell a condition's inputs (or two
     // raw times) from time features. An explicit --inputs is read as given instead.
+    // Another architecture than the plain MLP is never read from shapes: the description is it
+    // (its names and shapes are checked as the weights are copied).
+    if let Some(described) = opts.described.as_ref().filter(|d| d.kind != registry::MLP) {
+        return Ok(MlpConfig { activation: opts.activation.unwrap_or(described.activation), ..described.clone() });
+    }
     if let (Some(described), None) = (&opts.described, opts.inputs) {
         let fits = |(name, shape): &(String, Vec<i64>)| get(state, name).is_some_and(|t| t.shape.iter().map(|&v| v as i64).eq(shape.iter().copied()));
         if described.parameter_shapes().iter().all(fits) {
@@ -780,6 +799,7 @@ fn infer_config(state: &StateDict, opts: &LoadOptions) -> std::result::Result<Ml
         }
     };
     let inferred = |activation| MlpConfig {
+        kind: registry::MLP.into(),
         dim,
         hidden_dim: first[0],
         hidden_layers: linear - 1,

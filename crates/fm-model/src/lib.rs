@@ -20,7 +20,7 @@
 //! let path = std::env::temp_dir().join(format!("fm-model-doc-{}.safetensors", std::process::id()));
 //! checkpoint::save(&mlp, &path, &Default::default()).unwrap();
 //! let (loaded, _meta) = checkpoint::load(&path, Device::Cpu).unwrap();
-//! assert_eq!(loaded.config(), mlp.config());
+//! assert_eq!(loaded.architecture(), fm_model::VelocityModel::architecture(&mlp));
 //! # std::fs::remove_file(&path).unwrap();
 //! ```
 //!
@@ -35,10 +35,14 @@ mod condition;
 mod mlp;
 mod model;
 pub mod pth;
+pub mod registry;
+mod resmlp;
 
 pub use condition::ConditionShape;
 pub use mlp::{Activation, Mlp, MlpConfig};
 pub use model::{copy_parameters, jvp_autograd, var_store_parameters, velocity_at, Architecture, VelocityModel};
+pub use registry::Network;
+pub use resmlp::ResMlp;
 
 /// Runs `f` with torch's global generator seeded with `seed`, holding a process-wide lock: the
 /// generator is shared by every thread, so a seeded initialisation (`Mlp::new` draws from it)

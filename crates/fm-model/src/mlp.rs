@@ -49,7 +49,7 @@ impl Activation {
     /// (one allocation less per layer, about 2.5 % of a seed training step: its backward needs
     /// only its result, which is what stays in `x`); the others' backward passes need their
     /// input, so they write a new tensor.
-    fn apply_(self, x: &mut Tensor) -> Result<()> {
+    pub(crate) fn apply_(self, x: &mut Tensor) -> Result<()> {
         match self {
             Activation::Relu => drop(x.f_relu_()?),
             Activation::Silu => *x = x.f_silu()?,
@@ -80,9 +80,18 @@ impl std::str::FromStr for Activation {
 
 /// Shape of the network; `Default` is the seed's `FlowMatchNet(input_dim=2, hidden_dim=128)`:
 /// `[x, t]` (3 inputs) → 128 → ReLU → 128 → ReLU → 128 → ReLU → 2.
+///
+/// The same sizes describe every architecture of the [`crate::registry`] (`kind`): the plain
+/// MLP (`mlp`, [`Mlp`]) and the residual MLP (`resmlp`, [`crate::ResMlp`]), whose
+/// `hidden_layers` are residual blocks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MlpConfig {
+    /// The architecture, by its registry name ([`crate::registry::names`]): `mlp` (the
+    /// default, the seed's) or `resmlp`. Written into a run file and checkpoint only when it
+    /// is not `mlp`, so the seed's network reads as it always has.
+    #[serde(skip_serializing_if = "is_mlp")]
+    pub kind: String,
     /// Dimension of the data (the network sees `dim + time_features()` inputs: `x` and its
     /// times, `dim + 1` for the seed's).
     pub dim: usize,
@@ -93,7 +102,7 @@ pub struct MlpConfig {
     /// Non-linearity after each hidden layer (ReLU, the seed's, by default).
     pub activation: Activation,
     /// Sinusoidal time features in place of the raw `t` (even; 0, the seed's, feeds `t`
-    /// itself). With `k > 0` the network sees `[x, sin(ω_1 t), …, sin(ω_h t), cos(ω_1 t), …,
+    /// itself; a residual MLP takes 0 as its default, [`crate::ResMlp::TIME_FEATURES`]). With `k > 0` the network sees `[x, sin(ω_1 t), …, sin(ω_h t), cos(ω_1 t), …,
     /// cos(ω_h t)]`, `h = k/2`, frequencies geometric from 1 to 100 radians per unit time
     /// ([`MlpConfig::time_frequencies`]): a small network then resolves fast changes of the
     /// field in `t` (near `t = 1` on sharp targets) without spending width on them.
@@ -115,6 +124,10 @@ pub struct MlpConfig {
     pub cond_dim: usize,
 }
 
+fn is_mlp(kind: &str) -> bool {
+    kind == crate::registry::MLP
+}
+
 fn is_one(n: &usize) -> bool {
     *n == 1
 }
@@ -125,17 +138,29 @@ fn is_zero(n: &usize) -> bool {
 
 impl Default for MlpConfig {
     fn default() -> Self {
-        Self { dim: 2, hidden_dim: 128, hidden_layers: 3, activation: Activation::Relu, time_embedding: 0, time_inputs: 1, classes: 0, cond_dim: 0 }
+        Self {
+            kind: crate::registry::MLP.into(),
+            dim: 2,
+            hidden_dim: 128,
+            hidden_layers: 3,
+            activation: Activation::Relu,
+            time_embedding: 0,
+            time_inputs: 1,
+            classes: 0,
+            cond_dim: 0,
+        }
     }
 }
 
 impl MlpConfig {
-    /// Checks the sizes: `time_inputs` 1 or 2, `dim`, `hidden_dim` and `hidden_layers` at least
-    /// 1, at most [`Self::MAX_PARAMETERS`] parameters in all, `time_embedding` even and at most 1024.
+    /// Checks the sizes: a registered `kind`, `time_inputs` 1 or 2, `dim`, `hidden_dim` and
+    /// `hidden_layers` at least 1, at most [`Self::MAX_PARAMETERS`] parameters in all,
+    /// `time_embedding` even and at most 1024.
     ///
     /// # Errors
     /// [`Error::Config`] naming the setting that is out of range.
     pub fn validate(&self) -> Result<()> {
+        crate::registry::find(&self.kind)?;
         if !(1..=2).contains(&self.time_inputs) {
             return Err(Error::Config(format!("time_inputs must be 1 (a velocity v(x, t)) or 2 (an average velocity u(x, r, t)), got {}", self.time_inputs)));
         }
@@ -168,8 +193,15 @@ impl MlpConfig {
     /// beyond it are a configuration error, not an allocation failure.
     pub const MAX_PARAMETERS: usize = 1 << 28;
 
-    /// Weights and biases in all, computed without overflow for any sizes.
+    /// Weights and biases in all, computed without overflow for any sizes, as the `kind`'s
+    /// registry entry counts them ([`crate::registry::Kind::parameters`]; the plain MLP's
+    /// count, [`MlpConfig::mlp_parameter_count`], for a kind not registered).
     pub fn parameter_count(&self) -> u128 {
+        crate::registry::find(&self.kind).map_or_else(|_| self.mlp_parameter_count(), |k| (k.parameters)(self))
+    }
+
+    /// The plain MLP's weights and biases, computed without overflow for any sizes.
+    pub fn mlp_parameter_count(&self) -> u128 {
         let (d, h, l, tf) =
             (self.dim as u128, self.hidden_dim as u128, self.hidden_layers as u128, (self.time_features() + self.condition_shape().features()) as u128);
         let hidden = l.saturating_sub(1).saturating_mul(h.saturating_mul(h).saturating_add(h));
@@ -182,14 +214,24 @@ impl MlpConfig {
         ConditionShape { classes: self.classes, dim: self.cond_dim }
     }
 
-    /// Inputs the network takes for its times: per time, 1 (raw) or `time_embedding`.
+    /// Sinusoidal features of each time the network computes: `time_embedding`, but for a
+    /// residual MLP with none asked for, which embeds its times with
+    /// [`crate::ResMlp::TIME_FEATURES`] (it never reads the raw time).
+    pub fn sinusoidal_features(&self) -> usize {
+        match self.time_embedding {
+            0 if self.kind == crate::registry::RESMLP => crate::ResMlp::TIME_FEATURES,
+            k => k,
+        }
+    }
+
+    /// Inputs the network takes for its times: per time, 1 (raw) or its sinusoidal features.
     pub fn time_features(&self) -> usize {
-        self.time_inputs.max(1) * self.time_embedding.max(1)
+        self.time_inputs.max(1) * self.sinusoidal_features().max(1)
     }
 
     /// The `time_embedding / 2` frequencies `ω_i` of the embedding, geometric from 1 to 100.
     pub fn time_frequencies(&self) -> Vec<f64> {
-        let h = self.time_embedding / 2;
+        let h = self.sinusoidal_features() / 2;
         (0..h).map(|i| if h == 1 { 1.0 } else { 100f64.powf(i as f64 / (h - 1) as f64) }).collect()
     }
 
@@ -217,8 +259,7 @@ pub struct Mlp {
     vs: nn::VarStore,
     layers: Vec<nn::Linear>,
     config: MlpConfig,
-    /// `[1, time_embedding/2]` frequencies of the time embedding (`None` without one).
-    frequencies: Option<Tensor>,
+    times: TimeInputs,
 }
 
 impl std::fmt::Debug for Mlp {
@@ -236,6 +277,9 @@ impl Mlp {
     /// the frequencies of the time embedding cannot be built on `device`.
     pub fn new(config: MlpConfig, device: Device) -> Result<Self> {
         config.validate()?;
+        if config.kind != crate::registry::MLP {
+            return Err(Error::Config(format!("a '{}' network is not an MLP: build it with fm_model::registry::build", config.kind)));
+        }
         let vs = nn::VarStore::new(device);
         let net = vs.root() / "net";
         let layers = config
@@ -244,11 +288,8 @@ impl Mlp {
             .enumerate()
             .map(|(i, (fan_in, fan_out))| nn::linear(&net / (2 * i), fan_in as i64, fan_out as i64, Default::default()))
             .collect();
-        let frequencies = match config.time_embedding {
-            0 => None,
-            _ => Some(Tensor::f_from_slice(&config.time_frequencies())?.f_to_kind(Kind::Float)?.f_to_device(device)?.f_unsqueeze(0)?),
-        };
-        Ok(Self { vs, layers, config, frequencies })
+        let times = TimeInputs::new(&config, device)?;
+        Ok(Self { vs, layers, config, times })
     }
 
     /// The shape of the network.
@@ -347,53 +388,10 @@ impl Mlp {
         Ok((hidden, h))
     }
 
-    /// The network's inputs besides `x` for rows `t: [n, time_inputs + condition features]`: the
-    /// times ([`Mlp::embed_times`]) followed by the condition features as they are.
+    /// The network's inputs besides `x` for rows `t: [n, time_inputs + condition features]`
+    /// ([`TimeInputs::context`]).
     fn context(&self, t: &Tensor) -> Result<Tensor> {
-        Ok(self.context_and_tangent(t, None)?.0)
-    }
-
-    /// [`Mlp::context`], and its derivative along `dt` (the same shape as `t`) when given.
-    fn context_and_tangent(&self, t: &Tensor, dt: Option<&Tensor>) -> Result<(Tensor, Option<Tensor>)> {
-        let (k, c) = (self.config.time_inputs as i64, self.config.condition_shape().features() as i64);
-        if c == 0 {
-            return self.embed_times(t, dt);
-        }
-        let times = |t: &Tensor| t.f_narrow(1, 0, k);
-        let (features, tangent) = self.embed_times(&times(t)?, dt.map(times).transpose()?.as_ref())?;
-        let kind = features.kind();
-        let features = Tensor::f_cat(&[features, t.f_narrow(1, k, c)?.f_to_kind(kind)?], 1)?;
-        let tangent = match (tangent, dt) {
-            (Some(tangent), Some(dt)) => Some(Tensor::f_cat(&[tangent, dt.f_narrow(1, k, c)?.f_to_kind(kind)?], 1)?),
-            _ => None,
-        };
-        Ok((features, tangent))
-    }
-
-    /// The time inputs of rows at times `t: [n, time_inputs]`: `t` itself, or the sinusoidal
-    /// embedding of each column in turn; and its derivative along `dt` when given:
-    /// `d sin(ωt) = ω cos(ωt) dt`, `d cos(ωt) = −ω sin(ωt) dt`.
-    fn embed_times(&self, t: &Tensor, dt: Option<&Tensor>) -> Result<(Tensor, Option<Tensor>)> {
-        let Some(w) = &self.frequencies else {
-            return Ok((t.shallow_clone(), dt.map(Tensor::shallow_clone)));
-        };
-        let (mut features, mut tangents) = (Vec::new(), Vec::new());
-        // In the weights' precision (f32 unless the store was converted).
-        let kind = self.layers[0].ws.kind();
-        let w = w.f_to_kind(kind)?;
-        for j in 0..self.config.time_inputs as i64 {
-            let angle = t.f_narrow(1, j, 1)?.f_to_kind(kind)?.f_mul(&w)?;
-            let (sin, cos) = (angle.f_sin()?, angle.f_cos()?);
-            if let Some(dt) = dt {
-                let rate = dt.f_narrow(1, j, 1)?.f_to_kind(kind)?.f_mul(&w)?;
-                tangents.push(cos.f_mul(&rate)?);
-                tangents.push(sin.f_mul(&rate)?.f_neg()?);
-            }
-            features.push(sin);
-            features.push(cos);
-        }
-        let tangent = if dt.is_some() { Some(Tensor::f_cat(&tangents, 1)?) } else { None };
-        Ok((Tensor::f_cat(&features, 1)?, tangent))
+        Ok(self.times.context(t, None, self.layers[0].ws.kind())?.0)
     }
 
     /// The network's output and its forward-mode derivative (a Jacobian-vector product) along
@@ -414,7 +412,7 @@ impl Mlp {
         self.check_context(x, t)?;
         self.check_context(x, dt)?;
         let _no_grad = tch::no_grad_guard();
-        let (tau, dtau) = self.context_and_tangent(t, Some(dt))?;
+        let (tau, dtau) = self.times.context(t, Some(dt), self.layers[0].ws.kind())?;
         let dtau = dtau.ok_or_else(|| Error::Config("no time tangent".into()))?;
         let first = &self.layers[0];
         let mut h = Tensor::f_cat(&[&x.f_to_kind(Kind::Float)?, &tau], 1)?.f_linear(&first.ws, first.bs.as_ref())?;
@@ -470,13 +468,13 @@ impl Mlp {
         let first = &self.layers[0];
         let d = self.config.dim as i64;
         let w_x = first.ws.f_narrow(1, 0, d)?;
-        let mut bias = match (&self.frequencies, self.config.time_inputs) {
+        let mut bias = match (&self.times.frequencies, self.config.time_inputs) {
             (None, 1) => first.ws.f_select(1, d)?.f_mul_scalar(t)?,
             _ => {
                 // Every time input at t (an average velocity's u(x, t, t) is the velocity).
                 // Filled on the device: a copy from the host would wait for the GPU's queue.
                 let times = Tensor::f_full([1, self.config.time_inputs as i64], t, (Kind::Float, self.device()))?;
-                let tau = self.embed_times(&times, None)?.0;
+                let tau = self.times.embed(&times, None, self.layers[0].ws.kind())?.0;
                 tau.f_matmul(&first.ws.f_narrow(1, d, self.config.time_features() as i64)?.f_tr()?)?.f_squeeze_dim(0)?
             }
         };
@@ -610,5 +608,68 @@ impl Mlp {
             div = div.f_add(&g.f_mul(&columns)?.f_sum_dim_intlist([0i64, 2].as_slice(), false, None::<Kind>)?)?;
         }
         Ok(Some((v, div)))
+    }
+}
+
+/// How a network of the MLP family reads its rows' times and condition (`t: [n, time_inputs +
+/// condition features]`): each time raw or as its sinusoidal features, then the condition's
+/// features as they are. Shared by [`Mlp`] and [`crate::ResMlp`].
+pub(crate) struct TimeInputs {
+    /// `[1, time_embedding/2]` frequencies of the time embedding (`None` without one).
+    pub(crate) frequencies: Option<Tensor>,
+    time_inputs: i64,
+    condition_features: i64,
+}
+
+impl TimeInputs {
+    pub(crate) fn new(config: &MlpConfig, device: Device) -> Result<Self> {
+        let frequencies = match config.sinusoidal_features() {
+            0 => None,
+            _ => Some(Tensor::f_from_slice(&config.time_frequencies())?.f_to_kind(Kind::Float)?.f_to_device(device)?.f_unsqueeze(0)?),
+        };
+        Ok(Self { frequencies, time_inputs: config.time_inputs as i64, condition_features: config.condition_shape().features() as i64 })
+    }
+
+    /// The inputs besides `x` for rows `t`, in `kind` (the weights' precision): the times
+    /// ([`TimeInputs::embed`]) followed by the condition features as they are; and their
+    /// derivative along `dt` (the same shape as `t`) when given.
+    pub(crate) fn context(&self, t: &Tensor, dt: Option<&Tensor>, kind: Kind) -> Result<(Tensor, Option<Tensor>)> {
+        let (k, c) = (self.time_inputs, self.condition_features);
+        if c == 0 {
+            return self.embed(t, dt, kind);
+        }
+        let times = |t: &Tensor| t.f_narrow(1, 0, k);
+        let (features, tangent) = self.embed(&times(t)?, dt.map(times).transpose()?.as_ref(), kind)?;
+        let kind = features.kind();
+        let features = Tensor::f_cat(&[features, t.f_narrow(1, k, c)?.f_to_kind(kind)?], 1)?;
+        let tangent = match (tangent, dt) {
+            (Some(tangent), Some(dt)) => Some(Tensor::f_cat(&[tangent, dt.f_narrow(1, k, c)?.f_to_kind(kind)?], 1)?),
+            _ => None,
+        };
+        Ok((features, tangent))
+    }
+
+    /// The time inputs of rows at times `t: [n, time_inputs]`: `t` itself, or the sinusoidal
+    /// embedding of each column in turn (in `kind`); and its derivative along `dt` when given:
+    /// `d sin(ωt) = ω cos(ωt) dt`, `d cos(ωt) = −ω sin(ωt) dt`.
+    pub(crate) fn embed(&self, t: &Tensor, dt: Option<&Tensor>, kind: Kind) -> Result<(Tensor, Option<Tensor>)> {
+        let Some(w) = &self.frequencies else {
+            return Ok((t.shallow_clone(), dt.map(Tensor::shallow_clone)));
+        };
+        let (mut features, mut tangents) = (Vec::new(), Vec::new());
+        let w = w.f_to_kind(kind)?;
+        for j in 0..self.time_inputs {
+            let angle = t.f_narrow(1, j, 1)?.f_to_kind(kind)?.f_mul(&w)?;
+            let (sin, cos) = (angle.f_sin()?, angle.f_cos()?);
+            if let Some(dt) = dt {
+                let rate = dt.f_narrow(1, j, 1)?.f_to_kind(kind)?.f_mul(&w)?;
+                tangents.push(cos.f_mul(&rate)?);
+                tangents.push(sin.f_mul(&rate)?.f_neg()?);
+            }
+            features.push(sin);
+            features.push(cos);
+        }
+        let tangent = if dt.is_some() { Some(Tensor::f_cat(&tangents, 1)?) } else { None };
+        Ok((Tensor::f_cat(&features, 1)?, tangent))
     }
 }

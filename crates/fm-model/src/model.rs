@@ -127,6 +127,13 @@ pub trait VelocityModel: fm_ode::VectorField {
     }
 }
 
+impl std::fmt::Debug for dyn VelocityModel {
+    /// Its architecture (kind and configuration) and device.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VelocityModel").field("architecture", &self.architecture()).field("device", &self.device()).finish()
+    }
+}
+
 /// The velocity of `model` at every row of `x: [n, d]` at one time `t`: [`VelocityModel::forward`]
 /// with `t` repeated (tracking gradients: the likelihood differentiates it). The plain
 /// [`fm_ode::VectorField::velocity`] of a model.

@@ -4,15 +4,15 @@ use crate::{Error, Result};
 use fm_dist::affine::Affine;
 use fm_dist::{parse_source, Target};
 use fm_model::checkpoint::{self, LoadOptions, Metadata};
-use fm_model::Mlp;
+use fm_model::Network;
 use fm_train::{DataUnits, TrainConfig};
 use std::path::Path;
 
 /// A model read from a checkpoint (ours or PyTorch's), with the source it was trained from and
 /// what the file records of its training. Every command that reads a checkpoint resolves it here.
 pub struct ModelBundle {
-    /// The network.
-    pub mlp: Mlp,
+    /// The network, of the architecture the file records.
+    pub model: Network,
     /// The header metadata (empty for a PyTorch state dict).
     pub metadata: Metadata,
     /// The source distribution to sample from: the one asked for, else the file's record, else `N(0, I)`.
@@ -22,6 +22,11 @@ pub struct ModelBundle {
     /// The training settings the file records (`Ok(None)` for a file that records none; `Err`
     /// saying why for a record that cannot be read, never a guess).
     pub train: std::result::Result<Option<TrainConfig>, String>,
+    /// How the model generates: what the file records its network outputs
+    /// ([`crate::OUTPUT`]), else the objective its training record names (files written
+    /// before the output was recorded); only a file with neither (a PyTorch state dict) is read
+    /// from its shapes: two time inputs an average velocity, one a flow.
+    pub generator: fm_train::Generator,
     /// The standardisation the model was trained under (`x = shift + scale ⊙ z`; the model and
     /// [`ModelBundle::source`] are in standard units `z`), for a file target.
     pub data_map: Option<Affine>,
@@ -37,8 +42,8 @@ impl ModelBundle {
     /// not give one, or a source of another dimension than the model (a training record that
     /// cannot be read is not an error: it is kept in [`ModelBundle::train`]).
     pub fn load(path: &Path, device: &str, source: Option<&str>, foreign: &LoadOptions) -> Result<Self> {
-        let (mlp, metadata) = checkpoint::load_any_with(path, fm_model::parse_device(device)?, foreign)?;
-        let dim = mlp.config().dim;
+        let (model, metadata) = checkpoint::load_any_with(path, fm_model::parse_device(device)?, foreign)?;
+        let dim = model.dim();
         let spec = source.map(str::to_string).or_else(|| metadata.get("source").cloned()).unwrap_or_else(|| format!("normal:{dim}"));
         let source = parse_source(&spec, dim)?;
         if source.dim() != dim {
@@ -46,7 +51,7 @@ impl ModelBundle {
         }
         let train = metadata
             .get("train")
-            .map(|json| serde_json::from_str(json).map_err(|e| format!("the checkpoint's training settings cannot be read: {e}")))
+            .map(|json| serde_json::from_str::<TrainConfig>(json).map_err(|e| format!("the checkpoint's training settings cannot be read: {e}")))
             .transpose();
         let data_map = match metadata.get(crate::train::STANDARDIZE) {
             None => None,
@@ -62,12 +67,18 @@ impl ModelBundle {
             Some(map) => fm_dist::affine::standard_source(source, map)?,
             None => source,
         };
-        Ok(Self { target: metadata.get("target").cloned(), mlp, metadata, source, train, data_map })
+        let generator = match (metadata.get(crate::train::OUTPUT), &train) {
+            (Some(output), _) => fm_train::Generator::from_output(output).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?,
+            (None, Ok(Some(t))) => t.objective.generator(),
+            _ if model.time_inputs() == 2 => fm_train::Generator::AverageVelocity,
+            _ => fm_train::Generator::Flow,
+        };
+        Ok(Self { target: metadata.get("target").cloned(), model, metadata, source, train, generator, data_map })
     }
 
     /// The model with its source and map: samples and densities in the data's units.
-    pub fn units(&self) -> DataUnits<'_, Mlp> {
-        DataUnits { field: &self.mlp, source: self.source.as_ref(), map: self.data_map.as_ref(), path: self.path() }
+    pub fn units(&self) -> DataUnits<'_, dyn fm_model::VelocityModel> {
+        DataUnits { field: &*self.model, source: self.source.as_ref(), map: self.data_map.as_ref(), path: self.path() }
     }
 
     /// The refusals of sampling this model by `sde` before any work: what
@@ -93,15 +104,10 @@ impl ModelBundle {
         self.train.as_ref().ok().and_then(Option::as_ref).map_or(fm_train::ProbabilityPath::Linear, |t| t.path)
     }
 
-    /// How the model generates: from the objective its training record names; a network of
-    /// two time inputs is an average velocity whatever its record says; a flow otherwise (a
-    /// PyTorch state dict).
+    /// How the model generates (resolved when it is loaded, see [`ModelBundle::generator`] in
+    /// [`ModelBundle::load`]).
     pub fn generator(&self) -> fm_train::Generator {
-        match &self.train {
-            _ if self.mlp.config().time_inputs == 2 => fm_train::Generator::AverageVelocity,
-            Ok(Some(t)) => t.objective.generator(),
-            _ => fm_train::Generator::Flow,
-        }
+        self.generator
     }
 
     /// Whether the model learnt a teacher's pairs (reflow, distillation): its flow is not the
@@ -145,6 +151,68 @@ impl ModelBundle {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// The classes `spec` names of this model ([`crate::parse_classes`]).
+    ///
+    /// # Errors
+    /// As `parse_classes`; a model of condition vectors is told to take `--cond`.
+    pub fn classes(&self, spec: &str) -> Result<Vec<usize>> {
+        let shape = self.model.condition_shape();
+        if shape.classes == 0 && shape.dim > 0 {
+            return Err(Error::Invalid(format!("--class: the checkpoint is conditioned on {}-D vectors, not classes: give --cond V,…", shape.dim)));
+        }
+        crate::parse_classes(spec, shape.classes)
+    }
+
+    /// Checks a request's condition (`classes`, or a condition vector `cond`) and guidance scale
+    /// against the model: a vector of its width, finite; guidance only with a condition; the
+    /// "no condition" entry (unconditional sampling of a conditional model, guidance) only where
+    /// it trained. Returns warnings (a vector outside the training data's range).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the flag.
+    pub fn check_condition(&self, classes: Option<&[usize]>, cond: Option<&[f64]>, cfg_scale: f64) -> Result<Vec<String>> {
+        let shape = self.model.condition_shape();
+        let mut warnings = Vec::new();
+        if let Some(v) = cond {
+            let refuse = |m: String| Err(Error::Invalid(format!("--cond: {m}")));
+            if shape.dim == 0 {
+                return refuse(format!(
+                    "the checkpoint is not conditioned on vectors{}",
+                    if shape.classes > 0 { " (it takes classes: --class K)" } else { "" }
+                ));
+            }
+            if v.len() != shape.dim {
+                return refuse(format!("a {}-D condition vector: the checkpoint takes {}-D ones", v.len(), shape.dim));
+            }
+            if !v.iter().all(|x| x.is_finite()) {
+                return refuse(format!("every value must be a finite number, got {v:?}"));
+            }
+            warnings.extend(self.condition_outside_training(v).map(|note| format!("--cond: {note}")));
+        }
+        let unconditional = classes.is_none() && cond.is_none();
+        if cfg_scale != 1.0 && unconditional {
+            return Err(Error::Invalid("--cfg-scale guides a condition: give --class K (or --cond V,… for a model of condition vectors)".into()));
+        }
+        if shape.is_conditional() && (cfg_scale != 1.0 || unconditional) {
+            self.require_null_entry()?;
+        }
+        Ok(warnings)
+    }
+
+    /// Checks that the model's samples can be a student's pairs: a flow, trained in the data's units.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a one-step or MeanFlow model, or one trained on standardised data.
+    pub fn require_pairs(&self) -> Result<()> {
+        if !self.generator.is_flow() {
+            return Err(Error::Invalid(format!("--pairs needs a flow (a reflow teacher); this checkpoint is a {} model", self.generator.name())));
+        }
+        if self.data_map.is_some() {
+            return Err(Error::Invalid("--pairs needs a flow trained in the data's units; this one was trained on standardised file data".into()));
+        }
+        Ok(())
     }
 
     /// A note when a condition vector lies outside the range of the training data's condition

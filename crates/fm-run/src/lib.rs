@@ -28,14 +28,26 @@ mod bundle;
 mod config;
 mod dir;
 pub mod exact;
+mod finish;
+mod judge;
+mod sampling;
 mod train;
 
 pub use bundle::ModelBundle;
 pub use config::{EvalConfig, ReflowConfig, RunConfig};
 pub use dir::{MetricsRow, Report, RunDir, RunLock};
-pub use train::{train_run, TrainOptions, Trained, PAIRS_METADATA};
+pub use finish::{finish_run, prepare, write_labels, Finished};
+pub use judge::{evaluate, EvalJob, Finding};
+pub use sampling::{describe, labels_path, parse_classes, sample, SampleJob, Sampled};
+pub use train::{train_run, TrainOptions, Trained, OUTPUT, PAIRS_METADATA};
 
 use std::path::PathBuf;
+
+/// The target a command judges or draws against, by one rule: the flag, else the run file's,
+/// else the one the checkpoint records, else the seed's (`gmm3`).
+pub fn resolve_target(flag: Option<&str>, run: Option<&RunConfig>, checkpoint: Option<&str>) -> String {
+    flag.map(str::to_string).or_else(|| run.map(|r| r.target.clone())).or_else(|| checkpoint.map(str::to_string)).unwrap_or_else(|| RunConfig::default().target)
+}
 
 /// Errors of a run.
 #[derive(Debug, thiserror::Error)]

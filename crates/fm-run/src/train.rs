@@ -4,7 +4,7 @@ use crate::{seeds, Error, MetricsRow, Result, RunConfig, RunDir, RunLock};
 use fm_dist::affine::{standard_source, Affine, Pushforward};
 use fm_dist::metrics::Estimate;
 use fm_dist::{parse_source, parse_target, PointCloud, Target};
-use fm_model::{checkpoint, parse_device, Mlp};
+use fm_model::{checkpoint, parse_device, Network};
 use fm_train::{Checkpoint, DataUnits, Progress, ProgressBarReporter, Resume, Tracker, TrainHooks, TrainReport};
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::AtomicBool;
@@ -26,7 +26,7 @@ pub struct Trained {
     pub lock: RunLock,
     /// The model to sample from (the EMA's weights when the run keeps an average), in standard
     /// units when [`Trained::data_map`] is set.
-    pub mlp: Mlp,
+    pub model: Network,
     /// The target the run learnt, in the data's units.
     pub target: Box<dyn Target>,
     /// The source the model starts from (standard units when [`Trained::data_map`] is set).
@@ -45,13 +45,18 @@ pub struct Trained {
 
 impl Trained {
     /// The model with its source and map: samples and densities in the data's units.
-    pub fn units(&self) -> DataUnits<'_, Mlp> {
-        DataUnits { field: &self.mlp, source: self.source.as_ref(), map: self.data_map.as_ref(), path: self.path }
+    pub fn units(&self) -> DataUnits<'_, dyn fm_model::VelocityModel> {
+        DataUnits { field: &*self.model, source: self.source.as_ref(), map: self.data_map.as_ref(), path: self.path }
     }
 }
 
 /// Metadata entry of a checkpoint trained on a teacher's pairs (reflow, distillation): the file.
 pub const PAIRS_METADATA: &str = "pairs";
+
+/// Metadata entry of a model checkpoint recording what its network outputs
+/// ([`fm_train::Generator::output`]: `velocity`, `one-step map`, `average velocity`), so that
+/// nothing is inferred from its shapes.
+pub const OUTPUT: &str = "output";
 
 /// Metadata entry of a checkpoint holding its [`Affine`] standardisation as JSON.
 pub const STANDARDIZE: &str = "standardize";
@@ -220,7 +225,7 @@ fn train_stages(cfg: &RunConfig, reflow: &crate::ReflowConfig, dir: &RunDir, opt
             ..cfg.sample.clone()
         };
         let t0 = std::time::Instant::now();
-        let pairs = fm_train::draw_pairs(&trained.mlp, trained.source.as_ref(), &sample)?;
+        let pairs = fm_train::draw_pairs(&*trained.model, trained.source.as_ref(), &sample)?;
         fm_dist::io::write_npy(&file, pairs.to_array().view())?;
         log(&format!(
             "fm: drew {} pairs from {name} (RK4, {} steps) in {:.1} s: {}",
@@ -335,7 +340,7 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
     fm_train::check_training(&cfg.train, data, cfg.model.dim, cfg.model.time_inputs, condition)?;
     check_sde(&cfg, pairs.is_some(), train_source)?;
     let init_from = cfg.init.as_deref().map(|init| init_checkpoint(init, &cfg.model, device)).transpose()?;
-    let fingerprint = fingerprint(&cfg, init_from.as_ref())?;
+    let fingerprint = fingerprint(&cfg, init_from.as_deref())?;
     // The tracker checks its settings (and draws its holdout) before the folder is touched too.
     let tracker = match cfg.eval.track_every {
         0 => None,
@@ -354,7 +359,7 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
     let state_path = dir.file(RunDir::STATE);
     dir.remove_stale_temporaries();
 
-    let (mut mlp, start, rows) = if opts.resume && state_path.exists() {
+    let (mut model, start, rows) = if opts.resume && state_path.exists() {
         let loaded = fm_train::load_state(&state_path, device).map_err(|source| Error::Resume { source })?;
         let invalid = |what: String| Err(Error::Invalid(format!("cannot resume: {what}")));
         let recorded = recorded_fingerprint(&loaded)?;
@@ -377,7 +382,7 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
         }
         log(&format!("fm: resuming {} at step {} of {}", dir.path().display(), loaded.step, cfg.train.steps));
         let rows = dir.metrics_up_to(loaded.step)?;
-        (loaded.mlp, Some(Resume { step: loaded.step, state: loaded.state }), rows)
+        (loaded.model, Some(Resume { step: loaded.step, state: loaded.state }), rows)
     } else {
         if opts.resume {
             log(&format!("fm: {} holds no checkpoint yet; starting from step 0", dir.path().display()));
@@ -387,11 +392,11 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::Io { what: "cannot remove", path: state_path, source: e }),
             _ => {}
         }
-        let mlp = fm_model::with_torch_seed(cfg.train.seed, || Mlp::new(cfg.model.clone(), device))?;
+        let model = fm_model::with_torch_seed(cfg.train.seed, || fm_model::registry::build(&cfg.model, device))?;
         if let Some(from) = &init_from {
-            fm_model::copy_parameters(&mlp, &fm_model::VelocityModel::named_parameters(from))?;
+            fm_model::copy_parameters(&*model, &from.named_parameters())?;
         }
-        (mlp, None, Vec::new())
+        (model, None, Vec::new())
     };
     fm_dist::io::write_atomic(&dir.file(RunDir::CONFIG), cfg.to_toml()?.as_bytes())?;
     dir.write_metrics(&rows)?;
@@ -418,10 +423,7 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
     // The EMA weights are written through a second model. Its initial weights are overwritten
     // at once, but drawing them takes torch's global generator: under its lock, seeded, so that
     // a caller initialising another model in parallel gets the same draws whatever runs beside it.
-    let ema_mlp = match cfg.train.ema_decay {
-        Some(_) => Some(fm_model::with_torch_seed(cfg.train.seed, || Mlp::new(cfg.model.clone(), device))?),
-        None => None,
-    };
+    let ema_model = cfg.train.ema_decay.map(|_| fm_model::with_torch_seed(cfg.train.seed, || fm_model::registry::build(&cfg.model, device))).transpose()?;
     // The exact flow's floor is that of flow matching on drawn pairs.
     // (Conditional training regresses on a different field: no floor computed for it yet.)
     let loss_floor = match &pairs {
@@ -434,8 +436,9 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
     let rows = RefCell::new(rows);
     let last_checkpoint = Cell::new(start.as_ref().map(|r| r.step));
     let start_step = start.as_ref().map(|r| r.step);
+    let output = (OUTPUT, cfg.train.objective.generator().output().to_string());
     let mut meta: checkpoint::Metadata =
-        [("target", cfg.target.clone()), ("source", cfg.source.clone())].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        [("target", cfg.target.clone()), ("source", cfg.source.clone()), output].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     if let Some(pairs) = &cfg.pairs {
         // A model of a teacher's pairs is not judged against the exact flow of independent pairs.
         meta.insert(PAIRS_METADATA.into(), pairs.clone());
@@ -459,7 +462,7 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
         let mut model_meta = meta.clone();
         model_meta.insert("train".into(), train_json.clone());
         model_meta.insert("report".into(), summary.to_string());
-        let model: &dyn fm_model::VelocityModel = match (&c.state.ema, ema_mlp.as_ref()) {
+        let model: &dyn fm_model::VelocityModel = match (&c.state.ema, ema_model.as_deref()) {
             (Some(ema), Some(m)) => {
                 ema.copy_to(m)?;
                 m
@@ -488,7 +491,7 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
         Ok(())
     };
     let hooks = TrainHooks { on_progress: &mut on_progress, on_checkpoint: Some(&mut on_checkpoint), stop: opts.stop };
-    let outcome = fm_train::train_on(&mut mlp, data, &cfg.train, start, hooks).map_err(|source| {
+    let outcome = fm_train::train_on(&mut *model, data, &cfg.train, start, hooks).map_err(|source| {
         let kept = match last_checkpoint.get() {
             Some(step) => format!("the last good checkpoint (step {step}) is kept in {}", dir.path().display()),
             None => "no checkpoint was written".to_string(),
@@ -512,9 +515,9 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
     if let (Some(decay), Some(_)) = (cfg.train.ema_decay, &outcome.state.ema) {
         // Which weights are sampled, and how they compare with the last ones, on batches no
         // step trained on (the same batches for both: the difference is paired).
-        let last = fm_train::held_out_loss(&mlp, data, &cfg.train, HELD_OUT_BATCHES)?;
-        outcome.state.apply_ema(&mlp)?;
-        let ema = fm_train::held_out_loss(&mlp, data, &cfg.train, HELD_OUT_BATCHES)?;
+        let last = fm_train::held_out_loss(&*model, data, &cfg.train, HELD_OUT_BATCHES)?;
+        outcome.state.apply_ema(&*model)?;
+        let ema = fm_train::held_out_loss(&*model, data, &cfg.train, HELD_OUT_BATCHES)?;
         let diff: Vec<f64> = ema.iter().zip(&last).map(|(e, l)| e - l).collect();
         let (ema, last, diff) = (Estimate::of(&ema)?, Estimate::of(&last)?, Estimate::of(&diff)?);
         // The decay the warm-up had reached at the last step: what the average actually was.
@@ -525,7 +528,7 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
         ));
     }
     let source = standard.map_or(source, |(_, s)| s);
-    Ok(Trained { lock, mlp, target, source, data_map, report, loss_floor, generator: cfg.train.objective.generator(), path: cfg.train.path })
+    Ok(Trained { lock, model, target, source, data_map, report, loss_floor, generator: cfg.train.objective.generator(), path: cfg.train.path })
 }
 
 /// Batches of [`fm_train::held_out_loss`] comparing an EMA with the last weights.
@@ -560,7 +563,7 @@ fn may_change_on_resume(field: &str) -> bool {
 /// source's (and their labels' or conditions'), the pairs' (`pairs`), and the init weights'
 /// (`init`; read once, for this and for the copy: `init` is that network). A setting a run file
 /// leaves out (`cond_drop` at its default, say) is absent, and absent is read as its default.
-fn fingerprint(cfg: &RunConfig, init: Option<&Mlp>) -> Result<Fingerprint> {
+fn fingerprint(cfg: &RunConfig, init: Option<&dyn fm_model::VelocityModel>) -> Result<Fingerprint> {
     let mut f = settings(cfg)?;
     for (name, spec) in [("target", &cfg.target), ("source", &cfg.source)] {
         if let Some(arg) = spec.strip_prefix("file:").or_else(|| spec.strip_prefix("spec:")) {
@@ -670,7 +673,9 @@ fn recorded_fingerprint(loaded: &fm_train::LoadedState) -> Result<Fingerprint> {
     if let Some(json) = loaded.metadata.get(FINGERPRINT) {
         return serde_json::from_str(json).map_err(|e| Error::Invalid(format!("cannot resume: the training state's fingerprint cannot be read: {e}")));
     }
-    let cfg = RunConfig { model: loaded.mlp.config().clone(), train: loaded.train.clone(), ..RunConfig::default() };
+    let model = fm_model::registry::config_of(&*loaded.model)
+        .ok_or_else(|| Error::Invalid("cannot resume: the training state's network is not of the registry".into()))?;
+    let cfg = RunConfig { model, train: loaded.train.clone(), ..RunConfig::default() };
     let mut f = settings(&cfg)?;
     // Only what the metadata holds: the rest of an old state is unknown, not default.
     f.retain(|k, _| k.starts_with("model.") || k.starts_with("train."));
@@ -680,10 +685,10 @@ fn recorded_fingerprint(loaded: &fm_train::LoadedState) -> Result<Fingerprint> {
 
 /// `sha256:` and the hex SHA-256 of a checkpoint's weights (names and `f32` values): what a run
 /// starting from it depends on, not its metadata (a finished run resumed rewrites its report).
-fn weights_digest(mlp: &Mlp) -> Result<String> {
+fn weights_digest(model: &dyn fm_model::VelocityModel) -> Result<String> {
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
-    for (name, t) in fm_model::VelocityModel::named_parameters(mlp) {
+    for (name, t) in model.named_parameters() {
         hash.update(name.as_bytes());
         let values = Vec::<f32>::try_from(t.to_device(tch::Device::Cpu).flatten(0, -1)).map_err(|e| Error::Invalid(format!("init weights: {e}")))?;
         values.iter().for_each(|v| hash.update(v.to_le_bytes()));
@@ -693,14 +698,16 @@ fn weights_digest(mlp: &Mlp) -> Result<String> {
 
 /// The network a run starts from (`--init`): any file fm reads (a PyTorch state dict, which does
 /// not record its activation, is read with the run's), refused unless it is this run's network.
-fn init_checkpoint(path: &str, model: &fm_model::MlpConfig, device: tch::Device) -> Result<Mlp> {
+fn init_checkpoint(path: &str, model: &fm_model::MlpConfig, device: tch::Device) -> Result<Network> {
     // A file without fm's record is read as this run's network where its shapes are that network.
     let opts = checkpoint::LoadOptions { activation: Some(model.activation), described: Some(model.clone()), ..Default::default() };
     let (from, _) = checkpoint::load_any_with(std::path::Path::new(path), device, &opts)?;
-    if from.config() != model {
+    let recorded = fm_model::registry::config_of(&*from).unwrap_or_default();
+    if &recorded != model {
         // Name what differs, field by field, as the run file spells it.
         let fields = |c: &fm_model::MlpConfig| {
             [
+                ("kind", c.kind.clone()),
                 ("dim", c.dim.to_string()),
                 ("hidden_dim", c.hidden_dim.to_string()),
                 ("hidden_layers", c.hidden_layers.to_string()),
@@ -711,7 +718,7 @@ fn init_checkpoint(path: &str, model: &fm_model::MlpConfig, device: tch::Device)
                 ("cond_dim", c.cond_dim.to_string()),
             ]
         };
-        let differences: Vec<String> = fields(from.config())
+        let differences: Vec<String> = fields(&recorded)
             .into_iter()
             .zip(fields(model))
             .filter(|(a, b)| a.1 != b.1)

@@ -159,7 +159,7 @@ fn sample(field: &dyn VectorField, x0: &Tensor, setting: Setting) -> Result<(Arr
 /// One row: sampling, its W2 excess, and the likelihood solve with its KL.
 #[allow(clippy::too_many_arguments)]
 fn measure(
-    field: &(impl VectorField + HasDevice),
+    field: &(impl VectorField + HasDevice + ?Sized),
     target: &GaussianMixture,
     source: &StandardNormal,
     x0: &Tensor,
@@ -168,7 +168,7 @@ fn measure(
     log_p: &Array1<f64>,
     setting: Setting,
 ) -> Result<Row, Box<dyn std::error::Error>> {
-    let (x, sample_nfe, sample_s) = sample(field, x0, setting)?;
+    let (x, sample_nfe, sample_s) = sample(&|x: &Tensor, t: f64| field.velocity(x, t), x0, setting)?;
     // The same generator for every row: rows differ by their samples only.
     let quality = metrics::SampleQuality::measure(target, x.view(), W2_POINTS, W2_DRAWS, &mut StdRng::seed_from_u64(w2_seed))?;
     let lik = model_likelihood(field, source, x_kl.view(), &setting.likelihood())?;
@@ -203,11 +203,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     let target = GaussianMixture::seed();
     let source = StandardNormal::new(2)?;
-    let mlp = match &args.checkpoint {
+    let mlp: fm_model::Network = match &args.checkpoint {
         // A PyTorch state dict is the seed's network (ReLU); fm's files record theirs.
         Some(path) => checkpoint::load_any_with(path, Device::Cpu, &checkpoint::LoadOptions::with_activation(fm_model::Activation::Relu))?.0,
         // The exact flow needs no model (this one is never used).
-        None if args.exact => Mlp::new(MlpConfig::default(), Device::Cpu)?,
+        None if args.exact => Box::new(Mlp::new(MlpConfig::default(), Device::Cpu)?),
         None => {
             tch::manual_seed(args.seed as i64);
             let mut mlp = Mlp::new(MlpConfig::default(), Device::Cpu)?;
@@ -215,11 +215,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             let start = Instant::now();
             let report = train(&mut mlp, &target, &source, &cfg, &mut |_| {})?;
             eprintln!("trained the seed model ({} steps, final loss {:.4}) in {:.1} s", report.steps, report.final_loss, start.elapsed().as_secs_f64());
-            mlp
+            Box::new(mlp)
         }
     };
     if let Some(path) = &args.save {
-        checkpoint::save(&mlp, path, &Default::default())?;
+        checkpoint::save(&*mlp, path, &Default::default())?;
         eprintln!("saved the model to {}", path.display());
     }
 
@@ -238,7 +238,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         let row = if args.exact {
             measure(&exact, &target, &source, &x0, w2_seed, &x_kl, &log_p, setting)
         } else {
-            measure(&mlp, &target, &source, &x0, w2_seed, &x_kl, &log_p, setting)
+            measure(&*mlp, &target, &source, &x0, w2_seed, &x_kl, &log_p, setting)
         };
         let row = row.map_err(|e| e.to_string());
         match &row {

@@ -12,7 +12,7 @@
 
 use crate::{Error, Result, TrainConfig, TrainState};
 use fm_model::checkpoint::Metadata;
-use fm_model::{Mlp, MlpConfig, VelocityModel};
+use fm_model::{MlpConfig, Network, VelocityModel};
 use safetensors::{Dtype, SafeTensors};
 use std::path::Path;
 use tch::{Device, Tensor};
@@ -41,12 +41,11 @@ pub struct Checkpoint<'a> {
     pub finished: bool,
 }
 
-/// A training checkpoint of an [`Mlp`] read back: the model (last iterate) and the state to
-/// continue with.
-#[derive(Debug)]
+/// A training checkpoint of a network of the [`fm_model::registry`] read back: the model (last
+/// iterate) and the state to continue with.
 pub struct LoadedState {
-    /// The model, holding the last iterate.
-    pub mlp: Mlp,
+    /// The model, holding the last iterate, of the architecture the file records.
+    pub model: Network,
     /// The optimizer and EMA to continue with.
     pub state: TrainState,
     /// Updates taken when it was written.
@@ -55,6 +54,12 @@ pub struct LoadedState {
     pub train: TrainConfig,
     /// The whole header metadata (ours and the caller's entries).
     pub metadata: Metadata,
+}
+
+impl std::fmt::Debug for LoadedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedState").field("model", &self.model.architecture()).field("step", &self.step).field("train", &self.train).finish_non_exhaustive()
+    }
 }
 
 fn ckpt_err(msg: impl Into<String>) -> Error {
@@ -132,16 +137,22 @@ pub fn save_state(path: &Path, ckpt: &Checkpoint<'_>, extra: &Metadata) -> Resul
 /// state that does not fit the recorded configuration; [`Error::Torch`] for torch failures.
 pub fn state_from_bytes(bytes: &[u8], device: Device) -> Result<LoadedState> {
     let raw = RawState::parse(bytes)?;
-    let kind = raw.architecture().kind;
-    if kind != fm_model::checkpoint::FORMAT {
-        return Err(ckpt_err(format!("the model is a {kind}, not an MLP: build it and load with load_state_into")));
-    }
+    let format = raw.architecture().kind;
+    let Some(kind) = fm_model::registry::by_format(&format) else {
+        return Err(ckpt_err(format!(
+            "the model is a {format}, none of the architectures registered here ({}): register it, or build it and load with load_state_into",
+            fm_model::registry::names().join(", ")
+        )));
+    };
     let model: MlpConfig = serde_json::from_str(raw.get("model")?).map_err(|e| ckpt_err(format!("model config: {e}")))?;
+    if model.kind != kind.name {
+        return Err(ckpt_err(format!("the format '{format}' is the '{}' architecture, the model config says '{}'", kind.name, model.kind)));
+    }
     model.validate()?;
-    check_model_tensors(&model, &raw.tensors)?;
-    let mlp = Mlp::new(model, device)?;
-    let resumed = raw.restore(&mlp)?;
-    Ok(LoadedState { mlp, state: resumed.state, step: resumed.step, train: resumed.train, metadata: resumed.metadata })
+    check_model_size(&model, &raw.tensors)?;
+    let built = fm_model::registry::build(&model, device)?;
+    let resumed = raw.restore(&*built)?;
+    Ok(LoadedState { model: built, state: resumed.state, step: resumed.step, train: resumed.train, metadata: resumed.metadata })
 }
 
 /// A training checkpoint read into a model built by the caller (see [`load_state_into`]).
@@ -243,13 +254,12 @@ fn read_naming<T>(path: &Path, read: impl FnOnce(&[u8]) -> Result<T>) -> Result<
     })
 }
 
-/// An error unless every parameter of `model` is among `tensors` (as `model.NAME`) with its
-/// shape: checked before the model is built, since the config in the metadata could describe a
-/// network far larger than the file holds.
-fn check_model_tensors(model: &MlpConfig, tensors: &[(String, Tensor)]) -> Result<()> {
+/// An error unless `model` could fit in `tensors`: checked before the model is built, since the
+/// config in the metadata could describe a network far larger than the file holds (names and
+/// shapes are then checked as the weights are restored).
+fn check_model_size(model: &MlpConfig, tensors: &[(String, Tensor)]) -> Result<()> {
     let values: usize = tensors.iter().map(|(_, t)| t.numel()).sum();
-    // Bounds first, so that the list of expected shapes is small and its sizes do not overflow.
-    if model.hidden_layers >= tensors.len() || model.dim >= values || model.hidden_dim > values {
+    if model.hidden_layers >= tensors.len() || model.dim >= values || model.hidden_dim > values || model.parameter_count() > values as u128 {
         return Err(ckpt_err(format!(
             "the model config ({} dimensions, {} hidden layers of width {}) has more parameters than the file holds ({} tensors, {values} values)",
             model.dim,
@@ -257,13 +267,6 @@ fn check_model_tensors(model: &MlpConfig, tensors: &[(String, Tensor)]) -> Resul
             model.hidden_dim,
             tensors.len()
         )));
-    }
-    for (name, shape) in model.parameter_shapes() {
-        let key = format!("model.{name}");
-        let src = tensors.iter().find(|(n, _)| *n == key).map(|(_, t)| t).ok_or_else(|| ckpt_err(format!("no tensor '{key}'")))?;
-        if src.size() != shape {
-            return Err(ckpt_err(format!("tensor '{key}' has shape {:?}, expected {shape:?}", src.size())));
-        }
     }
     Ok(())
 }

@@ -6,7 +6,7 @@
 //! The update is PyTorch's `torch.optim.Adam` / `AdamW` (single-tensor form) step for step.
 
 use crate::{Error, Result};
-use fm_model::{Mlp, VelocityModel};
+use fm_model::VelocityModel;
 use serde::{Deserialize, Serialize};
 use std::f64::consts::PI;
 use tch::{Device, Kind, Tensor};
@@ -619,18 +619,23 @@ impl Ema {
         Ok(fm_model::copy_parameters(model, &self.weights())?)
     }
 
-    /// A new model shaped like `like`, on `device`, holding the averaged weights.
+    /// A new model of `like`'s architecture (one of the [`fm_model::registry`]), on `device`,
+    /// holding the averaged weights.
     ///
-    /// [`Mlp::new`] draws initial weights from torch's global generator before they are
+    /// Building it draws initial weights from torch's global generator before they are
     /// overwritten: call this after, not between, seeded initialisations.
     ///
     /// # Errors
-    /// [`Error::Model`] when the network cannot be built on `device`; [`Error::Model`] when its
-    /// parameters are not those the average was made for (see [`Ema::copy_to`]).
-    pub fn to_mlp(&self, like: &Mlp, device: Device) -> Result<Mlp> {
-        let mlp = Mlp::new(like.config().clone(), device)?;
-        self.copy_to(&mlp)?;
-        Ok(mlp)
+    /// [`Error::Model`] when `like` is not of the registry's architectures or the network cannot
+    /// be built on `device`, or its parameters are not those the average was made for (see
+    /// [`Ema::copy_to`]).
+    pub fn to_model(&self, like: &(impl VelocityModel + ?Sized), device: Device) -> Result<fm_model::Network> {
+        let config = fm_model::registry::config_of(like).ok_or_else(|| {
+            fm_model::Error::Config(format!("a '{}' model is not of the registry's architectures: build one and Ema::copy_to it", like.architecture().kind))
+        })?;
+        let model = fm_model::registry::build(&config, device)?;
+        self.copy_to(&*model)?;
+        Ok(model)
     }
 
     /// The averaged weights as named copies, for a checkpoint: `NAME` for every parameter.

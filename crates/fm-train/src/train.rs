@@ -380,7 +380,7 @@ impl TrainState {
 ///
 /// # Errors
 /// As [`train_resumable`] (without checkpoints).
-pub fn train<M: VelocityModel>(
+pub fn train<M: VelocityModel + ?Sized>(
     model: &mut M,
     target: &dyn Target,
     source: &dyn Target,
@@ -393,11 +393,11 @@ pub fn train<M: VelocityModel>(
 }
 
 /// [`train`], but `model` keeps the last iterate and the optimizer and EMA come back beside
-/// the report (to checkpoint them, or to sample with [`TrainState::apply_ema`] / [`Ema::to_mlp`]).
+/// the report (to checkpoint them, or to sample with [`TrainState::apply_ema`] / [`Ema::to_model`]).
 ///
 /// # Errors
 /// As [`train_resumable`] (without checkpoints).
-pub fn train_with_state<M: VelocityModel>(
+pub fn train_with_state<M: VelocityModel + ?Sized>(
     model: &mut M,
     target: &dyn Target,
     source: &dyn Target,
@@ -702,7 +702,7 @@ pub struct TrainOutcome {
 /// [`Error::Config`] for an invalid `cfg`, dimensions of model, target and source that differ,
 /// or a resume past `cfg.steps`; [`Error::Diverged`] as above; whatever the checkpoint hook
 /// returns; and the coupling's, the model's and torch's failures.
-pub fn train_resumable<M: VelocityModel>(
+pub fn train_resumable<M: VelocityModel + ?Sized>(
     model: &mut M,
     target: &dyn Target,
     source: &dyn Target,
@@ -764,16 +764,15 @@ pub fn check_training(cfg: &TrainConfig, data: TrainingData<'_>, dim: usize, tim
 /// As [`train_resumable`]; [`Error::Config`] also for pairs with a coupling other than
 /// `independent`, distillation without pairs, and a model whose time inputs do not fit the
 /// objective (MeanFlow's network takes two).
-pub fn train_on<M: VelocityModel>(
+pub fn train_on<M: VelocityModel + ?Sized>(
     model: &mut M,
     data: TrainingData<'_>,
     cfg: &TrainConfig,
     resume: Option<Resume>,
     hooks: TrainHooks<'_>,
 ) -> Result<TrainOutcome> {
-    let shape = model.condition_shape();
-    check_training(cfg, data, model.dim(), model.time_inputs(), shape)?;
-    let dim = model.dim();
+    let (model, shape, dim) = (&crate::units::AsDyn(&*model), model.condition_shape(), model.dim()); // one body for sized and `dyn` models
+    check_training(cfg, data, dim, model.time_inputs(), shape)?;
     let TrainHooks { on_progress, mut on_checkpoint, stop } = hooks;
     let device = model.device();
     let (first_step, mut state) = match resume {
@@ -793,7 +792,7 @@ pub fn train_on<M: VelocityModel>(
     let has_hook = on_checkpoint.is_some();
     // Checks the weights, moments and average (all of them, before the hook writes any file:
     // a diverged model must not be left beside a refused state), then hands the checkpoint over.
-    let mut checkpoint = |step: usize, model: &M, state: &TrainState, loss: f64| -> Result<()> {
+    let mut checkpoint = |step: usize, model: &crate::units::AsDyn<'_, M>, state: &TrainState, loss: f64| -> Result<()> {
         if let Some(hook) = on_checkpoint.as_mut() {
             let weights = model.named_parameters().into_iter().map(|(_, t)| t);
             if !crate::checkpoint::all_finite(weights.chain(state.state()?.into_iter().map(|(_, t)| t)).collect::<Vec<_>>().iter())? {

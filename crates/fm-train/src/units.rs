@@ -280,7 +280,7 @@ pub fn velocity_array(field: &(impl VectorField + HasDevice + ?Sized), x: ArrayV
 
 /// A model of any size (a `dyn` one too) as a sized one, so that it can stand as a
 /// `dyn VelocityModel` beside the adapters: every method is the model's own, bit for bit.
-struct AsDyn<'a, M: ?Sized>(&'a M);
+pub(crate) struct AsDyn<'a, M: ?Sized>(pub(crate) &'a M);
 
 impl<M: fm_model::VelocityModel + ?Sized> VectorField for AsDyn<'_, M> {
     fn velocity(&self, x: &tch::Tensor, t: f64) -> fm_ode::Result<tch::Tensor> {
@@ -321,5 +321,8 @@ impl<M: fm_model::VelocityModel + ?Sized> fm_model::VelocityModel for AsDyn<'_, 
     }
     fn architecture(&self) -> fm_model::Architecture {
         self.0.architecture()
+    }
+    fn mse_backward(&self, x: &tch::Tensor, t: &tch::Tensor, target: &tch::Tensor) -> fm_model::Result<Option<tch::Tensor>> {
+        self.0.mse_backward(x, t, target)
     }
 }

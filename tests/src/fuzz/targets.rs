@@ -7,7 +7,7 @@ use fm_dist::empirical::{parse_csv, parse_csv_table};
 use fm_dist::io::{decode_npy, encode_csv, encode_npy};
 use fm_dist::{MixtureSpec, PointCloud, SpecFormat, Target};
 use fm_model::checkpoint::{from_any_bytes, LoadOptions};
-use fm_ode::VectorField;
+
 use fm_run::RunConfig;
 use ndarray::Array2;
 use rand::SeedableRng;
@@ -112,7 +112,7 @@ pub fn checkpoint(data: &[u8]) -> bool {
         assert!(metadata.contains_key("config"), "a file without its config loaded with no activation given");
     }
     let Ok((mlp, _metadata)) = from_any_bytes(data, Device::Cpu, &LoadOptions::with_activation(fm_model::Activation::Relu)) else { return false };
-    let x = Tensor::zeros([2, mlp.config().dim as i64], (Kind::Float, Device::Cpu));
+    let x = Tensor::zeros([2, mlp.dim() as i64], (Kind::Float, Device::Cpu));
     let v = mlp.velocity(&x, 0.5).expect("a model that loads evaluates");
     assert_eq!(v.size(), x.size());
     true

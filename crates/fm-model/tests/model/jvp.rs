@@ -88,7 +88,7 @@ fn time_inputs_round_trip_through_a_checkpoint() {
     let mlp = network(Activation::Silu, 4, 2);
     let bytes = fm_model::checkpoint::to_bytes(&mlp, &Default::default()).unwrap();
     let (back, _) = fm_model::checkpoint::from_bytes(&bytes, Device::Cpu).unwrap();
-    assert_eq!(back.config(), mlp.config());
+    assert_eq!(&crate::config(&*back), mlp.config());
     let (x, t, _, _) = inputs(2);
     assert!(max_abs(&(mlp.forward(&x, &t).unwrap() - back.forward(&x, &t).unwrap())) == 0.0);
 }

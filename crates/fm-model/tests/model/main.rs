@@ -5,3 +5,13 @@ mod jvp;
 mod model;
 mod pth;
 mod pytorch;
+
+/// The sizes a loaded network records (every loader returns a trait object).
+fn config(model: &dyn fm_model::VelocityModel) -> fm_model::MlpConfig {
+    fm_model::registry::config_of(model).expect("a network of the registry")
+}
+
+/// The parameters of a loaded network by name.
+fn params(model: &dyn fm_model::VelocityModel) -> std::collections::HashMap<String, tch::Tensor> {
+    model.named_parameters().into_iter().collect()
+}

@@ -91,15 +91,15 @@ fn checkpoint_round_trip_is_bit_exact_with_metadata() {
         let extra = [("note".to_string(), "hello".to_string())].into_iter().collect();
         checkpoint::save(&mlp, &path, &extra).unwrap();
         let (back, meta) = checkpoint::load(&path, Device::Cpu).unwrap();
-        assert_eq!(back.config(), &cfg);
+        assert_eq!(crate::config(&*back), cfg);
         assert_eq!(meta["note"], "hello");
         assert_eq!(meta["format"], checkpoint::FORMAT);
         for (name, v) in mlp.var_store().variables() {
-            let w = &back.var_store().variables()[&name];
+            let w = &crate::params(&*back)[&name];
             assert!(v.equal(w), "{name} differs after the round trip");
         }
         // Same bytes when written again.
-        assert_eq!(checkpoint::to_bytes(&back, &extra).unwrap(), std::fs::read(&path).unwrap());
+        assert_eq!(checkpoint::to_bytes(&*back, &extra).unwrap(), std::fs::read(&path).unwrap());
     }
 }
 
@@ -124,7 +124,7 @@ fn a_plain_pytorch_safetensors_infers_its_architecture() {
     assert!(err.contains("does not record its network's activation"), "never a guessed activation: {err}");
     let opts = checkpoint::LoadOptions::with_activation(mlp.config().activation);
     let (back, _) = checkpoint::from_any_bytes(&bytes, Device::Cpu, &opts).unwrap();
-    assert_eq!(back.config(), mlp.config());
+    assert_eq!(&crate::config(&*back), mlp.config());
 }
 
 fn load_err(bytes: &[u8]) -> String {
@@ -292,4 +292,38 @@ fn written_out_divergence_matches_autograd() {
             assert!(scale > 1e-3, "{config:?}");
         }
     }
+}
+
+/// Both built-in architectures save and load bit for bit, each as itself, and a checkpoint of
+/// one refuses to load into the other, naming both.
+#[test]
+fn both_architectures_round_trip_and_refuse_each_other_by_name() {
+    use fm_model::registry;
+    let dir = std::env::temp_dir().join(format!("fm-model-registry-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mlp_cfg = MlpConfig { hidden_dim: 16, hidden_layers: 2, ..MlpConfig::default() };
+    let res_cfg = MlpConfig { kind: registry::RESMLP.into(), ..mlp_cfg.clone() };
+    let mut files = Vec::new();
+    for cfg in [&mlp_cfg, &res_cfg] {
+        let model = fm_model::with_torch_seed(3, || registry::build(cfg, Device::Cpu)).unwrap();
+        let path = dir.join(format!("{}.safetensors", cfg.kind));
+        checkpoint::save(&*model, &path, &Default::default()).unwrap();
+        let (back, _) = checkpoint::load(&path, Device::Cpu).unwrap();
+        assert_eq!(back.architecture(), model.architecture());
+        assert_eq!(checkpoint::to_bytes(&*back, &Default::default()).unwrap(), std::fs::read(&path).unwrap(), "{}", cfg.kind);
+        let x = Tensor::randn([7, 2], (tch::Kind::Float, Device::Cpu));
+        assert!(back.velocity(&x, 0.3).unwrap().equal(&model.velocity(&x, 0.3).unwrap()));
+        files.push((path, model));
+    }
+    assert_eq!(files[1].1.architecture().kind, "fm-rs/resmlp");
+    assert_eq!(crate::config(&*files[1].1).sinusoidal_features(), fm_model::ResMlp::TIME_FEATURES, "a residual MLP always embeds its times");
+    for (from, into) in [(0, 1), (1, 0)] {
+        let err = checkpoint::load_into(&*files[into].1, &files[from].0).unwrap_err().to_string();
+        let (a, b) = (files[from].1.architecture().kind, files[into].1.architecture().kind);
+        assert!(err.contains(&format!("holds a {a} model")) && err.contains(&format!("not the {b} model")), "{err}");
+    }
+    // An unknown kind is a one-line error naming the known ones.
+    let err = registry::build(&MlpConfig { kind: "transformer".into(), ..mlp_cfg }, Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("unknown model 'transformer' (valid: mlp, resmlp"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
 }

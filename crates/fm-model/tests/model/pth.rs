@@ -165,10 +165,10 @@ fn models_round_trip_through_pth_and_conversions_are_lossless() {
         let mlp = Mlp::new(cfg.clone(), Device::Cpu).unwrap();
         let extra = [("note".to_string(), "hi".to_string())].into_iter().collect();
         let (back, meta) = checkpoint::from_any_bytes(&checkpoint::to_pth_bytes(&mlp, &extra).unwrap(), Device::Cpu, &LoadOptions::default()).unwrap();
-        assert_eq!(back.config(), &cfg, "the config (activation included) rides in the .pth");
+        assert_eq!(crate::config(&*back), cfg, "the config (activation included) rides in the .pth");
         assert_eq!(meta["note"], "hi");
         for (name, v) in mlp.var_store().variables() {
-            assert!(v.equal(&back.var_store().variables()[&name]), "{name} differs");
+            assert!(v.equal(&crate::params(&*back)[&name]), "{name} differs");
         }
         // safetensors → pth → safetensors gives back the very same bytes.
         let (st, pt, st2) = (tmp("a.safetensors"), tmp("a.pth"), tmp("b.safetensors"));
@@ -373,7 +373,7 @@ fn missing_extra_and_misshapen_tensors_name_the_tensor() {
 fn load_options_supply_what_the_weights_cannot_tell() {
     let mlp = Mlp::new(small(), Device::Cpu).unwrap();
     let plain = pth::write_state_dict(&checkpoint::state_dict(&mlp).unwrap(), &Default::default()).unwrap();
-    let with = |opts: LoadOptions| checkpoint::from_any_bytes(&plain, Device::Cpu, &opts).map(|(m, _)| m.config().clone());
+    let with = |opts: LoadOptions| checkpoint::from_any_bytes(&plain, Device::Cpu, &opts).map(|(m, _)| crate::config(&*m));
     let err = with(LoadOptions::default()).unwrap_err().to_string();
     assert!(err.contains("does not record its network's activation") && err.contains("--activation"), "no guessed activation: {err}");
     assert_eq!(with(LoadOptions::with_activation(Activation::Relu)).unwrap(), small());
@@ -403,7 +403,7 @@ fn foreign_safetensors_metadata_is_not_mistaken_for_ours() {
     let bytes = safetensors::serialize(views, meta).unwrap();
     assert_eq!(Format::detect(&bytes), Format::Safetensors);
     let (back, meta) = checkpoint::from_any_bytes(&bytes, Device::Cpu, &LoadOptions::with_activation(Activation::Relu)).unwrap();
-    assert_eq!(back.config(), &small());
+    assert_eq!(crate::config(&*back), small());
     assert_eq!(meta["format"], "pt");
 }
 
@@ -445,7 +445,7 @@ fn record_less_state_dicts_are_read_exactly_or_refused_naming_the_readings() {
             let state = checkpoint::state_dict(&mlp).unwrap();
             let relu = LoadOptions::with_activation(Activation::Relu);
             match checkpoint::from_state_dict(&state, Device::Cpu, &relu) {
-                Ok(read) => assert!(layout.to_string() == "t" && read.config() == &config, "{dim}-D {layout}: read as {:?}", read.config()),
+                Ok(read) => assert!(layout.to_string() == "t" && crate::config(&*read) == config, "{dim}-D {layout}: read as {:?}", crate::config(&*read)),
                 Err(e) => {
                     let e = e.to_string();
                     // Classes and values together are not listed (fm samples them with neither alone).
@@ -455,7 +455,7 @@ fn record_less_state_dicts_are_read_exactly_or_refused_naming_the_readings() {
             }
             let told = LoadOptions { inputs: Some(*layout), ..relu.clone() };
             let read = checkpoint::from_state_dict(&state, Device::Cpu, &told).unwrap_or_else(|e| panic!("{dim}-D {layout}: {e}"));
-            assert_eq!(read.config(), &config, "{dim}-D {layout}");
+            assert_eq!(crate::config(&*read), config, "{dim}-D {layout}");
             // A layout of another width is refused, naming both widths.
             let wrong = LoadOptions { inputs: Some(InputLayout { classes: layout.classes + 1, ..*layout }), ..relu };
             assert!(checkpoint::from_state_dict(&state, Device::Cpu, &wrong).unwrap_err().to_string().contains("first-layer inputs"));
@@ -476,7 +476,7 @@ fn a_meanflow_network_in_the_papers_time_is_converted_exactly() {
     let state = checkpoint::state_dict(&paper).unwrap();
     let opts = LoadOptions { inputs: Some("meanflow-paper".parse().unwrap()), ..LoadOptions::with_activation(Activation::Relu) };
     let ours = checkpoint::from_state_dict(&state, Device::Cpu, &opts).unwrap();
-    assert_eq!(ours.config(), &config);
+    assert_eq!(crate::config(&*ours), config);
     let x = tch::Tensor::randn([64, 2], (tch::Kind::Float, Device::Cpu));
     let r = tch::Tensor::rand([64, 1], (tch::Kind::Float, Device::Cpu)) * 0.5;
     let t = &r + tch::Tensor::rand([64, 1], (tch::Kind::Float, Device::Cpu)) * 0.5;

@@ -9,7 +9,7 @@
 //! (`cargo xtask setup`); without either these tests fail, they do not skip.
 
 use fm_model::checkpoint::{self, LoadOptions};
-use fm_model::{Activation, Mlp, MlpConfig};
+use fm_model::{Activation, Mlp, MlpConfig, VelocityModel};
 use fm_ode::{solve, Method, SolveOptions, TimeGrid};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -85,6 +85,18 @@ fn model_mf() -> Mlp {
     Mlp::new(MlpConfig { activation: Activation::Gelu, time_inputs: 2, ..MlpConfig::default() }, Device::Cpu).unwrap()
 }
 
+/// The residual MLP of tests/python/resmlp.py's cross-over: GELU, 2 blocks of 64, 16 time features.
+fn res_config() -> MlpConfig {
+    MlpConfig { kind: "resmlp".into(), hidden_dim: 64, hidden_layers: 2, activation: Activation::Gelu, time_embedding: 16, ..MlpConfig::default() }
+}
+
+fn model_res() -> fm_model::ResMlp {
+    let model = fm_model::ResMlp::new(res_config(), Device::Cpu).unwrap();
+    // Weights away from the zero start of each block's second layer, so every layer counts.
+    tch::no_grad(|| model.named_parameters().iter().for_each(|(_, p)| drop(p.shallow_clone().f_add_(&(p.randn_like() * 0.1)).unwrap())));
+    model
+}
+
 /// A class-conditional network v(x, t | c): 3 classes and the "no condition" entry.
 fn model_cond() -> Mlp {
     Mlp::new(MlpConfig { activation: Activation::Gelu, classes: 3, ..MlpConfig::default() }, Device::Cpu).unwrap()
@@ -92,7 +104,7 @@ fn model_cond() -> Mlp {
 
 /// Our model, as the Rust side wrote it for PyTorch (tests run in parallel threads: re-seeding
 /// torch's global generator in each would race).
-fn ours(c: &Cross) -> Mlp {
+fn ours(c: &Cross) -> fm_model::Network {
     checkpoint::load(&c.path("ours.safetensors"), Device::Cpu).unwrap().0
 }
 
@@ -110,6 +122,9 @@ fn cross() -> &'static Cross {
         let opts = (Kind::Float, Device::Cpu);
         let mf = model_mf();
         checkpoint::save_pth(&mf, &dir.join("ours_mf.pth"), &Default::default()).unwrap();
+        let res = model_res();
+        checkpoint::save(&res, &dir.join("ours_res.safetensors"), &Default::default()).unwrap();
+        checkpoint::save_pth(&res, &dir.join("ours_res.pth"), &Default::default()).unwrap();
         let cond = model_cond();
         checkpoint::save_pth(&cond, &dir.join("ours_cond.pth"), &Default::default()).unwrap();
         checkpoint::save(&cond, &dir.join("ours_cond.safetensors"), &Default::default()).unwrap();
@@ -163,7 +178,7 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
     f64::try_from((a - b).abs().max()).unwrap()
 }
 
-fn assert_velocities(mlp: &Mlp, c: &Cross, expected: &str) {
+fn assert_velocities(mlp: &dyn VelocityModel, c: &Cross, expected: &str) {
     let v = mlp.forward(&c.tensor("x"), &c.tensor("t")).unwrap();
     let diff = max_diff(&v, &c.tensor(expected));
     assert!(diff <= VELOCITY_TOL, "velocities differ from PyTorch's '{expected}' by {diff}");
@@ -173,17 +188,17 @@ fn assert_velocities(mlp: &Mlp, c: &Cross, expected: &str) {
 fn our_safetensors_loads_into_the_seeds_flowmatchnet_with_the_same_velocities() {
     let c = cross();
     c.section_ok("safetensors_into_torch");
-    assert_velocities(&ours(c), c, "v_ours");
+    assert_velocities(&*ours(c), c, "v_ours");
 }
 
 #[test]
 fn our_pth_loads_with_torch_load_weights_only() {
     let c = cross();
     c.section_ok("pth_into_torch");
-    assert_velocities(&ours(c), c, "v_ours_pth");
+    assert_velocities(&*ours(c), c, "v_ours_pth");
     // Our metadata rides along in the .pth: the config comes back without inference.
     let (back, meta) = checkpoint::load_any(&c.path("ours.pth"), Device::Cpu).unwrap();
-    assert_eq!(back.config(), &MlpConfig::default());
+    assert_eq!(crate::config(&*back), MlpConfig::default());
     assert_eq!(meta["format"], checkpoint::FORMAT);
 }
 
@@ -193,29 +208,29 @@ fn a_seed_net_saved_by_torch_save_loads_with_the_same_velocities() {
     c.section_ok("seed_pth");
     let relu = LoadOptions::with_activation(Activation::Relu);
     let (seed, meta) = checkpoint::load_any_with(&c.path("seed.pth"), Device::Cpu, &relu).unwrap();
-    assert_eq!(seed.config(), &MlpConfig::default(), "architecture inferred from the shapes, ReLU as told");
+    assert_eq!(crate::config(&*seed), MlpConfig::default(), "architecture inferred from the shapes, ReLU as told");
     assert!(meta.is_empty());
-    assert_velocities(&seed, c, "v_seed");
+    assert_velocities(&*seed, c, "v_seed");
 
     // The same weights through safetensors.torch.save_file, saved from a GPU, or pickled with
     // protocol 4.
     for file in ["seed.safetensors", "seed_cuda.pth", "seed_proto4.pth"] {
         let (other, _) = checkpoint::load_any_with(&c.path(file), Device::Cpu, &relu).unwrap();
-        for (name, v) in seed.var_store().variables() {
-            assert!(v.equal(&other.var_store().variables()[&name]), "{file}: {name} differs from seed.pth's");
+        for (name, v) in crate::params(&*seed) {
+            assert!(v.equal(&crate::params(&*other)[&name]), "{file}: {name} differs from seed.pth's");
         }
     }
     let (st, _) = checkpoint::load_any_with(&c.path("seed.safetensors"), Device::Cpu, &relu).unwrap();
-    assert_velocities(&st, c, "v_seed");
+    assert_velocities(&*st, c, "v_seed");
 
     // Conversion to our format keeps the weights and records the (overridden) architecture.
     let opts = LoadOptions::with_activation(Activation::Silu);
     checkpoint::import_pth(&c.path("seed.pth"), &c.path("imported.safetensors"), &opts).unwrap();
     let (imported, meta) = checkpoint::load(&c.path("imported.safetensors"), Device::Cpu).unwrap();
-    assert_eq!(imported.config(), &MlpConfig { activation: Activation::Silu, ..MlpConfig::default() });
+    assert_eq!(crate::config(&*imported), MlpConfig { activation: Activation::Silu, ..MlpConfig::default() });
     assert!(meta["config"].contains("silu"), "{meta:?}");
-    for (name, v) in seed.var_store().variables() {
-        assert!(v.equal(&imported.var_store().variables()[&name]), "{name} changed in the conversion");
+    for (name, v) in crate::params(&*seed) {
+        assert!(v.equal(&crate::params(&*imported)[&name]), "{name} changed in the conversion");
     }
 
     // What torch does not write, or no longer writes: clear errors.
@@ -234,7 +249,7 @@ fn euler_samples_agree_with_the_seeds_sampler_both_ways() {
     let x0 = c.tensor("x0");
     let (seed, _) = checkpoint::load_any_with(&c.path("seed.pth"), Device::Cpu, &LoadOptions::with_activation(Activation::Relu)).unwrap();
     for (mlp, expected) in [(ours(c), "euler_ours"), (seed, "euler_seed")] {
-        let ours = solve(&mlp, &x0, &grid, Method::Euler, SolveOptions::default()).unwrap().x;
+        let ours = solve(&*mlp, &x0, &grid, Method::Euler, SolveOptions::default()).unwrap().x;
         let theirs = c.tensor(expected);
         let diff = max_diff(&ours, &theirs);
         assert!(diff <= SAMPLE_TOL, "Euler samples differ from PyTorch's '{expected}' by {diff}");
@@ -254,7 +269,7 @@ fn a_state_dict_without_its_activation_is_refused_until_told_and_then_right() {
     assert!(err.contains("silu.pth") && err.contains("--activation relu|silu|gelu|selu|elu"), "{err}");
     assert!(err.contains("net.0.weight [128, 3]") && err.contains("8 tensors"), "the refusal lists what the file holds: {err}");
     let (silu, _) = checkpoint::load_any_with(&c.path("silu.pth"), Device::Cpu, &LoadOptions::with_activation(Activation::Silu)).unwrap();
-    assert_velocities(&silu, c, "v_silu");
+    assert_velocities(&*silu, c, "v_silu");
 }
 
 #[test]
@@ -264,7 +279,7 @@ fn data_parallel_compiled_and_bare_sequential_names_load_as_the_seed() {
     let relu = LoadOptions::with_activation(Activation::Relu);
     for file in ["seed_dp.pth", "seed_compiled.pth", "seed_bare.pth"] {
         let (mlp, _) = checkpoint::load_any_with(&c.path(file), Device::Cpu, &relu).unwrap_or_else(|e| panic!("{file}: {e}"));
-        assert_velocities(&mlp, c, "v_seed");
+        assert_velocities(&*mlp, c, "v_seed");
     }
 }
 
@@ -274,11 +289,11 @@ fn our_metadata_survives_torch_load_and_torch_save() {
     c.section_ok("foreign_layouts");
     // Without the record, the activation (GELU) would be unknown.
     let (back, meta) = checkpoint::load_any(&c.path("ours_te_resaved.pth"), Device::Cpu).unwrap();
-    assert_eq!(back.config(), model_te().config());
+    assert_eq!(&crate::config(&*back), model_te().config());
     assert_eq!(meta["format"], checkpoint::FORMAT);
     let (ours, _) = checkpoint::load(&c.path("ours_te.safetensors"), Device::Cpu).unwrap();
-    for (name, v) in ours.var_store().variables() {
-        assert!(v.equal(&back.var_store().variables()[&name]), "{name} changed through PyTorch");
+    for (name, v) in crate::params(&*ours) {
+        assert!(v.equal(&crate::params(&*back)[&name]), "{name} changed through PyTorch");
     }
 }
 
@@ -290,7 +305,7 @@ fn an_average_velocity_network_crosses_to_pytorch_and_back() {
     let c = cross();
     c.section_ok("meanflow_into_torch");
     let (mf, _) = checkpoint::load_any(&c.path("ours_mf_resaved.pth"), Device::Cpu).unwrap();
-    assert_eq!(mf.config().time_inputs, 2);
+    assert_eq!(crate::config(&*mf).time_inputs, 2);
     let u = mf.forward(&c.tensor("x"), &c.tensor("rt")).unwrap();
     let diff = max_diff(&u, &c.tensor("u_ours_mf"));
     assert!(diff <= VELOCITY_TOL, "average velocities differ from PyTorch's by {diff}");
@@ -309,16 +324,36 @@ fn a_conditional_network_crosses_to_pytorch_and_back_exactly() {
     c.section_ok("conditional_into_torch");
     let (back, _) = checkpoint::load_any(&c.path("ours_cond_resaved.pth"), Device::Cpu).unwrap();
     let (ours, _) = checkpoint::load(&c.path("ours_cond.safetensors"), Device::Cpu).unwrap();
-    assert_eq!(back.config(), ours.config());
-    assert_eq!(back.config().classes, 3);
-    for (name, v) in ours.var_store().variables() {
-        assert!(v.equal(&back.var_store().variables()[&name]), "{name} changed through PyTorch");
+    assert_eq!(crate::config(&*back), crate::config(&*ours));
+    assert_eq!(crate::config(&*back).classes, 3);
+    for (name, v) in crate::params(&*ours) {
+        assert!(v.equal(&crate::params(&*back)[&name]), "{name} changed through PyTorch");
     }
-    let shape = fm_model::VelocityModel::condition_shape(&back);
+    let shape = back.condition_shape();
     let labels = Vec::<f32>::try_from(c.tensor("lab")).unwrap();
     let rows: Vec<f32> = labels.iter().flat_map(|&l| shape.features_of((l >= 0.0).then_some(l as usize), None).unwrap()).collect();
     let features = Tensor::from_slice(&rows).view([labels.len() as i64, -1]);
     let v = back.forward(&c.tensor("x"), &Tensor::cat(&[c.tensor("t"), features], 1)).unwrap();
     let diff = max_diff(&v, &c.tensor("v_ours_cond"));
     assert!(diff <= VELOCITY_TOL, "conditional velocities differ from PyTorch's by {diff}");
+}
+
+#[test]
+fn the_residual_mlp_loads_into_its_pytorch_module_and_back_with_the_same_velocities() {
+    let c = cross();
+    c.section_ok("resmlp_into_torch");
+    // Ours, read back from both files: the architecture rides in them.
+    for file in ["ours_res.safetensors", "ours_res.pth"] {
+        let (back, _) = checkpoint::load_any(&c.path(file), Device::Cpu).unwrap();
+        assert_eq!(back.architecture().kind, "fm-rs/resmlp", "{file}");
+        assert_eq!(crate::config(&*back), res_config(), "{file}");
+        assert_velocities(&*back, c, "v_ours_res");
+    }
+    // PyTorch's own initialisation, saved by torch.save: no record, so the sizes are given.
+    let opts = LoadOptions { config: Some(res_config()), ..LoadOptions::default() };
+    let (theirs, _) = checkpoint::load_any_with(&c.path("res_torch.pth"), Device::Cpu, &opts).unwrap();
+    assert_velocities(&*theirs, c, "v_res_torch");
+    // Without the sizes it is not taken for an MLP: its names are not an MLP's.
+    let err = checkpoint::load_any_with(&c.path("res_torch.pth"), Device::Cpu, &LoadOptions::with_activation(Activation::Gelu)).unwrap_err().to_string();
+    assert!(err.contains("net.0.weight"), "{err}");
 }

@@ -6,6 +6,7 @@ Reads from WORKDIR what the Rust side wrote:
   ours.safetensors   a checkpoint written by fm_model::checkpoint::save (the seed's architecture)
   ours.pth           the same model written by fm_model::checkpoint::export_pth
   ours_te.pth        a GELU network with 16 time features, written by export_pth
+  ours_res.safetensors, ours_res.pth   a residual MLP (GELU, 2 blocks of 64, 16 time features)
   inputs.safetensors x [n, 2], t [n, 1] (a batch to evaluate) and x0 [m, 2] (Euler starting points)
 Writes to WORKDIR:
   seed.pth           a seed FlowMatchNet, briefly trained, saved as the seed does: torch.save(net.state_dict(), p)
@@ -18,6 +19,7 @@ Writes to WORKDIR:
                      torch.compile (_orig_mod.) and a bare nn.Sequential name them
   silu.pth           the seed's layout with SiLU units (TorchCFM-style), briefly trained
   ours_te_resaved.pth ours_te.pth after torch.load and torch.save
+  res_torch.pth      a residual MLP initialised by PyTorch, saved as torch.save(net.state_dict())
   outputs.safetensors velocities and Euler samples computed here
   report.json        {section: "ok" or the error}, so each Rust test reports its own part
 """
@@ -34,6 +36,7 @@ from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from seed_net import FlowMatchNet, sample_euler  # noqa: E402
+from resmlp import ResMLP  # noqa: E402
 
 torch.set_num_threads(1)
 work = sys.argv[1]
@@ -222,6 +225,24 @@ def _():
     with torch.no_grad():
         outputs["v_ours_cond"] = net(x, t, inputs["lab"].long())
     torch.save(sd, path("ours_cond_resaved.pth"))
+
+
+@section("resmlp_into_torch")
+def _():
+    net = ResMLP(dim=2, hidden=64, blocks=2, time_features=16, act=torch.nn.GELU)
+    sd = load_file(path("ours_res.safetensors"))
+    check_state_dict(sd, net)
+    net.load_state_dict(sd)
+    pth = torch.load(path("ours_res.pth"), weights_only=True)
+    for k in sd:
+        check(torch.equal(sd[k], pth[k]), f"{k} differs between ours_res.pth and ours_res.safetensors")
+    with torch.no_grad():
+        outputs["v_ours_res"] = net(x, t)
+    torch.manual_seed(11)
+    theirs = ResMLP(dim=2, hidden=64, blocks=2, time_features=16, act=torch.nn.GELU)
+    torch.save(theirs.state_dict(), path("res_torch.pth"))
+    with torch.no_grad():
+        outputs["v_res_torch"] = theirs(x, t)
 
 
 save_file({k: v.contiguous() for k, v in outputs.items()}, path("outputs.safetensors"))

@@ -280,6 +280,30 @@ pub enum Generator {
 }
 
 impl Generator {
+    /// Every kind, in declaration order.
+    pub const ALL: [Generator; 3] = [Generator::Flow, Generator::OneStep, Generator::AverageVelocity];
+
+    /// What the network outputs, as a checkpoint records it: `velocity`, `one-step map` or
+    /// `average velocity`.
+    pub fn output(self) -> &'static str {
+        match self {
+            Generator::Flow => "velocity",
+            Generator::OneStep => "one-step map",
+            Generator::AverageVelocity => "average velocity",
+        }
+    }
+
+    /// The kind whose [`Generator::output`] is `output`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for another spelling (a file written by a newer fm, or edited).
+    pub fn from_output(output: &str) -> Result<Self> {
+        Self::ALL.into_iter().find(|g| g.output() == output).ok_or_else(|| {
+            let known: Vec<_> = Self::ALL.iter().map(|g| g.output()).collect();
+            Error::Config(format!("the checkpoint records its network's output as '{output}', not one this fm knows ({})", known.join(", ")))
+        })
+    }
+
     /// Checks that `cfg` samples this kind of model as it was trained to be sampled.
     ///
     /// # Errors

@@ -244,8 +244,8 @@ fn ema_weights_go_into_a_model_and_round_trip_as_state() {
         }
     });
     ema.update(1000).unwrap();
-    let averaged = ema.to_mlp(&mlp, Device::Cpu).unwrap();
-    for ((_, a), (_, p)) in VelocityModel::named_parameters(&averaged).iter().zip(VelocityModel::named_parameters(&mlp)) {
+    let averaged = ema.to_model(&mlp, Device::Cpu).unwrap();
+    for ((_, a), (_, p)) in averaged.named_parameters().iter().zip(VelocityModel::named_parameters(&mlp)) {
         assert!(f64::try_from((a - (&p - 0.5)).abs().max()).unwrap() < 1e-6);
     }
     // State out, into a fresh EMA, then into the model.
@@ -253,7 +253,7 @@ fn ema_weights_go_into_a_model_and_round_trip_as_state() {
     let mut other = Ema::new(VelocityModel::named_parameters(&mlp), 0.5).unwrap();
     other.load_state(&state).unwrap();
     other.copy_to(&mlp).unwrap();
-    assert_eq!(fm_model::checkpoint::to_bytes(&mlp, &Default::default()).unwrap(), fm_model::checkpoint::to_bytes(&averaged, &Default::default()).unwrap());
+    assert_eq!(fm_model::checkpoint::to_bytes(&mlp, &Default::default()).unwrap(), fm_model::checkpoint::to_bytes(&*averaged, &Default::default()).unwrap());
     assert_ne!(fm_model::checkpoint::to_bytes(&mlp, &Default::default()).unwrap(), before);
     let wrong = Mlp::new(MlpConfig { hidden_dim: 4, ..cfg }, Device::Cpu).unwrap();
     assert!(ema.copy_to(&{ wrong }).unwrap_err().to_string().contains("shape"));

@@ -3,7 +3,7 @@
 //! checkpoint.
 
 use fm_dist::{GaussianMixture, StandardNormal};
-use fm_model::{Mlp, MlpConfig};
+use fm_model::{Mlp, MlpConfig, VelocityModel};
 use fm_train::checkpoint::{state_from_bytes, state_to_bytes};
 use fm_train::{
     load_state, save_state, train_resumable, train_with_state, Checkpoint, Coupling, Error, LrSchedule, OptimizerKind, ProbabilityPath, Resume, TrainConfig,
@@ -24,7 +24,7 @@ fn model_for(seed: u64, cfg: &TrainConfig) -> Mlp {
     fm_model::with_torch_seed(seed, || Mlp::new(config, Device::Cpu)).unwrap()
 }
 
-fn weights(mlp: &Mlp) -> Vec<u8> {
+fn weights(mlp: &(impl VelocityModel + ?Sized)) -> Vec<u8> {
     fm_model::checkpoint::to_bytes(mlp, &Default::default()).unwrap()
 }
 
@@ -55,7 +55,7 @@ fn plain(steps: usize) -> TrainConfig {
 
 /// Runs `cfg` (from `resume` if given), keeping every checkpoint's bytes by step.
 fn run(
-    mlp: &mut Mlp,
+    mlp: &mut (impl VelocityModel + ?Sized),
     cfg: &TrainConfig,
     resume: Option<Resume>,
     stop: Option<&AtomicBool>,
@@ -78,9 +78,9 @@ fn run(
     (out, saved)
 }
 
-fn resume_from(bytes: &[u8]) -> (Mlp, Resume) {
+fn resume_from(bytes: &[u8]) -> (fm_model::Network, Resume) {
     let loaded = state_from_bytes(bytes, Device::Cpu).unwrap();
-    (loaded.mlp, Resume { step: loaded.step, state: loaded.state })
+    (loaded.model, Resume { step: loaded.step, state: loaded.state })
 }
 
 fn check_resume_is_exact(cfg: TrainConfig) {
@@ -98,10 +98,10 @@ fn check_resume_is_exact(cfg: TrainConfig) {
     let (_, at30) = saved.iter().find(|s| s.0 == 30).unwrap();
     let (mut resumed, resume) = resume_from(at30);
     assert_eq!(resume.step, 30);
-    let (out2, saved2) = run(&mut resumed, &cfg, Some(resume), None, None);
+    let (out2, saved2) = run(&mut *resumed, &cfg, Some(resume), None, None);
     assert_eq!(out2.unwrap().step, 60);
     assert_eq!(saved2.iter().map(|s| s.0).collect::<Vec<_>>(), [40, 50, 60]);
-    assert_eq!(weights(&resumed), weights(&straight), "the resumed run's last iterate differs");
+    assert_eq!(weights(&*resumed), weights(&straight), "the resumed run's last iterate differs");
     // The final checkpoints (weights, Adam moments and step, EMA, metadata) are the same bytes.
     assert!(saved2.last().unwrap().1 == saved.last().unwrap().1, "final checkpoints differ");
 }
@@ -159,9 +159,9 @@ fn the_stop_flag_checkpoints_the_step_and_the_run_resumes_exactly() {
 
     let (mut resumed, resume) = resume_from(&saved_a.last().unwrap().1);
     assert_eq!(resume.step, 23);
-    let (out, saved_b) = run(&mut resumed, &cfg, Some(resume), None, None);
+    let (out, saved_b) = run(&mut *resumed, &cfg, Some(resume), None, None);
     assert!(!out.unwrap().stopped);
-    assert_eq!(weights(&resumed), weights(&straight));
+    assert_eq!(weights(&*resumed), weights(&straight));
     assert!(saved_b.last().unwrap().1 == saved.last().unwrap().1, "final checkpoints differ");
 }
 
@@ -185,11 +185,11 @@ fn a_non_finite_loss_names_the_step_and_keeps_the_last_good_checkpoint() {
     // Continue with an absurd learning rate: the weights blow up, the loss follows.
     let loaded = load_state(&path, Device::Cpu).unwrap();
     assert_eq!(loaded.step, 10);
-    let mut mlp = loaded.mlp;
+    let mut mlp = loaded.model;
     let wild = TrainConfig { lr: 1e30, steps: 30, ..cfg.clone() };
     let mut save = |c: &Checkpoint<'_>| -> fm_train::Result<()> { save_state(&path, c, &Default::default()) };
     let err = train_resumable(
-        &mut mlp,
+        &mut *mlp,
         &t,
         &s,
         &wild,
@@ -241,11 +241,11 @@ fn resuming_past_the_end_is_refused_and_a_finished_run_checkpoints_again() {
     let (out, saved) = run(&mut mlp, &cfg, None, None, None);
     out.unwrap();
     let (mut m, resume) = resume_from(&saved.last().unwrap().1);
-    let (out, again) = run(&mut m, &cfg, Some(resume), None, None);
+    let (out, again) = run(&mut *m, &cfg, Some(resume), None, None);
     assert_eq!(out.unwrap().step, 10);
     assert!(again.len() == 1 && again[0].1 == saved.last().unwrap().1);
     let (mut m, resume) = resume_from(&saved.last().unwrap().1);
-    let err = run(&mut m, &TrainConfig { steps: 5, ..cfg }, Some(resume), None, None).0.unwrap_err().to_string();
+    let err = run(&mut *m, &TrainConfig { steps: 5, ..cfg }, Some(resume), None, None).0.unwrap_err().to_string();
     assert!(err.contains("cannot resume at step 10"), "{err}");
 }
 
@@ -276,7 +276,7 @@ fn a_state_whose_config_outgrows_its_tensors_is_refused() {
         assert!(err.contains("more than the 268435456 allowed"), "{to}: {err}");
     }
     let err = edit(r#"hidden_dim\":32"#, r#"hidden_dim\":31"#);
-    assert!(err.contains("tensor 'model.net.0.weight' has shape [32, 3], expected [31, 3]"), "{err}");
+    assert!(err.contains("'net.0.weight' has shape [32, 3], the model's is [31, 3]"), "{err}");
 }
 
 /// A network the library does not know: `v = W_2 tanh(W_1 [x, t])`, on autograd alone.

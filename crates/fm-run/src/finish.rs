@@ -1,0 +1,151 @@
+//! The second half of a run: sample the trained model, judge the samples and the model, and
+//! write the samples, labels and report into the run folder (`fm run` after training).
+
+use crate::{seeds, Report, Result, RunConfig, RunDir, Trained};
+use ndarray::{Array2, ArrayView2};
+use rand::{rngs::StdRng, SeedableRng};
+use std::time::Instant;
+
+/// What finishing a run computed and wrote ([`RunDir::SAMPLES`], [`RunDir::LABELS`] for a
+/// class-conditional model, [`RunDir::REPORT`]); the report holds every figure.
+pub struct Finished {
+    /// The samples, in the data's units.
+    pub samples: Array2<f64>,
+    /// Each sample's class, for a class-conditional model (each class in its share of the target).
+    pub labels: Option<Vec<usize>>,
+    /// What was written into the report.
+    pub report: Report,
+    /// Lines for the user beside the figures: what was not judged and why.
+    pub notes: Vec<String>,
+}
+
+impl Finished {
+    /// Whether the model is class-conditional (its samples drawn class by class).
+    pub fn by_class(&self) -> bool {
+        self.labels.is_some()
+    }
+}
+
+/// Prepares `cfg`'s sampling for the model its objective trains, before any work: the sampler
+/// defaults of that kind of model where the user gave none (`steps_given`, `method_given`), then
+/// every check that would otherwise fail after training (sampling, judging).
+///
+/// # Errors
+/// A sampler the model cannot use, or settings out of range.
+pub fn prepare(cfg: &mut RunConfig, steps_given: bool, method_given: bool) -> Result<()> {
+    let generator = cfg.generator();
+    generator.defaults(&mut cfg.sample, steps_given, method_given);
+    generator.check(&cfg.sample)?;
+    cfg.sample.validate()?;
+    cfg.eval.validate(cfg.sample.n_samples)
+}
+
+/// Samples `trained` as `cfg` says (a class-conditional model: each class in its share of the
+/// target, so that together they follow the whole target), judges the samples (beside
+/// `alongside`, run on a helper thread with the samples and labels: the caller's figure), the
+/// model's likelihood where it has one, and a class-conditional model class by class; writes the
+/// samples, labels and report into `dir`.
+///
+/// # Errors
+/// Sampling, judging or writing failed, or `alongside` did (its error is returned after the
+/// report is written only if everything else succeeded).
+pub fn finish_run<R: Send>(
+    cfg: &RunConfig,
+    dir: &RunDir,
+    trained: &Trained,
+    alongside: impl FnOnce(ArrayView2<f64>, Option<&[usize]>) -> R + Send,
+) -> Result<(Finished, R)> {
+    let t0 = Instant::now();
+    let conditional = trained.model.condition_shape().classes > 0;
+    let request = fm_train::Request::new(trained.generator, &cfg.sample);
+    let generated = if conditional {
+        let counts = fm_train::counts_by_weight(cfg.sample.n_samples, &trained.target.class_weights());
+        trained.units().generate(&request.clone().given(fm_train::Condition::Classes(&counts)))?
+    } else {
+        trained.units().generate(&request)?
+    };
+    let sample_seconds = t0.elapsed().as_secs_f64();
+    let (samples, labels) = (generated.points, generated.labels);
+    fm_dist::io::write_npy(&dir.file(RunDir::SAMPLES), samples.mapv(|v| v as f32).view())?;
+    write_labels(&dir.file(RunDir::LABELS), labels.as_deref())?;
+    let mut notes = Vec::new();
+    // A one-step or MeanFlow model's likelihood is not its sampler's: its samples judge it. A
+    // conditional model trained with cond_drop 0 has no trained "no condition" entry to judge.
+    let null_untrained = fm_train::conditional::null_entry_untrained(&cfg.train);
+    if null_untrained {
+        notes.push("no pooled likelihood: cond_drop 0 left the \"no condition\" entry untrained; the per-class table judges each class".into());
+    }
+    let judge_kl = trained.target.has_density() && trained.data_map.is_none() && cfg.eval.kl_points > 0 && trained.generator.is_flow() && !null_untrained;
+    // The caller's figure (pure Rust, on a helper thread) and the quality are computed while the
+    // model's likelihood (libtorch, on this thread) is: their threads are measured, not fixed.
+    let target = trained.target.as_ref();
+    let (beside, quality, kl) = std::thread::scope(|scope| {
+        let beside = scope.spawn(|| alongside(samples.view(), labels.as_deref()));
+        let quality = scope.spawn(|| cfg.eval.measure(target, samples.view(), &mut StdRng::seed_from_u64(seeds::quality(cfg.train.seed))));
+        let kl = match judge_kl {
+            true => {
+                let mut rng = StdRng::seed_from_u64(seeds::kl(cfg.train.seed));
+                fm_train::kl_estimate(trained.target.as_ref(), &*trained.model, trained.source.as_ref(), cfg.eval.kl_points, &cfg.eval.likelihood, &mut rng)
+                    .map(Some)
+            }
+            false => Ok(None),
+        };
+        (joined(beside), joined(quality), kl)
+    });
+    let (quality, kl) = (quality?, kl?);
+    let mut per_class = Vec::new();
+    if conditional {
+        let mut rng = StdRng::seed_from_u64(seeds::quality(cfg.train.seed).wrapping_add(1));
+        let w2_points = cfg.eval.w2_points.min(cfg.sample.n_samples);
+        for class in 0..trained.target.classes() {
+            let units = trained.units();
+            per_class.push(fm_train::class_quality(
+                &units,
+                trained.target.as_ref(),
+                class,
+                &request,
+                w2_points,
+                cfg.eval.kl_points,
+                &cfg.eval.likelihood,
+                &mut rng,
+            )?);
+        }
+    }
+    let report = Report {
+        train: trained.report.clone(),
+        loss_floor: trained.loss_floor,
+        sample_seconds,
+        max_share_error: quality.max_share_error(),
+        log_prob_gap: quality.log_prob_gap(),
+        w2_excess: quality.w2_excess(),
+        quality,
+        kl,
+        per_class,
+    };
+    dir.write_report(&report)?;
+    Ok((Finished { samples, labels, report, notes }, beside))
+}
+
+/// A helper thread's result; its panic re-raised here, as it would have been without threads.
+fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
+/// Writes each row's class as an int64 `N × 1` `.npy` (what `fm sample --class` and `fm run`
+/// write beside their samples); with no labels, removes the file an earlier run left there, whose
+/// labels would not be these samples'.
+///
+/// # Errors
+/// The file cannot be written or removed.
+pub fn write_labels(path: &std::path::Path, labels: Option<&[usize]>) -> Result<()> {
+    match labels {
+        Some(labels) => {
+            let column = Array2::from_shape_fn((labels.len(), 1), |(i, _)| labels[i] as i64);
+            Ok(fm_dist::io::write_npy(path, column.view())?)
+        }
+        None => match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(crate::Error::Io { what: "cannot remove", path: path.into(), source: e }),
+            _ => Ok(()),
+        },
+    }
+}

@@ -1,0 +1,217 @@
+//! `fm eval`'s work: how good samples, a model, or the exact flow are, judged against a target.
+
+use crate::{exact, Error, EvalConfig, ModelBundle, Result, RunConfig};
+use fm_dist::{parse_target, Target};
+use rand::{rngs::StdRng, SeedableRng};
+use std::path::PathBuf;
+
+/// What to judge, resolved over a run file: samples, a checkpoint (its likelihood, its field
+/// error against the exact flow, its classes), the exact flow; any of them together.
+#[derive(Debug, Clone, Default)]
+pub struct EvalJob {
+    /// A run file: its target, source, path, `[sample]` and `[eval]` sections are the defaults.
+    pub run: Option<RunConfig>,
+    /// Samples to judge (`.npy` or `.csv`).
+    pub samples: Option<PathBuf>,
+    /// A model to judge.
+    pub checkpoint: Option<PathBuf>,
+    /// Judge the exact flow of the (mixture) target by the likelihood code.
+    pub oracle: bool,
+    /// The target [default: the run file's, else the checkpoint's, else gmm3].
+    pub target: Option<String>,
+    /// The exact flow's source and path [default: the run file's].
+    pub source: Option<String>,
+    /// See [`EvalJob::source`].
+    pub path: Option<fm_train::ProbabilityPath>,
+    /// The judging settings, with the run file's section and the user's flags applied.
+    pub eval: EvalConfig,
+    /// What a checkpoint without fm's record cannot say.
+    pub foreign: fm_model::checkpoint::LoadOptions,
+    /// Seed of the fresh target samples.
+    pub seed: u64,
+    /// A conditional model's classes to judge one by one (`K`, `K,K`, `all`).
+    pub class: Option<String>,
+    /// The guidance scale of the classes judged.
+    pub cfg_scale: f64,
+}
+
+/// One finding of [`evaluate`], printed as it displays.
+pub enum Finding {
+    /// A heading and a judgement under it (sample quality, a likelihood, a field report, one class per line).
+    Section(String, Vec<String>),
+    /// A line saying what was not judged and why.
+    Note(String),
+    /// A note on how it was judged (what a record lacked, the exact flow's settings): stderr's.
+    Aside(String),
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Finding::Section(heading, lines) => write!(f, "{heading}:\n{}", lines.join("\n")),
+            Finding::Note(line) | Finding::Aside(line) => f.write_str(line),
+        }
+    }
+}
+
+/// Judges what `job` names, in order: the samples, the model (by its samples for a one-step or
+/// MeanFlow model, else by its likelihood and field error), its classes, the exact flow.
+///
+/// # Errors
+/// Unreadable files, a target of other classes than the model's, a guidance scale without
+/// classes or of an untrained "no condition" entry, or the judging itself.
+pub fn evaluate(job: &EvalJob) -> Result<Vec<Finding>> {
+    let (run, cfg) = (job.run.as_ref(), &job.eval);
+    fm_train::conditional::check_guidance_scale(job.cfg_scale).map_err(|e| Error::Invalid(format!("--cfg-scale: {e}")))?;
+    let model = job.checkpoint.as_deref().map(|c| ModelBundle::load(c, "auto", None, &job.foreign)).transpose()?;
+    let classes = match (&model, &job.class) {
+        (Some(bundle), Some(spec)) => Some(bundle.classes(spec)?),
+        _ => None,
+    };
+    if job.cfg_scale != 1.0 {
+        match (&model, &classes) {
+            (Some(bundle), Some(_)) => bundle.require_null_entry()?,
+            _ => return Err(Error::Invalid("--cfg-scale guides the classes judged: give --class K (or all)".into())),
+        }
+    }
+    let spec = crate::resolve_target(job.target.as_deref(), run, model.as_ref().and_then(|m| m.target.as_deref()));
+    let target = parse_target(&spec).map_err(|source| Error::Spec { what: "target", source })?;
+    if let (Some(bundle), Some(_)) = (&model, &classes) {
+        // Judged class by class against a target of other classes, a model would be judged on
+        // classes it never learnt (a checkpoint that records no target is judged against gmm3).
+        let k = bundle.model.condition_shape().classes;
+        if target.classes() != k {
+            let unrecorded = job.target.is_none() && run.is_none() && bundle.target.is_none();
+            return Err(Error::Invalid(format!(
+                "the checkpoint's model has {k} classes and the target {} has {}: give --target (or --config with the run that trained it){}",
+                target.name(),
+                target.classes(),
+                if unrecorded { "; the checkpoint records no target" } else { "" }
+            )));
+        }
+    }
+    let mut rng = StdRng::seed_from_u64(job.seed);
+    let mut out = Vec::new();
+    if let Some(path) = &job.samples {
+        // Read as a point cloud: non-empty, finite, and described (rows, header) in the report line.
+        let samples = fm_dist::PointCloud::read(path)?;
+        let q = cfg.measure(target.as_ref(), samples.points(), &mut rng).map_err(|e| cannot_judge(path, e))?;
+        out.push(Finding::Section(format!("quality of {} against {}", samples.describe(), target.name()), vec![q.to_string()]));
+    }
+    if let (Some(bundle), Some(path)) = (&model, &job.checkpoint) {
+        out.extend(judge_model(bundle, path, &spec, target.as_ref(), job, classes.is_some(), &mut rng)?);
+    }
+    if let (Some(bundle), Some(classes)) = (&model, &classes) {
+        let sample = run.map_or_else(fm_train::SampleConfig::default, |r| r.sample.clone());
+        let kl = if bundle.generator().is_flow() { format!(", KL on {} fresh class samples", cfg.kl_points) } else { String::new() };
+        let heading = format!("per class of {} (guidance w = {}; {} samples by {}{kl})", target.name(), job.cfg_scale, cfg.w2_points, crate::describe(&sample));
+        let request = fm_train::Request::new(bundle.generator(), &sample).guided(job.cfg_scale);
+        let mut lines = Vec::new();
+        for &class in classes {
+            let q = fm_train::class_quality(&bundle.units(), target.as_ref(), class, &request, cfg.w2_points, cfg.kl_points, &cfg.likelihood, &mut rng)?;
+            lines.push(format!("  {q}"));
+        }
+        out.push(Finding::Section(heading, lines));
+    }
+    if job.oracle && cfg.kl_points > 0 {
+        let exact::Resolved { flow, source, notes } = exact::resolve(Some(&spec), job.source.as_deref(), job.path, run, None)?;
+        out.extend(notes.into_iter().map(|n| Finding::Aside(format!("note: {n}"))));
+        let kl = fm_train::kl_estimate(target.as_ref(), &flow, source.as_ref(), cfg.kl_points, &cfg.likelihood, &mut rng)?;
+        // Near 0 by construction: printed in full, not rounded to 0.0000.
+        out.push(Finding::Section(
+            format!("likelihood of the exact flow ({} path) against {}", flow.path(), target.name()),
+            vec![format!(
+                "  KL(target ‖ exact flow) {:.2e} nats (± {:.1e}; NLL {:.4}, entropy {:.4}; {} samples, {:.0} NFE, {:.2} s)",
+                kl.kl, kl.kl_se, kl.nll, kl.entropy, kl.n, kl.nfe, kl.seconds
+            )],
+        ));
+    }
+    Ok(out)
+}
+
+fn cannot_judge(path: &std::path::Path, e: impl std::fmt::Display) -> Error {
+    Error::Invalid(format!("cannot judge {}: {e}", path.display()))
+}
+
+/// A model judged by its samples (one-step, MeanFlow), else by its likelihood and its field
+/// error against the exact flow of its training setting.
+fn judge_model(
+    bundle: &ModelBundle,
+    path: &std::path::Path,
+    spec: &str,
+    target: &dyn Target,
+    job: &EvalJob,
+    by_class: bool,
+    rng: &mut StdRng,
+) -> Result<Vec<Finding>> {
+    let cfg = &job.eval;
+    let generator = bundle.generator();
+    if !generator.is_flow() {
+        // A one-step or MeanFlow model has no likelihood of its sampler here: its samples judge it,
+        // in one step (a MeanFlow model: in its run file's number of jumps, with --config).
+        let steps = generator.judged_steps(job.run.as_ref().map(|r| r.sample.steps));
+        let sample = fm_train::SampleConfig { n_samples: cfg.w2_points.max(10_000), seed: job.seed, steps, ..fm_train::SampleConfig::one_step() };
+        let x = bundle.units().generate(&fm_train::Request::new(generator, &sample))?.points;
+        let q = cfg.measure(target, x.view(), rng).map_err(|e| cannot_judge(path, e))?;
+        let s = if steps == 1 { "" } else { "s" };
+        let heading = format!(
+            "quality of {} samples of {} ({} model, {steps} step{s}: {steps} network evaluation{s} each) against {}",
+            sample.n_samples,
+            path.display(),
+            generator.name(),
+            target.name()
+        );
+        return Ok(vec![Finding::Section(heading, vec![q.to_string()])]);
+    }
+    if let Err(why) = bundle.require_null_entry() {
+        // Its likelihood and field error would judge the "no condition" entry, never trained.
+        return Ok(vec![Finding::Note(format!("no likelihood or field error of the \"no condition\" entry: {why}; --class judges each class"))]);
+    }
+    let mut out = Vec::new();
+    let shape = bundle.model.condition_shape();
+    // A model trained on standardised file data is judged against a target with a density only
+    // in the data's units; KL is the same in either units, so the target is carried to the model's.
+    let standard_target;
+    let target: &dyn Target = match &bundle.data_map {
+        None => target,
+        Some(map) => {
+            standard_target = fm_dist::affine::Pushforward::new(parse_target(spec)?, map.inverse())?;
+            &standard_target
+        }
+    };
+    if cfg.kl_points > 0 {
+        let mut kl =
+            fm_train::kl_estimate(target, &*bundle.model, bundle.source.as_ref(), cfg.kl_points, &cfg.likelihood, rng).map_err(|e| cannot_judge(path, e))?;
+        // NLL and entropy in the data's units: each log-density there is lower by log|det|.
+        let log_det = bundle.data_map.as_ref().map_or(0.0, |m| m.log_det());
+        (kl.nll, kl.entropy) = (kl.nll + log_det, kl.entropy + log_det);
+        let entry = match (shape.classes > 0 && !by_class, shape.is_conditional()) {
+            (true, _) => " (its \"no condition\" entry; --class all judges each class)",
+            (false, true) => " (its \"no condition\" entry)",
+            _ => "",
+        };
+        out.push(Finding::Section(format!("likelihood of {}{entry} against {}", path.display(), target.name()), vec![format!("  {kl}")]));
+    }
+    let objective = bundle.train.as_ref().ok().and_then(Option::as_ref).map(|t| &t.objective).filter(|o| !o.has_flow_matching_floor());
+    if bundle.trained_on_pairs() {
+        out.push(Finding::Note("no field error: the model learnt a teacher's pairs (reflow), whose flow is not the exact flow of independent pairs".into()));
+    } else if let Some(objective) = objective {
+        out.push(Finding::Note(format!(
+            "no field error: objective {objective} does not regress on the path's velocity (any field that carries the source to the target minimises it)"
+        )));
+    } else if target.as_mixture().is_some() && bundle.data_map.is_none() {
+        let report = match bundle.train_or_seed() {
+            Ok((train, note)) => {
+                out.extend(note.map(|n| Finding::Aside(format!("note: {n}"))));
+                exact::field_report(&*bundle.model, target, bundle.source.as_ref(), &train, &exact::CURVE_TIMES, job.seed)?
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        let heading = if shape.is_conditional() { "the \"no condition\" entry against the exact flow" } else { "against the exact flow" };
+        match report {
+            Ok(report) => out.push(Finding::Section(heading.into(), vec![report.to_string()])),
+            Err(why) => out.push(Finding::Note(format!("no field error: {why}"))),
+        }
+    }
+    Ok(out)
+}
