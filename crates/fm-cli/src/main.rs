@@ -4,6 +4,7 @@ mod completions;
 mod config;
 mod convert;
 mod eval;
+mod flags;
 mod inspect;
 mod plot;
 mod plot_field;
@@ -168,19 +169,4 @@ fn one_line(rendered: &str) -> String {
     } else {
         format!("{message} ({}; see --help)", tips.join("; "))
     }
-}
-
-/// [`fm_run::exact::resolve`], with its notes on stderr.
-fn resolve_exact(
-    target: Option<&str>,
-    source: Option<&str>,
-    path: Option<fm_train::ProbabilityPath>,
-    run: Option<&fm_run::RunConfig>,
-    bundle: Option<&fm_run::ModelBundle>,
-) -> anyhow::Result<fm_run::exact::Resolved> {
-    let resolved = fm_run::exact::resolve(target, source, path, run, bundle)?;
-    for note in &resolved.notes {
-        eprintln!("note: {note}");
-    }
-    Ok(resolved)
 }

@@ -67,6 +67,11 @@ pub struct SampleArgs {
     /// Seed of the source draws.
     #[arg(long, default_value_t = SampleConfig::default().seed)]
     seed: u64,
+    /// Also write each sample's exact log-density under the model, log q (natural log, in the samples' units), from
+    /// the same forward solve of the divergence ODE, to OUT with .logq.npy (N×1): the importance weights of fm eval
+    /// against a density. Needs a flow (not a distilled or MeanFlow model) and the ODE (not --sde).
+    #[arg(long, conflicts_with_all = ["oracle", "pairs"])]
+    log_q: bool,
     /// Write pairs: each row the source point beside its image, [x0 | x1] (2·D columns), the training pairs of
     /// reflow and distillation (fm train --pairs FILE). Needs a flow trained in the data's units (not a
     /// standardised, distilled or MeanFlow model). Solve accurately for them, e.g. --method rk4 --steps 50.
@@ -109,21 +114,19 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
         cond: args.cond,
         cfg_scale: args.cfg_scale,
         out: args.out,
+        log_q: args.log_q,
     };
     let t0 = Instant::now();
     let sampled = fm_run::sample(&job)?;
     let secs = t0.elapsed().as_secs_f64();
     sampled.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
-    fm_dist::io::write_points(&sampled.out, sampled.points.view())?;
-    // The labels after the samples.
-    let labels = fm_run::labels_path(&sampled.out);
-    fm_run::write_labels(&labels, sampled.labels.as_deref())?;
+    let mut written = fm_run::write_sampled(&sampled)?;
+    if job.pairs {
+        written[0].0 = "pairs";
+    }
     let of = &sampled.of;
     println!("sampled {} points {of}from {} with {} in {secs:.3} s", sampled.points.nrows(), sampled.source, fm_run::describe(&sampled.sample));
-    let mut written = vec![(if job.pairs { "pairs" } else { "samples" }, sampled.out.as_path())];
-    if sampled.labels.is_some() {
-        written.push(("labels", labels.as_path()));
-    }
+    let written: Vec<(&str, &std::path::Path)> = written.iter().map(|(k, p)| (*k, p.as_path())).collect();
     print_written(&written);
     Ok(())
 }

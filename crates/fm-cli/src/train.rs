@@ -1,6 +1,7 @@
 //! `fm train`: a training run into a run folder (shared by `fm run`).
 
-use crate::config::{given, ConfigArgs, DataFlags, ModelFlags, TrainFlags};
+use crate::config::{given, ConfigArgs};
+use crate::flags::{DataFlags, ModelFlags, TrainFlags};
 use anyhow::Result;
 use clap::ArgMatches;
 use fm_run::{RunConfig, RunDir, TrainOptions, Trained};

@@ -25,7 +25,9 @@
 #![warn(missing_docs)]
 
 pub mod affine;
+pub mod density;
 pub mod empirical;
+pub mod energy;
 pub mod files;
 pub mod gmm;
 pub mod io;
@@ -37,7 +39,9 @@ pub mod spec;
 pub mod threads;
 pub mod toy;
 
+pub use density::{density_of, Density};
 pub use empirical::PointCloud;
+pub use energy::{Funnel, ManyWell};
 pub use gmm::GaussianMixture;
 pub use normal::StandardNormal;
 pub use registry::{list_targets, parse_source, parse_target};
@@ -121,6 +125,12 @@ pub trait Target: Send + Sync {
     /// What the data are and how they were read, for a target read from a file (the row count,
     /// the header, a dropped index column); `None` for the built-in distributions.
     fn describe_data(&self) -> Option<String> {
+        None
+    }
+    /// Its own unnormalised density with its normalising constant, where it is known by one (a
+    /// Boltzmann target's `p̃ = exp(−E)`, as ManyWell's); `None` (the default) where its
+    /// normalised [`Target::log_prob`] is its density. [`density_of`] gives either.
+    fn density(&self) -> Option<&dyn Density> {
         None
     }
     /// The Gaussian mixture this target is, if it is one (for component shares).

@@ -17,6 +17,9 @@ pub fn list_targets() -> Vec<(&'static str, &'static str)> {
         ("swissroll", "swiss roll (FFJORD: make_swiss_roll noise 1, columns x,z, /5); no density"),
         ("2spirals", "two point-symmetric spirals of 540° (FFJORD); no density"),
         ("pinwheel", "5-blade pinwheel, radial std 0.3, tangential std 0.1, rate 0.25 (FFJORD); no density"),
+        ("gmm40", "40 equal Gaussians in 2-D, means in [-40, 40)², std softplus(1) (fab-torch, DEM's GMM-40 benchmark)"),
+        ("manywell:D", "ManyWell: D/2 double wells -x⁴+6x²+x/2 beside N(0, 1), 2^(D/2) modes, log Z known (fab-torch; manywell:32)"),
+        ("funnel:D", "Neal's funnel: x0 ~ N(0, 9), xi | x0 ~ N(0, e^x0) (funnel:10)"),
         ("spec:FILE", "a Gaussian mixture of any dimension from a .toml or .json spec (full, diag or iso covariances)"),
         ("file:FILE", "your own point cloud from a .npy (float32/64, N×D) or .csv file, sampled with replacement; no density; FILE?label=last (or a column name) for class labels, ?labels=Y.npy, ?cond=COL,… or ?conds=C.npy for condition vectors"),
     ]
@@ -53,13 +56,25 @@ pub fn parse_source(spec: &str, dim: usize) -> Result<Box<dyn Target>> {
                 let d: usize = a.parse().map_err(|_| Error::Invalid(format!("normal:D needs a positive integer dimension, got '{a}'")))?;
                 Ok(Box::new(StandardNormal::new(d)?))
             }
+            "manywell" | "funnel" => {
+                let d: usize = a.parse().map_err(|_| Error::Invalid(format!("{name}:D needs a positive integer dimension, got '{a}'")))?;
+                match name.as_str() {
+                    "manywell" => Ok(Box::new(crate::ManyWell::new(d)?)),
+                    _ => Ok(Box::new(crate::Funnel::new(d)?)),
+                }
+            }
             "spec" => Ok(Box::new(MixtureSpec::read(Path::new(a))?.to_mixture().map_err(|e| Error::File { path: a.into(), msg: e.to_string() })?)),
             "file" => Ok(Box::new(PointCloud::open(a)?)),
-            _ => Err(Error::Invalid(format!("target '{name}' takes no ':' argument (got '{spec}'); only normal:D, spec:FILE and file:FILE do"))),
+            _ => Err(Error::Invalid(format!(
+                "target '{name}' takes no ':' argument (got '{spec}'); only normal:D, manywell:D, funnel:D, spec:FILE and file:FILE do"
+            ))),
         };
     }
     let target: Box<dyn Target> = match name.as_str() {
         "gmm3" => Box::new(GaussianMixture::seed()),
+        "gmm40" => Box::new(crate::energy::gmm40()),
+        "manywell" => Box::new(crate::ManyWell::new(32)?),
+        "funnel" => Box::new(crate::Funnel::new(10)?),
         "normal" => Box::new(StandardNormal::new(dim)?),
         "8gaussians" => Box::new(EightGaussians::new_default()),
         "25gaussians" => Box::new(TwentyFiveGaussians::new_default()),

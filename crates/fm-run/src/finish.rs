@@ -143,9 +143,14 @@ pub fn write_labels(path: &std::path::Path, labels: Option<&[usize]>) -> Result<
             let column = Array2::from_shape_fn((labels.len(), 1), |(i, _)| labels[i] as i64);
             Ok(fm_dist::io::write_npy(path, column.view())?)
         }
-        None => match std::fs::remove_file(path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(crate::Error::Io { what: "cannot remove", path: path.into(), source: e }),
-            _ => Ok(()),
-        },
+        None => remove_stale(path),
+    }
+}
+
+/// Removes a file an earlier run left beside new samples, whose values would not be theirs.
+pub(crate) fn remove_stale(path: &std::path::Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(crate::Error::Io { what: "cannot remove", path: path.into(), source: e }),
+        _ => Ok(()),
     }
 }

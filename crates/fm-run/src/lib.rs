@@ -26,8 +26,10 @@
 
 mod bundle;
 mod config;
+mod describe;
 mod dir;
 pub mod exact;
+mod figures;
 mod finish;
 mod judge;
 mod sampling;
@@ -35,13 +37,39 @@ mod train;
 
 pub use bundle::ModelBundle;
 pub use config::{EvalConfig, ReflowConfig, RunConfig};
+pub use describe::{inspect, targets};
 pub use dir::{MetricsRow, Report, RunDir, RunLock};
+pub use figures::{prepare_plot, Figure, Plot, PlotJob};
 pub use finish::{finish_run, prepare, write_labels, Finished};
 pub use judge::{evaluate, EvalJob, Finding};
-pub use sampling::{describe, labels_path, parse_classes, sample, SampleJob, Sampled};
+pub use sampling::{describe, labels_path, log_q_path, parse_classes, sample, write_sampled, SampleJob, Sampled};
 pub use train::{train_run, TrainOptions, Trained, OUTPUT, PAIRS_METADATA};
 
 use std::path::PathBuf;
+
+/// The checkpoint a command reads: `checkpoint` when given, else the model of the run that the
+/// run file `config` belongs to (`runs/x/config.toml` → `runs/x/model.safetensors`). A run file
+/// given is read either way, so a broken one is an error. `flag` names the checkpoint argument
+/// in the error when neither is given.
+///
+/// # Errors
+/// A run file that does not read, or no checkpoint to be found.
+pub fn checkpoint_or_run(checkpoint: Option<&std::path::Path>, config: Option<&std::path::Path>, flag: &str) -> Result<PathBuf> {
+    if let Some(path) = config {
+        RunConfig::read(path)?;
+    }
+    if let Some(path) = checkpoint {
+        return Ok(path.to_path_buf());
+    }
+    let Some(config) = config else {
+        return Err(Error::Invalid(format!("no checkpoint: give {flag}, or --config RUN/config.toml for that run's model.safetensors")));
+    };
+    let path = RunDir::of_run_file(config).file(RunDir::MODEL);
+    if !path.is_file() {
+        return Err(Error::Invalid(format!("no checkpoint beside the run file {} ({} is missing): give {flag}", config.display(), path.display())));
+    }
+    Ok(path)
+}
 
 /// The target a command judges or draws against, by one rule: the flag, else the run file's,
 /// else the one the checkpoint records, else the seed's (`gmm3`).

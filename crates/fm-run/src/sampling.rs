@@ -42,6 +42,8 @@ pub struct SampleJob {
     pub cfg_scale: f64,
     /// The output file [default: beside the checkpoint, named for the sampler and condition].
     pub out: Option<PathBuf>,
+    /// Also each sample's exact `log q` under the model (a flow), from the same forward solve.
+    pub log_q: bool,
 }
 
 /// What [`sample`] generated.
@@ -50,6 +52,8 @@ pub struct Sampled {
     pub points: Array2<f64>,
     /// Each row's class, when classes were asked for.
     pub labels: Option<Vec<usize>>,
+    /// Each row's `log q` (nats, in the samples' units), when asked for.
+    pub log_q: Option<ndarray::Array1<f64>>,
     /// The file to write them to.
     pub out: PathBuf,
     /// The source's name.
@@ -139,7 +143,7 @@ pub fn sample(job: &SampleJob) -> Result<Sampled> {
         bundle.require_pairs()?;
         let pairs = fm_train::draw_pairs(&*bundle.model, bundle.source.as_ref(), &cfg)?;
         let (out, of) = (name("pairs", ""), "and their sources, as pairs, ".to_string());
-        return Ok(Sampled { points: pairs.to_array(), labels: None, out, source: bundle.source.name(), of, sample: cfg, warnings });
+        return Ok(Sampled { points: pairs.to_array(), labels: None, log_q: None, out, source: bundle.source.name(), of, sample: cfg, warnings });
     }
     let counts: Vec<(usize, usize)> = classes.iter().flatten().map(|&c| (c, cfg.n_samples)).collect();
     let w = job.cfg_scale;
@@ -164,14 +168,16 @@ pub fn sample(job: &SampleJob) -> Result<Sampled> {
             (Condition::None, String::new(), of)
         }
     };
-    let generated = bundle.units().generate(&Request::new(bundle.generator(), &cfg).given(condition).guided(w))?;
-    Ok(Sampled { points: generated.points, labels: generated.labels, out: name("samples", &suffix), source: bundle.source.name(), of, sample: cfg, warnings })
+    let request = Request::new(bundle.generator(), &cfg).given(condition).guided(w);
+    let generated = bundle.units().generate(&if job.log_q { request.with_log_q() } else { request })?;
+    let (points, labels, log_q) = (generated.points, generated.labels, generated.log_q);
+    Ok(Sampled { points, labels, log_q, out: name("samples", &suffix), source: bundle.source.name(), of, sample: cfg, warnings })
 }
 
 /// The exact flow's samples (no model).
 fn sample_exact(job: &SampleJob, cfg: &SampleConfig, device: &str, source: Option<&str>) -> Result<Sampled> {
-    if job.pairs || job.class.is_some() || job.cond.is_some() || job.cfg_scale != 1.0 {
-        return Err(Error::Invalid("the exact flow takes no --pairs, --class, --cond or --cfg-scale".into()));
+    if job.pairs || job.class.is_some() || job.cond.is_some() || job.cfg_scale != 1.0 || job.log_q {
+        return Err(Error::Invalid("the exact flow takes no --pairs, --class, --cond, --cfg-scale or --log-q".into()));
     }
     let exact::Resolved { flow, source, notes } = exact::resolve(job.target.as_deref(), source, job.path, job.run.as_ref(), None)?;
     let dir = job.run_file.as_deref().map_or_else(|| RunDir::new("."), RunDir::of_run_file);
@@ -179,7 +185,7 @@ fn sample_exact(job: &SampleJob, cfg: &SampleConfig, device: &str, source: Optio
     let of = format!("of the exact flow to {} ({} path) ", fm_dist::Target::name(flow.target()), flow.path());
     let path = flow.path();
     let points = fm_train::sample_on_path(&flow.on(fm_model::parse_device(device)?), path, source.as_ref(), cfg)?;
-    Ok(Sampled { points, labels: None, out, source: source.name(), of, sample: cfg.clone(), warnings: notes })
+    Ok(Sampled { points, labels: None, log_q: None, out, source: source.name(), of, sample: cfg.clone(), warnings: notes })
 }
 
 /// `V,V,…` as numbers.
@@ -190,4 +196,28 @@ fn parse_values(spec: &str) -> Result<Vec<f64>> {
 /// Where the labels of samples written to `out` go: `samples.npy` → `samples.labels.npy`.
 pub fn labels_path(out: &Path) -> PathBuf {
     out.with_extension("labels.npy")
+}
+
+/// Where the `log q` of samples written to `out` goes: `S.npy` → `S.logq.npy`.
+pub fn log_q_path(out: &Path) -> PathBuf {
+    out.with_extension("logq.npy")
+}
+
+/// Writes `sampled`'s points to its file, then its labels and `log q` beside them (removing
+/// files of an earlier run's that are not these samples'); returns what was written.
+///
+/// # Errors
+/// A file that cannot be written or removed.
+pub fn write_sampled(sampled: &Sampled) -> Result<Vec<(&'static str, PathBuf)>> {
+    fm_dist::io::write_points(&sampled.out, sampled.points.view())?;
+    let (labels, log_q) = (labels_path(&sampled.out), log_q_path(&sampled.out));
+    crate::write_labels(&labels, sampled.labels.as_deref())?;
+    match &sampled.log_q {
+        Some(values) => fm_dist::io::write_npy(&log_q, values.view().insert_axis(ndarray::Axis(1)))?,
+        None => crate::finish::remove_stale(&log_q)?,
+    }
+    let mut written = vec![("samples", sampled.out.clone())];
+    written.extend(sampled.labels.is_some().then_some(("labels", labels)));
+    written.extend(sampled.log_q.is_some().then_some(("log q", log_q)));
+    Ok(written)
 }

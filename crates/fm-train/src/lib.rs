@@ -63,7 +63,7 @@ pub use optim::{clip_grad_norm, Adam, Ema, LrSchedule, OptimizerKind};
 pub use path::{AffineCoefficients, ProbabilityPath};
 pub use progress::ProgressBarReporter;
 pub use reflow::{draw_pairs, Pairs};
-pub use sample::{sample, sample_on_path, sample_paths, sample_paths_on_path, HasDevice, Jumps, SampleConfig};
+pub use sample::{sample, sample_on_path, sample_paths, sample_paths_on_path, sample_with_log_q, HasDevice, Jumps, SampleConfig};
 pub use time::TimeSampling;
 pub use train::{
     check_training, held_out_loss, step_seed, train, train_on, train_resumable, train_with_state, CheckpointHook, Preset, Progress, Resume, TrainConfig,

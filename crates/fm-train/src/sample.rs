@@ -154,6 +154,49 @@ pub fn sample_on_path(field: &(impl VectorField + HasDevice + ?Sized), path: Pro
     })
 }
 
+/// Samples of the flow and each one's exact log-density under the model, `log q(x₁)`, from the
+/// same forward solve: the state `[x, ℓ]` from `[x₀, log p₀(x₀)]` along `dℓ/dt = −div v(x, t)`
+/// (the instantaneous change of variables, Chen et al. 2018, eq. 4), by `cfg`'s integrator and
+/// steps, with the exact divergence (importance weights need it exact: a Hutchinson estimate's
+/// noise would bias them). The source draws are [`sample`]'s (`cfg.seed`), so the points are the
+/// ODE's samples up to the last bits of the joint solve.
+///
+/// # Errors
+/// An SDE in `cfg` (its samples have no ODE likelihood), a source without a density, and as
+/// [`sample`].
+pub fn sample_with_log_q(
+    field: &(impl VectorField + HasDevice + ?Sized),
+    source: &dyn Target,
+    cfg: &SampleConfig,
+) -> Result<(Array2<f64>, ndarray::Array1<f64>)> {
+    cfg.validate()?;
+    if cfg.sde.is_some() {
+        return Err(Error::Config("log q of the samples comes from the ODE's likelihood: an SDE's samples have none (leave --sde out)".into()));
+    }
+    if !source.has_density() {
+        return Err(fm_dist::Error::NoDensity(format!("the source {} (log q needs its log-density)", source.name())).into());
+    }
+    let x0 = source.sample(cfg.n_samples, &mut StdRng::seed_from_u64(cfg.seed));
+    let log_p0 = source.log_prob(x0.view())?;
+    let grid = cfg.validate()?;
+    let opts = fm_ode::LikelihoodOptions {
+        divergence: fm_ode::Divergence::Exact,
+        chunk_size: cfg.chunk_size,
+        adaptive: cfg.solve_options().adaptive,
+        ..Default::default()
+    };
+    let lik = fm_ode::log_likelihood(&Borrowed(field), &array_to_tensor(x0.view(), field.device())?, &grid, cfg.method, &opts)?;
+    // Solved from 0 to 1: `x0` of the solution is the carried point x₁, `delta` is +∫ div v dt.
+    let x1 = tensor_to_array(&lik.x0)?;
+    let delta = Vec::<f64>::try_from(lik.delta_log_p.f_to_device(tch::Device::Cpu)?.f_to_kind(tch::Kind::Double)?.f_contiguous()?)?;
+    let log_q = log_p0 - ndarray::Array1::from(delta);
+    let bad = x1.rows().into_iter().zip(&log_q).filter(|(r, l)| !l.is_finite() || r.iter().any(|v| !v.is_finite())).count();
+    if bad > 0 {
+        return Err(Error::NonFiniteSamples { bad, total: x1.nrows(), first_bad: None });
+    }
+    Ok((x1, log_q))
+}
+
 /// [`sample`] from given starting points `x0: [n, d]` (on the field's device; `cfg.n_samples`
 /// is not used).
 pub(crate) fn sample_from(field: &(impl VectorField + HasDevice + ?Sized), x0: tch::Tensor, cfg: &SampleConfig) -> Result<tch::Tensor> {

@@ -38,6 +38,19 @@ impl<F: VectorField + HasDevice + ?Sized> DataUnits<'_, F> {
         Ok(self.to_data(z))
     }
 
+    /// [`crate::sample_with_log_q`], in data units: the points `x = shift + scale ⊙ z` and
+    /// `log q(x) = log q(z) − log |det|`.
+    ///
+    /// # Errors
+    /// As [`crate::sample_with_log_q`].
+    pub fn sample_with_log_q(&self, cfg: &SampleConfig) -> Result<(Array2<f64>, Array1<f64>)> {
+        let (z, log_q) = crate::sample_with_log_q(self.field, self.source, cfg)?;
+        Ok(match self.map {
+            None => (z, log_q),
+            Some(map) => (map.apply(z.view()), log_q - map.log_det()),
+        })
+    }
+
     /// [`crate::sample_paths`], in data units.
     ///
     /// # Errors
@@ -101,6 +114,9 @@ pub struct Request<'a> {
     pub guidance: f64,
     /// How many points, the steps, the integrator or SDE, the seed.
     pub sample: &'a SampleConfig,
+    /// Also each sample's exact log-density under the model, `log q`, from the same forward
+    /// solve ([`crate::sample_with_log_q`]): flows only.
+    pub log_q: bool,
 }
 
 /// The condition of a [`Request`].
@@ -120,7 +136,12 @@ pub enum Condition<'a> {
 impl<'a> Request<'a> {
     /// Unconditional samples of a model that generates as `generator`, by `sample`.
     pub fn new(generator: Generator, sample: &'a SampleConfig) -> Self {
-        Self { generator, condition: Condition::None, guidance: 1.0, sample }
+        Self { generator, condition: Condition::None, guidance: 1.0, sample, log_q: false }
+    }
+
+    /// The same request, with each sample's `log q`.
+    pub fn with_log_q(self) -> Self {
+        Self { log_q: true, ..self }
     }
 
     /// The same request under `condition`.
@@ -156,6 +177,9 @@ pub struct Generated {
     pub points: Array2<f64>,
     /// Each row's class, for a request of several classes.
     pub labels: Option<Vec<usize>>,
+    /// Each row's `log q` in nats of the data's units, for a request [`Request::with_log_q`]
+    /// (under its condition and guidance: the density of the field that generated it).
+    pub log_q: Option<Array1<f64>>,
 }
 
 impl<M: fm_model::VelocityModel + ?Sized> DataUnits<'_, M> {
@@ -167,7 +191,12 @@ impl<M: fm_model::VelocityModel + ?Sized> DataUnits<'_, M> {
     /// [`crate::sample`].
     pub fn generate(&self, request: &Request<'_>) -> Result<Generated> {
         let (_, points, labels) = self.per_class(request, |one| self.generate_one(one).map(|x| ((), x)), ndarray::Axis(0))?;
-        Ok(Generated { points, labels })
+        // With log q, each row carries it as a last column through the classes' shuffle.
+        if request.log_q {
+            let d = points.ncols() - 1;
+            return Ok(Generated { log_q: Some(points.column(d).to_owned()), points: points.slice(ndarray::s![.., ..d]).to_owned(), labels });
+        }
+        Ok(Generated { points, labels, log_q: None })
     }
 
     /// The paths of `request`'s samples (`request.sample.n_samples` ignored: `n` paths, or `n`
@@ -221,7 +250,18 @@ impl<M: fm_model::VelocityModel + ?Sized> DataUnits<'_, M> {
     /// One condition's samples: the adapters stacked, then [`DataUnits::sample`].
     fn generate_one(&self, request: &Request<'_>) -> Result<Array2<f64>> {
         request.generator.check(request.sample)?;
-        self.conditioned(request, |field| self.with_generator(field, request.generator, request.sample, |units, cfg| units.sample(cfg)))
+        if request.log_q && !request.generator.is_flow() {
+            return Err(crate::Error::Config(format!("log q needs a flow: a {} model's samples have no likelihood here", request.generator.name())));
+        }
+        self.conditioned(request, |field| {
+            self.with_generator(field, request.generator, request.sample, |units, cfg| match request.log_q {
+                false => units.sample(cfg),
+                true => {
+                    let (x, log_q) = units.sample_with_log_q(cfg)?;
+                    Ok(ndarray::concatenate![ndarray::Axis(1), x, log_q.insert_axis(ndarray::Axis(1))])
+                }
+            })
+        })
     }
 
     /// One condition's paths.
