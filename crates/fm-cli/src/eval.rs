@@ -17,6 +17,11 @@ pub struct EvalArgs {
     /// Samples to judge: a .npy (float32/float64, N×D) or .csv file, from fm, numpy or anywhere.
     #[arg(long)]
     samples: Option<PathBuf>,
+    /// The samples' log-densities under their proposal (N×1 .npy, as fm sample --log-q writes) [default: SAMPLES with
+    /// .logq.npy, where it exists]: the samples are then also weighed against the target's density: effective sample
+    /// size, log Z (beside its exact value where known), energy W2, reweighted component shares.
+    #[arg(long, value_name = "FILE", requires = "samples")]
+    log_q: Option<PathBuf>,
     /// A model to judge by its exact likelihood (KL(target ‖ model) on fresh target samples; --kl-points 0 skips it)
     /// and, for a Gaussian-mixture target, by its distance to the exact field of its training setting (field error,
     /// loss floor, error over t). A distilled or MeanFlow model is judged by 10,000 of its one-step samples instead.
@@ -75,6 +80,7 @@ pub fn eval(args: EvalArgs, m: &clap::ArgMatches) -> Result<()> {
         seed: args.seed,
         class: args.class,
         cfg_scale: args.cfg_scale,
+        log_q: args.log_q,
     };
     for finding in fm_run::evaluate(&job)? {
         match finding {

@@ -30,6 +30,7 @@ pub mod empirical;
 pub mod energy;
 pub mod files;
 pub mod gmm;
+pub mod importance;
 pub mod io;
 pub mod linalg;
 pub mod metrics;

@@ -33,6 +33,10 @@ pub struct EvalJob {
     pub class: Option<String>,
     /// The guidance scale of the classes judged.
     pub cfg_scale: f64,
+    /// Each sample's `log q` under its proposal (`N × 1`, as `fm sample --log-q` writes) [default:
+    /// `S.logq.npy` beside the samples, where it exists]: the samples are then also weighed
+    /// against the target's density (effective sample size, log Z).
+    pub log_q: Option<PathBuf>,
 }
 
 /// One finding of [`evaluate`], printed as it displays.
@@ -97,6 +101,10 @@ pub fn evaluate(job: &EvalJob) -> Result<Vec<Finding>> {
         let samples = fm_dist::PointCloud::read(path)?;
         let q = cfg.measure(target.as_ref(), samples.points(), &mut rng).map_err(|e| cannot_judge(path, e))?;
         out.push(Finding::Section(format!("quality of {} against {}", samples.describe(), target.name()), vec![q.to_string()]));
+        let log_q = job.log_q.clone().or_else(|| Some(crate::log_q_path(path)).filter(|p| p.exists()));
+        if let Some(log_q) = log_q {
+            out.push(weighed(target.as_ref(), samples.points(), &log_q, &mut rng)?);
+        }
     }
     if let (Some(bundle), Some(path)) = (&model, &job.checkpoint) {
         out.extend(judge_model(bundle, path, &spec, target.as_ref(), job, classes.is_some(), &mut rng)?);
@@ -127,6 +135,34 @@ pub fn evaluate(job: &EvalJob) -> Result<Vec<Finding>> {
         ));
     }
     Ok(out)
+}
+
+/// The samples weighed against the target's density by their `log q` (read from `log_q`): ESS,
+/// `log Z` beside its exact value, and the energy W2 to as many fresh target samples.
+fn weighed(target: &dyn Target, x: ndarray::ArrayView2<f64>, log_q: &std::path::Path, rng: &mut StdRng) -> Result<Finding> {
+    let Some(density) = fm_dist::density_of(target) else {
+        return Ok(Finding::Note(format!("no importance weights: the target {} has no density", target.name())));
+    };
+    let values = fm_dist::io::read_npy(log_q)?;
+    if values.ncols() != 1 {
+        return Err(Error::Invalid(format!("{}: log q is one column (N × 1), got {} columns", log_q.display(), values.ncols())));
+    }
+    let w = fm_dist::importance::ImportanceWeights::new(&*density, x, values.column(0)).map_err(|e| cannot_judge(log_q, e))?;
+    let s = w.summary();
+    let exact = density.log_normalizer().map_or(String::new(), |z| format!(" (exact {z:.4})"));
+    let mut lines = vec![format!("  ESS {:.4} of n = {} (normalised, Kish)", s.ess, s.n), format!("  log Z {:.4} ± {:.4}{exact}", s.log_z, s.log_z_se)];
+    let reference = target.sample(x.nrows(), rng);
+    lines.push(format!("  energy W2 {:.4} (to {} fresh target samples)", fm_dist::importance::energy_w2(&*density, x, reference.view())?, x.nrows()));
+    if let Some(mixture) = target.as_mixture() {
+        // Each component's share under p, from the reweighted samples.
+        let labels = mixture.most_probable_class(x)?;
+        let weights = w.normalised();
+        let worst = (0..mixture.n_components())
+            .map(|k| (labels.iter().zip(&weights).filter(|(l, _)| **l == Some(k)).map(|(_, w)| w).sum::<f64>() - mixture.weights()[k]).abs())
+            .fold(0.0, f64::max);
+        lines.push(format!("  reweighted component shares: largest error {worst:.4}"));
+    }
+    Ok(Finding::Section(format!("importance weights of the samples against {} (log q from {})", target.name(), log_q.display()), lines))
 }
 
 fn cannot_judge(path: &std::path::Path, e: impl std::fmt::Display) -> Error {
