@@ -82,11 +82,8 @@ pub fn eval(args: EvalArgs, m: &clap::ArgMatches) -> Result<()> {
         cfg_scale: args.cfg_scale,
         log_q: args.log_q,
     };
-    for finding in fm_run::evaluate(&job)? {
-        match finding {
-            fm_run::Finding::Aside(line) => eprintln!("{line}"),
-            finding => println!("{finding}"),
-        }
-    }
-    Ok(())
+    Ok(fm_run::evaluate(&job, &mut |finding| match finding {
+        fm_run::Finding::Aside(line) => eprintln!("{line}"),
+        finding => println!("{finding}"),
+    })?)
 }

@@ -39,9 +39,8 @@ pub fn run(args: RunArgs, m: &ArgMatches) -> Result<()> {
         let fig = fm_viz::CompareFigure { labels: labels.map(<[usize]>::to_vec), ..fig };
         Ok(fm_viz::compare(&dir.file(RunDir::COMPARE), trained.target.as_ref(), samples, &fig)?)
     };
-    let (done, figure) = fm_run::finish_run(&cfg, &dir, &trained, |x, labels| if dim >= 2 { figure(x, labels) } else { Ok(()) })?;
-    let by_class = if done.by_class() { ", each class in its share of the target" } else { "" };
-    println!("sampled {} points with {}{by_class} in {:.3} s", cfg.sample.n_samples, fm_run::describe(&cfg.sample), done.report.sample_seconds);
+    let mut print = |line: &str| println!("{line}");
+    let (done, figure) = fm_run::finish_run(&cfg, &dir, &trained, &mut print, |x, labels| if dim >= 2 { figure(x, labels) } else { Ok(()) })?;
     figure?;
     match dim {
         2 => {}
@@ -50,16 +49,6 @@ pub fn run(args: RunArgs, m: &ArgMatches) -> Result<()> {
             "note: {} shows x1 and x2 of x1…x{dim} (`fm plot compare --run DIR --coords I,J` draws others, counted from 0: --coords 0,1 is x1 and x2)",
             RunDir::COMPARE
         ),
-    }
-    done.notes.iter().for_each(|n| println!("note: {n}"));
-    println!("quality of the samples:\n{}", done.report.quality);
-    if let Some(kl) = &done.report.kl {
-        let entry = if done.by_class() { " (its \"no condition\" entry)" } else { "" };
-        println!("likelihood of the model{entry}:\n  {kl}");
-    }
-    if done.by_class() {
-        println!("per class (w = 1):");
-        done.report.per_class.iter().for_each(|q| println!("  {q}"));
     }
     let files = [RunDir::MODEL, RunDir::SAMPLES, RunDir::LABELS, RunDir::COMPARE, RunDir::REPORT, RunDir::CONFIG, RunDir::METRICS].map(|f| dir.file(f));
     let names = ["checkpoint", "samples", "labels", "figure", "report", "config", "losses"];

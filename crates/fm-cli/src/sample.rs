@@ -7,7 +7,6 @@ use clap::ArgMatches;
 use fm_ode::Method;
 use fm_train::SampleConfig;
 use std::path::PathBuf;
-use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
 pub struct SampleArgs {
@@ -69,7 +68,8 @@ pub struct SampleArgs {
     seed: u64,
     /// Also write each sample's exact log-density under the model, log q (natural log, in the samples' units), from
     /// the same forward solve of the divergence ODE, to OUT with .logq.npy (N×1): the importance weights of fm eval
-    /// against a density. Needs a flow (not a distilled or MeanFlow model) and the ODE (not --sde).
+    /// against a density. Needs a flow (not a distilled or MeanFlow model) and the ODE (not --sde); with dopri5 the
+    /// step control weighs log q too, so the points differ from the plain solve's within its tolerance.
     #[arg(long, conflicts_with_all = ["oracle", "pairs"])]
     log_q: bool,
     /// Write pairs: each row the source point beside its image, [x0 | x1] (2·D columns), the training pairs of
@@ -116,9 +116,8 @@ pub fn sample(args: SampleArgs, m: &ArgMatches) -> Result<()> {
         out: args.out,
         log_q: args.log_q,
     };
-    let t0 = Instant::now();
     let sampled = fm_run::sample(&job)?;
-    let secs = t0.elapsed().as_secs_f64();
+    let secs = sampled.seconds;
     sampled.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
     let mut written = fm_run::write_sampled(&sampled)?;
     if job.pairs {

@@ -66,7 +66,9 @@ impl ImportanceWeights {
         let log_z = log_sum - (n as f64).ln();
         // sd(w)/mean(w) = √(n Σw²/(Σw)² − 1) · √(n/(n−1)), on the weights relative to their mean.
         let rel_var = ((n as f64) * (log_sum_sq - 2.0 * log_sum).exp() - 1.0).max(0.0) * n as f64 / (n as f64 - 1.0).max(1.0);
-        ImportanceSummary { n, ess, log_z, log_z_se: (rel_var / n as f64).sqrt() }
+        // One sample says nothing of the weights' spread.
+        let log_z_se = if n < 2 { f64::INFINITY } else { (rel_var / n as f64).sqrt() };
+        ImportanceSummary { n, ess, log_z, log_z_se }
     }
 
     /// The self-normalised weights `wᵢ / Σw` (summing to 1).
@@ -84,15 +86,21 @@ impl ImportanceWeights {
 /// W2 between the energy distributions of `samples` and `reference` under `density`: the 1-D
 /// Wasserstein-2 distance of `−log p̃` at each set's points (the "energy W2" of the Boltzmann
 /// samplers' benchmarks, DEM and its re-examinations), by matching the two empirical quantile
-/// functions at `max(n, m)` midpoints.
+/// functions at `max(n, m)` midpoints. Points where `p̃` is 0 (infinite energy: outside a
+/// bounded support) are left out of both sets.
 ///
 /// # Errors
-/// An empty set, points of another width, or a `log p̃` that is not finite at a point.
+/// An empty set (after those are left out), points of another width, or a `log p̃` that is NaN
+/// or `+∞` at a point.
 pub fn energy_w2(density: &dyn Density, samples: ArrayView2<f64>, reference: ArrayView2<f64>) -> Result<f64> {
     let energies = |x: ArrayView2<f64>, what: &str| -> Result<Vec<f64>> {
-        let mut e: Vec<f64> = density.log_density(x)?.iter().map(|v| -v).collect();
-        if e.is_empty() || e.iter().any(|v| !v.is_finite()) {
-            return Err(Error::Invalid(format!("energy W2: the {what} are empty or have a non-finite energy")));
+        let log_p = density.log_density(x)?;
+        if log_p.iter().any(|v| v.is_nan() || *v == f64::INFINITY) {
+            return Err(Error::Invalid(format!("energy W2: log p̃ is NaN or +∞ at one of the {what}")));
+        }
+        let mut e: Vec<f64> = log_p.iter().filter(|v| v.is_finite()).map(|v| -v).collect();
+        if e.is_empty() {
+            return Err(Error::Invalid(format!("energy W2: none of the {what} has a finite energy")));
         }
         e.sort_by(f64::total_cmp);
         Ok(e)

@@ -1,5 +1,11 @@
 //! Target distributions for flow matching, and the metrics that judge samples.
 //!
+//! What a distribution offers is split by capability: a [`Target`] samples (and has its
+//! normalised density and classes where it has them); a [`Density`] is a density alone, possibly
+//! unnormalised with its `log Z` where known, which is all that importance weights
+//! ([`importance`]) and energy-based training need. The Boltzmann benchmarks ([`energy`]:
+//! GMM-40, ManyWell, the funnel) offer both.
+//!
 //! Pure Rust (`ndarray` + `rand`), no libtorch: usable alone by any crate that needs
 //! to sample a target, evaluate its density or compare two sample sets.
 //!
@@ -25,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub mod affine;
+pub mod baselines;
 pub mod density;
 pub mod empirical;
 pub mod energy;

@@ -297,12 +297,14 @@ fn checkerboard_density_is_one_over_32_and_integrates_to_one() {
 #[test]
 fn parser_knows_every_listed_name() {
     let listed = list_targets();
-    assert_eq!(listed.len(), 12);
+    assert_eq!(listed.len(), 15);
     for (name, desc) in listed.iter().filter(|(n, _)| !n.ends_with(":FILE")) {
         assert!(!desc.is_empty());
-        let t = parse_target(name).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(t.dim(), 2, "{name}");
-        if !matches!(*name, "gmm3" | "normal") {
+        // A name of a dimension D (manywell:D, funnel:D) parses with one.
+        let spec = name.replace(":D", ":4");
+        let t = parse_target(&spec).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(t.dim(), if spec.ends_with(":4") { 4 } else { 2 }, "{name}");
+        if !matches!(*name, "gmm3" | "normal" | "gmm40" | "manywell:D" | "funnel:D") {
             assert_eq!(t.name(), *name);
         }
     }

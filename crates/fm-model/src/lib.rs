@@ -1,6 +1,10 @@
-//! The learned velocity field of flow matching: an MLP on `[x, t]`, and its checkpoints.
+//! The learned velocity field of flow matching: the [`VelocityModel`] trait, the architectures
+//! of its [`registry`] — the seed's MLP on `[x, t]` ([`Mlp`], `mlp`) and a residual MLP with
+//! layer norm on sinusoidal time features ([`ResMlp`], `resmlp`); a program adds its own with
+//! [`registry::register`] — and their checkpoints, every loader returning the architecture the
+//! file records ([`Network`]).
 //!
-//! Parameters are named like the seed's PyTorch `FlowMatchNet` (an `nn.Sequential` called
+//! The MLP's parameters are named like the seed's PyTorch `FlowMatchNet` (an `nn.Sequential` called
 //! `net`: `net.0.weight`, `net.0.bias`, `net.2.weight`, …), so a checkpoint written here loads
 //! into that module with `load_state_dict(safetensors.torch.load_file(path))`. The seed's own
 //! `torch.save(net.state_dict(), 'flow_match_model.pth')` loads here with

@@ -96,7 +96,7 @@ pub fn names() -> Vec<String> {
     all().iter().map(|k| k.name.to_string()).collect()
 }
 
-/// `name`, one per line with its help, for `--help` texts.
+/// Every architecture as `name: help`, joined by `; `, for `--help` texts.
 pub fn help() -> String {
     all().iter().map(|k| format!("{}: {}", k.name, k.help)).collect::<Vec<_>>().join("; ")
 }

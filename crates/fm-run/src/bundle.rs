@@ -32,6 +32,27 @@ pub struct ModelBundle {
     pub data_map: Option<Affine>,
 }
 
+/// How a checkpoint's network generates: what the file records it outputs ([`crate::OUTPUT`]),
+/// else the objective its training record names (files written before the output was
+/// recorded), else (a PyTorch state dict) its time inputs: two an average velocity, one a flow.
+///
+/// # Errors
+/// An output this fm does not know, or one its network's time inputs contradict (an average
+/// velocity takes two, a velocity or one-step map one).
+pub fn generator_of(metadata: &Metadata, train: &std::result::Result<Option<TrainConfig>, String>, time_inputs: usize) -> Result<fm_train::Generator> {
+    use fm_train::Generator;
+    let generator = match (metadata.get(crate::OUTPUT), train) {
+        (Some(output), _) => Generator::from_output(output)?,
+        (None, Ok(Some(t))) => t.objective.generator(),
+        _ if time_inputs == 2 => return Ok(Generator::AverageVelocity),
+        _ => return Ok(Generator::Flow),
+    };
+    if (generator == Generator::AverageVelocity) != (time_inputs == 2) {
+        return Err(Error::Invalid(format!("the file records a {} model, but its network takes {time_inputs} time input(s)", generator.name())));
+    }
+    Ok(generator)
+}
+
 impl ModelBundle {
     /// Reads the checkpoint at `path` onto `device` (`auto`, `cpu`, `cuda`, `cuda:N`), with
     /// `source` (a target spec) overriding the file's record, and `foreign` saying what a file
@@ -67,12 +88,7 @@ impl ModelBundle {
             Some(map) => fm_dist::affine::standard_source(source, map)?,
             None => source,
         };
-        let generator = match (metadata.get(crate::train::OUTPUT), &train) {
-            (Some(output), _) => fm_train::Generator::from_output(output).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?,
-            (None, Ok(Some(t))) => t.objective.generator(),
-            _ if model.time_inputs() == 2 => fm_train::Generator::AverageVelocity,
-            _ => fm_train::Generator::Flow,
-        };
+        let generator = generator_of(&metadata, &train, model.time_inputs()).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
         Ok(Self { target: metadata.get("target").cloned(), model, metadata, source, train, generator, data_map })
     }
 
@@ -160,7 +176,10 @@ impl ModelBundle {
     pub fn classes(&self, spec: &str) -> Result<Vec<usize>> {
         let shape = self.model.condition_shape();
         if shape.classes == 0 && shape.dim > 0 {
-            return Err(Error::Invalid(format!("--class: the checkpoint is conditioned on {}-D vectors, not classes: give --cond V,…", shape.dim)));
+            return Err(Error::Invalid(format!(
+                "--class: the checkpoint is conditioned on {}-D vectors, not classes (fm sample --cond V,… samples one)",
+                shape.dim
+            )));
         }
         crate::parse_classes(spec, shape.classes)
     }

@@ -40,11 +40,16 @@ pub fn inspect(path: &Path, foreign: &LoadOptions) -> Result<Vec<String>> {
         let how = if c.classes > 0 { "fm sample --class K (K, K,K or all)" } else { "fm sample --cond V,…" };
         lines.push(format!("  condition  {condition}, and the \"no condition\" entry of classifier-free guidance: {how} [--cfg-scale W]"));
     }
-    match meta.get("train").map(|t| serde_json::from_str::<fm_train::TrainConfig>(t)) {
-        Some(Ok(train)) => lines.push(format!("  generates  {} (objective {})", train.objective.generator().how_to_sample(), train.objective)),
+    let train = meta.get("train").map(|t| serde_json::from_str::<fm_train::TrainConfig>(t).map_err(|e| e.to_string())).transpose();
+    let objective = match &train {
+        Ok(Some(t)) => format!(" (objective {})", t.objective),
         // Said, not dropped: what the file claims about its training cannot be read.
-        Some(Err(e)) => lines.push(format!("  generates  unknown: its training record cannot be read ({e})")),
-        None => {}
+        Err(e) => format!(" (its training record cannot be read: {e})"),
+        Ok(None) => String::new(),
+    };
+    match crate::bundle::generator_of(&meta, &train, c.time_inputs) {
+        Ok(generator) => lines.push(format!("  generates  {}{objective}", generator.how_to_sample())),
+        Err(e) => lines.push(format!("  generates  unknown: {e}")),
     }
     // The config is shown above as the network.
     lines.extend(meta.iter().filter(|(k, _)| *k != "config").map(|(key, value)| format!("  {key:<10} {value}")));

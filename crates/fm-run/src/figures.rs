@@ -210,6 +210,10 @@ pub fn prepare_plot(job: &PlotJob) -> Result<Plot> {
         return Ok(plot);
     }
     let bundle = ModelBundle::load(&ckpt, &job.device, None, &foreign)?;
+    if job.target.is_none() && run.is_none() && bundle.target.is_none() {
+        // A figure against a target the model never saw would mislead: the seed's is not assumed.
+        return invalid("the checkpoint names no target: give --target".into());
+    }
     let spec = crate::resolve_target(job.target.as_deref(), run.as_ref(), bundle.target.as_deref());
     let target = fm_dist::parse_target(&spec).map_err(|source| Error::Spec { what: "target", source })?;
     if target.dim() != bundle.model.dim() {

@@ -15,8 +15,6 @@ pub struct Finished {
     pub labels: Option<Vec<usize>>,
     /// What was written into the report.
     pub report: Report,
-    /// Lines for the user beside the figures: what was not judged and why.
-    pub notes: Vec<String>,
 }
 
 impl Finished {
@@ -44,7 +42,8 @@ pub fn prepare(cfg: &mut RunConfig, steps_given: bool, method_given: bool) -> Re
 /// target, so that together they follow the whole target), judges the samples (beside
 /// `alongside`, run on a helper thread with the samples and labels: the caller's figure), the
 /// model's likelihood where it has one, and a class-conditional model class by class; writes the
-/// samples, labels and report into `dir`.
+/// samples, labels and report into `dir`. Each finding goes to `log` as soon as it is made (the
+/// sampling, what is not judged and why, the quality, the likelihood, each class).
 ///
 /// # Errors
 /// Sampling, judging or writing failed, or `alongside` did (its error is returned after the
@@ -53,6 +52,7 @@ pub fn finish_run<R: Send>(
     cfg: &RunConfig,
     dir: &RunDir,
     trained: &Trained,
+    log: &mut dyn FnMut(&str),
     alongside: impl FnOnce(ArrayView2<f64>, Option<&[usize]>) -> R + Send,
 ) -> Result<(Finished, R)> {
     let t0 = Instant::now();
@@ -66,15 +66,15 @@ pub fn finish_run<R: Send>(
     };
     let sample_seconds = t0.elapsed().as_secs_f64();
     let (samples, labels) = (generated.points, generated.labels);
+    let by_class = if conditional { ", each class in its share of the target" } else { "" };
+    log(&format!("sampled {} points with {}{by_class} in {sample_seconds:.3} s", samples.nrows(), crate::describe(&cfg.sample)));
     fm_dist::io::write_npy(&dir.file(RunDir::SAMPLES), samples.mapv(|v| v as f32).view())?;
     write_labels(&dir.file(RunDir::LABELS), labels.as_deref())?;
-    let mut notes = Vec::new();
+    // An earlier `fm sample --log-q` into the run folder: its values are not these samples'.
+    remove_stale(&crate::log_q_path(&dir.file(RunDir::SAMPLES)))?;
     // A one-step or MeanFlow model's likelihood is not its sampler's: its samples judge it. A
     // conditional model trained with cond_drop 0 has no trained "no condition" entry to judge.
     let null_untrained = fm_train::conditional::null_entry_untrained(&cfg.train);
-    if null_untrained {
-        notes.push("no pooled likelihood: cond_drop 0 left the \"no condition\" entry untrained; the per-class table judges each class".into());
-    }
     let judge_kl = trained.target.has_density() && trained.data_map.is_none() && cfg.eval.kl_points > 0 && trained.generator.is_flow() && !null_untrained;
     // The caller's figure (pure Rust, on a helper thread) and the quality are computed while the
     // model's likelihood (libtorch, on this thread) is: their threads are measured, not fixed.
@@ -93,22 +93,24 @@ pub fn finish_run<R: Send>(
         (joined(beside), joined(quality), kl)
     });
     let (quality, kl) = (quality?, kl?);
+    if null_untrained {
+        log("note: no pooled likelihood: cond_drop 0 left the \"no condition\" entry untrained; the per-class table judges each class");
+    }
+    log(&format!("quality of the samples:\n{quality}"));
+    if let Some(kl) = &kl {
+        let entry = if conditional { " (its \"no condition\" entry)" } else { "" };
+        log(&format!("likelihood of the model{entry}:\n  {kl}"));
+    }
     let mut per_class = Vec::new();
     if conditional {
+        log("per class (w = 1):");
         let mut rng = StdRng::seed_from_u64(seeds::quality(cfg.train.seed).wrapping_add(1));
         let w2_points = cfg.eval.w2_points.min(cfg.sample.n_samples);
         for class in 0..trained.target.classes() {
             let units = trained.units();
-            per_class.push(fm_train::class_quality(
-                &units,
-                trained.target.as_ref(),
-                class,
-                &request,
-                w2_points,
-                cfg.eval.kl_points,
-                &cfg.eval.likelihood,
-                &mut rng,
-            )?);
+            let q = fm_train::class_quality(&units, trained.target.as_ref(), class, &request, w2_points, cfg.eval.kl_points, &cfg.eval.likelihood, &mut rng)?;
+            log(&format!("  {q}"));
+            per_class.push(q);
         }
     }
     let report = Report {
@@ -123,7 +125,7 @@ pub fn finish_run<R: Send>(
         per_class,
     };
     dir.write_report(&report)?;
-    Ok((Finished { samples, labels, report, notes }, beside))
+    Ok((Finished { samples, labels, report }, beside))
 }
 
 /// A helper thread's result; its panic re-raised here, as it would have been without threads.

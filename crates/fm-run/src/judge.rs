@@ -47,24 +47,29 @@ pub enum Finding {
     Note(String),
     /// A note on how it was judged (what a record lacked, the exact flow's settings): stderr's.
     Aside(String),
+    /// One more line of the section before it (a class judged).
+    Line(String),
 }
 
 impl std::fmt::Display for Finding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Finding::Section(heading, lines) if lines.is_empty() => write!(f, "{heading}:"),
             Finding::Section(heading, lines) => write!(f, "{heading}:\n{}", lines.join("\n")),
-            Finding::Note(line) | Finding::Aside(line) => f.write_str(line),
+            Finding::Note(line) | Finding::Aside(line) | Finding::Line(line) => f.write_str(line),
         }
     }
 }
 
-/// Judges what `job` names, in order: the samples, the model (by its samples for a one-step or
-/// MeanFlow model, else by its likelihood and field error), its classes, the exact flow.
+/// Judges what `job` names, in order: the samples (and their importance weights), the model (by
+/// its samples for a one-step or MeanFlow model, else by its likelihood and field error), its
+/// classes, the exact flow; each finding handed to `emit` as soon as it is made (what was
+/// judged before an error is not lost).
 ///
 /// # Errors
 /// Unreadable files, a target of other classes than the model's, a guidance scale without
 /// classes or of an untrained "no condition" entry, or the judging itself.
-pub fn evaluate(job: &EvalJob) -> Result<Vec<Finding>> {
+pub fn evaluate(job: &EvalJob, emit: &mut dyn FnMut(Finding)) -> Result<()> {
     let (run, cfg) = (job.run.as_ref(), &job.eval);
     fm_train::conditional::check_guidance_scale(job.cfg_scale).map_err(|e| Error::Invalid(format!("--cfg-scale: {e}")))?;
     let model = job.checkpoint.as_deref().map(|c| ModelBundle::load(c, "auto", None, &job.foreign)).transpose()?;
@@ -95,38 +100,49 @@ pub fn evaluate(job: &EvalJob) -> Result<Vec<Finding>> {
         }
     }
     let mut rng = StdRng::seed_from_u64(job.seed);
-    let mut out = Vec::new();
     if let Some(path) = &job.samples {
         // Read as a point cloud: non-empty, finite, and described (rows, header) in the report line.
         let samples = fm_dist::PointCloud::read(path)?;
+        // log q asked for is checked before any work; one found beside the samples that does not
+        // fit them is said, and the samples judged without it.
+        let found = crate::log_q_path(path);
+        let log_q = match &job.log_q {
+            Some(file) => Some((read_log_q(file, samples.points().nrows())?, file.clone())),
+            None if found.exists() => match read_log_q(&found, samples.points().nrows()) {
+                Ok(values) => Some((values, found)),
+                Err(e) => {
+                    emit(Finding::Note(format!("no importance weights: {e}")));
+                    None
+                }
+            },
+            None => None,
+        };
         let q = cfg.measure(target.as_ref(), samples.points(), &mut rng).map_err(|e| cannot_judge(path, e))?;
-        out.push(Finding::Section(format!("quality of {} against {}", samples.describe(), target.name()), vec![q.to_string()]));
-        let log_q = job.log_q.clone().or_else(|| Some(crate::log_q_path(path)).filter(|p| p.exists()));
-        if let Some(log_q) = log_q {
-            out.push(weighed(target.as_ref(), samples.points(), &log_q, &mut rng)?);
+        emit(Finding::Section(format!("quality of {} against {}", samples.describe(), target.name()), vec![q.to_string()]));
+        if let Some((values, file)) = log_q {
+            emit(weighed(target.as_ref(), samples.points(), values.view(), &file, &mut rng)?);
         }
     }
     if let (Some(bundle), Some(path)) = (&model, &job.checkpoint) {
-        out.extend(judge_model(bundle, path, &spec, target.as_ref(), job, classes.is_some(), &mut rng)?);
+        judge_model(bundle, path, &spec, target.as_ref(), job, classes.is_some(), &mut rng)?.into_iter().for_each(&mut *emit);
     }
     if let (Some(bundle), Some(classes)) = (&model, &classes) {
         let sample = run.map_or_else(fm_train::SampleConfig::default, |r| r.sample.clone());
         let kl = if bundle.generator().is_flow() { format!(", KL on {} fresh class samples", cfg.kl_points) } else { String::new() };
         let heading = format!("per class of {} (guidance w = {}; {} samples by {}{kl})", target.name(), job.cfg_scale, cfg.w2_points, crate::describe(&sample));
         let request = fm_train::Request::new(bundle.generator(), &sample).guided(job.cfg_scale);
-        let mut lines = Vec::new();
+        emit(Finding::Section(heading, Vec::new()));
         for &class in classes {
             let q = fm_train::class_quality(&bundle.units(), target.as_ref(), class, &request, cfg.w2_points, cfg.kl_points, &cfg.likelihood, &mut rng)?;
-            lines.push(format!("  {q}"));
+            emit(Finding::Line(format!("  {q}")));
         }
-        out.push(Finding::Section(heading, lines));
     }
     if job.oracle && cfg.kl_points > 0 {
         let exact::Resolved { flow, source, notes } = exact::resolve(Some(&spec), job.source.as_deref(), job.path, run, None)?;
-        out.extend(notes.into_iter().map(|n| Finding::Aside(format!("note: {n}"))));
+        notes.into_iter().for_each(|n| emit(Finding::Aside(format!("note: {n}"))));
         let kl = fm_train::kl_estimate(target.as_ref(), &flow, source.as_ref(), cfg.kl_points, &cfg.likelihood, &mut rng)?;
         // Near 0 by construction: printed in full, not rounded to 0.0000.
-        out.push(Finding::Section(
+        emit(Finding::Section(
             format!("likelihood of the exact flow ({} path) against {}", flow.path(), target.name()),
             vec![format!(
                 "  KL(target ‖ exact flow) {:.2e} nats (± {:.1e}; NLL {:.4}, entropy {:.4}; {} samples, {:.0} NFE, {:.2} s)",
@@ -134,20 +150,32 @@ pub fn evaluate(job: &EvalJob) -> Result<Vec<Finding>> {
             )],
         ));
     }
-    Ok(out)
+    Ok(())
 }
 
-/// The samples weighed against the target's density by their `log q` (read from `log_q`): ESS,
+/// A `log q` file (`N × 1` floats, as `fm sample --log-q` writes) for `n` samples.
+fn read_log_q(file: &std::path::Path, n: usize) -> Result<ndarray::Array1<f64>> {
+    let bad = |m: String| Error::Invalid(format!("log q {}: {m}", file.display()));
+    let bytes = std::fs::read(file).map_err(|source| Error::Io { what: "cannot read", path: file.into(), source })?;
+    // An integer column (a labels file) would read as numbers: log q is floating point.
+    let header = String::from_utf8_lossy(&bytes[..bytes.len().min(256)]);
+    if !["'<f", "'>f", "'|f", "'=f"].iter().any(|d| header.contains(d)) {
+        return Err(bad("not a floating-point .npy (fm sample --log-q writes float64 N × 1)".into()));
+    }
+    let values = fm_dist::io::read_npy(file)?;
+    if values.ncols() != 1 || values.nrows() != n {
+        return Err(bad(format!("{} × {} values for {n} samples (one per sample, N × 1)", values.nrows(), values.ncols())));
+    }
+    Ok(values.column(0).to_owned())
+}
+
+/// The samples weighed against the target's density by their `log q` (read from `file`): ESS,
 /// `log Z` beside its exact value, and the energy W2 to as many fresh target samples.
-fn weighed(target: &dyn Target, x: ndarray::ArrayView2<f64>, log_q: &std::path::Path, rng: &mut StdRng) -> Result<Finding> {
+fn weighed(target: &dyn Target, x: ndarray::ArrayView2<f64>, log_q: ndarray::ArrayView1<f64>, file: &std::path::Path, rng: &mut StdRng) -> Result<Finding> {
     let Some(density) = fm_dist::density_of(target) else {
         return Ok(Finding::Note(format!("no importance weights: the target {} has no density", target.name())));
     };
-    let values = fm_dist::io::read_npy(log_q)?;
-    if values.ncols() != 1 {
-        return Err(Error::Invalid(format!("{}: log q is one column (N × 1), got {} columns", log_q.display(), values.ncols())));
-    }
-    let w = fm_dist::importance::ImportanceWeights::new(&*density, x, values.column(0)).map_err(|e| cannot_judge(log_q, e))?;
+    let w = fm_dist::importance::ImportanceWeights::new(&*density, x, log_q).map_err(|e| Error::Invalid(format!("log q {}: {e}", file.display())))?;
     let s = w.summary();
     let exact = density.log_normalizer().map_or(String::new(), |z| format!(" (exact {z:.4})"));
     let mut lines = vec![format!("  ESS {:.4} of n = {} (normalised, Kish)", s.ess, s.n), format!("  log Z {:.4} ± {:.4}{exact}", s.log_z, s.log_z_se)];
@@ -162,7 +190,7 @@ fn weighed(target: &dyn Target, x: ndarray::ArrayView2<f64>, log_q: &std::path::
             .fold(0.0, f64::max);
         lines.push(format!("  reweighted component shares: largest error {worst:.4}"));
     }
-    Ok(Finding::Section(format!("importance weights of the samples against {} (log q from {})", target.name(), log_q.display()), lines))
+    Ok(Finding::Section(format!("importance weights of the samples against {} (log q from {})", target.name(), file.display()), lines))
 }
 
 fn cannot_judge(path: &std::path::Path, e: impl std::fmt::Display) -> Error {

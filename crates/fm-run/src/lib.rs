@@ -8,6 +8,14 @@
 //!   [`MetricsRow`] of `metrics.csv` and the typed [`Report`] of `report.json`.
 //! - [`train_run`]: trains a run into its folder, checkpointing model, state and metrics in
 //!   a crash-safe order, resuming from the folder when asked.
+//! - [`finish_run`]: the second half of `fm run`: samples the trained model (class by class
+//!   for a class-conditional one), judges samples and model, writes samples, labels and report.
+//! - Every command's work short of parsing and printing: [`sample`] (a [`SampleJob`]: its
+//!   condition, guidance and sampler checked against the model before any work, `log q` on
+//!   request), [`evaluate`] (an [`EvalJob`]: samples, their importance weights, a model, its
+//!   classes, the exact flow), [`prepare_plot`] (a [`PlotJob`]: every figure's refusals, its
+//!   points and paths), [`inspect`], [`targets`]; [`resolve_target`] is the one rule for the
+//!   target (flag, run file, checkpoint, the seed's).
 //! - [`ModelBundle`]: a checkpoint with its metadata, its source and training record resolved once.
 //! - [`seeds`]: how every random stream of a run derives from its one seed.
 //!

@@ -64,6 +64,8 @@ pub struct Sampled {
     pub sample: SampleConfig,
     /// Lines for the user: settings outside what the model was trained on, the exact flow's notes.
     pub warnings: Vec<String>,
+    /// Seconds the sampling took (the model loaded and checked before).
+    pub seconds: f64,
 }
 
 /// The classes `spec` names (`all`, or distinct comma-separated class numbers below `classes`).
@@ -139,11 +141,12 @@ pub fn sample(job: &SampleJob) -> Result<Sampled> {
     cfg.validate()?;
     let what = sampler_name(&cfg);
     let name = |kind: &str, suffix: &str| job.out.clone().unwrap_or_else(|| checkpoint.with_file_name(format!("{kind}-{what}{suffix}.npy")));
+    let t0 = std::time::Instant::now();
     if job.pairs {
         bundle.require_pairs()?;
         let pairs = fm_train::draw_pairs(&*bundle.model, bundle.source.as_ref(), &cfg)?;
-        let (out, of) = (name("pairs", ""), "and their sources, as pairs, ".to_string());
-        return Ok(Sampled { points: pairs.to_array(), labels: None, log_q: None, out, source: bundle.source.name(), of, sample: cfg, warnings });
+        let (out, of, seconds) = (name("pairs", ""), "and their sources, as pairs, ".to_string(), t0.elapsed().as_secs_f64());
+        return Ok(Sampled { points: pairs.to_array(), labels: None, log_q: None, out, source: bundle.source.name(), of, sample: cfg, warnings, seconds });
     }
     let counts: Vec<(usize, usize)> = classes.iter().flatten().map(|&c| (c, cfg.n_samples)).collect();
     let w = job.cfg_scale;
@@ -170,8 +173,8 @@ pub fn sample(job: &SampleJob) -> Result<Sampled> {
     };
     let request = Request::new(bundle.generator(), &cfg).given(condition).guided(w);
     let generated = bundle.units().generate(&if job.log_q { request.with_log_q() } else { request })?;
-    let (points, labels, log_q) = (generated.points, generated.labels, generated.log_q);
-    Ok(Sampled { points, labels, log_q, out: name("samples", &suffix), source: bundle.source.name(), of, sample: cfg, warnings })
+    let (points, labels, log_q, seconds) = (generated.points, generated.labels, generated.log_q, t0.elapsed().as_secs_f64());
+    Ok(Sampled { points, labels, log_q, out: name("samples", &suffix), source: bundle.source.name(), of, sample: cfg, warnings, seconds })
 }
 
 /// The exact flow's samples (no model).
@@ -183,9 +186,10 @@ fn sample_exact(job: &SampleJob, cfg: &SampleConfig, device: &str, source: Optio
     let dir = job.run_file.as_deref().map_or_else(|| RunDir::new("."), RunDir::of_run_file);
     let out = job.out.clone().unwrap_or_else(|| dir.file(&format!("samples-exact-{}.npy", sampler_name(cfg))));
     let of = format!("of the exact flow to {} ({} path) ", fm_dist::Target::name(flow.target()), flow.path());
-    let path = flow.path();
+    let (path, t0) = (flow.path(), std::time::Instant::now());
     let points = fm_train::sample_on_path(&flow.on(fm_model::parse_device(device)?), path, source.as_ref(), cfg)?;
-    Ok(Sampled { points, labels: None, log_q: None, out, source: source.name(), of, sample: cfg.clone(), warnings: notes })
+    let seconds = t0.elapsed().as_secs_f64();
+    Ok(Sampled { points, labels: None, log_q: None, out, source: source.name(), of, sample: cfg.clone(), warnings: notes, seconds })
 }
 
 /// `V,V,…` as numbers.

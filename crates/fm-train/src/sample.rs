@@ -158,8 +158,9 @@ pub fn sample_on_path(field: &(impl VectorField + HasDevice + ?Sized), path: Pro
 /// same forward solve: the state `[x, ℓ]` from `[x₀, log p₀(x₀)]` along `dℓ/dt = −div v(x, t)`
 /// (the instantaneous change of variables, Chen et al. 2018, eq. 4), by `cfg`'s integrator and
 /// steps, with the exact divergence (importance weights need it exact: a Hutchinson estimate's
-/// noise would bias them). The source draws are [`sample`]'s (`cfg.seed`), so the points are the
-/// ODE's samples up to the last bits of the joint solve.
+/// noise would bias them). The source draws are [`sample`]'s (`cfg.seed`), so with a fixed-step
+/// method the points are the ODE's samples (up to the last bits of the joint solve); dopri5's
+/// step control weighs the log-density too, so its points differ within its tolerance.
 ///
 /// # Errors
 /// An SDE in `cfg` (its samples have no ODE likelihood), a source without a density, and as
