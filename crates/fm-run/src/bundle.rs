@@ -177,7 +177,7 @@ impl ModelBundle {
         let shape = self.model.condition_shape();
         if shape.classes == 0 && shape.dim > 0 {
             return Err(Error::Invalid(format!(
-                "--class: the checkpoint is conditioned on {}-D vectors, not classes (fm sample --cond V,… samples one)",
+                "--class: the checkpoint is conditioned on {}-D vectors, not classes: give --cond V,… to fm sample",
                 shape.dim
             )));
         }
