@@ -54,7 +54,8 @@ const GMM40_MEANS: [[f64; 2]; 40] = [
     [3.6796998977661133, -25.024213790893555],
 ];
 
-/// GMM-40: 40 equal-weight Gaussians in 2-D at [`GMM40_MEANS`], each with standard deviation
+/// GMM-40: 40 equal-weight Gaussians in 2-D at fab-torch's means, `(torch.rand((40, 2)) − 0.5)·80`
+/// after `torch.manual_seed(0)` (torch's float32 draws, kept in this file), each with standard deviation
 /// `softplus(1) ≈ 1.3133` per coordinate (fab-torch's `scale_tril = diag(softplus(log_var))`,
 /// `log_var = 1`); normalised, so `log Z = 0`. A Gaussian mixture: it samples, has classes and an
 /// exact flow like any other.
