@@ -43,13 +43,13 @@ pub struct ModelFlags {
     /// Width of the hidden layers.
     #[arg(long, default_value_t = MlpConfig::default().hidden_dim)]
     pub hidden_dim: usize,
-    /// Number of hidden layers.
+    /// Number of hidden layers (for resmlp: residual blocks).
     #[arg(long, default_value_t = MlpConfig::default().hidden_layers)]
     pub hidden_layers: usize,
     /// Activation: relu, silu, gelu, selu or elu.
     #[arg(long, default_value_t = MlpConfig::default().activation)]
     pub activation: fm_model::Activation,
-    /// Sinusoidal time features fed in place of the raw time (even; 0: the raw time, as the seed).
+    /// Sinusoidal time features fed in place of the raw time (even; 0: the raw time, as the seed; for resmlp, 32).
     #[arg(long, value_name = "N", default_value_t = MlpConfig::default().time_embedding)]
     pub time_embedding: usize,
 }

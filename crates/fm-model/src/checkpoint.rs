@@ -725,10 +725,8 @@ pub fn import_pth(src: &Path, dst: &Path, opts: &LoadOptions) -> Result<()> {
 fn describe(c: &MlpConfig) -> String {
     let condition = c.condition_shape();
     let on = if condition.is_conditional() { format!(", conditioned on {condition}") } else { String::new() };
-    match c.kind.as_str() {
-        registry::MLP => format!("a {}-D MLP with {} hidden layers of width {}{on}", c.dim, c.hidden_layers, c.hidden_dim),
-        kind => format!("a {}-D {kind} network with {} blocks of width {}{on}", c.dim, c.hidden_layers, c.hidden_dim),
-    }
+    let (title, depth) = registry::find(&c.kind).map_or((c.kind.as_str(), "layers"), |k| (k.title, k.depth));
+    format!("a {}-D {title} with {} {depth} of width {}{on}", c.dim, c.hidden_layers, c.hidden_dim)
 }
 
 /// The architecture implied by the shapes of `net.0.weight`, `net.2.weight`, …, with the

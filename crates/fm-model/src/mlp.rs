@@ -214,12 +214,12 @@ impl MlpConfig {
         ConditionShape { classes: self.classes, dim: self.cond_dim }
     }
 
-    /// Sinusoidal features of each time the network computes: `time_embedding`, but for a
-    /// residual MLP with none asked for, which embeds its times with
-    /// [`crate::ResMlp::TIME_FEATURES`] (it never reads the raw time).
+    /// Sinusoidal features of each time the network computes: `time_embedding`, or where none
+    /// is asked for its kind's default ([`crate::registry::Kind::default_time_features`]: the
+    /// residual MLP never reads the raw time).
     pub fn sinusoidal_features(&self) -> usize {
         match self.time_embedding {
-            0 if self.kind == crate::registry::RESMLP => crate::ResMlp::TIME_FEATURES,
+            0 => crate::registry::find(&self.kind).map_or(0, |k| k.default_time_features),
             k => k,
         }
     }

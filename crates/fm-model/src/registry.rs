@@ -39,6 +39,14 @@ pub struct Kind {
     /// Its weights and biases in all, without overflow (the size limit is checked with it
     /// before anything is allocated).
     pub parameters: fn(&MlpConfig) -> u128,
+    /// What it is called in messages ("MLP"), and what `hidden_layers` counts of it ("hidden
+    /// layers", "blocks").
+    pub title: &'static str,
+    /// See [`Kind::title`].
+    pub depth: &'static str,
+    /// Sinusoidal time features per time when the configuration asks for none
+    /// (`time_embedding = 0`): 0 feeds the raw time.
+    pub default_time_features: usize,
     /// One line for `--help` and `fm targets`-style listings.
     pub help: &'static str,
 }
@@ -57,6 +65,9 @@ const BUILT_IN: [Kind; 2] = [
         format: crate::checkpoint::FORMAT,
         build: build_mlp,
         parameters: MlpConfig::mlp_parameter_count,
+        title: "MLP",
+        depth: "hidden layers",
+        default_time_features: 0,
         help: "the seed's network: linear layers and an activation, [x, t] in",
     },
     Kind {
@@ -64,6 +75,9 @@ const BUILT_IN: [Kind; 2] = [
         format: RESMLP_FORMAT,
         build: build_resmlp,
         parameters: ResMlp::parameter_count,
+        title: "resmlp",
+        depth: "blocks",
+        default_time_features: ResMlp::TIME_FEATURES,
         help: "residual blocks with layer norm on sinusoidal time features (32 unless --time-embedding)",
     },
 ];

@@ -30,10 +30,8 @@ pub fn inspect(path: &Path, foreign: &LoadOptions) -> Result<Vec<String>> {
         (k, 1) => format!("{k} time features"),
         (k, _) => format!("{k} time features for each of (r, t), an average velocity u(x, r, t)"),
     };
-    let layers = match c.kind.as_str() {
-        fm_model::registry::MLP => format!("MLP: {} hidden layers", c.hidden_layers),
-        kind => format!("{kind}: {} blocks", c.hidden_layers),
-    };
+    let (title, depth) = fm_model::registry::find(&c.kind).map_or((c.kind.as_str(), "layers"), |k| (k.title, k.depth));
+    let layers = format!("{title}: {} {depth}", c.hidden_layers);
     let mut lines = vec![head, format!("  model      {}-D {layers} of {} ({}), {time}, {params} parameters", c.dim, c.hidden_dim, c.activation)];
     let condition = c.condition_shape();
     if condition.is_conditional() {
