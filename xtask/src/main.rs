@@ -35,6 +35,9 @@ tasks:
   conditional [--targets T,..] [--steps N] [--c2ot-steps N] [--skip-c2ot]
                          set up, then print the conditional report: per-class KL, W2 and purity of class-conditional
                          models, the classifier-free guidance sweep, and C2OT's 8gaussians → moons experiment
+  energy [--quick] [--only gmm40|manywell:32|funnel:10]
+                         set up, then print the energy report: energy-weighted flow matching (fm run --objective ewfm)
+                         beside importance sampling and MALA at the same energy budget (W2, ESS, log Z, well shares, KL)
   fuzz [--seconds N] [--target NAME] [--seed S]
                          set up, then fuzz the file parsers and loaders (release build; 60 s in all by default):
                          executions per target, executions/s and time; fails on any panic, hang or unbounded allocation
@@ -62,6 +65,8 @@ fn main() -> ExitCode {
             .and_then(|_| cargo(&[&["run", "--release", "--quiet", "-p", "fm-train", "--example", "conditional", "--"], &as_strs(&rest)[..]].concat())),
         "few-step" => setup::ensure_libtorch()
             .and_then(|_| cargo(&[&["run", "--release", "--quiet", "-p", "fm-train", "--example", "few_step", "--"], &as_strs(&rest)[..]].concat())),
+        "energy" => setup::ensure_libtorch()
+            .and_then(|_| cargo(&[&["run", "--release", "--quiet", "-p", "fm-run", "--example", "energy", "--"], &as_strs(&rest)[..]].concat())),
         "fuzz" => setup::ensure_libtorch().and_then(|_| fuzz::run(&rest)),
         // The busy process of `bench --whole`'s loaded mode (not listed: an internal helper).
         "busy" => whole::busy(),

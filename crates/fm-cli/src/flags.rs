@@ -102,7 +102,8 @@ pub struct TrainFlags {
     pub checkpoint_every: usize,
     /// What the network learns: flow-matching (a velocity field), distill (a one-step map from --pairs, sampled
     /// with --steps 1), meanflow or meanflow:RATIO (an average velocity u(x, r, t), sampled in any number of jumps),
-    /// or likelihood or likelihood:STEPS (maximum likelihood through STEPS RK4 steps of the ODE, default 8).
+    /// likelihood or likelihood:STEPS (maximum likelihood through STEPS RK4 steps of the ODE, default 8), or ewfm or
+    /// ewfm:T0 (energy-weighted flow matching from the target's density alone, annealed from temperature T0).
     #[arg(long, default_value_t = TrainConfig::default().objective)]
     pub objective: fm_train::ObjectiveChoice,
     /// Condition the network: `labels` (the target's classes: a mixture's components, a file's ?label=COL) or `values`

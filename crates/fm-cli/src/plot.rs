@@ -170,17 +170,27 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
 }
 
 /// The loss curve of a run's metrics.csv, with the floor as a line across it and panels for
-/// the learning rate and, at tracked steps, W2 and KL.
+/// the learning rate and, at tracked steps, W2 and KL; an energy-only run's against its energy
+/// evaluations, with its proposal's ESS and log Z estimate.
 fn plot_loss(dir: &RunDir, out: &Path) -> Result<()> {
     let rows = dir.read_metrics()?;
     anyhow::ensure!(!rows.is_empty(), "{}: no rows yet (written by fm train and fm run)", dir.file(RunDir::METRICS).display());
     let floor = rows.iter().find_map(|r| r.loss_floor);
+    let energy = rows.iter().all(|r| r.evaluations.is_some());
+    let x = |r: &MetricsRow| if energy { r.evaluations.unwrap_or_default() as f64 } else { r.step as f64 };
     let column = |value: &dyn Fn(&MetricsRow) -> Option<f64>| -> Array2<f64> {
-        Array2::from(rows.iter().filter_map(|r| value(r).map(|v| [r.step as f64, v])).collect::<Vec<_>>())
+        Array2::from(rows.iter().filter_map(|r| value(r).map(|v| [x(r), v])).collect::<Vec<_>>())
     };
     let loss = column(&|r| Some(r.loss));
-    let series = [("lr", column(&|r| Some(r.lr))), ("w2", column(&|r| r.w2)), ("kl", column(&|r| r.kl))];
+    let series = [
+        ("lr", column(&|r| Some(r.lr))),
+        ("w2", column(&|r| r.w2)),
+        ("kl", column(&|r| r.kl)),
+        ("ESS (normalised)", column(&|r| r.ess)),
+        ("log Z estimate", column(&|r| r.log_z)),
+    ];
     let extra: Vec<(&str, ArrayView2<f64>)> = series.iter().filter(|(_, a)| a.nrows() > 0).map(|(name, a)| (*name, a.view())).collect();
-    fm_viz::loss(out, loss.view(), &extra, &fm_viz::LossFigure { floor, ..Default::default() })?;
+    let x_name = if energy { "energy evaluations" } else { "step" }.to_string();
+    fm_viz::loss(out, loss.view(), &extra, &fm_viz::LossFigure { floor, x_name, ..Default::default() })?;
     Ok(())
 }

@@ -86,9 +86,12 @@ fn run_writes_checkpoint_samples_figure_and_report() {
     let config: toml::Value = toml::from_str(&std::fs::read_to_string(out.join("config.toml")).unwrap()).unwrap();
     assert_eq!(config["train"]["batch_size"].as_integer(), Some(64));
     let losses = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
-    assert!(losses.starts_with("step,loss,loss_floor,lr,w2,kl\n") && losses.lines().count() == 2, "{losses}");
+    assert!(losses.starts_with("step,loss,loss_floor,lr,w2,kl,evaluations,temperature,ess,log_z,log_z_se\n") && losses.lines().count() == 2, "{losses}");
     // The last step is tracked: W2 on the holdout and KL (the seed mixture has a density).
-    let row: Vec<f64> = losses.lines().nth(1).unwrap().split(',').map(|v| v.parse().unwrap()).collect();
+    // (The energy-only columns are empty: no density was weighed.)
+    let row: Vec<&str> = losses.lines().nth(1).unwrap().split(',').collect();
+    assert!(row[6..].iter().all(|v| v.is_empty()), "{losses}");
+    let row: Vec<f64> = row[..6].iter().map(|v| v.parse().unwrap()).collect();
     assert!(row.len() == 6 && row[0] == 40.0 && row[4] > 0.0 && row[4].is_finite() && row[5].is_finite(), "{losses}");
     // The seed mixture's loss floor (the README's figure), beside every loss and in the report.
     assert!((row[2] - 2.98).abs() < 0.03 && row[1] > row[2], "{losses}");
@@ -690,8 +693,12 @@ fn resuming_a_run_with_an_older_metrics_file_keeps_its_columns() {
     assert!(o.status.success(), "{}", stderr(&o));
     let text = std::fs::read_to_string(&metrics).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(&lines[..3], ["step,loss,loss_floor,lr,w2,kl", "1,5.5,,0.0001,,", "2,4.5,,0.0001,0.7,0.9"], "{text}");
-    assert!(lines[3].starts_with("3,") && lines[3].split(',').count() == 6, "{text}");
+    assert_eq!(
+        &lines[..3],
+        ["step,loss,loss_floor,lr,w2,kl,evaluations,temperature,ess,log_z,log_z_se", "1,5.5,,0.0001,,,,,,,", "2,4.5,,0.0001,0.7,0.9,,,,,"],
+        "{text}"
+    );
+    assert!(lines[3].starts_with("3,") && lines[3].split(',').count() == 11, "{text}");
     let o = fm(&["plot", "loss", "--run", run.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
 }

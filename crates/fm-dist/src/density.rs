@@ -33,6 +33,12 @@ pub trait Density: Send + Sync {
     /// # Errors
     /// Rows of another width; [`crate::Error::NoDensity`] where the density is not differentiable.
     fn grad_log_density(&self, x: ArrayView2<f64>) -> Result<Array2<f64>>;
+    /// Each coordinate's standard deviation under `p`, where known: the scale energy-only
+    /// training standardises by, so that its source `N(0, I)` in standard units covers the
+    /// distribution (DEM's `data_normalization_factor` plays this part). `None`: unit scale.
+    fn std_dev(&self) -> Option<Vec<f64>> {
+        None
+    }
 }
 
 /// A target's normalised density as a [`Density`] (`log Z = 0`).
@@ -53,6 +59,9 @@ impl Density for Normalised<'_> {
     }
     fn grad_log_density(&self, x: ArrayView2<f64>) -> Result<Array2<f64>> {
         self.0.score(x)
+    }
+    fn std_dev(&self) -> Option<Vec<f64>> {
+        self.0.as_mixture().map(crate::GaussianMixture::std_dev)
     }
 }
 

@@ -118,6 +118,18 @@ impl GaussianMixture {
         &self.covs
     }
 
+    /// Each coordinate's standard deviation under the mixture: `√(Σ_k w_k (Σ_k,jj + μ_kj²) − m_j²)`
+    /// with `m = Σ_k w_k μ_k` (the law of total variance).
+    pub fn std_dev(&self) -> Vec<f64> {
+        (0..self.means.ncols())
+            .map(|j| {
+                let mean: f64 = self.weights.iter().zip(self.means.column(j)).map(|(w, m)| w * m).sum();
+                let second: f64 = self.weights.iter().zip(self.means.column(j)).zip(&self.covs).map(|((w, m), c)| w * (c[[j, j]] + m * m)).sum();
+                (second - mean * mean).max(0.0).sqrt()
+            })
+            .collect()
+    }
+
     /// `ln w_k + ln N(x | μ_k, Σ_k)` for every row of `x` and component `k` (`n × K`).
     ///
     /// # Errors

@@ -161,7 +161,7 @@ impl RunDir {
 }
 
 /// One row of `metrics.csv`: a reporting window of training.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MetricsRow {
     /// The step that closed the window.
     pub step: usize,
@@ -179,11 +179,44 @@ pub struct MetricsRow {
     /// KL(target ‖ model) in nats, at tracked steps of targets with a density only.
     #[serde(default)]
     pub kl: Option<f64>,
+    /// Energy-only training: energy evaluations so far.
+    #[serde(default)]
+    pub evaluations: Option<u64>,
+    /// Energy-only training: the temperature of the current proposal's weights.
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    /// Energy-only training: the current proposal's effective sample size over its size.
+    #[serde(default)]
+    pub ess: Option<f64>,
+    /// Energy-only training: its estimate of `log Z` (of `p̃^{1/T}`), nats.
+    #[serde(default)]
+    pub log_z: Option<f64>,
+    /// The standard error of `log_z`.
+    #[serde(default)]
+    pub log_z_se: Option<f64>,
 }
 
 impl MetricsRow {
     /// The header line of `metrics.csv`: the field names, in order.
-    pub const HEADER: &'static str = "step,loss,loss_floor,lr,w2,kl\n";
+    pub const HEADER: &'static str = "step,loss,loss_floor,lr,w2,kl,evaluations,temperature,ess,log_z,log_z_se\n";
+
+    /// The row of a progress report, with the run's loss floor (where known).
+    pub fn new(p: &fm_train::Progress, loss_floor: Option<f64>) -> Self {
+        let e = p.energy.as_ref();
+        Self {
+            step: p.step,
+            loss: p.loss,
+            loss_floor,
+            lr: p.lr,
+            w2: None,
+            kl: None,
+            evaluations: e.map(|e| e.evaluations),
+            temperature: e.map(|e| e.temperature),
+            ess: e.map(|e| e.weights.ess),
+            log_z: e.map(|e| e.weights.log_z),
+            log_z_se: e.map(|e| e.weights.log_z_se),
+        }
+    }
 
     /// The row as one CSV line (an absent figure is an empty cell).
     fn to_csv_line(&self) -> Vec<u8> {
@@ -313,12 +346,12 @@ mod tests {
         dir.write_metrics(&[]).unwrap();
         assert_eq!(std::fs::read_to_string(dir.file(RunDir::METRICS)).unwrap(), MetricsRow::HEADER);
         let rows = vec![
-            MetricsRow { step: 100, loss: 3.25, loss_floor: Some(2.9835), lr: 1e-4, w2: None, kl: None },
-            MetricsRow { step: 200, loss: 3.0, loss_floor: Some(2.9835), lr: 1e-4, w2: Some(0.12), kl: Some(0.04) },
+            MetricsRow { step: 100, loss: 3.25, loss_floor: Some(2.9835), lr: 1e-4, w2: None, kl: None, ..Default::default() },
+            MetricsRow { step: 200, loss: 3.0, loss_floor: Some(2.9835), lr: 1e-4, w2: Some(0.12), kl: Some(0.04), ..Default::default() },
         ];
         dir.write_metrics(&rows).unwrap();
         let text = std::fs::read_to_string(dir.file(RunDir::METRICS)).unwrap();
-        assert!(text.starts_with("step,loss,loss_floor,lr,w2,kl\n100,3.25,2.9835,0.0001,,\n"), "{text}");
+        assert!(text.starts_with("step,loss,loss_floor,lr,w2,kl,evaluations,temperature,ess,log_z,log_z_se\n100,3.25,2.9835,0.0001,,,,,,,\n"), "{text}");
         assert_eq!(dir.read_metrics().unwrap(), rows);
         dir.append_metrics(&MetricsRow { step: 250, ..rows[0].clone() });
         assert_eq!(dir.read_metrics().unwrap().len(), 3);
@@ -336,7 +369,7 @@ mod tests {
         assert!(matches!(dir.metrics_up_to(1000), Err(Error::Metrics { .. })));
         std::fs::write(dir.file(RunDir::METRICS), "step,loss,lr,w2,kl\n10,4.5,0.001,,\n20,4.0,0.001,0.5,\n").unwrap();
         let old = dir.read_metrics().unwrap();
-        assert_eq!(old[1], MetricsRow { step: 20, loss: 4.0, loss_floor: None, lr: 1e-3, w2: Some(0.5), kl: None });
+        assert_eq!(old[1], MetricsRow { step: 20, loss: 4.0, loss_floor: None, lr: 1e-3, w2: Some(0.5), kl: None, ..Default::default() });
         std::fs::write(dir.file(RunDir::METRICS), "step,loss,lr\n10,not a number,0.1\n").unwrap();
         assert!(matches!(dir.read_metrics(), Err(Error::Metrics { .. })));
     }

@@ -332,9 +332,18 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
     (cfg.model.classes, cfg.model.cond_dim) = (condition.classes, condition.dim);
     cfg.model.validate()?;
     cfg.sample.validate()?;
-    let data = match &pairs {
-        Some(p) => fm_train::TrainingData::Pairs(p),
-        None => fm_train::TrainingData::Draw { target: train_target, source: train_source },
+    // Energy-only training weighs the model's own samples against the target's density: no
+    // target sample is drawn (the target's sampler, where it has one, only judges the result).
+    let density = fm_dist::density_of(target.as_ref());
+    let data = match (&pairs, cfg.train.objective.energy()) {
+        (Some(p), _) => fm_train::TrainingData::Pairs(p),
+        (None, Some(_)) => {
+            let density = density
+                .as_deref()
+                .ok_or_else(|| Error::Invalid(format!("objective {}: the target {} has no density to weigh by", cfg.train.objective, target.name())))?;
+            fm_train::TrainingData::Energy { density, source: train_source, map: data_map.as_ref() }
+        }
+        (None, None) => fm_train::TrainingData::Draw { target: train_target, source: train_source },
     };
     // Everything that can refuse the run does before the folder is touched.
     fm_train::check_training(&cfg.train, data, cfg.model.dim, cfg.model.time_inputs, condition)?;
@@ -452,7 +461,7 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
     let train_json = serde_json::to_string(&cfg.train).map_err(|e| Error::Invalid(e.to_string()))?;
     let mut on_progress = |p: &Progress| {
         bar.update(p);
-        let row = MetricsRow { step: p.step, loss: p.loss, loss_floor: loss_floor.map(|f| f.mean), lr: p.lr, w2: None, kl: None };
+        let row = MetricsRow::new(p, loss_floor.map(|f| f.mean));
         dir.append_metrics(&row);
         rows.borrow_mut().push(row);
     };
@@ -513,22 +522,41 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
         ));
     }
     if let (Some(decay), Some(_)) = (cfg.train.ema_decay, &outcome.state.ema) {
-        // Which weights are sampled, and how they compare with the last ones, on batches no
-        // step trained on (the same batches for both: the difference is paired).
-        let last = fm_train::held_out_loss(&*model, data, &cfg.train, HELD_OUT_BATCHES)?;
-        outcome.state.apply_ema(&*model)?;
-        let ema = fm_train::held_out_loss(&*model, data, &cfg.train, HELD_OUT_BATCHES)?;
-        let diff: Vec<f64> = ema.iter().zip(&last).map(|(e, l)| e - l).collect();
-        let (ema, last, diff) = (Estimate::of(&ema)?, Estimate::of(&last)?, Estimate::of(&diff)?);
-        // The decay the warm-up had reached at the last step: what the average actually was.
-        let reached = decay.min((1 + report.steps) as f64 / (10 + report.steps) as f64);
-        log(&format!(
-            "model: the EMA of the weights (ema_decay {decay}; after the warm-up min(decay, (1 + k)/(10 + k)), {reached:.4} at step {}); held-out loss {:.4} ± {:.4}, the last weights' {:.4} ± {:.4} (difference {:+.4} ± {:.4}; {HELD_OUT_BATCHES} batches no step trained on)",
-            report.steps, ema.mean, ema.se, last.mean, last.se, diff.mean, diff.se
-        ));
+        apply_ema(&*model, data, &cfg.train, &outcome.state, report.steps, decay, log)?;
     }
     let source = standard.map_or(source, |(_, s)| s);
     Ok(Trained { lock, model, target, source, data_map, report, loss_floor, generator: cfg.train.objective.generator(), path: cfg.train.path })
+}
+
+/// Puts the EMA's weights into `model`, saying which weights are sampled and how they compare
+/// with the last ones on batches no step trained on (the same batches for both: the
+/// difference is paired); a run on a density alone has no such batches, and says so.
+fn apply_ema(
+    model: &dyn fm_model::VelocityModel,
+    data: fm_train::TrainingData<'_>,
+    cfg: &fm_train::TrainConfig,
+    state: &fm_train::TrainState,
+    steps: usize,
+    decay: f64,
+    log: &mut dyn FnMut(&str),
+) -> Result<()> {
+    if matches!(data, fm_train::TrainingData::Energy { .. }) {
+        state.apply_ema(model)?;
+        log(&format!("model: the EMA of the weights (ema_decay {decay}; no held-out loss: a density alone has no target points)"));
+        return Ok(());
+    }
+    let last = fm_train::held_out_loss(model, data, cfg, HELD_OUT_BATCHES)?;
+    state.apply_ema(model)?;
+    let ema = fm_train::held_out_loss(model, data, cfg, HELD_OUT_BATCHES)?;
+    let diff: Vec<f64> = ema.iter().zip(&last).map(|(e, l)| e - l).collect();
+    let (ema, last, diff) = (Estimate::of(&ema)?, Estimate::of(&last)?, Estimate::of(&diff)?);
+    // The decay the warm-up had reached at the last step: what the average actually was.
+    let reached = decay.min((1 + steps) as f64 / (10 + steps) as f64);
+    log(&format!(
+        "model: the EMA of the weights (ema_decay {decay}; after the warm-up min(decay, (1 + k)/(10 + k)), {reached:.4} at step {}); held-out loss {:.4} ± {:.4}, the last weights' {:.4} ± {:.4} (difference {:+.4} ± {:.4}; {HELD_OUT_BATCHES} batches no step trained on)",
+        steps, ema.mean, ema.se, last.mean, last.se, diff.mean, diff.se
+    ));
+    Ok(())
 }
 
 /// Batches of [`fm_train::held_out_loss`] comparing an EMA with the last weights.
@@ -645,6 +673,15 @@ fn flatten(f: &mut Fingerprint, prefix: &str, value: &serde_json::Value) {
 fn standardization(cfg: &RunConfig, target: &dyn Target, log: &mut dyn FnMut(&str)) -> Result<Option<Affine>> {
     let file = cfg.target.strip_prefix("file:").map(PointCloud::open).transpose()?;
     let fmt = |v: &[f64]| v.iter().map(|x| format!("{x:.4e}")).collect::<Vec<_>>().join(", ");
+    if cfg.train.objective.energy().is_some() {
+        // Energy-only training starts from N(0, I) in units of the density's stated scale, so
+        // that its first proposal covers the distribution (DEM's data_normalization_factor).
+        let scale = fm_dist::density_of(target).and_then(|d| d.std_dev());
+        return Ok(scale.map(|scale| {
+            log(&format!("fm: energy-weighted training in units of the density's scale: z = x / [{}], sampled back in the density's units", fmt(&scale)));
+            Affine { shift: vec![0.0; scale.len()], scale }
+        }));
+    }
     match file {
         Some(cloud) if cfg.standardize => {
             let map = Affine::standardizing(cloud.points())?;

@@ -156,3 +156,38 @@ fn inspect_says_the_network_and_its_output() {
         assert!(targets.contains(name), "{name} missing from {targets}");
     }
 }
+
+#[test]
+fn an_energy_run_trains_from_the_density_alone_records_its_evaluations_and_resumes_bit_for_bit() {
+    // GMM-40 by its density (fm run --target gmm40 --objective ewfm), the default plan: one
+    // refresh of 4,096 points covers these 60 steps.
+    let base = std::env::temp_dir().join(format!("fm-run-energy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let mut cfg = RunConfig { device: "cpu".into(), target: "gmm40".into(), ..RunConfig::default() };
+    cfg.model.hidden_dim = 16;
+    cfg.train.objective = "ewfm".parse().unwrap();
+    (cfg.train.steps, cfg.train.batch_size, cfg.train.report_every, cfg.train.checkpoint_every) = (60, 64, 20, 20);
+    fm_run::prepare(&mut cfg, false, false).unwrap();
+    let train = |dir: &RunDir, cfg: &RunConfig, resume: bool| {
+        fm_run::train_run(cfg, dir, &TrainOptions { quiet: true, resume, ..Default::default() }, &mut |_| {}).unwrap()
+    };
+    let straight = RunDir::new(base.join("straight"));
+    let trained = train(&straight, &cfg, false);
+    // It learnt in units of the density's stated scale, which the checkpoint keeps.
+    let map = trained.data_map.clone().expect("an energy run trains in the density's units");
+    assert_eq!(map.scale, fm_dist::density_of(trained.target.as_ref()).unwrap().std_dev().unwrap());
+    drop(trained);
+    let rows = straight.read_metrics().unwrap();
+    assert_eq!(rows.iter().map(|r| r.evaluations).collect::<Vec<_>>(), vec![Some(4096); 3], "one refresh, counted on every row");
+    assert!(rows.iter().all(|r| r.ess.is_some_and(|e| e > 0.0 && e <= 1.0) && r.log_z.is_some_and(f64::is_finite) && r.temperature == Some(1.0)));
+    // Stopped at step 20, resumed to 60 from the folder's state (its proposal included).
+    let resumed = RunDir::new(base.join("resumed"));
+    drop(train(&resumed, &RunConfig { train: fm_train::TrainConfig { steps: 20, ..cfg.train.clone() }, ..cfg.clone() }, false));
+    drop(train(&resumed, &cfg, true));
+    let read = |dir: &RunDir| std::fs::read(dir.file(RunDir::MODEL)).unwrap();
+    assert!(read(&resumed) == read(&straight), "the resumed run's checkpoint differs from the uninterrupted run's");
+    // The same rows, but for W2 and KL, tracked at the first run's last step (20) as well.
+    let untracked = |rows: Vec<fm_run::MetricsRow>| rows.into_iter().map(|r| fm_run::MetricsRow { w2: None, kl: None, ..r }).collect::<Vec<_>>();
+    assert_eq!(untracked(resumed.read_metrics().unwrap()), untracked(rows));
+    let _ = std::fs::remove_dir_all(&base);
+}

@@ -43,6 +43,7 @@ pub mod objective;
 pub mod optim;
 pub mod path;
 mod progress;
+pub mod proposal;
 pub mod reflow;
 mod sample;
 pub mod sde;

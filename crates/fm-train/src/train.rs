@@ -263,6 +263,8 @@ pub struct Progress {
     /// Wall-clock seconds since this call of the training loop started (a resumed run counts
     /// from the resume).
     pub elapsed_s: f64,
+    /// Energy-only training: the evaluations so far and the current proposal's weights.
+    pub energy: Option<crate::proposal::EnergyProgress>,
 }
 
 /// What a finished run measured.
@@ -292,6 +294,8 @@ pub struct TrainState {
     pub optimizer: Adam,
     /// Present when `ema_decay` was set.
     pub ema: Option<Ema>,
+    /// The weighted proposal energy-only training draws its batches from (its current refresh).
+    pub proposal: Option<crate::proposal::Proposal>,
 }
 
 impl TrainState {
@@ -318,11 +322,11 @@ impl TrainState {
         optimizer.eps = cfg.eps;
         optimizer.weight_decay = cfg.weight_decay;
         let ema = cfg.ema_decay.map(|d| Ema::new(params, d)).transpose()?;
-        Ok(Self { optimizer, ema })
+        Ok(Self { optimizer, ema, proposal: None })
     }
 
-    /// Everything as named tensors: `optimizer.` + [`Adam::state`] names, and `ema.` +
-    /// parameter names when there is an EMA.
+    /// Everything as named tensors: `optimizer.` + [`Adam::state`] names, `ema.` + parameter
+    /// names when there is an EMA, and `proposal.*` during energy-only training.
     ///
     /// # Errors
     /// [`Error::Torch`] when a tensor cannot be copied.
@@ -330,6 +334,9 @@ impl TrainState {
         let mut out: Vec<(String, Tensor)> = self.optimizer.state()?.into_iter().map(|(n, t)| (format!("optimizer.{n}"), t)).collect();
         if let Some(ema) = &self.ema {
             out.extend(ema.state()?.into_iter().map(|(n, t)| (format!("ema.{n}"), t)));
+        }
+        if let Some(proposal) = &self.proposal {
+            out.extend(proposal.state()?);
         }
         Ok(out)
     }
@@ -352,6 +359,8 @@ impl TrainState {
             (Some(_), true) => return Err(Error::State("it has no EMA weights but ema_decay is set".into())),
             (None, false) => return Err(Error::State("it has EMA weights but ema_decay is not set".into())),
         }
+        let proposal = part("proposal.");
+        self.proposal = if proposal.is_empty() { None } else { Some(crate::proposal::Proposal::from_state(&proposal)?) };
         self.optimizer.load_state(&part("optimizer."))
     }
 
@@ -421,6 +430,18 @@ pub enum TrainingData<'a> {
     /// Fixed coupled pairs (a teacher's: reflow and distillation), drawn uniformly with
     /// replacement; the coupling must be `independent` (the pairs are coupled already).
     Pairs(&'a Pairs),
+    /// A density alone (a Boltzmann target's `p̃ = exp(−E/T)`): no target point is drawn. An
+    /// objective that trains from it ([`crate::objective::EnergyWeighted`]) weighs the model's
+    /// own samples; `x0 ~ source` in the network's units, which `map` leads out of to the
+    /// density's (`x = shift + scale ⊙ z`; `None`: the same units).
+    Energy {
+        /// What the samples are weighed against.
+        density: &'a dyn fm_dist::Density,
+        /// The distribution the flow starts from, in the network's units.
+        source: &'a dyn Target,
+        /// From the network's units to the density's.
+        map: Option<&'a fm_dist::affine::Affine>,
+    },
 }
 
 impl TrainingData<'_> {
@@ -428,28 +449,46 @@ impl TrainingData<'_> {
         match self {
             TrainingData::Draw { target, source } => (target.dim(), source.dim()),
             TrainingData::Pairs(p) => (p.dim(), p.dim()),
+            TrainingData::Energy { density, source, .. } => (density.density_dim(), source.dim()),
         }
     }
 }
 
-/// Step `step`'s training data on the host, `[x0 | x1 | t | extra | c]` (`extra`: ε for noisy
+/// Step `step`'s training data on the host, `[x0 | x1 | t | extra | c | w]` (`extra`: ε for noisy
 /// paths, MeanFlow's second time column; `c`: each row's condition features, `shape.features()`
-/// wide, when conditional), all drawn from the step's own generator; and the seconds its
-/// coupling took.
-fn draw_batch(step: usize, cfg: &TrainConfig, data: TrainingData<'_>, d: usize, shape: ConditionShape) -> Result<(Vec<f32>, f64)> {
+/// wide, when conditional; `w`: each row's weight, with a `proposal` only), all drawn from the
+/// step's own generator; and the seconds its coupling took.
+fn draw_batch(
+    step: usize,
+    cfg: &TrainConfig,
+    data: TrainingData<'_>,
+    d: usize,
+    shape: ConditionShape,
+    proposal: Option<&crate::proposal::Proposal>,
+) -> Result<(Vec<f32>, f64)> {
     let n = cfg.batch_size;
     let extra = cfg.objective.extra_len(cfg, n, d);
     let features = shape.features();
-    let mut host = vec![0f32; n * (2 * d + 1) + extra + n * features];
+    let base = n * (2 * d + 1) + extra + n * features;
+    let mut host = vec![0f32; base + if proposal.is_some() { n } else { 0 }];
+    let (host_base, weights) = host.split_at_mut(base);
     let mut coupling_seconds = 0.0;
     let mut rng = StdRng::seed_from_u64(step_seed(cfg.seed, step));
-    let (xs, rest) = host.split_at_mut(2 * n * d);
+    let (xs, rest) = host_base.split_at_mut(2 * n * d);
     // The target rows' conditions, and which target row each training row took.
     let mut conditions: Option<(fm_dist::Conditioned, Vec<usize>)> = None;
     match data {
         TrainingData::Pairs(pairs) => {
             let (h0, h1) = xs.split_at_mut(n * d);
             pairs.draw(h0, h1, &mut rng);
+        }
+        TrainingData::Energy { source, .. } => {
+            let proposal = proposal.ok_or_else(|| Error::Internal("a batch of a density needs the proposal to weigh".into()))?;
+            let (h0, h1) = xs.split_at_mut(n * d);
+            for (h, x) in h0.iter_mut().zip(source.sample(n, &mut rng).iter()) {
+                *h = *x as f32;
+            }
+            proposal.fill(h1, weights, &mut rng);
         }
         TrainingData::Draw { target, source } => {
             let x0 = source.sample(n, &mut rng);
@@ -541,7 +580,7 @@ impl<'a> Batches<'a> {
                 let (tx, rx) = std::sync::mpsc::sync_channel::<DrawnBatch>(2);
                 scope.spawn(move || {
                     for step in (first_step + 1 + j..=cfg.steps).step_by(helpers) {
-                        let batch = draw_batch(step, cfg, data, d, shape);
+                        let batch = draw_batch(step, cfg, data, d, shape, None);
                         let failed = batch.is_err();
                         // The training loop has stopped (its queues are gone), or this failed.
                         if tx.send(batch).is_err() || failed {
@@ -557,7 +596,7 @@ impl<'a> Batches<'a> {
 
     fn get(&self, step: usize) -> DrawnBatch {
         match self {
-            Batches::Inline { cfg, data, d, shape } => draw_batch(step, cfg, *data, *d, *shape),
+            Batches::Inline { cfg, data, d, shape } => draw_batch(step, cfg, *data, *d, *shape, None),
             Batches::Ahead { first_step, queues } => {
                 let queue = &queues[(step - first_step - 1) % queues.len()];
                 queue.recv().map_err(|_| Error::Internal(format!("the thread drawing the training data stopped before step {step}")))?
@@ -576,20 +615,69 @@ fn to_device_without_waiting(values: &[f32], device: Device) -> Result<Tensor> {
     Ok(if device.is_cuda() { host.f_internal_pin_memory(device)?.f_to_device_(device, Kind::Float, true, false)? } else { host })
 }
 
-/// The objective's loss for one drawn batch (`host`, as [`draw_batch`] lays it out); a
-/// conditional network's rows read their condition features after their times.
+/// The loss of one drawn batch, with its gradients left in the parameters `opt` holds. The
+/// network's written-out backward pass (autograd's gradients, bit for bit, in 15 % less time on
+/// the seed step); autograd where it declines (the first step, before the gradients exist, and
+/// SELU) and for a loss that is not a regression. `first`: check, on the first step, that the
+/// loss reaches the parameters.
+fn gradients(model: &dyn VelocityModel, cfg: &TrainConfig, host: &[f32], shape: ConditionShape, opt: &mut Adam, first: bool) -> Result<Tensor> {
+    let written_out = match batch_loss(model, cfg, host, shape)? {
+        BatchLoss::Regression { inputs, times, target } => match model.mse_backward(&inputs, &times, &target)? {
+            Some(loss) => Ok(loss),
+            None => Err(model.forward(&inputs, &times)?.f_mse_loss(&target, Reduction::Mean)?),
+        },
+        BatchLoss::Loss(loss) => Err(loss),
+    };
+    let loss = match written_out {
+        Ok(loss) => return Ok(loss),
+        Err(loss) => loss,
+    };
+    opt.zero_grad();
+    loss.f_backward()?;
+    let reached = |p: &Tensor| -> Result<bool> {
+        let g = p.grad();
+        Ok(g.defined() && f64::try_from(g.f_abs()?.f_sum(Kind::Double)?)? > 0.0)
+    };
+    if first && !opt.params().iter().map(reached).collect::<Result<Vec<_>>>()?.contains(&true) {
+        // The loss does not reach the parameters the optimizer holds (copies, say).
+        let msg = "no parameter of the model received a gradient: named_parameters must hand out the tensors its forward pass uses";
+        return Err(Error::Model(fm_model::Error::Parameters(msg.into())));
+    }
+    Ok(loss)
+}
+
+/// Energy-only training: draws the proposal of `step`'s refresh from the model as it is when the
+/// refresh begins, unless the state holds it already (a resumed run has the one it trained on).
+fn refresh_proposal(model: &dyn VelocityModel, cfg: &TrainConfig, data: TrainingData<'_>, step: usize, state: &mut TrainState) -> Result<()> {
+    let (TrainingData::Energy { density, source, map }, Some(objective)) = (data, cfg.objective.energy()) else {
+        return Ok(());
+    };
+    let round = (step - 1) / objective.plan.every;
+    if state.proposal.as_ref().map(|p| p.round) != Some(round) {
+        let before = state.proposal.as_ref().map_or(0, |p| p.evaluations);
+        state.proposal = Some(crate::proposal::Proposal::draw(model, density, source, map, objective, round, cfg.steps, cfg.seed, before)?);
+    }
+    Ok(())
+}
+
+/// The objective's loss for one drawn batch (`host`, as [`draw_batch`] lays it out: a weights
+/// column after the rest when it is `n` values longer); a conditional network's rows read their
+/// condition features after their times.
 fn batch_loss(model: &dyn VelocityModel, cfg: &TrainConfig, host: &[f32], shape: ConditionShape) -> Result<BatchLoss> {
     let (n, d) = (cfg.batch_size, model.dim());
     let batch = to_device_without_waiting(host, model.device())?;
     let view = |offset: usize, rows: usize, cols: usize| batch.f_narrow(0, offset as i64, (rows * cols) as i64)?.f_view([rows as i64, cols as i64]);
     let extra = cfg.objective.extra_len(cfg, n, d);
+    let base = 2 * n * d + n + extra + n * shape.features();
     let conditions = view(2 * n * d + n + extra, n, shape.features())?;
+    let weights = if host.len() == base + n { Some(view(base, n, 1)?) } else { None };
     let drawn = Batch {
         x0: view(0, n, d)?,
         x1: view(n * d, n, d)?,
         t: view(2 * n * d, n, 1)?,
         extra: batch.f_narrow(0, (2 * n * d + n) as i64, extra as i64)?,
         conditions,
+        weights,
     };
     Ok(match cfg.objective.loss(model, cfg, &drawn)? {
         BatchLoss::Regression { inputs, times, target } => {
@@ -622,11 +710,14 @@ fn loss_value(model: &dyn VelocityModel, loss: BatchLoss) -> Result<f64> {
 /// # Errors
 /// As [`train_on`]'s batch drawing and forward pass.
 pub fn held_out_loss(model: &dyn VelocityModel, data: TrainingData<'_>, cfg: &TrainConfig, batches: usize) -> Result<Vec<f64>> {
+    if matches!(data, TrainingData::Energy { .. }) {
+        return Err(Error::Config("a held-out loss needs target points or pairs: a density alone has none".into()));
+    }
     let held_out = TrainConfig { seed: cfg.seed ^ HELD_OUT_SEED, ..cfg.clone() };
     let shape = model.condition_shape();
     (1..=batches)
         .map(|step| {
-            let (host, _) = draw_batch(step, &held_out, data, model.dim(), shape)?;
+            let (host, _) = draw_batch(step, &held_out, data, model.dim(), shape, None)?;
             loss_value(model, batch_loss(model, &held_out, &host, shape)?)
         })
         .collect()
@@ -729,6 +820,16 @@ pub fn check_training(cfg: &TrainConfig, data: TrainingData<'_>, dim: usize, tim
             return Err(Error::Config(format!("condition {}: training on pairs (reflow, distillation) is unconditional", cfg.condition)))
         }
         TrainingData::Pairs(_) => ConditionShape::NONE,
+        TrainingData::Energy { .. } if cfg.objective.energy().is_none() => {
+            return Err(Error::Config(format!(
+                "objective {} needs samples of the target: a target known by its density alone trains with objective ewfm (energy-weighted flow matching)",
+                cfg.objective
+            )))
+        }
+        TrainingData::Energy { .. } if !cfg.condition.is_none() => {
+            return Err(Error::Config(format!("condition {}: energy-only training is unconditional", cfg.condition)))
+        }
+        TrainingData::Energy { .. } => ConditionShape::NONE,
     };
     if wanted != condition {
         return Err(Error::Config(format!("condition {}: the data give {wanted}, the model is {condition} (model.classes, model.cond_dim)", cfg.condition)));
@@ -810,8 +911,10 @@ pub fn train_on<M: VelocityModel + ?Sized>(
     // as the step will draw it) and then kept: counts switched mid-run changed the last bits of
     // the weights (measured: a 40-step run on a busy machine), while a run at 1 or at 2 threads
     // gives the same bits, so that a seed gives the same checkpoint however busy the machine.
+    let refresh = |step: usize, state: &mut TrainState| refresh_proposal(&*model, cfg, data, step, state);
     if first_step < cfg.steps {
-        let (host, _) = draw_batch(first_step + 1, cfg, data, dim, shape)?;
+        refresh(first_step + 1, &mut state)?;
+        let (host, _) = draw_batch(first_step + 1, cfg, data, dim, shape, state.proposal.as_ref())?;
         crate::threads::choose(|| -> Result<()> {
             match batch_loss(&*model, cfg, &host, shape)? {
                 BatchLoss::Regression { inputs, times, .. } => {
@@ -824,40 +927,19 @@ pub fn train_on<M: VelocityModel + ?Sized>(
         })?;
     }
     std::thread::scope(|scope| -> Result<()> {
-        let batches = Batches::start(scope, Batches::helpers(device), first_step, cfg, data, dim, shape);
+        let helpers = if matches!(data, TrainingData::Energy { .. }) { 0 } else { Batches::helpers(device) };
+        let batches = Batches::start(scope, helpers, first_step, cfg, data, dim, shape);
         for step in first_step + 1..=cfg.steps {
-            let (host, seconds) = batches.get(step)?;
+            refresh(step, &mut state)?;
+            let (host, seconds) = match &state.proposal {
+                Some(proposal) => draw_batch(step, cfg, data, dim, shape, Some(proposal))?,
+                None => batches.get(step)?,
+            };
             coupling_seconds += seconds;
             let lr = cfg.lr_at(step);
             let opt = &mut state.optimizer;
             opt.lr = lr;
-            // The network's written-out backward pass (autograd's gradients, bit for bit, in
-            // 15 % less time on the seed step); autograd where it declines (the first step,
-            // before the gradients exist, and SELU) and for a loss that is not a regression.
-            let written_out = match batch_loss(&*model, cfg, &host, shape)? {
-                BatchLoss::Regression { inputs, times, target } => match model.mse_backward(&inputs, &times, &target)? {
-                    Some(loss) => Ok(loss),
-                    None => Err(model.forward(&inputs, &times)?.f_mse_loss(&target, Reduction::Mean)?),
-                },
-                BatchLoss::Loss(loss) => Err(loss),
-            };
-            let loss = match written_out {
-                Ok(loss) => loss,
-                Err(loss) => {
-                    opt.zero_grad();
-                    loss.f_backward()?;
-                    let reached = |p: &Tensor| -> Result<bool> {
-                        let g = p.grad();
-                        Ok(g.defined() && f64::try_from(g.f_abs()?.f_sum(Kind::Double)?)? > 0.0)
-                    };
-                    if step == first_step + 1 && !opt.params().iter().map(reached).collect::<Result<Vec<_>>>()?.contains(&true) {
-                        // The loss does not reach the parameters the optimizer holds (copies, say).
-                        let msg = "no parameter of the model received a gradient: named_parameters must hand out the tensors its forward pass uses";
-                        return Err(Error::Model(fm_model::Error::Parameters(msg.into())));
-                    }
-                    loss
-                }
-            };
+            let loss = gradients(&*model, cfg, &host, shape, opt, step == first_step + 1)?;
             if let Some(max_norm) = cfg.max_grad_norm {
                 let _total_norm = opt.clip_grad_norm(max_norm)?;
             }
@@ -877,7 +959,8 @@ pub fn train_on<M: VelocityModel + ?Sized>(
                 }
                 history.push((step, m));
                 let _ = window.f_zero_()?;
-                on_progress(&Progress { step, total_steps: cfg.steps, loss: m, lr, elapsed_s: start.elapsed().as_secs_f64() });
+                let energy = state.proposal.as_ref().map(crate::proposal::Proposal::progress);
+                on_progress(&Progress { step, total_steps: cfg.steps, loss: m, lr, elapsed_s: start.elapsed().as_secs_f64(), energy });
                 Ok(m)
             };
             if step % cfg.report_every == 0 || step == cfg.steps || (checkpoint_due && has_hook) {
@@ -936,7 +1019,7 @@ mod tests {
                 let ahead = Batches::start(scope, helpers, 5, &cfg, TrainingData::Draw { target: &target, source: &source }, 2, COND);
                 for step in 6..=cfg.steps {
                     let (got, _) = ahead.get(step).unwrap();
-                    let (want, _) = draw_batch(step, &cfg, TrainingData::Draw { target: &target, source: &source }, 2, COND).unwrap();
+                    let (want, _) = draw_batch(step, &cfg, TrainingData::Draw { target: &target, source: &source }, 2, COND, None).unwrap();
                     assert_eq!(got.len(), 16 * 7 + 16 * COND.features());
                     assert_eq!(got, want, "step {step}, {helpers} helper(s)");
                 }
@@ -960,7 +1043,7 @@ mod tests {
         let (n, f) = (64, shape.features());
         let mut dropped = 0;
         for step in 1..=5 {
-            let (host, _) = draw_batch(step, &cfg, TrainingData::Draw { target: &target, source: &source }, 2, shape).unwrap();
+            let (host, _) = draw_batch(step, &cfg, TrainingData::Draw { target: &target, source: &source }, 2, shape, None).unwrap();
             let (x1, cond) = (&host[n * 2..n * 4], &host[n * 5..]);
             for (k, row) in cond.chunks_exact(f).enumerate() {
                 if row[8] == 1.0 {

@@ -88,7 +88,9 @@ impl Objective for MaximumLikelihood {
             )));
         }
         match data {
-            TrainingData::Pairs(_) => Err(Error::Config("objective likelihood fits the data's density: it trains on drawn target points, not on pairs".into())),
+            TrainingData::Pairs(_) | TrainingData::Energy { .. } => {
+                Err(Error::Config("objective likelihood fits the data's density: it trains on drawn target points, not on pairs or a density".into()))
+            }
             TrainingData::Draw { source, .. } if crate::is_standard_normal(*source) => Ok(()),
             TrainingData::Draw { source, .. } => Err(Error::Config(format!(
                 "objective likelihood integrates to the source's log-density, written for the standard normal: the source is {} (use normal:D)",

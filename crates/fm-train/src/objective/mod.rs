@@ -8,11 +8,13 @@
 //! Time convention: `t = 0` is the source and `t = 1` the target everywhere here.
 
 mod distill;
+mod ewfm;
 mod flow_matching;
 mod likelihood;
 mod meanflow;
 
 pub use distill::Distill;
+pub use ewfm::{EnergyWeighted, ProposalPlan};
 pub use flow_matching::FlowMatching;
 pub use likelihood::MaximumLikelihood;
 pub use meanflow::{meanflow_target, MeanFlow};
@@ -37,6 +39,10 @@ pub struct Batch {
     /// Each row's condition features, `[n, features]` (`[n, 0]` unconditioned): the loop appends
     /// them to a regression's times; an objective that evaluates the network itself appends them.
     pub conditions: Tensor,
+    /// Each row's self-normalised importance weight, `[n, 1]` with mean 1, when the target
+    /// points are a proposal's weighed against a density ([`TrainingData::Energy`]); `None` for
+    /// target samples and pairs.
+    pub weights: Option<Tensor>,
 }
 
 /// What one batch asks the loop to minimise.
@@ -112,17 +118,24 @@ pub trait Objective: std::fmt::Debug + Send + Sync {
     fn conditional(&self) -> bool {
         false
     }
+
+    /// How it trains from a density alone, where it does: the loop then refreshes a weighted
+    /// proposal from the model as its settings say ([`EnergyWeighted`]).
+    fn energy(&self) -> Option<&EnergyWeighted> {
+        None
+    }
 }
 
 /// Builds an objective from the text after its name (`meanflow:0.5` → `Some("0.5")`).
 pub type Builder = fn(Option<&str>) -> Result<Arc<dyn Objective>>;
 
 /// The objectives every run file and flag can name: `(name, builder, spelling for help)`.
-pub const BUILT_IN: [(&str, Builder, &str); 4] = [
+pub const BUILT_IN: [(&str, Builder, &str); 5] = [
     ("flow-matching", |arg| no_argument("flow-matching", arg, FlowMatching), "flow-matching"),
     ("distill", |arg| no_argument("distill", arg, Distill), "distill"),
     ("meanflow", MeanFlow::build, "meanflow[:RATIO]"),
     ("likelihood", MaximumLikelihood::build, "likelihood[:STEPS]"),
+    ("ewfm", EnergyWeighted::build, "ewfm[:T0]"),
 ];
 
 fn no_argument(name: &str, arg: Option<&str>, objective: impl Objective + 'static) -> Result<Arc<dyn Objective>> {

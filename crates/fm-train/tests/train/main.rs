@@ -3,6 +3,7 @@
 
 mod conditional;
 mod coupling;
+mod energy;
 mod eval;
 mod exact;
 mod few_step;
