@@ -36,7 +36,7 @@ tasks:
                          set up, then print the conditional report: per-class KL, W2 and purity of class-conditional
                          models, the classifier-free guidance sweep, and C2OT's 8gaussians → moons experiment
   energy [--quick] [--only gmm40|manywell:32|funnel:10]
-                         set up, then print the energy report: energy-weighted flow matching (fm run --objective ewfm)
+                         set up, then print the energy report: energy-weighted flow matching (fm run --preset energy)
                          beside importance sampling and MALA at the same energy budget (W2, ESS, log Z, well shares, KL)
   fuzz [--seconds N] [--target NAME] [--seed S]
                          set up, then fuzz the file parsers and loaders (release build; 60 s in all by default):

@@ -54,7 +54,8 @@ pub struct ConfigArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Start from a named preset (training settings and network): seed (the original experiment), fast (same
-    /// budget, better result) or one-step (a fast teacher, its reflow and a distilled one-step map: 3× the budget).
+    /// budget, better result), one-step (a fast teacher, its reflow and a distilled one-step map: 3× the budget) or
+    /// energy (from the target's energy alone: annealed energy-weighted flow matching at batch 1,024).
     #[arg(long, value_name = "NAME")]
     pub preset: Option<String>,
 }

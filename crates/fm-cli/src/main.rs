@@ -47,9 +47,9 @@ enum Command {
         after_help = "Examples:\n  fm eval --samples runs/seed/samples.npy\n  fm eval --samples moons.npy --target moons\n  fm eval --checkpoint runs/fast/model.safetensors   # KL, field error, loss floor, error over t\n  fm eval --oracle --path vp                         # KL of the exact flow: the integrator's error"
     )]
     Eval(eval::EvalArgs),
-    /// Draw a figure from a run or checkpoint: compare, trajectories, field, field-error, density, loss, animation or guidance.
+    /// Draw a figure from a run or checkpoint: compare, trajectories, field, field-error, density, loss, animation, guidance or energy.
     #[command(
-        after_help = "Examples:\n  fm plot trajectories --run runs/seed            # writes runs/seed/trajectories.png\n  fm plot density --run runs/seed --out density.svg\n  fm plot animation --run runs/seed               # runs/seed/animation.gif\n  fm plot loss --config runs/ot/config.toml       # that run's loss: runs/ot/loss.png\n  fm plot field --checkpoint flow_match_model.pth --activation relu --target gmm3 --out field.png\n  fm plot field-error --run runs/fast             # the model against the exact field, over t\n  fm plot field --exact --target 8gaussians --out exact.png   # the exact field; no model needed"
+        after_help = "Examples:\n  fm plot trajectories --run runs/seed            # writes runs/seed/trajectories.png\n  fm plot density --run runs/seed --out density.svg\n  fm plot animation --run runs/seed               # runs/seed/animation.gif\n  fm plot loss --config runs/ot/config.toml       # that run's loss: runs/ot/loss.png\n  fm plot field --checkpoint flow_match_model.pth --activation relu --target gmm3 --out field.png\n  fm plot field-error --run runs/fast             # the model against the exact field, over t\n  fm plot field --exact --target 8gaussians --out exact.png   # the exact field; no model needed\n  fm plot energy --run runs/gmm40                 # energy histograms of an energy-trained run"
     )]
     Plot(plot::PlotArgs),
     /// List the targets (built-in and file-based), one line each; --config adds what a run file's target and source are.

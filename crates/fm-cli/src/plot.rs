@@ -155,6 +155,7 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
             let flow = plot.flow.as_ref().context("no exact flow")?;
             return crate::plot_field::field_error(out, flow, &*plot.model()?.model, coords);
         }
+        Figure::Energy => plot_energy(&plot, out)?,
         Figure::Density => {
             // An exact likelihood per grid point: a coarser grid and 20 RK4 steps keep this to
             // seconds, and the picture does not change at that scale.
@@ -169,6 +170,29 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
     Ok(())
 }
 
+/// The energy histograms: the model's samples, the same reweighted by p̃/q, exact samples.
+fn plot_energy(plot: &fm_run::Plot, out: &Path) -> Result<()> {
+    let e = plot.energies()?;
+    let left_out = if e.left_out > 0 { format!("; {} of zero density left out", e.left_out) } else { String::new() };
+    let fig = fm_viz::HistogramFigure {
+        title: format!(
+            "Energy of the model's samples against {} (ESS {:.3}, log Ẑ {:.3} ± {:.3}{left_out})",
+            plot.target()?.name(),
+            e.summary.ess,
+            e.summary.log_z,
+            e.summary.log_z_se
+        ),
+        ..Default::default()
+    };
+    let series = [
+        ("model samples", e.samples.view(), None),
+        ("reweighted by p̃/q", e.samples.view(), Some(e.weights.view())),
+        ("exact samples", e.reference.view(), None),
+    ];
+    fm_viz::histograms(out, &series, &fig)?;
+    Ok(())
+}
+
 /// The loss curve of a run's metrics.csv, with the floor as a line across it and panels for
 /// the learning rate and, at tracked steps, W2 and KL; an energy-only run's against its energy
 /// evaluations, with its proposal's ESS and log Z estimate.
@@ -177,6 +201,14 @@ fn plot_loss(dir: &RunDir, out: &Path) -> Result<()> {
     anyhow::ensure!(!rows.is_empty(), "{}: no rows yet (written by fm train and fm run)", dir.file(RunDir::METRICS).display());
     let floor = rows.iter().find_map(|r| r.loss_floor);
     let energy = rows.iter().all(|r| r.evaluations.is_some());
+    // An energy-only run against its evaluations: one row per refresh (its last window), whose
+    // evaluations all its windows share.
+    let mut rows = rows;
+    if energy {
+        rows.reverse();
+        rows.dedup_by_key(|r| r.evaluations);
+        rows.reverse();
+    }
     let x = |r: &MetricsRow| if energy { r.evaluations.unwrap_or_default() as f64 } else { r.step as f64 };
     let column = |value: &dyn Fn(&MetricsRow) -> Option<f64>| -> Array2<f64> {
         Array2::from(rows.iter().filter_map(|r| value(r).map(|v| [x(r), v])).collect::<Vec<_>>())

@@ -318,6 +318,7 @@ fn plot_draws_every_kind_from_a_run() {
         ("loss", "10", "loss.png", &b"\x89PNG"[..]),
         ("compare", "300", "compare.png", &b"\x89PNG"[..]),
         ("animation", "50", "animation.gif", &b"GIF8"[..]),
+        ("energy", "300", "energy.png", &b"\x89PNG"[..]),
     ] {
         let o = fm(&["plot", kind, "--run", r, "--points", points, "--steps", "5"]);
         assert!(o.status.success(), "{kind}: {}", stderr(&o));

@@ -9,7 +9,7 @@
 //! reweighted; exact 0.844 by quadrature), and GMM-40's exact KL(target ‖ model).
 //!
 //! `--quick`: 2,000 steps, 5 batches (a smoke run, not the report's figures). `--only NAME`:
-//! one target. `--preset P` (default `fast`), `--objective S` (default `ewfm`) and
+//! one target. `--preset P` (default `energy`: `ewfm:4` at batch 1,024), `--objective S` and
 //! `--batch-size N` change the trained run.
 
 use fm_dist::baselines::{importance_from_normal, mala};
@@ -87,7 +87,7 @@ fn judge(row: &mut Row, target: &dyn Target, density: &dyn Density, batches: &[(
     Ok(())
 }
 
-/// `k` draws of `n` indices with probabilities `w` (normalised): importance resampling.
+/// `n` rows of `x` drawn with probabilities `w` (normalised), with replacement: importance resampling.
 fn resample(x: &Array2<f64>, w: &Array1<f64>, n: usize, rng: &mut StdRng) -> Array2<f64> {
     let cumulative: Vec<f64> = w
         .iter()
@@ -97,7 +97,12 @@ fn resample(x: &Array2<f64>, w: &Array1<f64>, n: usize, rng: &mut StdRng) -> Arr
         })
         .collect();
     let total = *cumulative.last().unwrap_or(&1.0);
-    let rows: Vec<usize> = (0..n).map(|_| cumulative.partition_point(|c| *c < rng.random::<f64>() * total).min(x.nrows() - 1)).collect();
+    let rows: Vec<usize> = (0..n)
+        .map(|_| {
+            let u = rng.random::<f64>() * total;
+            cumulative.partition_point(|c| *c < u).min(x.nrows() - 1)
+        })
+        .collect();
     x.select(Axis(0), &rows)
 }
 
@@ -105,7 +110,7 @@ fn resample(x: &Array2<f64>, w: &Array1<f64>, n: usize, rng: &mut StdRng) -> Arr
 struct Options {
     quick: bool,
     preset: String,
-    objective: String,
+    objective: Option<String>,
     batch_size: Option<usize>,
 }
 
@@ -121,10 +126,15 @@ fn report(name: &str, opts: &Options) -> Result<Vec<Row>> {
     let dir = RunDir::new(std::env::temp_dir().join(format!("fm-energy-{}", name.replace(':', "-"))));
     let mut cfg = RunConfig::load(None, Some(&opts.preset))?;
     cfg.target = name.into();
-    cfg.train.objective = opts.objective.parse()?;
+    if let Some(objective) = &opts.objective {
+        cfg.train.objective = objective.parse()?;
+    }
     cfg.train.batch_size = opts.batch_size.unwrap_or(cfg.train.batch_size);
     if quick {
         cfg.train.steps = 2000;
+    }
+    if cfg.train.objective.energy().is_none() {
+        return Err(format!("--preset {} trains {}: give --objective ewfm (or ewfm:T0)", opts.preset, cfg.train.objective).into());
     }
     let start = Instant::now();
     let trained = train_run(&cfg, &dir, &TrainOptions { resume: false, quiet: true, stop: None }, &mut |l| eprintln!("{l}"))?;
@@ -178,6 +188,12 @@ fn report(name: &str, opts: &Options) -> Result<Vec<Row>> {
     }
     rows.push(row);
 
+    // The floor: exact samples against other exact samples (no energy evaluated).
+    let mut row = Row { method: "exact samples (the floor)".into(), ..Row::default() };
+    let exact: Vec<_> = (0..batches).map(|b| (target.sample(1000, &mut StdRng::seed_from_u64(20_000 + b as u64)), None)).collect();
+    judge(&mut row, target.as_ref(), &*density, &exact)?;
+    rows.push(row);
+
     // MALA: 1,000 chains from N(0, s² I), as many steps as the budget allows.
     let steps = (evaluations as usize / 1000).saturating_sub(1).max(2);
     let mut row = Row { method: "MALA, 1,000 chains".into(), ..Row::default() };
@@ -199,7 +215,9 @@ fn report(name: &str, opts: &Options) -> Result<Vec<Row>> {
 
 fn print(name: &str, exact_log_z: Option<f64>, rows: &[Row]) {
     println!("\n### {name}\n");
-    println!("| method | energy evaluations | seconds | W2 (1,000 vs 1,000, mean ± sd) | ESS (batch 1,000) | log Ẑ − log Z ± se | KL(target ‖ model) |");
+    println!(
+        "| method | energy evaluations | seconds (training) | W2 (1,000 vs 1,000, mean ± sd) | ESS (batch 1,000) | log Ẑ − log Z ± se | KL(target ‖ model) |"
+    );
     println!("|---|---|---|---|---|---|---|");
     for r in rows {
         let (w2m, w2s) = mean_sd(&r.w2);
@@ -231,8 +249,8 @@ fn main() -> Result<()> {
     let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
     let opts = Options {
         quick: args.iter().any(|a| a == "--quick"),
-        preset: value("--preset").unwrap_or_else(|| "fast".into()),
-        objective: value("--objective").unwrap_or_else(|| "ewfm".into()),
+        preset: value("--preset").unwrap_or_else(|| "energy".into()),
+        objective: value("--objective"),
         batch_size: value("--batch-size").map(|b| b.parse()).transpose()?,
     };
     let only = value("--only");

@@ -20,18 +20,29 @@ pub enum Figure {
     FieldError,
     /// The model's log-density beside the target's.
     Density,
-    /// Training loss over steps, from a run's metrics.csv.
+    /// Training loss over steps (energy evaluations for an energy-only run), from a run's metrics.csv.
     Loss,
     /// Samples flowing from the source to the target, as a GIF.
     Animation,
     /// One class's samples at several guidance scales.
     Guidance,
+    /// Histograms of the energy of the model's samples, raw and reweighted, and of exact samples.
+    Energy,
 }
 
 impl Figure {
     /// Every figure, in the order `fm plot --help` lists them.
-    pub const ALL: [Figure; 8] =
-        [Figure::Compare, Figure::Trajectories, Figure::Field, Figure::FieldError, Figure::Density, Figure::Loss, Figure::Animation, Figure::Guidance];
+    pub const ALL: [Figure; 9] = [
+        Figure::Compare,
+        Figure::Trajectories,
+        Figure::Field,
+        Figure::FieldError,
+        Figure::Density,
+        Figure::Loss,
+        Figure::Animation,
+        Figure::Guidance,
+        Figure::Energy,
+    ];
 
     /// What it shows, in one line (the command line's help).
     pub fn help(self) -> &'static str {
@@ -45,9 +56,12 @@ impl Figure {
                 "The model's distance to the exact field of a Gaussian-mixture target over t (FILE), and for 2-D where in space it sits (v − v* as arrows at five times, FILE-map.png)."
             }
             Figure::Density => "The model's log-density (exact likelihood) beside the target's.",
-            Figure::Loss => "Training loss over steps, from a run's metrics.csv.",
+            Figure::Loss => "Training loss over steps, from a run's metrics.csv (an energy-only run's, with its ESS and log Z, against its energy evaluations).",
             Figure::Animation => "Animated GIF of samples flowing from the source to the target.",
             Figure::Guidance => "One class's samples at several classifier-free guidance scales (a conditional checkpoint; --class K, --scales).",
+            Figure::Energy => {
+                "Histograms of the energy −log p̃ of the model's samples, of the same samples reweighted by p̃/q (their exact log q), and of exact target samples (a target with a density)."
+            }
         }
     }
 
@@ -62,6 +76,7 @@ impl Figure {
             Figure::Loss => "loss",
             Figure::Animation => "animation",
             Figure::Guidance => "guidance",
+            Figure::Energy => "energy",
         }
     }
 
@@ -112,6 +127,20 @@ pub struct PlotJob {
     pub cfg_scale: f64,
     /// The guidance figure's scales.
     pub scales: Vec<f64>,
+}
+
+/// What the energy figure draws ([`Plot::energies`]).
+pub struct Energies {
+    /// `−log p̃` of each generated sample.
+    pub samples: ndarray::Array1<f64>,
+    /// Their self-normalised importance weights `p̃/q` (summing to 1).
+    pub weights: ndarray::Array1<f64>,
+    /// `−log p̃` of as many exact target samples.
+    pub reference: ndarray::Array1<f64>,
+    /// Generated samples left out: those where `p̃ = 0` (no energy; their weight is 0).
+    pub left_out: usize,
+    /// The weights' ESS and `log Z` estimate.
+    pub summary: fm_dist::importance::ImportanceSummary,
 }
 
 /// One panel of the guidance figure: its scale and its samples.
@@ -221,7 +250,7 @@ pub fn prepare_plot(job: &PlotJob) -> Result<Plot> {
     }
     check_sampler(job, &bundle, &mut plot.sample)?;
     plot.classes = check_classes(job, &bundle, target.as_ref())?;
-    if target.dim() < 2 {
+    if target.dim() < 2 && job.figure != Figure::Energy {
         return invalid(format!("figures draw two coordinates and the data are {}-D (fm sample and fm eval work in any dimension)", target.dim()));
     }
     if job.figure == Figure::FieldError {
@@ -244,12 +273,12 @@ fn check_sampler(job: &PlotJob, bundle: &ModelBundle, cfg: &mut SampleConfig) ->
         bundle.check_sde(sde)?;
     }
     bundle.default_steps(cfg, job.steps.is_some(), job.method.is_some());
-    if matches!(job.figure, Figure::Field | Figure::FieldError | Figure::Density | Figure::Animation) {
+    if matches!(job.figure, Figure::Field | Figure::FieldError | Figure::Density | Figure::Animation | Figure::Energy) {
         // These draw the model without a condition: a conditional model's "no condition" entry.
         bundle.require_null_entry()?;
     }
-    if matches!(job.figure, Figure::Field | Figure::FieldError | Figure::Density) {
-        bundle.require_flow("the field, field-error and density figures")?;
+    if matches!(job.figure, Figure::Field | Figure::FieldError | Figure::Density | Figure::Energy) {
+        bundle.require_flow("the field, field-error, density and energy figures")?;
     }
     cfg.n_samples = job.points.unwrap_or(10_000);
     Ok(())
@@ -343,6 +372,34 @@ impl Plot {
         Ok(match self.counts(self.sample.n_samples)? {
             None => model.units().generate(&request)?,
             Some(counts) => model.units().generate(&request.given(Condition::Classes(&counts)).guided(self.cfg_scale))?,
+        })
+    }
+
+    /// The energy figure's values: the energies `−log p̃` of the model's samples (with their exact
+    /// `log q`, one forward solve), their self-normalised importance weights, the energies of as
+    /// many exact target samples, and the weights' ESS and `log Z`.
+    ///
+    /// # Errors
+    /// A target without a density or a sampler; the sampler's and the density's failures.
+    pub fn energies(&self) -> Result<Energies> {
+        let target = self.target()?;
+        let density =
+            fm_dist::density_of(target).ok_or_else(|| Error::Invalid(format!("the target {} has no density: it has no energy to draw", target.name())))?;
+        let (x, log_q) = self.model()?.units().sample_with_log_q(&self.sample)?;
+        let weights = fm_dist::importance::ImportanceWeights::new(&*density, x.view(), log_q.view())?;
+        let exact = target.sample(x.nrows(), &mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(self.sample.seed ^ 0xe4e7));
+        // Points of zero density have no energy to draw (their weight is 0): left out, counted.
+        let finite = |e: ndarray::Array1<f64>| e.iter().map(|e| e.is_finite()).collect::<Vec<_>>();
+        let (energy, reference) = (-weights.log_w.clone() - &log_q, -&density.log_density(exact.view())?);
+        let keep = finite(energy.clone());
+        let pick = |v: &ndarray::Array1<f64>| v.iter().zip(&keep).filter(|(_, k)| **k).map(|(v, _)| *v).collect::<ndarray::Array1<f64>>();
+        let reference_kept = finite(reference.clone());
+        Ok(Energies {
+            samples: pick(&energy),
+            weights: pick(&weights.normalised()),
+            reference: reference.iter().zip(&reference_kept).filter(|(_, k)| **k).map(|(v, _)| *v).collect(),
+            left_out: keep.iter().filter(|k| !**k).count(),
+            summary: weights.summary(),
         })
     }
 

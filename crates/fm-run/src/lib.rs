@@ -47,7 +47,7 @@ pub use bundle::ModelBundle;
 pub use config::{EvalConfig, ReflowConfig, RunConfig};
 pub use describe::{inspect, targets};
 pub use dir::{MetricsRow, Report, RunDir, RunLock};
-pub use figures::{prepare_plot, Figure, Plot, PlotJob};
+pub use figures::{prepare_plot, Energies, Figure, Plot, PlotJob};
 pub use finish::{finish_run, prepare, write_labels, Finished};
 pub use judge::{evaluate, EvalJob, Finding};
 pub use sampling::{describe, labels_path, log_q_path, parse_classes, sample, write_sampled, SampleJob, Sampled};

@@ -676,11 +676,11 @@ fn standardization(cfg: &RunConfig, target: &dyn Target, log: &mut dyn FnMut(&st
     if cfg.train.objective.energy().is_some() {
         // Energy-only training starts from N(0, I) in units of the density's stated scale, so
         // that its first proposal covers the distribution (DEM's data_normalization_factor).
-        let scale = fm_dist::density_of(target).and_then(|d| d.std_dev());
-        return Ok(scale.map(|scale| {
-            log(&format!("fm: energy-weighted training in units of the density's scale: z = x / [{}], sampled back in the density's units", fmt(&scale)));
-            Affine { shift: vec![0.0; scale.len()], scale }
-        }));
+        let Some(scale) = fm_dist::density_of(target).and_then(|d| d.std_dev()) else { return Ok(None) };
+        let map = Affine { shift: vec![0.0; scale.len()], scale };
+        map.validate(target.dim()).map_err(|e| Error::Invalid(format!("the scale the density {} states (Density::std_dev): {e}", target.name())))?;
+        log(&format!("fm: energy-weighted training in units of the density's scale: z = x / [{}], sampled back in the density's units", fmt(&map.scale)));
+        return Ok(Some(map));
     }
     match file {
         Some(cloud) if cfg.standardize => {

@@ -107,6 +107,11 @@ impl Proposal {
         })
     }
 
+    /// The dimension of its points.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
     /// Its ESS and `log Z` estimate, with the evaluations so far.
     pub fn progress(&self) -> EnergyProgress {
         let weights = ImportanceWeights { log_w: Array1::from(self.log_w.clone()) }.summary();
@@ -161,8 +166,14 @@ impl Proposal {
         let log_w = floats("log_w")?;
         let temperature = floats("temperature")?;
         let count = Vec::<i64>::try_from(get("count")?.f_to_kind(Kind::Int64)?.f_contiguous()?).map_err(|_| bad("count"))?;
-        if log_w.len() != size || temperature.len() != 1 || count.len() != 2 || count.iter().any(|c| *c < 0) {
+        if size == 0 || dim == 0 || log_w.len() != size || temperature.len() != 1 || count.len() != 2 || count.iter().any(|c| *c < 0) {
             return Err(bad("shapes"));
+        }
+        if points.iter().any(|v| !v.is_finite())
+            || log_w.iter().any(|w| w.is_nan() || *w == f32::INFINITY)
+            || !(temperature[0].is_finite() && temperature[0] >= 1.0)
+        {
+            return Err(bad("values (not finite, or a temperature below 1)"));
         }
         let log_w = log_w.into_iter().map(|w| if w == f32::MIN { f64::NEG_INFINITY } else { f64::from(w) }).collect();
         Ok(Self { round: count[0] as usize, evaluations: count[1] as u64, temperature: f64::from(temperature[0]), dim, points, log_w })

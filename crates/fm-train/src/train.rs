@@ -107,10 +107,11 @@ impl Default for TrainConfig {
 }
 
 /// The named recipes [`Preset::named`] knows, with a one-line description.
-pub const PRESETS: [(&str, &str); 3] = [
+pub const PRESETS: [(&str, &str); 4] = [
     ("seed", "the seed experiment: 10,000 steps of 256, Adam 1e-4 constant, straight paths, independent pairs, the ReLU network"),
     ("fast", "the seed's budget (10,000 × 256 samples) spent better: cosine decay from 2e-3 after 500 warm-up steps, EMA 0.999, GELU network"),
     ("one-step", "fm run/train: a fast teacher, its reflow (2-RF) and a one-step map distilled from it, 3 × 10,000 × 256 samples; sampled in 1 step"),
+    ("energy", "from a target's energy alone: the fast recipe at batch 1,024 with annealed energy-weighted flow matching (ewfm:4), 81,920 energy evaluations"),
 ];
 
 /// A named recipe: training settings and the network they were tuned with (its `dim` is the
@@ -146,6 +147,13 @@ impl Preset {
                 // (README, "Training variants"), at the same width and depth.
                 model: fm_model::MlpConfig { activation: fm_model::Activation::Gelu, ..model },
             }),
+            // Measured on GMM-40 (docs/howto/energy.md): batch 1,024 takes W2 from 5.6 to 4.1,
+            // the exact samples' own; its batches' self-normalised weights vary less.
+            "energy" => {
+                let fast = Preset::named("fast")?;
+                let objective = ObjectiveChoice::new(crate::objective::EnergyWeighted { start_temperature: 4.0, ..Default::default() });
+                Ok(Preset { train: TrainConfig { batch_size: 1024, objective, ..fast.train }, ..fast })
+            }
             other => {
                 let names: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
                 Err(Error::Config(format!("unknown preset '{other}'; valid presets: {}", names.join(", "))))
@@ -652,6 +660,9 @@ fn refresh_proposal(model: &dyn VelocityModel, cfg: &TrainConfig, data: Training
     let (TrainingData::Energy { density, source, map }, Some(objective)) = (data, cfg.objective.energy()) else {
         return Ok(());
     };
+    if let Some(p) = state.proposal.as_ref().filter(|p| p.dim() != model.dim()) {
+        return Err(Error::State(format!("the state's proposal holds {}-D points but the model is {}-D", p.dim(), model.dim())));
+    }
     let round = (step - 1) / objective.plan.every;
     if state.proposal.as_ref().map(|p| p.round) != Some(round) {
         let before = state.proposal.as_ref().map_or(0, |p| p.evaluations);
@@ -912,11 +923,18 @@ pub fn train_on<M: VelocityModel + ?Sized>(
     // the weights (measured: a 40-step run on a busy machine), while a run at 1 or at 2 threads
     // gives the same bits, so that a seed gives the same checkpoint however busy the machine.
     let refresh = |step: usize, state: &mut TrainState| refresh_proposal(&*model, cfg, data, step, state);
+    // (Energy-only training draws its proposal inside the loop, at the chosen count, on a fresh
+    // run as on a resumed one: its probe is the forward pass on a batch of zeros.)
     if first_step < cfg.steps {
-        refresh(first_step + 1, &mut state)?;
-        let (host, _) = draw_batch(first_step + 1, cfg, data, dim, shape, state.proposal.as_ref())?;
+        let energy = matches!(data, TrainingData::Energy { .. });
+        let host = if energy { None } else { Some(draw_batch(first_step + 1, cfg, data, dim, shape, None)?.0) };
         crate::threads::choose(|| -> Result<()> {
-            match batch_loss(&*model, cfg, &host, shape)? {
+            let Some(host) = host.as_deref() else {
+                let _no_grad = tch::no_grad_guard();
+                let zeros = |cols: usize| Tensor::f_zeros([cfg.batch_size as i64, cols as i64], (Kind::Float, device));
+                return Ok(model.forward(&zeros(dim)?, &zeros(model.time_inputs())?).map(drop)?);
+            };
+            match batch_loss(&*model, cfg, host, shape)? {
                 BatchLoss::Regression { inputs, times, .. } => {
                     let _no_grad = tch::no_grad_guard();
                     model.forward(&inputs, &times).map(drop)?
@@ -931,9 +949,9 @@ pub fn train_on<M: VelocityModel + ?Sized>(
         let batches = Batches::start(scope, helpers, first_step, cfg, data, dim, shape);
         for step in first_step + 1..=cfg.steps {
             refresh(step, &mut state)?;
-            let (host, seconds) = match &state.proposal {
-                Some(proposal) => draw_batch(step, cfg, data, dim, shape, Some(proposal))?,
-                None => batches.get(step)?,
+            let (host, seconds) = match (data, &state.proposal) {
+                (TrainingData::Energy { .. }, Some(proposal)) => draw_batch(step, cfg, data, dim, shape, Some(proposal))?,
+                _ => batches.get(step)?,
             };
             coupling_seconds += seconds;
             let lr = cfg.lr_at(step);

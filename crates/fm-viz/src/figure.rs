@@ -319,6 +319,18 @@ pub(crate) fn titled<DB: DrawingBackend>(area: &Area<DB>, title: &str, st: &Styl
     area.titled(title, (family, size)).map_err(draw_err)
 }
 
+/// The series' legend in the upper right corner, on a light box.
+pub(crate) fn legend<'a, DB: DrawingBackend + 'a, X: Ranged, Y: Ranged>(chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>, st: &Style) -> DrawResult {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(200, 200, 200))
+        .label_font(st.label())
+        .draw()
+        .map_err(draw_err)
+}
+
 /// A titled panel with room for axis labels.
 pub(crate) fn panel<'a, DB: DrawingBackend>(
     area: &'a Area<DB>,

@@ -62,6 +62,7 @@ mod field;
 mod figure;
 mod font;
 mod guidance;
+mod histogram;
 mod loss;
 mod trajectories;
 
@@ -70,6 +71,7 @@ pub use compare::{compare, CompareFigure};
 pub use density::{density, DensityFigure};
 pub use field::{field, field_beside, FieldFigure};
 pub use guidance::{guidance, GuidanceFigure};
+pub use histogram::{histograms, HistogramFigure, HistogramSeries};
 pub use loss::{loss, LossFigure};
 pub use trajectories::{trajectories, TrajectoryFigure};
 

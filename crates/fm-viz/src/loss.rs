@@ -217,14 +217,7 @@ impl LossScene<'_> {
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], bold));
         }
         if s.smooth.is_some() || s.reference.is_some() {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .background_style(WHITE.mix(0.85))
-                .border_style(RGBColor(200, 200, 200))
-                .label_font(st.label())
-                .draw()
-                .map_err(draw_err)?;
+            figure::legend(&mut chart, st)?;
         }
         Ok(())
     }

@@ -54,6 +54,19 @@ impl Default for ProposalPlan {
     }
 }
 
+impl ProposalPlan {
+    /// Checks that the counts can run: `every ≥ 1`, `size ≥ 2`, `ode_steps ≥ 1`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the count.
+    pub fn validate(&self) -> Result<()> {
+        if self.every == 0 || self.size < 2 || self.ode_steps == 0 {
+            return Err(Error::Config(format!("objective ewfm's proposal plan needs a refresh every ≥ 1 steps, ≥ 2 points and ≥ 1 ODE steps, got {self:?}")));
+        }
+        Ok(())
+    }
+}
+
 impl Default for EnergyWeighted {
     fn default() -> Self {
         Self { start_temperature: 1.0, plan: ProposalPlan::default() }
@@ -61,39 +74,57 @@ impl Default for EnergyWeighted {
 }
 
 impl EnergyWeighted {
-    /// `ewfm` or `ewfm:T0` (`T0 ≥ 1`).
+    /// `ewfm`, `ewfm:T0` (`T0 ≥ 1`), or `ewfm:T0:EVERY:SIZE:ODE_STEPS` (a plan other than the
+    /// default, as [`Objective::spelling`] writes it so that run files and checkpoints keep it).
     ///
     /// # Errors
-    /// [`Error::Config`] for a `T0` that is not a finite number ≥ 1.
+    /// [`Error::Config`] for a `T0` that is not a finite number ≥ 1, or a plan that is not three
+    /// counts ≥ 1 (a size ≥ 2).
     pub fn build(arg: Option<&str>) -> Result<Arc<dyn Objective>> {
-        let start_temperature = match arg {
-            None => 1.0,
-            Some(t) => t.parse::<f64>().map_err(|_| Error::Config(format!("objective 'ewfm' takes a start temperature T0 ≥ 1, got '{t}'")))?,
-        };
+        let Some(arg) = arg else { return Ok(Arc::new(Self::default())) };
+        let bad = || Error::Config(format!("objective 'ewfm' takes ewfm:T0 (a start temperature T0 ≥ 1) or ewfm:T0:EVERY:SIZE:ODE_STEPS, got 'ewfm:{arg}'"));
+        let parts: Vec<&str> = arg.split(':').collect();
+        let start_temperature: f64 = parts[0].trim().parse().map_err(|_| bad())?;
         if !(start_temperature.is_finite() && start_temperature >= 1.0) {
             return Err(Error::Config(format!("objective ewfm:T0 anneals from T0 down to 1: T0 must be a finite number ≥ 1, got {start_temperature}")));
         }
-        Ok(Arc::new(Self { start_temperature, ..Self::default() }))
+        let plan = match parts[1..] {
+            [] => ProposalPlan::default(),
+            [every, size, ode_steps] => {
+                let count = |v: &str| v.trim().parse::<usize>().map_err(|_| bad());
+                ProposalPlan { every: count(every)?, size: count(size)?, ode_steps: count(ode_steps)? }
+            }
+            _ => return Err(bad()),
+        };
+        plan.validate()?;
+        Ok(Arc::new(Self { start_temperature, plan }))
     }
 
     /// The temperature of refresh `round` in a run of `steps`: `T₀^(1 − round / half)` over the
-    /// first half of the refreshes, then 1.
+    /// first `half = rounds / 2` refreshes, then 1 (a run of one refresh has no room to anneal:
+    /// 1 throughout). The schedule follows `steps`: a resumed run given more steps re-times it
+    /// from its next refresh on, as it does the learning rate.
     pub fn temperature(&self, round: usize, steps: usize) -> f64 {
-        let rounds = steps.div_ceil(self.plan.every).max(1);
-        let half = (rounds / 2).max(1);
+        let half = steps.div_ceil(self.plan.every.max(1)) / 2;
+        if half == 0 {
+            return 1.0;
+        }
         self.start_temperature.powf((1.0 - round as f64 / half as f64).max(0.0))
     }
 }
 
 impl Objective for EnergyWeighted {
     fn spelling(&self) -> String {
-        match self.start_temperature {
-            1.0 => "ewfm".into(),
-            t => format!("ewfm:{t}"),
+        let ProposalPlan { every, size, ode_steps } = self.plan;
+        match (self.start_temperature, self.plan == ProposalPlan::default()) {
+            (1.0, true) => "ewfm".into(),
+            (t, true) => format!("ewfm:{t}"),
+            (t, false) => format!("ewfm:{t}:{every}:{size}:{ode_steps}"),
         }
     }
 
     fn check(&self, cfg: &TrainConfig, data: &TrainingData<'_>) -> Result<()> {
+        self.plan.validate()?;
         if !matches!(data, TrainingData::Energy { .. }) {
             return Err(Error::Config(
                 "objective ewfm trains from a density alone (TrainingData::Energy): it draws no target samples and takes no pairs".into(),
@@ -124,5 +155,34 @@ impl Objective for EnergyWeighted {
 
     fn energy(&self) -> Option<&EnergyWeighted> {
         Some(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ObjectiveChoice;
+
+    #[test]
+    fn spellings_round_trip_with_their_plan_and_bad_ones_are_one_line() {
+        for spelling in ["ewfm", "ewfm:4", "ewfm:2.5:100:512:8"] {
+            assert_eq!(spelling.parse::<ObjectiveChoice>().unwrap().to_string(), spelling);
+        }
+        assert_eq!("ewfm:1:500:4096:20".parse::<ObjectiveChoice>().unwrap().to_string(), "ewfm", "the default plan is not spelled");
+        for (bad, needle) in [("ewfm:0.5", "T0 must be"), ("ewfm:x", "takes ewfm:T0"), ("ewfm:2:100", "takes ewfm:T0"), ("ewfm:2:0:512:8", "every ≥ 1")] {
+            let err = bad.parse::<ObjectiveChoice>().unwrap_err().to_string();
+            assert!(err.contains(needle) && !err.contains('\n'), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_temperature_falls_from_t0_to_one_over_the_first_half_of_the_refreshes() {
+        let annealed = EnergyWeighted { start_temperature: 4.0, ..Default::default() };
+        // 10,000 steps: 20 refreshes, T = 4 at the first, 2 at the fifth (half way to the tenth), 1 from the tenth.
+        let t: Vec<f64> = (0..20).map(|r| annealed.temperature(r, 10_000)).collect();
+        assert_eq!((t[0], t[5], t[10], t[19]), (4.0, 2.0, 1.0, 1.0));
+        assert!(t.windows(2).all(|w| w[1] <= w[0]));
+        // One refresh has no room to anneal: it weighs the target itself.
+        assert_eq!(annealed.temperature(0, 500), 1.0);
     }
 }

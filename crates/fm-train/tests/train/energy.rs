@@ -79,22 +79,25 @@ fn every_energy_evaluation_is_counted() {
 }
 
 #[test]
-fn a_run_resumed_mid_refresh_ends_bit_for_bit() {
+fn a_run_resumed_mid_refresh_or_at_one_ends_bit_for_bit() {
     let cfg = config(60, ProposalPlan { every: 25, size: 128, ode_steps: 4 });
     let density = target();
     let mut straight = network();
     train(&mut straight, &density, &cfg, None);
 
-    // Stopped at step 35, inside the refresh drawn at step 26; the state goes through its tensors.
-    let mut resumed = network();
-    let (_, first) = train(&mut resumed, &density, &TrainConfig { steps: 35, ..cfg.clone() }, None);
-    let mut state = TrainState::new(&resumed, &cfg).unwrap();
-    state.load_state(&first.state.state().unwrap()).unwrap();
-    let evaluated = density.evaluated.load(Ordering::SeqCst);
-    let (reports, _) = train(&mut resumed, &density, &cfg, Some(Resume { step: 35, state }));
-    assert_eq!(density.evaluated.load(Ordering::SeqCst) - evaluated, 128, "only the refresh at step 51 is drawn again");
-    assert_eq!(reports.last().unwrap().energy.unwrap().evaluations, 3 * 128);
-    assert_eq!(weights(&resumed), weights(&straight), "the resumed run's weights differ from the uninterrupted run's");
+    // Stopped at step 35, inside the refresh drawn at step 26, and at step 50, where the next
+    // refresh begins; the state goes through its tensors.
+    for (stop, redrawn) in [(35, 1), (50, 1)] {
+        let mut resumed = network();
+        let (_, first) = train(&mut resumed, &density, &TrainConfig { steps: stop, ..cfg.clone() }, None);
+        let mut state = TrainState::new(&resumed, &cfg).unwrap();
+        state.load_state(&first.state.state().unwrap()).unwrap();
+        let evaluated = density.evaluated.load(Ordering::SeqCst);
+        let (reports, _) = train(&mut resumed, &density, &cfg, Some(Resume { step: stop, state }));
+        assert_eq!(density.evaluated.load(Ordering::SeqCst) - evaluated, redrawn * 128, "stopped at {stop}: only the refresh at step 51 is drawn again");
+        assert_eq!(reports.last().unwrap().energy.unwrap().evaluations, 3 * 128);
+        assert_eq!(weights(&resumed), weights(&straight), "stopped at {stop}: the resumed run's weights differ from the uninterrupted run's");
+    }
 }
 
 #[test]
