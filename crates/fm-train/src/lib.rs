@@ -9,7 +9,9 @@
 //! paired ([`Coupling`]: independent, exact minibatch OT, Sinkhorn), the law of the times
 //! ([`TimeSampling`]), and the optimisation ([`OptimizerKind`] Adam/AdamW, [`LrSchedule`] with
 //! warm-up, gradient clipping, an [`Ema`] of the weights). [`TrainConfig::preset`] names
-//! tested combinations; `Default` is the seed experiment.
+//! tested combinations; `Default` is the seed experiment. A target known by its energy alone
+//! trains by energy-weighted flow matching ([`objective::EnergyWeighted`] on
+//! [`TrainingData::Energy`]); a user's energy can be a TorchScript module ([`ScriptedEnergy`]).
 //!
 //! ```
 //! use fm_dist::{GaussianMixture, StandardNormal};
@@ -46,6 +48,7 @@ mod progress;
 pub mod proposal;
 pub mod reflow;
 mod sample;
+mod scripted;
 pub mod sde;
 mod spelling;
 pub mod threads;
@@ -65,6 +68,7 @@ pub use path::{AffineCoefficients, ProbabilityPath};
 pub use progress::ProgressBarReporter;
 pub use reflow::{draw_pairs, Pairs};
 pub use sample::{sample, sample_on_path, sample_paths, sample_paths_on_path, sample_with_log_q, HasDevice, Jumps, SampleConfig};
+pub use scripted::ScriptedEnergy;
 pub use time::TimeSampling;
 pub use train::{
     check_training, held_out_loss, step_seed, train, train_on, train_resumable, train_with_state, CheckpointHook, Preset, Progress, Resume, TrainConfig,

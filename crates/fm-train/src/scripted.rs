@@ -1,0 +1,107 @@
+//! A user's energy as a TorchScript module: what a scientist can write without Rust.
+//!
+//! ```python
+//! class DoubleWell(torch.nn.Module):
+//!     def forward(self, x):                    # x: [n, D] float32
+//!         return ((x ** 2 - 1) ** 2).sum(-1)   # E(x): [n]
+//! torch.jit.script(DoubleWell()).save("double_well.pt")
+//! ```
+//!
+//! [`ScriptedEnergy`] loads it through tch (libtorch, which the set-up already installs) as a
+//! [`Density`] with `log p̃ = −E(x)/T`; its gradient comes from autograd through the module. It
+//! trains from Rust like any density (`TrainingData::Energy`) and weighs samples
+//! ([`fm_dist::importance`]). NaN or infinite energies are passed on as they are: every consumer
+//! refuses a NaN or `+∞` `log p̃` with one line naming the point, and `E = +∞` is `p̃ = 0`.
+
+use crate::{Error, Result};
+use fm_dist::Density;
+use ndarray::{Array1, Array2, ArrayView2};
+use std::path::Path;
+use tch::{CModule, Device, Kind, Tensor};
+
+/// An energy `E(x)` from a TorchScript module whose `forward` maps `[n, D]` float32 points to
+/// `[n]` (or `[n, 1]`) energies; the density is `p̃ = exp(−E/T)`, its normalising constant unknown.
+pub struct ScriptedEnergy {
+    module: CModule,
+    dim: usize,
+    temperature: f64,
+    name: String,
+}
+
+impl ScriptedEnergy {
+    /// Loads the module at `path` for `dim`-D points at temperature `temperature`, and checks it
+    /// on two points: it must return one finite-or-infinite energy per point.
+    ///
+    /// # Errors
+    /// [`Error::Config`], one line naming the file: not a TorchScript module, a `forward` that fails
+    /// on `[2, dim]` points or returns another shape, a dimension of 0, a temperature that is not a
+    /// positive finite number.
+    pub fn load(path: &Path, dim: usize, temperature: f64) -> Result<Self> {
+        let bad = |m: String| Error::Config(format!("energy {}: {m}", path.display()));
+        if dim == 0 || !(temperature.is_finite() && temperature > 0.0) {
+            return Err(bad(format!("needs a dimension ≥ 1 and a positive temperature, got {dim} and {temperature}")));
+        }
+        let mut module = CModule::load_on_device(path, Device::Cpu).map_err(|e| bad(format!("not a TorchScript module ({})", first_line(&e.to_string()))))?;
+        module.set_eval();
+        let name = format!("energy {}", path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()));
+        let energy = Self { module, dim, temperature, name };
+        let _no_grad = tch::no_grad_guard();
+        energy.energies(&Tensor::f_zeros([2, dim as i64], (Kind::Float, Device::Cpu))?).map(drop).map_err(|e| bad(e.to_string()))?;
+        Ok(energy)
+    }
+
+    /// `E(x)` of each row of `x` (`[n, dim]` float32), as `[n]` float64.
+    fn energies(&self, x: &Tensor) -> Result<Tensor> {
+        let n = x.size()[0];
+        let e = self
+            .module
+            .forward_ts(&[x])
+            .map_err(|e| Error::Config(format!("its forward failed on [{n}, {}] points: {}", self.dim, first_line(&e.to_string()))))?;
+        match e.size()[..] {
+            [m] | [m, 1] if m == n => Ok(e.f_to_kind(Kind::Double)?.f_view([n])?),
+            ref other => {
+                Err(Error::Config(format!("its forward returned shape {other:?} for [{n}, {}] points: an energy is one value per point, [n]", self.dim)))
+            }
+        }
+    }
+
+    fn points(&self, x: ArrayView2<f64>) -> Result<Tensor> {
+        if x.ncols() != self.dim {
+            return Err(fm_dist::Error::Dim { expected: self.dim, got: x.ncols() }.into());
+        }
+        Ok(crate::array_to_tensor(x, Device::Cpu)?.f_to_kind(Kind::Float)?)
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().find(|l| !l.trim().is_empty()).unwrap_or(s).trim()
+}
+
+impl Density for ScriptedEnergy {
+    fn density_name(&self) -> String {
+        self.name.clone()
+    }
+    fn density_dim(&self) -> usize {
+        self.dim
+    }
+    fn log_density(&self, x: ArrayView2<f64>) -> fm_dist::Result<Array1<f64>> {
+        let run = || -> Result<Array1<f64>> {
+            let _no_grad = tch::no_grad_guard();
+            let e = self.energies(&self.points(x)?)?;
+            Ok(Array1::from(Vec::<f64>::try_from(e.f_contiguous()?)?).mapv(|e| -e / self.temperature))
+        };
+        run().map_err(|e| fm_dist::Error::Invalid(e.to_string()))
+    }
+    fn log_normalizer(&self) -> Option<f64> {
+        None
+    }
+    fn grad_log_density(&self, x: ArrayView2<f64>) -> fm_dist::Result<Array2<f64>> {
+        let run = || -> Result<Array2<f64>> {
+            let points = self.points(x)?.f_set_requires_grad(true)?;
+            let e = self.energies(&points)?;
+            let grad = Tensor::f_run_backward(&[e.f_sum(Kind::Double)?], &[&points], false, false)?.remove(0);
+            Ok(crate::tensor_to_array(&grad.f_to_kind(Kind::Double)?)?.mapv(|g| -g / self.temperature))
+        };
+        run().map_err(|e| fm_dist::Error::Invalid(e.to_string()))
+    }
+}
