@@ -103,7 +103,8 @@ pub struct TrainFlags {
     /// What the network learns: flow-matching (a velocity field), distill (a one-step map from --pairs, sampled
     /// with --steps 1), meanflow or meanflow:RATIO (an average velocity u(x, r, t), sampled in any number of jumps),
     /// likelihood or likelihood:STEPS (maximum likelihood through STEPS RK4 steps of the ODE, default 8), or ewfm or
-    /// ewfm:T0 (energy-weighted flow matching from the target's density alone, annealed from temperature T0).
+    /// ewfm:T0 (energy-weighted flow matching from the target's density alone, annealed from temperature T0;
+    /// ewfm:T0:EVERY:SIZE:ODE_STEPS also sets its proposal: SIZE points every EVERY steps by ODE_STEPS RK4 steps).
     #[arg(long, default_value_t = TrainConfig::default().objective)]
     pub objective: fm_train::ObjectiveChoice,
     /// Condition the network: `labels` (the target's classes: a mixture's components, a file's ?label=COL) or `values`

@@ -47,8 +47,8 @@ pub struct PlotArgs {
     /// Output file, .png or .svg (.gif for animation) [default: RUN/KIND.png].
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Points to draw: samples for compare (10,000), paths for trajectories (300) and animation
-    /// (2,000), grid cells along x for density (120).
+    /// Points to draw: samples for compare and energy (10,000), paths for trajectories (300) and
+    /// animation (2,000), grid cells along x for density (120).
     #[arg(long)]
     points: Option<usize>,
     /// Integration steps of the paths.

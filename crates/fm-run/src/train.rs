@@ -291,6 +291,9 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
     if source.dim() != target.dim() {
         return Err(Error::Invalid(format!("the source {} is {}-D but the target {} is {}-D", source.name(), source.dim(), target.name(), target.dim())));
     }
+    if cfg.pairs.is_some() && cfg.train.objective.energy().is_some() {
+        return Err(Error::Invalid(format!("objective {} trains from the target's density alone: it takes no --pairs", cfg.train.objective)));
+    }
     // The condition the data must carry, before anything is read further or logged.
     let condition = cfg.train.condition.shape_for(&target.name(), target.classes(), target.condition_dim())?;
     let data_map = standardization(cfg, target.as_ref(), log)?;

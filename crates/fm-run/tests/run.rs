@@ -168,6 +168,9 @@ fn an_energy_run_trains_from_the_density_alone_records_its_evaluations_and_resum
     cfg.train.objective = "ewfm".parse().unwrap();
     (cfg.train.steps, cfg.train.batch_size, cfg.train.report_every, cfg.train.checkpoint_every) = (60, 64, 20, 20);
     fm_run::prepare(&mut cfg, false, false).unwrap();
+    let with_pairs = RunConfig { pairs: Some("pairs.npy".into()), ..cfg.clone() };
+    let err = fm_run::train_run(&with_pairs, &RunDir::new(base.join("pairs")), &TrainOptions::default(), &mut |_| {}).err().expect("refused").to_string();
+    assert!(err.contains("trains from the target's density alone: it takes no --pairs"), "{err}");
     let train = |dir: &RunDir, cfg: &RunConfig, resume: bool| {
         fm_run::train_run(cfg, dir, &TrainOptions { quiet: true, resume, ..Default::default() }, &mut |_| {}).unwrap()
     };
