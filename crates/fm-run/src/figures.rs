@@ -388,16 +388,15 @@ impl Plot {
         let (x, log_q) = self.model()?.units().sample_with_log_q(&self.sample)?;
         let weights = fm_dist::importance::ImportanceWeights::new(&*density, x.view(), log_q.view())?;
         let exact = target.sample(x.nrows(), &mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(self.sample.seed ^ 0xe4e7));
-        // Points of zero density have no energy to draw (their weight is 0): left out, counted.
-        let finite = |e: ndarray::Array1<f64>| e.iter().map(|e| e.is_finite()).collect::<Vec<_>>();
-        let (energy, reference) = (-weights.log_w.clone() - &log_q, -&density.log_density(exact.view())?);
-        let keep = finite(energy.clone());
-        let pick = |v: &ndarray::Array1<f64>| v.iter().zip(&keep).filter(|(_, k)| **k).map(|(v, _)| *v).collect::<ndarray::Array1<f64>>();
-        let reference_kept = finite(reference.clone());
+        // −log p̃ = −(log w + log q). Points of zero density have no energy to draw (their weight
+        // is 0): left out, counted.
+        let energy = -weights.log_w.clone() - &log_q;
+        let keep: Vec<bool> = energy.iter().map(|e| e.is_finite()).collect();
+        let kept = |v: &ndarray::Array1<f64>| v.iter().zip(&keep).filter(|(_, k)| **k).map(|(v, _)| *v).collect();
         Ok(Energies {
-            samples: pick(&energy),
-            weights: pick(&weights.normalised()),
-            reference: reference.iter().zip(&reference_kept).filter(|(_, k)| **k).map(|(v, _)| *v).collect(),
+            samples: kept(&energy),
+            weights: kept(&weights.normalised()),
+            reference: density.log_density(exact.view())?.iter().filter(|l| l.is_finite()).map(|l| -l).collect(),
             left_out: keep.iter().filter(|k| !**k).count(),
             summary: weights.summary(),
         })

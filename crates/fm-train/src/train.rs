@@ -922,7 +922,6 @@ pub fn train_on<M: VelocityModel + ?Sized>(
     // as the step will draw it) and then kept: counts switched mid-run changed the last bits of
     // the weights (measured: a 40-step run on a busy machine), while a run at 1 or at 2 threads
     // gives the same bits, so that a seed gives the same checkpoint however busy the machine.
-    let refresh = |step: usize, state: &mut TrainState| refresh_proposal(&*model, cfg, data, step, state);
     // (Energy-only training draws its proposal inside the loop, at the chosen count, on a fresh
     // run as on a resumed one: its probe is the forward pass on a batch of zeros.)
     if first_step < cfg.steps {
@@ -948,7 +947,7 @@ pub fn train_on<M: VelocityModel + ?Sized>(
         let helpers = if matches!(data, TrainingData::Energy { .. }) { 0 } else { Batches::helpers(device) };
         let batches = Batches::start(scope, helpers, first_step, cfg, data, dim, shape);
         for step in first_step + 1..=cfg.steps {
-            refresh(step, &mut state)?;
+            refresh_proposal(&*model, cfg, data, step, &mut state)?;
             let (host, seconds) = match (data, &state.proposal) {
                 (TrainingData::Energy { .. }, Some(proposal)) => draw_batch(step, cfg, data, dim, shape, Some(proposal))?,
                 _ => batches.get(step)?,
