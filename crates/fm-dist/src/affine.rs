@@ -160,6 +160,9 @@ impl Target for Pushforward {
     fn has_density(&self) -> bool {
         self.inner.has_density()
     }
+    fn has_sampler(&self) -> bool {
+        self.inner.has_sampler()
+    }
     fn describe_data(&self) -> Option<String> {
         self.inner.describe_data()
     }

@@ -41,6 +41,52 @@ pub trait Density: Send + Sync {
     }
 }
 
+/// A target known by its density alone, such as a user's energy: it offers [`Target::density`]
+/// (the density itself, with its `log Z` where known) and nothing else. It has no sampler
+/// ([`Target::has_sampler`] is false and [`Target::sample`] gives no rows, so that a metric
+/// handed its "samples" refuses an empty set rather than judging against anything) and no
+/// normalised density ([`Target::has_density`] is false unless `log Z` is known). What trains
+/// towards it is an energy-weighted objective; what judges the result is importance weights.
+pub struct DensityTarget(Box<dyn Density>);
+
+impl DensityTarget {
+    /// `density` as a target.
+    pub fn new(density: Box<dyn Density>) -> Self {
+        Self(density)
+    }
+}
+
+impl Target for DensityTarget {
+    fn name(&self) -> String {
+        self.0.density_name()
+    }
+    fn dim(&self) -> usize {
+        self.0.density_dim()
+    }
+    fn sample(&self, _n: usize, _rng: &mut dyn rand::RngCore) -> Array2<f64> {
+        Array2::zeros((0, self.dim()))
+    }
+    fn has_sampler(&self) -> bool {
+        false
+    }
+    fn log_prob(&self, x: ArrayView2<f64>) -> Result<Array1<f64>> {
+        // Normalised only where log Z is known.
+        match self.0.log_normalizer() {
+            Some(log_z) => Ok(self.0.log_density(x)? - log_z),
+            None => Err(crate::Error::NoDensity(format!("{} (its normalising constant is unknown)", self.name()))),
+        }
+    }
+    fn has_density(&self) -> bool {
+        self.0.log_normalizer().is_some()
+    }
+    fn score(&self, x: ArrayView2<f64>) -> Result<Array2<f64>> {
+        self.0.grad_log_density(x)
+    }
+    fn density(&self) -> Option<&dyn Density> {
+        Some(self.0.as_ref())
+    }
+}
+
 /// A target's normalised density as a [`Density`] (`log Z = 0`).
 pub struct Normalised<'a>(&'a dyn Target);
 

@@ -47,12 +47,12 @@ pub mod spec;
 pub mod threads;
 pub mod toy;
 
-pub use density::{density_of, Density};
+pub use density::{density_of, Density, DensityTarget};
 pub use empirical::PointCloud;
 pub use energy::{Funnel, ManyWell};
 pub use gmm::GaussianMixture;
 pub use normal::StandardNormal;
-pub use registry::{list_targets, parse_source, parse_target};
+pub use registry::{list_targets, parse_source, parse_target, Scheme};
 pub use spec::{ComponentSpec, MixtureSpec, SpecFormat};
 pub use toy::{Checkerboard, Circles, EightGaussians, Moons, Pinwheel, SwissRoll, TwentyFiveGaussians, TwoSpirals};
 
@@ -118,6 +118,12 @@ pub trait Target: Send + Sync {
     fn dim(&self) -> usize;
     /// `n` independent samples as an `n × dim` array.
     fn sample(&self, n: usize, rng: &mut dyn RngCore) -> Array2<f64>;
+    /// Whether [`Target::sample`] draws from it (the default). A target known by its energy
+    /// alone ([`DensityTarget`]) has no sampler: energy-weighted objectives train towards it and
+    /// importance weights judge what reaches it, never samples of its own.
+    fn has_sampler(&self) -> bool {
+        true
+    }
     /// Log-density of each row of `x`; [`Error::NoDensity`] where there is none.
     fn log_prob(&self, x: ArrayView2<f64>) -> Result<Array1<f64>>;
     /// Whether [`Target::log_prob`] is available.

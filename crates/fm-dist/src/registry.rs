@@ -3,9 +3,53 @@
 use crate::toy::{Checkerboard, Circles, EightGaussians, Moons, Pinwheel, SwissRoll, TwentyFiveGaussians, TwoSpirals};
 use crate::{Error, GaussianMixture, MixtureSpec, PointCloud, Result, StandardNormal, Target};
 use std::path::Path;
+use std::sync::RwLock;
 
-/// Every name [`parse_target`] knows, with a one-line description (for `--list`).
+/// A family of targets another crate adds under a `NAME:ARG` spelling, for what this crate
+/// cannot build itself (fm-train's `energy:FILE`, a TorchScript energy loaded through libtorch).
+#[derive(Clone, Copy)]
+pub struct Scheme {
+    /// The name before the colon (lower case).
+    pub name: &'static str,
+    /// How it is spelt, for listings (`energy:FILE?dim=D`).
+    pub spelling: &'static str,
+    /// One line for `fm targets`.
+    pub help: &'static str,
+    /// Builds the target from what follows the colon.
+    pub open: fn(&str) -> Result<Box<dyn Target>>,
+}
+
+static SCHEMES: RwLock<Vec<Scheme>> = RwLock::new(Vec::new());
+
+/// Adds `scheme`: [`parse_target`] then builds `NAME:ARG` with it and [`list_targets`] lists it.
+/// Registering a name again replaces it (registration may run more than once).
+///
+/// # Errors
+/// [`Error::Invalid`] for a name of the built-in targets, or one that is not a lower-case word.
+pub fn register(scheme: Scheme) -> Result<()> {
+    let built_in = list_built_in().iter().any(|(n, _)| n.split(':').next() == Some(scheme.name));
+    if built_in || scheme.name.is_empty() || !scheme.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+        return Err(Error::Invalid(format!("cannot register the target scheme '{}': a built-in name, or not a lower-case word", scheme.name)));
+    }
+    let mut schemes = SCHEMES.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+    schemes.retain(|s| s.name != scheme.name);
+    schemes.push(scheme);
+    Ok(())
+}
+
+fn registered(name: &str) -> Option<Scheme> {
+    SCHEMES.read().unwrap_or_else(std::sync::PoisonError::into_inner).iter().find(|s| s.name == name).copied()
+}
+
+/// Every name [`parse_target`] knows, with a one-line description (for `--list`): the built-in
+/// ones, then those [`register`]ed.
 pub fn list_targets() -> Vec<(&'static str, &'static str)> {
+    let mut all = list_built_in();
+    all.extend(SCHEMES.read().unwrap_or_else(std::sync::PoisonError::into_inner).iter().map(|s| (s.spelling, s.help)));
+    all
+}
+
+fn list_built_in() -> Vec<(&'static str, &'static str)> {
     vec![
         ("gmm3", "the seed experiment's 3-component 2-D Gaussian mixture, weights 0.3/0.5/0.2"),
         ("normal", "standard normal N(0, I) in 2-D; `normal:D` for dimension D"),
@@ -50,6 +94,12 @@ pub fn parse_source(spec: &str, dim: usize) -> Result<Box<dyn Target>> {
         Some((n, a)) => (n.trim().to_ascii_lowercase(), Some(a.trim())),
         None => (spec.to_ascii_lowercase(), None),
     };
+    if let Some(scheme) = registered(&name) {
+        return match arg {
+            Some(a) => (scheme.open)(a),
+            None => Err(Error::Invalid(format!("target '{name}' needs its argument: {}", scheme.spelling))),
+        };
+    }
     if let Some(a) = arg {
         return match name.as_str() {
             "normal" => {

@@ -140,3 +140,59 @@ fn each_energy_states_the_scale_of_its_samples() {
     assert_eq!(funnel[0], 3.0);
     assert!((funnel[1] * funnel[1] - 4.5f64.exp()).abs() < 1e-9);
 }
+
+/// A density alone (the quadratic well `log p̃ = −|x|²/2`, its log Z unknown to it) as a target:
+/// it offers its density and nothing else.
+struct Bowl;
+
+impl fm_dist::Density for Bowl {
+    fn density_name(&self) -> String {
+        "bowl".into()
+    }
+    fn density_dim(&self) -> usize {
+        2
+    }
+    fn log_density(&self, x: ndarray::ArrayView2<f64>) -> fm_dist::Result<ndarray::Array1<f64>> {
+        Ok(x.rows().into_iter().map(|r| -0.5 * r.dot(&r)).collect())
+    }
+    fn log_normalizer(&self) -> Option<f64> {
+        None
+    }
+    fn grad_log_density(&self, x: ndarray::ArrayView2<f64>) -> fm_dist::Result<ndarray::Array2<f64>> {
+        Ok(-x.to_owned())
+    }
+}
+
+fn open_bowl(arg: &str) -> fm_dist::Result<Box<dyn fm_dist::Target>> {
+    match arg {
+        "2" => Ok(Box::new(fm_dist::DensityTarget::new(Box::new(Bowl)))),
+        other => Err(fm_dist::Error::Invalid(format!("bowl:{other}: only bowl:2"))),
+    }
+}
+
+#[test]
+fn a_density_alone_is_a_target_without_a_sampler_registered_by_name() {
+    let scheme = fm_dist::Scheme { name: "bowl", spelling: "bowl:2", help: "a quadratic well", open: open_bowl };
+    fm_dist::registry::register(scheme).unwrap();
+    // Registering again replaces it; a built-in name is refused.
+    fm_dist::registry::register(scheme).unwrap();
+    assert!(fm_dist::registry::register(fm_dist::Scheme { name: "gmm40", ..scheme }).is_err());
+    assert!(fm_dist::registry::register(fm_dist::Scheme { name: "Bad Name", ..scheme }).is_err());
+    assert_eq!(fm_dist::list_targets().iter().filter(|(n, _)| *n == "bowl:2").count(), 1);
+
+    let target = fm_dist::parse_target("bowl:2").unwrap();
+    assert!(!target.has_sampler() && !target.has_density());
+    assert_eq!((target.name(), target.dim()), ("bowl".to_string(), 2));
+    // No sampler: no rows, so a metric handed them refuses an empty set.
+    let drawn = target.sample(5, &mut rand::rngs::StdRng::seed_from_u64(0));
+    assert_eq!(drawn.dim(), (0, 2));
+    assert!(fm_dist::metrics::w2(drawn.view(), ndarray::Array2::zeros((3, 2)).view()).is_err());
+    // Its density is its own, unnormalised; no normalised log-density is claimed.
+    let x = ndarray::array![[1.0, 2.0]];
+    assert_eq!(fm_dist::density_of(target.as_ref()).unwrap().log_density(x.view()).unwrap()[0], -2.5);
+    assert!(target.log_prob(x.view()).is_err());
+    assert_eq!(target.score(x.view()).unwrap(), -x.clone());
+    // The scheme needs its argument; the argument's own errors pass through.
+    assert!(fm_dist::parse_target("bowl").err().unwrap().to_string().contains("bowl:2"));
+    assert!(fm_dist::parse_target("bowl:3").err().unwrap().to_string().contains("only bowl:2"));
+}
