@@ -170,13 +170,15 @@ pub fn plot(args: PlotArgs, m: &clap::ArgMatches) -> Result<()> {
     Ok(())
 }
 
-/// The energy histograms: the model's samples, the same reweighted by p̃/q, exact samples.
+/// The energy histograms: the model's samples, the same reweighted by p̃/q, exact samples
+/// (where the target has a sampler).
 fn plot_energy(plot: &fm_run::Plot, out: &Path) -> Result<()> {
     let e = plot.energies()?;
     let left_out = if e.left_out > 0 { format!("; {} of zero density left out", e.left_out) } else { String::new() };
+    let exact = e.log_z.map_or(String::new(), |z| format!(", exact {z:.3}"));
     let fig = fm_viz::HistogramFigure {
         title: format!(
-            "Energy of the model's samples against {} (ESS {:.3}, log Ẑ {:.3} ± {:.3}{left_out})",
+            "Energy of the model's samples against {} (ESS {:.3}, log Z estimate {:.3} ± {:.3}{exact}{left_out})",
             plot.target()?.name(),
             e.summary.ess,
             e.summary.log_z,
@@ -184,11 +186,8 @@ fn plot_energy(plot: &fm_run::Plot, out: &Path) -> Result<()> {
         ),
         ..Default::default()
     };
-    let series = [
-        ("model samples", e.samples.view(), None),
-        ("reweighted by p̃/q", e.samples.view(), Some(e.weights.view())),
-        ("exact samples", e.reference.view(), None),
-    ];
+    let mut series = vec![("model samples", e.samples.view(), None), ("reweighted by p/q", e.samples.view(), Some(e.weights.view()))];
+    series.extend(e.reference.as_ref().map(|r| ("exact samples", r.view(), None)));
     fm_viz::histograms(out, &series, &fig)?;
     Ok(())
 }

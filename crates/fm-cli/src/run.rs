@@ -53,7 +53,11 @@ pub fn run(args: RunArgs, m: &ArgMatches) -> Result<()> {
     let files = [RunDir::MODEL, RunDir::SAMPLES, RunDir::LABELS, RunDir::COMPARE, RunDir::REPORT, RunDir::CONFIG, RunDir::METRICS].map(|f| dir.file(f));
     let names = ["checkpoint", "samples", "labels", "figure", "report", "config", "losses"];
     let shown = |n: &str| (n != "figure" || dim >= 2) && (n != "labels" || done.by_class());
-    let written: Vec<(&str, &std::path::Path)> = names.iter().zip(&files).filter(|(n, _)| shown(n)).map(|(n, f)| (*n, f.as_path())).collect();
+    let mut written: Vec<(&str, &std::path::Path)> = names.iter().zip(&files).filter(|(n, _)| shown(n)).map(|(n, f)| (*n, f.as_path())).collect();
+    let log_q = fm_run::log_q_path(&files[1]);
+    if done.report.weights.is_some() {
+        written.insert(2, ("log q", &log_q));
+    }
     print_written(&written);
     Ok(())
 }

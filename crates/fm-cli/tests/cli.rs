@@ -76,7 +76,7 @@ fn run_writes_checkpoint_samples_figure_and_report() {
     assert!(meta["train"].contains("\"steps\":40"));
     // The typed report reads back, NaN figures (one W2 draw has no standard error) included.
     let typed = fm_run::RunDir::new(&out).read_report().unwrap();
-    assert!(typed.quality.w2_excess_se.is_nan() && typed.kl.unwrap().n == 100);
+    assert!(typed.quality.unwrap().w2_excess_se.is_nan() && typed.kl.unwrap().n == 100);
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["quality"]["shares"].as_array().unwrap().len(), 3);
     assert_eq!(report["kl"]["n"], 100);

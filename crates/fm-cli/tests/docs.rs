@@ -5,7 +5,10 @@
 //! A fenced block opened with ```` ```console ```` holds commands, one per `$ ` line; the
 //! blocks of a page run in order in one fresh folder, with budgets capped (see [`capped`]), so
 //! a page's later commands read what its earlier ones wrote. ```` ```console,ignore ```` blocks
-//! and lines that are not `fm` commands are not run.
+//! and lines that are not `fm` commands are not run, except `$ python FILE.py`: a ```` ```python ````
+//! block whose first line is `# FILE.py` is written to that file in the page's folder, and the
+//! line runs it with the Python that `cargo xtask setup` installed with torch (`$FM_PYTHON`
+//! overrides it), so a page can write the TorchScript energy its later commands read.
 
 use pulldown_cmark::{CodeBlockKind, Event, Parser, Tag, TagEnd};
 use std::collections::{BTreeMap, BTreeSet};
@@ -36,17 +39,42 @@ fn pages() -> Vec<PathBuf> {
 
 /// The `$ ` lines of a page's runnable blocks, in order.
 fn commands(text: &str) -> Vec<String> {
+    steps(text).into_iter().filter_map(|s| if let Step::Run(line) = s { Some(line) } else { None }).collect()
+}
+
+/// What a page does, in order: its commands, and the Python files it shows (`# FILE.py` first).
+#[derive(Debug, PartialEq)]
+enum Step {
+    Run(String),
+    Write(String, String),
+}
+
+fn steps(text: &str) -> Vec<Step> {
     let mut out = Vec::new();
-    let mut runnable = false;
+    let mut block = None;
     for event in Parser::new(text) {
         match event {
-            Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info))) => runnable = info.split(',').map(str::trim).collect::<Vec<_>>() == ["console"],
-            Event::End(TagEnd::CodeBlock) => runnable = false,
-            Event::Text(body) if runnable => out.extend(body.lines().filter_map(|l| l.strip_prefix("$ ")).map(str::to_string)),
+            Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info))) => block = Some(info.split(',').map(str::trim).map(str::to_string).collect::<Vec<_>>()),
+            Event::End(TagEnd::CodeBlock) => block = None,
+            Event::Text(body) => match block.as_deref() {
+                Some([kind]) if kind == "console" => out.extend(body.lines().filter_map(|l| l.strip_prefix("$ ")).map(|l| Step::Run(l.to_string()))),
+                Some([kind]) if kind == "python" => {
+                    let file = body.lines().next().and_then(|l| l.strip_prefix("# ")).filter(|f| f.ends_with(".py") && !f.contains(' '));
+                    out.extend(file.map(|f| Step::Write(f.to_string(), body.to_string())));
+                }
+                _ => {}
+            },
             _ => {}
         }
     }
     out
+}
+
+/// The Python with torch: `$FM_PYTHON`, else the venv's that `.libtorch` points into, else
+/// `python3` on the PATH (libtorch taken from elsewhere; a failure then names what ran).
+fn torch_python() -> PathBuf {
+    let venv = || root().join(".libtorch").canonicalize().ok().map(|t| t.join("../../../../bin/python")).filter(|p| p.exists());
+    std::env::var_os("FM_PYTHON").map(PathBuf::from).or_else(venv).unwrap_or_else(|| PathBuf::from("python3"))
 }
 
 /// Budget flags a command may be given, by subcommand: `(flag, cap, added when absent)`.
@@ -100,14 +128,20 @@ fn capped(words: Vec<String>) -> Vec<String> {
 
 /// Runs a page's `fm` commands in order in a fresh folder: how many ran, and a message per failure.
 fn run_page(page: &Path) -> (usize, Vec<String>) {
-    let lines = commands(&std::fs::read_to_string(page).unwrap());
+    let steps = steps(&std::fs::read_to_string(page).unwrap());
     let dir =
         std::env::temp_dir().join(format!("fm-docs-{}-{}", std::process::id(), page.strip_prefix(root()).unwrap().display().to_string().replace('/', "-")));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let (mut ran, mut failures) = (0, Vec::new());
-    for line in lines {
-        let line = line.split(" # ").next().unwrap().trim().to_string();
+    for step in steps {
+        let line = match step {
+            Step::Write(file, body) => {
+                std::fs::write(dir.join(file), body).unwrap();
+                continue;
+            }
+            Step::Run(line) => line.split(" # ").next().unwrap().trim().to_string(),
+        };
         let mut words = shell_words::split(&line).unwrap_or_else(|e| panic!("{}: cannot split `{line}`: {e}", page.display()));
         // Leading VAR=value words set the environment, as a shell would.
         let mut env = Vec::new();
@@ -116,16 +150,24 @@ fn run_page(page: &Path) -> (usize, Vec<String>) {
             let (k, v) = w.split_once('=').unwrap();
             env.push((k.to_string(), v.to_string()));
         }
-        if words.first().map(String::as_str) != Some("fm") {
-            continue;
-        }
-        let args = capped(words[1..].to_vec());
-        let out = Command::new(env!("CARGO_BIN_EXE_fm")).args(&args).envs(env).current_dir(&dir).output().unwrap();
+        let (program, args) = match words.first().map(String::as_str) {
+            Some("fm") => (PathBuf::from(env!("CARGO_BIN_EXE_fm")), capped(words[1..].to_vec())),
+            Some("python") if words.len() == 2 => match dir.join(&words[1]).exists() {
+                true => (torch_python(), words[1..].to_vec()),
+                false => {
+                    failures.push(format!("{}: `{line}`: no ```python block opens with `# {}`", page.strip_prefix(root()).unwrap().display(), words[1]));
+                    continue;
+                }
+            },
+            _ => continue,
+        };
+        let out = Command::new(program).args(&args).envs(env).current_dir(&dir).output().unwrap();
         ran += 1;
         if !out.status.success() {
             failures.push(format!(
-                "{}: `{line}` (run as `fm {}`): {}",
+                "{}: `{line}` (run as `{} {}`): {}",
                 page.strip_prefix(root()).unwrap().display(),
+                words[0],
                 args.join(" "),
                 String::from_utf8_lossy(&out.stderr).trim()
             ));
@@ -315,4 +357,7 @@ fn budgets_are_capped_and_added() {
     );
     assert_eq!(capped(words("sample --samples=5000")), words("sample --samples 400"));
     assert_eq!(commands("```console\n$ fm run\nout\n```\n```console,ignore\n$ fm x\n```\n"), ["fm run"]);
+    // A Python block is written to the file its first line names; one that names none is not.
+    let py = "```python\n# e.py\nx = 1\n```\n```python\nno file\n```\n```console\n$ python e.py\n```\n";
+    assert_eq!(steps(py), [Step::Write("e.py".into(), "# e.py\nx = 1\n".into()), Step::Run("python e.py".into())]);
 }

@@ -17,15 +17,20 @@ pub struct ImportanceWeights {
 
 /// What [`ImportanceWeights::summary`] reports.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+/// Non-finite figures (every weight 0: `log Z = −∞`; one sample: an infinite se) are written as
+/// `null` by JSON and read back as NaN.
 pub struct ImportanceSummary {
     /// Samples weighed.
     pub n: usize,
     /// Kish's effective sample size over `n`, `(Σw)² / (n Σw²)`, in `(0, 1]`: 1 when `q = p`.
+    #[serde(deserialize_with = "crate::metrics::nan_as_null::deserialize")]
     pub ess: f64,
     /// `log Ẑ = log (1/n) Σ wᵢ`: unbiased in `Z` (not in `log Z`, whose estimate is biased low by
     /// about half its relative variance).
+    #[serde(deserialize_with = "crate::metrics::nan_as_null::deserialize")]
     pub log_z: f64,
     /// The standard error of `log Ẑ` by the delta method: `sd(w) / (√n · mean(w))`.
+    #[serde(deserialize_with = "crate::metrics::nan_as_null::deserialize")]
     pub log_z_se: f64,
 }
 

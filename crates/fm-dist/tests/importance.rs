@@ -55,3 +55,14 @@ fn bad_weights_are_refused_and_energy_w2_of_the_same_law_is_small() {
     let (same, wider) = (energy_w2(&*density, a.view(), b.view()).unwrap(), energy_w2(&*density, a.view(), c.view()).unwrap());
     assert!(same < 0.1 && wider > 5.0 * same, "same law {same}, wider proposal {wider}");
 }
+
+/// A summary with nothing estimated (one sample: an infinite se; every weight 0: log Z = −∞) is
+/// written to JSON as nulls (report.json) and read back, as NaN.
+#[test]
+fn a_summary_of_non_finite_figures_round_trips_through_json() {
+    let s = fm_dist::importance::ImportanceSummary { n: 1, ess: 0.0, log_z: f64::NEG_INFINITY, log_z_se: f64::INFINITY };
+    let json = serde_json::to_string(&s).unwrap();
+    assert_eq!(json, r#"{"n":1,"ess":0.0,"log_z":null,"log_z_se":null}"#);
+    let back: fm_dist::importance::ImportanceSummary = serde_json::from_str(&json).unwrap();
+    assert!(back.n == 1 && back.ess == 0.0 && back.log_z.is_nan() && back.log_z_se.is_nan());
+}

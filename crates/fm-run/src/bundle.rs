@@ -1,8 +1,9 @@
 //! A checkpoint with what it records about its training, resolved once.
 
+use crate::parse_source;
 use crate::{Error, Result};
 use fm_dist::affine::Affine;
-use fm_dist::{parse_source, Target};
+use fm_dist::Target;
 use fm_model::checkpoint::{self, LoadOptions, Metadata};
 use fm_model::Network;
 use fm_train::{DataUnits, TrainConfig};
@@ -69,6 +70,9 @@ impl ModelBundle {
         let source = parse_source(&spec, dim)?;
         if source.dim() != dim {
             return Err(Error::Invalid(format!("the source {} is {}-D but the checkpoint's model is {dim}-D", source.name(), source.dim())));
+        }
+        if !source.has_sampler() {
+            return Err(Error::Invalid(format!("the source {} has no sampler: a source is drawn from", source.name())));
         }
         let train = metadata
             .get("train")
@@ -240,7 +244,7 @@ impl ModelBundle {
     /// draws (10,000, seeded); `None` where it is inside, or where the file records no target
     /// with condition values of that width.
     pub fn condition_outside_training(&self, values: &[f64]) -> Option<String> {
-        let target = fm_dist::parse_target(self.target.as_deref()?).ok()?;
+        let target = crate::parse_target(self.target.as_deref()?).ok()?;
         if target.condition_dim() != values.len() || values.is_empty() {
             return None;
         }

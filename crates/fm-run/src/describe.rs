@@ -1,7 +1,8 @@
 //! What files and names hold, in lines for a person: `fm inspect` and `fm targets`.
 
+use crate::parse_target;
 use crate::{Error, Result, RunConfig};
-use fm_dist::{parse_target, Target};
+use fm_dist::Target;
 use fm_model::checkpoint::{self, Format, LoadOptions};
 use std::path::Path;
 
@@ -61,6 +62,7 @@ pub fn inspect(path: &Path, foreign: &LoadOptions) -> Result<Vec<String>> {
 /// A run file that does not read, or whose target or source does not parse.
 pub fn targets(run_file: Option<&Path>) -> Result<Vec<String>> {
     let mut lines = Vec::new();
+    crate::register_targets();
     for (name, what) in fm_dist::list_targets() {
         // The class labels of --condition labels (files and specs say theirs when read).
         let classes = match parse_target(name).map(|t| t.classes()) {
@@ -81,9 +83,15 @@ pub fn targets(run_file: Option<&Path>) -> Result<Vec<String>> {
     Ok(lines)
 }
 
-/// "N(0, I2), 2-D, with a density" or "moons, 2-D, no density (samples only)".
+/// "N(0, I2), 2-D, with a density", "moons, 2-D, no density (samples only)", or a user's
+/// energy's "a density alone".
 fn summary(t: &dyn Target) -> String {
-    let density = if t.has_density() { "with a density" } else { "no density (samples only)" };
+    let density = match (t.has_sampler(), t.has_density()) {
+        (false, false) => "a density alone (no sampler; log Z unknown)",
+        (false, true) => "a normalised density alone (no sampler)",
+        (true, true) => "with a density",
+        (true, false) => "no density (samples only)",
+    };
     let classes = match t.classes() {
         0 => String::new(),
         k => format!(", {k} classes"),

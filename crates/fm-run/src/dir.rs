@@ -237,16 +237,20 @@ pub struct Report {
     pub loss_floor: Option<Estimate>,
     /// Seconds spent sampling.
     pub sample_seconds: f64,
-    /// The samples judged against the target.
-    pub quality: SampleQuality,
+    /// The samples judged against the target's own samples; null for a target without a sampler.
+    pub quality: Option<SampleQuality>,
     /// KL(target ‖ model) from the model's exact likelihood (targets with a density).
     pub kl: Option<fm_train::KlEstimate>,
     /// The largest error of a component's share (mixture targets), from `quality`.
     pub max_share_error: Option<f64>,
     /// Mean log-density of true samples minus the generated ones' (targets with a density).
     pub log_prob_gap: Option<f64>,
-    /// W2 of the samples minus W2 between two true sets.
-    pub w2_excess: f64,
+    /// W2 of the samples minus W2 between two true sets (null without a sampler).
+    pub w2_excess: Option<f64>,
+    /// An energy-weighted run's samples weighed against the target's density by their exact
+    /// `log q` (written beside them): ESS and `log Z`. Absent for other runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<fm_dist::importance::ImportanceSummary>,
     /// A class-conditional run's judgement class by class (at guidance scale 1); empty otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub per_class: Vec<fm_train::ClassQuality>,

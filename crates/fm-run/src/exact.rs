@@ -45,9 +45,9 @@ pub fn resolve(
         (None, None) => TrainConfig::default(),
     };
     let coupling = train.coupling;
-    let target = fm_dist::parse_target(&target)?;
+    let target = crate::parse_target(&target)?;
     let spec = source.unwrap_or_else(|| format!("normal:{}", target.dim()));
-    let source = fm_dist::parse_target(&spec)?;
+    let source = crate::parse_target(&spec)?;
     let flow = ExactFlow::for_training(target.as_ref(), source.as_ref(), path.unwrap_or(train.path), coupling).map_err(|e| match coupling {
         Coupling::Independent => Error::from(e),
         _ => Error::Invalid(format!("the run file trains with coupling {coupling}, and {e}: give --target, --source and --path instead of the run file")),

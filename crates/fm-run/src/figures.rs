@@ -135,8 +135,10 @@ pub struct Energies {
     pub samples: ndarray::Array1<f64>,
     /// Their self-normalised importance weights `p̃/q` (summing to 1).
     pub weights: ndarray::Array1<f64>,
-    /// `−log p̃` of as many exact target samples.
-    pub reference: ndarray::Array1<f64>,
+    /// `−log p̃` of as many exact target samples; `None` for a target without a sampler.
+    pub reference: Option<ndarray::Array1<f64>>,
+    /// The density's exact `log Z`, where known.
+    pub log_z: Option<f64>,
     /// Generated samples left out: those where `p̃ = 0` (no energy; their weight is 0).
     pub left_out: usize,
     /// The weights' ESS and `log Z` estimate.
@@ -244,7 +246,7 @@ pub fn prepare_plot(job: &PlotJob) -> Result<Plot> {
         return invalid("the checkpoint names no target: give --target".into());
     }
     let spec = crate::resolve_target(job.target.as_deref(), run.as_ref(), bundle.target.as_deref());
-    let target = fm_dist::parse_target(&spec).map_err(|source| Error::Spec { what: "target", source })?;
+    let target = crate::parse_target(&spec).map_err(|source| Error::Spec { what: "target", source })?;
     if target.dim() != bundle.model.dim() {
         return invalid(format!("the target {} is {}-D but the model is {}-D", target.name(), target.dim(), bundle.model.dim()));
     }
@@ -380,14 +382,19 @@ impl Plot {
     /// many exact target samples, and the weights' ESS and `log Z`.
     ///
     /// # Errors
-    /// A target without a density or a sampler; the sampler's and the density's failures.
+    /// A target without a density; the sampler's and the density's failures.
     pub fn energies(&self) -> Result<Energies> {
         let target = self.target()?;
         let density =
             fm_dist::density_of(target).ok_or_else(|| Error::Invalid(format!("the target {} has no density: it has no energy to draw", target.name())))?;
         let (x, log_q) = self.model()?.units().sample_with_log_q(&self.sample)?;
         let weights = fm_dist::importance::ImportanceWeights::new(&*density, x.view(), log_q.view())?;
-        let exact = target.sample(x.nrows(), &mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(self.sample.seed ^ 0xe4e7));
+        let exact =
+            target.has_sampler().then(|| target.sample(x.nrows(), &mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(self.sample.seed ^ 0xe4e7)));
+        let reference = match exact {
+            Some(exact) => Some(density.log_density(exact.view())?.iter().filter(|l| l.is_finite()).map(|l| -l).collect()),
+            None => None,
+        };
         // −log p̃ = −(log w + log q). Points of zero density have no energy to draw (their weight
         // is 0): left out, counted.
         let energy = -weights.log_w.clone() - &log_q;
@@ -396,7 +403,8 @@ impl Plot {
         Ok(Energies {
             samples: kept(&energy),
             weights: kept(&weights.normalised()),
-            reference: density.log_density(exact.view())?.iter().filter(|l| l.is_finite()).map(|l| -l).collect(),
+            reference,
+            log_z: density.log_normalizer(),
             left_out: keep.iter().filter(|k| !**k).count(),
             summary: weights.summary(),
         })

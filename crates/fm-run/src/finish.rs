@@ -2,6 +2,8 @@
 //! write the samples, labels and report into the run folder (`fm run` after training).
 
 use crate::{seeds, Report, Result, RunConfig, RunDir, Trained};
+use fm_dist::importance::ImportanceSummary;
+use fm_dist::metrics::SampleQuality;
 use ndarray::{Array2, ArrayView2};
 use rand::{rngs::StdRng, SeedableRng};
 use std::time::Instant;
@@ -55,33 +57,27 @@ pub fn finish_run<R: Send>(
     log: &mut dyn FnMut(&str),
     alongside: impl FnOnce(ArrayView2<f64>, Option<&[usize]>) -> R + Send,
 ) -> Result<(Finished, R)> {
-    let t0 = Instant::now();
     let conditional = trained.model.condition_shape().classes > 0;
     let request = fm_train::Request::new(trained.generator, &cfg.sample);
-    let generated = if conditional {
-        let counts = fm_train::counts_by_weight(cfg.sample.n_samples, &trained.target.class_weights());
-        trained.units().generate(&request.clone().given(fm_train::Condition::Classes(&counts)))?
-    } else {
-        trained.units().generate(&request)?
-    };
-    let sample_seconds = t0.elapsed().as_secs_f64();
-    let (samples, labels) = (generated.points, generated.labels);
-    let by_class = if conditional { ", each class in its share of the target" } else { "" };
-    log(&format!("sampled {} points with {}{by_class} in {sample_seconds:.3} s", samples.nrows(), crate::describe(&cfg.sample)));
-    fm_dist::io::write_npy(&dir.file(RunDir::SAMPLES), samples.mapv(|v| v as f32).view())?;
-    write_labels(&dir.file(RunDir::LABELS), labels.as_deref())?;
-    // An earlier `fm sample --log-q` into the run folder: its values are not these samples'.
-    remove_stale(&crate::log_q_path(&dir.file(RunDir::SAMPLES)))?;
+    let (samples, labels, weights, sample_seconds) = sample_into(cfg, dir, trained, &request, log)?;
     // A one-step or MeanFlow model's likelihood is not its sampler's: its samples judge it. A
     // conditional model trained with cond_drop 0 has no trained "no condition" entry to judge.
     let null_untrained = fm_train::conditional::null_entry_untrained(&cfg.train);
-    let judge_kl = trained.target.has_density() && trained.data_map.is_none() && cfg.eval.kl_points > 0 && trained.generator.is_flow() && !null_untrained;
+    let judge_kl = trained.target.has_density()
+        && trained.target.has_sampler()
+        && trained.data_map.is_none()
+        && cfg.eval.kl_points > 0
+        && trained.generator.is_flow()
+        && !null_untrained;
     // The caller's figure (pure Rust, on a helper thread) and the quality are computed while the
     // model's likelihood (libtorch, on this thread) is: their threads are measured, not fixed.
     let target = trained.target.as_ref();
     let (beside, quality, kl) = std::thread::scope(|scope| {
         let beside = scope.spawn(|| alongside(samples.view(), labels.as_deref()));
-        let quality = scope.spawn(|| cfg.eval.measure(target, samples.view(), &mut StdRng::seed_from_u64(seeds::quality(cfg.train.seed))));
+        // Without a sampler there are no target samples to judge against.
+        let quality = scope.spawn(|| {
+            target.has_sampler().then(|| cfg.eval.measure(target, samples.view(), &mut StdRng::seed_from_u64(seeds::quality(cfg.train.seed)))).transpose()
+        });
         let kl = match judge_kl {
             true => {
                 let mut rng = StdRng::seed_from_u64(seeds::kl(cfg.train.seed));
@@ -96,7 +92,10 @@ pub fn finish_run<R: Send>(
     if null_untrained {
         log("note: no pooled likelihood: cond_drop 0 left the \"no condition\" entry untrained; the per-class table judges each class");
     }
-    log(&format!("quality of the samples:\n{quality}"));
+    match &quality {
+        Some(quality) => log(&format!("quality of the samples:\n{quality}")),
+        None => log(&format!("note: no sample quality (W2, shares): the target {} has no sampler to judge against", target.name())),
+    }
     if let Some(kl) = &kl {
         let entry = if conditional { " (its \"no condition\" entry)" } else { "" };
         log(&format!("likelihood of the model{entry}:\n  {kl}"));
@@ -117,15 +116,74 @@ pub fn finish_run<R: Send>(
         train: trained.report.clone(),
         loss_floor: trained.loss_floor,
         sample_seconds,
-        max_share_error: quality.max_share_error(),
-        log_prob_gap: quality.log_prob_gap(),
-        w2_excess: quality.w2_excess(),
+        max_share_error: quality.as_ref().and_then(SampleQuality::max_share_error),
+        log_prob_gap: quality.as_ref().and_then(SampleQuality::log_prob_gap),
+        w2_excess: quality.as_ref().map(SampleQuality::w2_excess),
         quality,
         kl,
+        weights,
         per_class,
     };
     dir.write_report(&report)?;
     Ok((Finished { samples, labels, report }, beside))
+}
+
+/// Samples the trained model into `dir` (samples, labels, `log q`; what an earlier command left
+/// there that is not theirs removed): class by class for a class-conditional model; with each
+/// sample's exact `log q` from the same forward solve for an energy-weighted run, whose samples
+/// are then weighed against the density it learnt from (the only judgement of a target known
+/// by its density alone). Returns the samples, labels, weights and seconds spent sampling.
+#[allow(clippy::type_complexity)]
+fn sample_into(
+    cfg: &RunConfig,
+    dir: &RunDir,
+    trained: &Trained,
+    request: &fm_train::Request<'_>,
+    log: &mut dyn FnMut(&str),
+) -> Result<(Array2<f64>, Option<Vec<usize>>, Option<ImportanceSummary>, f64)> {
+    let t0 = Instant::now();
+    let conditional = trained.model.condition_shape().classes > 0;
+    let density = cfg.train.objective.energy().and_then(|_| fm_dist::density_of(trained.target.as_ref()));
+    let (samples, labels, log_q) = if conditional {
+        let counts = fm_train::counts_by_weight(cfg.sample.n_samples, &trained.target.class_weights());
+        let generated = trained.units().generate(&request.clone().given(fm_train::Condition::Classes(&counts)))?;
+        (generated.points, generated.labels, None)
+    } else if density.is_some() {
+        let (points, log_q) = trained.units().sample_with_log_q(&cfg.sample)?;
+        (points, None, Some(log_q))
+    } else {
+        (trained.units().generate(request)?.points, None, None)
+    };
+    let sample_seconds = t0.elapsed().as_secs_f64();
+    let by_class = if conditional { ", each class in its share of the target" } else { "" };
+    let with_log_q = if log_q.is_some() { " and their exact log q" } else { "" };
+    log(&format!("sampled {} points{with_log_q} with {}{by_class} in {sample_seconds:.3} s", samples.nrows(), crate::describe(&cfg.sample)));
+    fm_dist::io::write_npy(&dir.file(RunDir::SAMPLES), samples.mapv(|v| v as f32).view())?;
+    write_labels(&dir.file(RunDir::LABELS), labels.as_deref())?;
+    // Beside the samples, their log q, as `fm sample --log-q` writes it; without, an earlier
+    // `fm sample --log-q` into the run folder is removed: its values are not these samples'.
+    let log_q_file = crate::log_q_path(&dir.file(RunDir::SAMPLES));
+    match &log_q {
+        Some(values) => fm_dist::io::write_npy(&log_q_file, values.view().insert_axis(ndarray::Axis(1)))?,
+        None => remove_stale(&log_q_file)?,
+    }
+    let weights = match (&density, &log_q) {
+        (Some(density), Some(log_q)) => {
+            let summary = fm_dist::importance::ImportanceWeights::new(&**density, samples.view(), log_q.view())?.summary();
+            let exact = density.log_normalizer().map_or(String::new(), |z| format!(" (exact {z:.4})"));
+            log(&format!(
+                "importance weights against {}:\n  ESS {:.4} of n = {} (normalised, Kish)\n  log Z {:.4} ± {:.4}{exact}",
+                trained.target.name(),
+                summary.ess,
+                summary.n,
+                summary.log_z,
+                summary.log_z_se
+            ));
+            Some(summary)
+        }
+        _ => None,
+    };
+    Ok((samples, labels, weights, sample_seconds))
 }
 
 /// A helper thread's result; its panic re-raised here, as it would have been without threads.

@@ -1,7 +1,8 @@
 //! `fm eval`'s work: how good samples, a model, or the exact flow are, judged against a target.
 
+use crate::parse_target;
 use crate::{exact, Error, EvalConfig, ModelBundle, Result, RunConfig};
-use fm_dist::{parse_target, Target};
+use fm_dist::Target;
 use rand::{rngs::StdRng, SeedableRng};
 use std::path::PathBuf;
 
@@ -117,10 +118,22 @@ pub fn evaluate(job: &EvalJob, emit: &mut dyn FnMut(Finding)) -> Result<()> {
             },
             None => None,
         };
-        let q = cfg.measure(target.as_ref(), samples.points(), &mut rng).map_err(|e| cannot_judge(path, e))?;
-        emit(Finding::Section(format!("quality of {} against {}", samples.describe(), target.name()), vec![q.to_string()]));
+        if target.has_sampler() {
+            let q = cfg.measure(target.as_ref(), samples.points(), &mut rng).map_err(|e| cannot_judge(path, e))?;
+            emit(Finding::Section(format!("quality of {} against {}", samples.describe(), target.name()), vec![q.to_string()]));
+        } else {
+            emit(Finding::Note(format!(
+                "no sample quality (W2, shares) of {}: the target {} has no sampler to judge against",
+                samples.describe(),
+                target.name()
+            )));
+        }
         if let Some((values, file)) = log_q {
-            emit(weighed(target.as_ref(), samples.points(), values.view(), &file, &mut rng)?);
+            let heading = format!("importance weights of the samples against {} (log q from {})", target.name(), file.display());
+            emit(
+                weighed(target.as_ref(), samples.points(), values.view(), heading, &mut rng)
+                    .map_err(|e| Error::Invalid(format!("log q {}: {e}", file.display())))?,
+            );
         }
     }
     if let (Some(bundle), Some(path)) = (&model, &job.checkpoint) {
@@ -169,18 +182,20 @@ fn read_log_q(file: &std::path::Path, n: usize) -> Result<ndarray::Array1<f64>> 
     Ok(values.column(0).to_owned())
 }
 
-/// The samples weighed against the target's density by their `log q` (read from `file`): ESS,
-/// `log Z` beside its exact value, and the energy W2 to as many fresh target samples.
-fn weighed(target: &dyn Target, x: ndarray::ArrayView2<f64>, log_q: ndarray::ArrayView1<f64>, file: &std::path::Path, rng: &mut StdRng) -> Result<Finding> {
+/// Samples weighed against the target's density by their `log q`: ESS, `log Z` beside its exact
+/// value, and, where the target has a sampler, the energy W2 to as many fresh target samples.
+fn weighed(target: &dyn Target, x: ndarray::ArrayView2<f64>, log_q: ndarray::ArrayView1<f64>, heading: String, rng: &mut StdRng) -> Result<Finding> {
     let Some(density) = fm_dist::density_of(target) else {
         return Ok(Finding::Note(format!("no importance weights: the target {} has no density", target.name())));
     };
-    let w = fm_dist::importance::ImportanceWeights::new(&*density, x, log_q).map_err(|e| Error::Invalid(format!("log q {}: {e}", file.display())))?;
+    let w = fm_dist::importance::ImportanceWeights::new(&*density, x, log_q)?;
     let s = w.summary();
     let exact = density.log_normalizer().map_or(String::new(), |z| format!(" (exact {z:.4})"));
     let mut lines = vec![format!("  ESS {:.4} of n = {} (normalised, Kish)", s.ess, s.n), format!("  log Z {:.4} ± {:.4}{exact}", s.log_z, s.log_z_se)];
-    let reference = target.sample(x.nrows(), rng);
-    lines.push(format!("  energy W2 {:.4} (to {} fresh target samples)", fm_dist::importance::energy_w2(&*density, x, reference.view())?, x.nrows()));
+    if target.has_sampler() {
+        let reference = target.sample(x.nrows(), rng);
+        lines.push(format!("  energy W2 {:.4} (to {} fresh target samples)", fm_dist::importance::energy_w2(&*density, x, reference.view())?, x.nrows()));
+    }
     if let Some(mixture) = target.as_mixture() {
         // Each component's share under p, from the reweighted samples.
         let labels = mixture.most_probable_class(x)?;
@@ -190,7 +205,21 @@ fn weighed(target: &dyn Target, x: ndarray::ArrayView2<f64>, log_q: ndarray::Arr
             .fold(0.0, f64::max);
         lines.push(format!("  reweighted component shares: largest error {worst:.4}"));
     }
-    Ok(Finding::Section(format!("importance weights of the samples against {} (log q from {})", target.name(), file.display()), lines))
+    Ok(Finding::Section(heading, lines))
+}
+
+/// A flow judged against a target known by its energy (its own density: a Boltzmann benchmark, a
+/// user's energy): its samples, with their exact `log q` from the same solve, weighed by `p̃/q`.
+fn model_weights(bundle: &ModelBundle, target: &dyn Target, job: &EvalJob, rng: &mut StdRng) -> Result<Option<Finding>> {
+    if target.density().is_none() || job.eval.w2_points == 0 {
+        return Ok(None);
+    }
+    let run_sample = job.run.as_ref().map_or_else(fm_train::SampleConfig::default, |r| r.sample.clone());
+    let sample = fm_train::SampleConfig { n_samples: job.eval.w2_points, seed: job.seed, sde: None, ..run_sample };
+    let (x, log_q) = bundle.units().sample_with_log_q(&sample)?;
+    let heading =
+        format!("importance weights of {} samples of the model against {} ({}, exact log q)", sample.n_samples, target.name(), crate::describe(&sample));
+    weighed(target, x.view(), log_q.view(), heading, rng).map(Some)
 }
 
 fn cannot_judge(path: &std::path::Path, e: impl std::fmt::Display) -> Error {
@@ -210,6 +239,13 @@ fn judge_model(
 ) -> Result<Vec<Finding>> {
     let cfg = &job.eval;
     let generator = bundle.generator();
+    if !generator.is_flow() && !target.has_sampler() {
+        return Ok(vec![Finding::Note(format!(
+            "no judgement of a {} model against {}: it has no sampler to compare with, and the model no exact log q to weigh by",
+            generator.name(),
+            target.name()
+        ))]);
+    }
     if !generator.is_flow() {
         // A one-step or MeanFlow model has no likelihood of its sampler here: its samples judge it,
         // in one step (a MeanFlow model: in its run file's number of jumps, with --config).
@@ -233,6 +269,8 @@ fn judge_model(
     }
     let mut out = Vec::new();
     let shape = bundle.model.condition_shape();
+    // Weighed in the data's units, against the target's own density.
+    out.extend(model_weights(bundle, target, job, rng)?);
     // A model trained on standardised file data is judged against a target with a density only
     // in the data's units; KL is the same in either units, so the target is carried to the model's.
     let standard_target;
@@ -243,7 +281,12 @@ fn judge_model(
             &standard_target
         }
     };
-    if cfg.kl_points > 0 {
+    if cfg.kl_points > 0 && !target.has_sampler() {
+        out.push(Finding::Note(format!(
+            "no KL(target ‖ model): the target {} has no sampler to average over (its importance weights judge the model)",
+            target.name()
+        )));
+    } else if cfg.kl_points > 0 {
         let mut kl =
             fm_train::kl_estimate(target, &*bundle.model, bundle.source.as_ref(), cfg.kl_points, &cfg.likelihood, rng).map_err(|e| cannot_judge(path, e))?;
         // NLL and entropy in the data's units: each log-density there is lower by log|det|.

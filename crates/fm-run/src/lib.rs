@@ -85,6 +85,26 @@ pub fn resolve_target(flag: Option<&str>, run: Option<&RunConfig>, checkpoint: O
     flag.map(str::to_string).or_else(|| run.map(|r| r.target.clone())).or_else(|| checkpoint.map(str::to_string)).unwrap_or_else(|| RunConfig::default().target)
 }
 
+/// A target by its spelling, as fm-dist's [`fm_dist::parse_target`] reads it with what fm-train
+/// adds to its registry (`energy:FILE?dim=D`, a TorchScript energy): every target a run, a
+/// judgement or a figure names is opened here.
+pub(crate) fn parse_target(spec: &str) -> fm_dist::Result<Box<dyn fm_dist::Target>> {
+    register_targets();
+    fm_dist::parse_target(spec)
+}
+
+/// A source by its spelling ([`fm_dist::parse_source`]), as [`parse_target`] reads targets.
+pub(crate) fn parse_source(spec: &str, dim: usize) -> fm_dist::Result<Box<dyn fm_dist::Target>> {
+    register_targets();
+    fm_dist::parse_source(spec, dim)
+}
+
+pub(crate) fn register_targets() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    // Registration refuses only built-in names, which `energy` is not: nothing to report.
+    ONCE.call_once(|| drop(fm_train::scripted::register()));
+}
+
 /// Errors of a run.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

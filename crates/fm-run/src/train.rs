@@ -1,9 +1,10 @@
 //! Training a run into its folder.
 
+use crate::{parse_source, parse_target};
 use crate::{seeds, Error, MetricsRow, Result, RunConfig, RunDir, RunLock};
 use fm_dist::affine::{standard_source, Affine, Pushforward};
 use fm_dist::metrics::Estimate;
-use fm_dist::{parse_source, parse_target, PointCloud, Target};
+use fm_dist::{PointCloud, Target};
 use fm_model::{checkpoint, parse_device, Network};
 use fm_train::{Checkpoint, DataUnits, Progress, ProgressBarReporter, Resume, Tracker, TrainHooks, TrainReport};
 use std::cell::{Cell, RefCell};
@@ -281,6 +282,29 @@ fn check_sde(cfg: &RunConfig, on_pairs: bool, source: &dyn Target) -> Result<()>
     Ok(())
 }
 
+/// What the run asks of its target and source against what they offer: the same dimension, a
+/// source to draw from, a target without a sampler only for an energy-weighted objective, which
+/// in turn takes no pairs.
+fn check_offers(cfg: &RunConfig, target: &dyn Target, source: &dyn Target) -> Result<()> {
+    let energy = cfg.train.objective.energy().is_some();
+    let refusal = if source.dim() != target.dim() {
+        format!("the source {} is {}-D but the target {} is {}-D", source.name(), source.dim(), target.name(), target.dim())
+    } else if !source.has_sampler() {
+        format!("the source {} has no sampler: a source is drawn from", source.name())
+    } else if !target.has_sampler() && !energy {
+        format!(
+            "the target {} is known by its density alone (no sampler): train towards it with --objective ewfm (energy-weighted flow matching), not {}",
+            target.name(),
+            cfg.train.objective
+        )
+    } else if cfg.pairs.is_some() && energy {
+        format!("objective {} trains from the target's density alone: it takes no --pairs", cfg.train.objective)
+    } else {
+        return Ok(());
+    };
+    Err(Error::Invalid(refusal))
+}
+
 /// The file of a teacher's pairs in its stage folder.
 const PAIRS_FILE: &str = "pairs.npy";
 
@@ -288,12 +312,7 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
     let device = parse_device(&cfg.device)?;
     let target = parse_target(&cfg.target).map_err(|source| Error::Spec { what: "target", source })?;
     let source = parse_source(&cfg.source, target.dim()).map_err(|source| Error::Spec { what: "source", source })?;
-    if source.dim() != target.dim() {
-        return Err(Error::Invalid(format!("the source {} is {}-D but the target {} is {}-D", source.name(), source.dim(), target.name(), target.dim())));
-    }
-    if cfg.pairs.is_some() && cfg.train.objective.energy().is_some() {
-        return Err(Error::Invalid(format!("objective {} trains from the target's density alone: it takes no --pairs", cfg.train.objective)));
-    }
+    check_offers(cfg, target.as_ref(), source.as_ref())?;
     // The condition the data must carry, before anything is read further or logged.
     let condition = cfg.train.condition.shape_for(&target.name(), target.classes(), target.condition_dim())?;
     let data_map = standardization(cfg, target.as_ref(), log)?;
@@ -356,6 +375,13 @@ fn train_stage(cfg: &RunConfig, dir: &RunDir, opts: &TrainOptions<'_>, log: &mut
     // The tracker checks its settings (and draws its holdout) before the folder is touched too.
     let tracker = match cfg.eval.track_every {
         0 => None,
+        _ if !target.has_sampler() => {
+            log(&format!(
+                "fm: no W2 or KL tracked during training: the target {} has no sampler (metrics.csv's ESS and log Z follow the training)",
+                target.name()
+            ));
+            None
+        }
         _ => {
             let tracker = Tracker::new(train_target, train_source, cfg.eval.track_points, seeds::tracking(cfg.train.seed), &cfg.sample, &cfg.eval.likelihood)?;
             Some(

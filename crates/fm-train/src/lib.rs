@@ -48,7 +48,7 @@ mod progress;
 pub mod proposal;
 pub mod reflow;
 mod sample;
-mod scripted;
+pub mod scripted;
 pub mod sde;
 mod spelling;
 pub mod threads;

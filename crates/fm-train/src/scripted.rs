@@ -26,6 +26,66 @@ pub struct ScriptedEnergy {
     dim: usize,
     temperature: f64,
     name: String,
+    scale: Option<Vec<f64>>,
+}
+
+/// How a TorchScript energy is spelt as a target (`fm run --target`, `fm eval --target`, run files).
+pub const SPELLING: &str = "energy:FILE?dim=D";
+
+/// Adds the target spelling `energy:FILE?dim=D[&temperature=T][&scale=S]` to fm-dist's registry
+/// ([`fm_dist::registry::register`]): the module at `FILE` as a [`ScriptedEnergy`] of `D`-D points
+/// at temperature `T` (default 1), `S` its scale (one number, or one per coordinate: the standard
+/// deviation energy-weighted training works in units of; default 1). It is a target known by its
+/// density alone ([`fm_dist::DensityTarget`]): no sampler, its `log Z` unknown.
+///
+/// # Errors
+/// None in practice (the name is not a built-in one); the registry's refusal otherwise.
+pub fn register() -> Result<()> {
+    fm_dist::registry::register(fm_dist::Scheme {
+        name: "energy",
+        spelling: SPELLING,
+        help: "your energy E(x) as a TorchScript module (forward: [n, D] float32 → [n]), p ∝ exp(−E/T); &temperature=T, &scale=S (standard deviation, one or D numbers); no sampler: trained by --objective ewfm, judged by importance weights",
+        open: open_target,
+    })?;
+    Ok(())
+}
+
+fn open_target(arg: &str) -> fm_dist::Result<Box<dyn fm_dist::Target>> {
+    let bad = |m: String| fm_dist::Error::Invalid(format!("energy:{arg}: {m} (spelt {SPELLING}[&temperature=T][&scale=S])"));
+    let (file, query) = arg.rsplit_once('?').ok_or_else(|| bad("no ?dim=D: the module does not say how many coordinates a point has".into()))?;
+    let (mut dim, mut temperature, mut scale) = (None, 1.0, None);
+    for item in query.split('&').filter(|i| !i.is_empty()) {
+        let (key, value) = item.split_once('=').ok_or_else(|| bad(format!("'{item}' is not KEY=VALUE")))?;
+        let number = |v: &str| v.trim().parse::<f64>().map_err(|_| bad(format!("{key}={value}: not a number")));
+        match key.trim() {
+            "dim" => dim = Some(value.trim().parse::<usize>().ok().filter(|&d| d > 0).ok_or_else(|| bad(format!("dim={value}: not a positive integer")))?),
+            "temperature" => temperature = number(value)?,
+            "scale" => scale = Some(value.split(',').map(number).collect::<fm_dist::Result<Vec<f64>>>()?),
+            other => return Err(bad(format!("unknown setting '{other}' (dim, temperature, scale)"))),
+        }
+    }
+    let dim = dim.ok_or_else(|| bad("no dim=D: the module does not say how many coordinates a point has".into()))?;
+    if !(temperature.is_finite() && temperature > 0.0) {
+        return Err(bad(format!("temperature={temperature}: not a positive number")));
+    }
+    let mut energy = ScriptedEnergy::load(Path::new(file), dim, temperature).map_err(|e| {
+        // Named by the file once, as fm-dist names files.
+        let message = e.to_string();
+        let msg = message.split_once(&format!("energy {file}: ")).map_or(message.as_str(), |(_, m)| m).to_string();
+        fm_dist::Error::File { path: file.into(), msg }
+    })?;
+    if let Some(scale) = scale {
+        let scale = match scale.len() {
+            1 => vec![scale[0]; dim],
+            n if n == dim => scale,
+            n => return Err(bad(format!("scale has {n} numbers for {dim} coordinates (give one, or {dim})"))),
+        };
+        if !scale.iter().all(|s| s.is_finite() && *s > 0.0) {
+            return Err(bad(format!("scale must be positive finite numbers, got {scale:?}")));
+        }
+        energy.scale = Some(scale);
+    }
+    Ok(Box::new(fm_dist::DensityTarget::new(Box::new(energy))))
 }
 
 impl ScriptedEnergy {
@@ -41,10 +101,13 @@ impl ScriptedEnergy {
         if dim == 0 || !(temperature.is_finite() && temperature > 0.0) {
             return Err(bad(format!("needs a dimension ≥ 1 and a positive temperature, got {dim} and {temperature}")));
         }
+        if let Err(e) = std::fs::metadata(path) {
+            return Err(bad(format!("cannot read it ({e})")));
+        }
         let mut module = CModule::load_on_device(path, Device::Cpu).map_err(|e| bad(format!("not a TorchScript module ({})", first_line(&e.to_string()))))?;
         module.set_eval();
         let name = format!("energy {}", path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()));
-        let energy = Self { module, dim, temperature, name };
+        let energy = Self { module, dim, temperature, name, scale: None };
         let _no_grad = tch::no_grad_guard();
         energy.energies(&Tensor::f_zeros([2, dim as i64], (Kind::Float, Device::Cpu))?).map(drop).map_err(|e| bad(e.to_string()))?;
         Ok(energy)
@@ -94,6 +157,9 @@ impl Density for ScriptedEnergy {
     }
     fn log_normalizer(&self) -> Option<f64> {
         None
+    }
+    fn std_dev(&self) -> Option<Vec<f64>> {
+        self.scale.clone()
     }
     fn grad_log_density(&self, x: ArrayView2<f64>) -> fm_dist::Result<Array2<f64>> {
         let run = || -> Result<Array2<f64>> {

@@ -488,7 +488,7 @@ pub(crate) enum Backdrop {
 
 /// `n` target samples drawn with a fixed seed, projected on the drawn pair (finite ones only).
 pub(crate) fn target_points(target: &dyn Target, n: usize, seed: u64, proj: &Projection) -> Vec<(f64, f64)> {
-    if n == 0 {
+    if n == 0 || !target.has_sampler() {
         return Vec::new();
     }
     let s = target.sample(n, &mut rand::rngs::StdRng::seed_from_u64(seed));
