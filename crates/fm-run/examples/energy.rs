@@ -9,8 +9,8 @@
 //! reweighted; exact 0.844 by quadrature), and GMM-40's exact KL(target ‖ model).
 //!
 //! `--quick`: 2,000 steps, 5 batches (a smoke run, not the report's figures). `--only NAME`:
-//! one target. `--preset P` (default `energy`: `ewfm:4` at batch 1,024), `--objective S` and
-//! `--batch-size N` change the trained run.
+//! one target. `--preset P` (default `energy`: `ewfm:4` at batch 1,024), `--objective S`,
+//! `--batch-size N` and `--seed N` change the trained run.
 
 use fm_dist::baselines::{importance_from_normal, mala};
 use fm_dist::importance::{ImportanceSummary, ImportanceWeights};
@@ -112,6 +112,7 @@ struct Options {
     preset: String,
     objective: Option<String>,
     batch_size: Option<usize>,
+    seed: Option<u64>,
 }
 
 fn report(name: &str, opts: &Options) -> Result<Vec<Row>> {
@@ -130,6 +131,7 @@ fn report(name: &str, opts: &Options) -> Result<Vec<Row>> {
         cfg.train.objective = objective.parse()?;
     }
     cfg.train.batch_size = opts.batch_size.unwrap_or(cfg.train.batch_size);
+    cfg.train.seed = opts.seed.unwrap_or(cfg.train.seed);
     if quick {
         cfg.train.steps = 2000;
     }
@@ -147,7 +149,7 @@ fn report(name: &str, opts: &Options) -> Result<Vec<Row>> {
         let (x, log_q) = units.sample_with_log_q(&sample)?;
         drawn.push((x, Some(log_q)));
     }
-    let method = format!("{} (--preset {}, batch {})", cfg.train.objective, opts.preset, cfg.train.batch_size);
+    let method = format!("{} (--preset {}, batch {}, seed {})", cfg.train.objective, opts.preset, cfg.train.batch_size, cfg.train.seed);
     let mut row = Row { method, evaluations, seconds, ..Row::default() };
     judge(&mut row, target.as_ref(), &*density, &drawn)?;
     if target.dim() == 2 {
@@ -252,6 +254,7 @@ fn main() -> Result<()> {
         preset: value("--preset").unwrap_or_else(|| "energy".into()),
         objective: value("--objective"),
         batch_size: value("--batch-size").map(|b| b.parse()).transpose()?,
+        seed: value("--seed").map(|b| b.parse()).transpose()?,
     };
     let only = value("--only");
     for name in ["gmm40", "manywell:32", "funnel:10"] {

@@ -112,41 +112,32 @@ pub fn compare(path: &Path, target: &dyn Target, samples: ArrayView2<f64>, fig: 
     if points.iter().any(|p| !p.0.is_finite() || !p.1.is_finite()) {
         return Err(Error::Invalid("a sample has a non-finite coordinate".into()));
     }
-    // A target's density where it has one, normalised where its log Z is known; a density
-    // alone (a user's energy, no sampler) is drawn relative to its largest value on the grid.
-    let own = fm_dist::density_of(target).filter(|_| proj.dim == 2);
-    let needs_target_points = fig.x_range.is_none() || fig.y_range.is_none() || own.is_none();
+    let has_density = proj.dim == 2 && fm_dist::density_of(target).is_some();
+    let needs_target_points = fig.x_range.is_none() || fig.y_range.is_none() || !has_density;
     let target_points = if needs_target_points { figure::target_points(target, fig.target_samples, fig.rng_seed, &proj) } else { Vec::new() };
-    // Without a sampler the axes also take in ±3 of the density's stated standard deviations (1
-    // where it states none), so that a mode the model missed is still on the drawn density.
-    let frame: Vec<(f64, f64)> = match (target.has_sampler(), fm_dist::density_of(target)) {
-        (false, Some(d)) => {
-            let sd = d.std_dev().unwrap_or_else(|| vec![1.0; target.dim()]);
-            let (a, b) = (3.0 * sd.get(fig.coords.0).copied().unwrap_or(1.0), 3.0 * sd.get(fig.coords.1).copied().unwrap_or(1.0));
-            vec![(-a, -b), (a, b)]
-        }
-        _ => Vec::new(),
-    };
-    let all = || points.iter().chain(&target_points).chain(&frame);
+    let all = || points.iter().chain(&target_points);
     let x_range = figure::axis("x", &fig.x_range, figure::fit(all().map(|p| p.0)), -1.0..1.0)?;
     let y_range = figure::axis("y", &fig.y_range, figure::fit(all().map(|p| p.1)), -1.0..1.0)?;
 
     // Density on the cell centres of a grid over the axes (cells about square in data units).
-    let density = if let Some(own) = &own {
+    let grid = {
         let nx = fig.resolution;
         let ny = ((nx as f64) * (y_range.end - y_range.start) / (x_range.end - x_range.start)).ceil().clamp(2.0, 4096.0) as usize;
-        let grid = Grid { x: x_range.clone(), y: y_range.clone(), nx, ny };
-        let log_p = own.log_density(proj.embed(&grid, &[]).view())?;
-        let log_z = own.log_normalizer().unwrap_or_else(|| log_p.iter().cloned().filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max));
-        let density = log_p.mapv(|l| (l - log_z).exp());
-        let max = density.iter().cloned().filter(|v| v.is_finite()).fold(0.0, f64::max).max(f64::MIN_POSITIVE);
-        let level =
-            density.iter().map(|&p| Some(((p / max * fig.levels as f64).floor() as usize).min(fig.levels - 1)).filter(|&l| l > 0 && p.is_finite())).collect();
-        Some((grid, level, max))
-    } else {
-        None
+        Grid { x: x_range.clone(), y: y_range.clone(), nx, ny }
     };
-    let density_label = if own.as_ref().is_some_and(|d| d.log_normalizer().is_none()) { "density / its largest" } else { "density" };
+    let (density, density_label) = match figure::grid_density(target, &proj, &grid)? {
+        Some((density, normalised)) => {
+            let max = density.iter().cloned().filter(|v| v.is_finite()).fold(0.0, f64::max).max(f64::MIN_POSITIVE);
+            let level = density
+                .iter()
+                .map(|&p| Some(((p / max * fig.levels as f64).floor() as usize).min(fig.levels - 1)).filter(|&l| l > 0 && p.is_finite()))
+                .collect();
+            (Some((grid, level, max)), if normalised { "density" } else { "density / its largest" })
+        }
+        None => (None, "density"),
+    };
+    // Without a sampler the target's points are only the axes' frame: not drawn.
+    let target_points = if target.has_sampler() { target_points } else { Vec::new() };
     let scene = CompareScene { fig, proj, x_range, y_range, points, target_points, density, density_label };
     figure::write_figure(path, (fig.width, fig.height), &scene)
 }

@@ -488,7 +488,10 @@ pub(crate) enum Backdrop {
 
 /// `n` target samples drawn with a fixed seed, projected on the drawn pair (finite ones only).
 pub(crate) fn target_points(target: &dyn Target, n: usize, seed: u64, proj: &Projection) -> Vec<(f64, f64)> {
-    if n == 0 || !target.has_sampler() {
+    if !target.has_sampler() {
+        return frame(target, proj);
+    }
+    if n == 0 {
         return Vec::new();
     }
     let s = target.sample(n, &mut rand::rngs::StdRng::seed_from_u64(seed));
@@ -498,12 +501,32 @@ pub(crate) fn target_points(target: &dyn Target, n: usize, seed: u64, proj: &Pro
     s.rows().into_iter().map(|r| proj.pick(r)).filter(|p| p.0.is_finite() && p.1.is_finite()).collect()
 }
 
+/// The target's density at `grid`'s cells where it is 2-D and has one ([`fm_dist::density_of`]):
+/// normalised where its `log Z` is known, else relative to its largest value on the grid (a
+/// density alone, such as a user's energy), with whether it is normalised.
+pub(crate) fn grid_density(target: &dyn Target, proj: &Projection, grid: &Grid) -> Result<Option<(ndarray::Array1<f64>, bool)>> {
+    let Some(own) = fm_dist::density_of(target).filter(|_| proj.dim == 2) else { return Ok(None) };
+    let log_p = own.log_density(proj.embed(grid, &[]).view())?;
+    let known = own.log_normalizer();
+    let log_z = known.unwrap_or_else(|| log_p.iter().cloned().filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max));
+    Ok(Some((log_p.mapv(|l| (l - log_z).exp()), known.is_some())))
+}
+
+/// What a target without a sampler offers fitted axes instead of its samples: two corners at ±3
+/// of its density's stated standard deviations in the drawn coordinates (1 where it states
+/// none), so that a mode the model missed is still on the figure. Never drawn as points.
+fn frame(target: &dyn Target, proj: &Projection) -> Vec<(f64, f64)> {
+    let sd = fm_dist::density_of(target).and_then(|d| d.std_dev()).unwrap_or_default();
+    let (a, b) = (3.0 * sd.get(proj.i).copied().unwrap_or(1.0), 3.0 * sd.get(proj.j).copied().unwrap_or(1.0));
+    vec![(-a, -b), (a, b)]
+}
+
 /// The target's density in filled levels when it is 2-D with a density; its samples otherwise.
 pub(crate) fn backdrop(target: &dyn Target, proj: &Projection, grid: Grid, levels: usize, points: Vec<(f64, f64)>) -> Result<Backdrop> {
-    if proj.dim != 2 || !target.has_density() {
-        return Ok(Backdrop::Samples(points));
-    }
-    let density = target.log_prob(proj.embed(&grid, &[]).view())?.mapv(f64::exp);
+    let Some((density, _)) = grid_density(target, proj, &grid)? else {
+        // Without a sampler its points are only the axes' frame.
+        return Ok(if target.has_sampler() { Backdrop::Samples(points) } else { Backdrop::None });
+    };
     let max = density.iter().cloned().filter(|v| v.is_finite()).fold(0.0, f64::max);
     if max <= 0.0 {
         return Ok(Backdrop::Samples(points));
@@ -587,6 +610,48 @@ pub(crate) fn fit_paths(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A density alone: `log p̃ = −(x₁² − 4)²/4 − x₂²/2`, two wells at x₁ = ±2, its scale stated
+    /// as 2 and 1.
+    struct Wells;
+
+    impl fm_dist::Density for Wells {
+        fn density_name(&self) -> String {
+            "wells".into()
+        }
+        fn density_dim(&self) -> usize {
+            2
+        }
+        fn log_density(&self, x: ndarray::ArrayView2<f64>) -> fm_dist::Result<ndarray::Array1<f64>> {
+            Ok(x.rows().into_iter().map(|r| -(r[0] * r[0] - 4.0).powi(2) / 4.0 - r[1] * r[1] / 2.0).collect())
+        }
+        fn log_normalizer(&self) -> Option<f64> {
+            None
+        }
+        fn grad_log_density(&self, x: ndarray::ArrayView2<f64>) -> fm_dist::Result<ndarray::Array2<f64>> {
+            Err(fm_dist::Error::NoDensity(format!("{} rows", x.nrows())))
+        }
+        fn std_dev(&self) -> Option<Vec<f64>> {
+            Some(vec![2.0, 1.0])
+        }
+    }
+
+    #[test]
+    fn a_density_alone_frames_the_axes_and_is_drawn_relative_to_its_largest_value() {
+        let target = fm_dist::DensityTarget::new(Box::new(Wells));
+        let proj = Projection::new((0, 1), 2).unwrap();
+        // No samples: the frame at ±3 stated standard deviations, which takes in both wells.
+        assert_eq!(target_points(&target, 100, 0, &proj), vec![(-6.0, -3.0), (6.0, 3.0)]);
+        let grid = Grid { x: -3.0..3.0, y: -1.0..1.0, nx: 30, ny: 2 };
+        let (density, normalised) = grid_density(&target, &proj, &grid).unwrap().unwrap();
+        let max = density.iter().cloned().fold(0.0, f64::max);
+        assert!(!normalised && (max - 1.0).abs() < 1e-12, "{max}");
+        // Both wells are on the grid, with the same height.
+        let row: Vec<f64> = density.iter().take(30).copied().collect();
+        assert!((row[4] - row[25]).abs() < 1e-9 && row[4] > 10.0 * row[15], "{row:?}");
+        // Nothing to scatter as the target's points without its density either.
+        assert!(matches!(backdrop(&target, &Projection::new((0, 1), 2).unwrap(), grid, 5, Vec::new()).unwrap(), Backdrop::Density { .. }));
+    }
 
     #[test]
     fn tick_labels_are_short_at_every_scale() {

@@ -23,7 +23,7 @@ pub struct HistogramFigure {
 
 impl Default for HistogramFigure {
     fn default() -> Self {
-        Self { title: "Energy histograms".into(), x_name: "energy −log p̃(x)".into(), bins: 60, size: (900, 560) }
+        Self { title: "Energy histograms".into(), x_name: "energy E(x) = −log of the unnormalised density".into(), bins: 60, size: (900, 560) }
     }
 }
 
