@@ -140,6 +140,11 @@ fn a_torchscript_energy_is_the_target_of_a_whole_run_judged_by_importance_weight
     let from_files = judged(fm_run::EvalJob { samples: Some(samples), target: Some(spec.clone()), cfg_scale: 1.0, ..fm_run::EvalJob::default() });
     assert!(from_files.contains("no sample quality") && from_files.contains("of n = 2000") && from_files.contains("log Z"), "{from_files}");
     assert!(!from_files.contains("energy W2"), "no target samples to compare energies with: {from_files}");
+    // Samples of another dimension than the energy's are refused, naming both.
+    let three = spec.replace("dim=2", "dim=3");
+    let job = fm_run::EvalJob { samples: Some(dir.file(fm_run::RunDir::SAMPLES)), target: Some(three), cfg_scale: 1.0, ..fm_run::EvalJob::default() };
+    let err = fm_run::evaluate(&job, &mut |_| ()).err().expect("refused").to_string();
+    assert!(err.contains("its points are 2-D") && err.contains("is 3-D"), "{err}");
     // `fm eval --checkpoint C --target energy:…`: the model's own samples weighed; no KL.
     let eval = fm_run::EvalConfig { w2_points: 500, ..fm_run::EvalConfig::default() };
     let model = judged(fm_run::EvalJob {

@@ -10,7 +10,7 @@
 //!
 //! `--quick`: 2,000 steps, 5 batches (a smoke run, not the report's figures). `--only NAME`:
 //! one target. `--preset P` (default `energy`: `ewfm:4` at batch 1,024), `--objective S`,
-//! `--batch-size N` and `--seed N` change the trained run.
+//! `--batch-size N`, `--steps N` and `--seed N` change the trained run.
 
 use fm_dist::baselines::{importance_from_normal, mala};
 use fm_dist::importance::{ImportanceSummary, ImportanceWeights};
@@ -113,6 +113,7 @@ struct Options {
     objective: Option<String>,
     batch_size: Option<usize>,
     seed: Option<u64>,
+    steps: Option<usize>,
 }
 
 fn report(name: &str, opts: &Options) -> Result<Vec<Row>> {
@@ -132,6 +133,7 @@ fn report(name: &str, opts: &Options) -> Result<Vec<Row>> {
     }
     cfg.train.batch_size = opts.batch_size.unwrap_or(cfg.train.batch_size);
     cfg.train.seed = opts.seed.unwrap_or(cfg.train.seed);
+    cfg.train.steps = opts.steps.unwrap_or(cfg.train.steps);
     if quick {
         cfg.train.steps = 2000;
     }
@@ -255,6 +257,7 @@ fn main() -> Result<()> {
         objective: value("--objective"),
         batch_size: value("--batch-size").map(|b| b.parse()).transpose()?,
         seed: value("--seed").map(|b| b.parse()).transpose()?,
+        steps: value("--steps").map(|b| b.parse()).transpose()?,
     };
     let only = value("--only");
     for name in ["gmm40", "manywell:32", "funnel:10"] {

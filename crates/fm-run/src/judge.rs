@@ -118,22 +118,23 @@ pub fn evaluate(job: &EvalJob, emit: &mut dyn FnMut(Finding)) -> Result<()> {
             },
             None => None,
         };
+        if samples.points().ncols() != target.dim() {
+            return Err(cannot_judge(path, format!("its points are {}-D and the target {} is {}-D", samples.points().ncols(), target.name(), target.dim())));
+        }
         if target.has_sampler() {
             let q = cfg.measure(target.as_ref(), samples.points(), &mut rng).map_err(|e| cannot_judge(path, e))?;
             emit(Finding::Section(format!("quality of {} against {}", samples.describe(), target.name()), vec![q.to_string()]));
         } else {
+            let hint = if log_q.is_none() { ": give their log q (fm sample --log-q writes it beside them) to weigh them" } else { "" };
             emit(Finding::Note(format!(
-                "no sample quality (W2, shares) of {}: the target {} has no sampler to judge against",
+                "no sample quality (W2, shares) of {}: the target {} has no sampler to judge against{hint}",
                 samples.describe(),
                 target.name()
             )));
         }
         if let Some((values, file)) = log_q {
             let heading = format!("importance weights of the samples against {} (log q from {})", target.name(), file.display());
-            emit(
-                weighed(target.as_ref(), samples.points(), values.view(), heading, &mut rng)
-                    .map_err(|e| Error::Invalid(format!("log q {}: {e}", file.display())))?,
-            );
+            emit(weighed(target.as_ref(), samples.points(), values.view(), heading, &mut rng).map_err(|e| cannot_judge(path, e))?);
         }
     }
     if let (Some(bundle), Some(path)) = (&model, &job.checkpoint) {

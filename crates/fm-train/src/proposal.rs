@@ -80,7 +80,7 @@ impl Proposal {
         };
         let log_p = density.log_density(x.view())?;
         if let Some(i) = log_p.iter().position(|v| v.is_nan() || *v == f64::INFINITY) {
-            return Err(Error::Config(format!(
+            return Err(Error::Data(format!(
                 "the density {} gives log p̃ = {} at proposal point {i} of refresh {round} ({:?}): energy-only training needs a finite energy",
                 density.density_name(),
                 log_p[i],

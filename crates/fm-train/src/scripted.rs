@@ -75,14 +75,17 @@ fn open_target(arg: &str) -> fm_dist::Result<Box<dyn fm_dist::Target>> {
         fm_dist::Error::File { path: file.into(), msg }
     })?;
     if let Some(scale) = scale {
+        if !scale.iter().all(|s: &f64| s.is_finite() && *s > 0.0) {
+            return Err(bad(format!(
+                "scale must be positive finite numbers, got {}",
+                query.split('&').find(|i| i.trim_start().starts_with("scale=")).unwrap_or("")
+            )));
+        }
         let scale = match scale.len() {
             1 => vec![scale[0]; dim],
             n if n == dim => scale,
             n => return Err(bad(format!("scale has {n} numbers for {dim} coordinates (give one, or {dim})"))),
         };
-        if !scale.iter().all(|s| s.is_finite() && *s > 0.0) {
-            return Err(bad(format!("scale must be positive finite numbers, got {scale:?}")));
-        }
         energy.scale = Some(scale);
     }
     Ok(Box::new(fm_dist::DensityTarget::new(Box::new(energy))))
@@ -136,8 +139,13 @@ impl ScriptedEnergy {
     }
 }
 
+/// What a torch error says in one line: the interpreter's own cause where it gives one (its last
+/// `…Error: …` line, after the TorchScript traceback), else its first line, to the end of the
+/// first sentence (torch appends paragraphs of advice).
 fn first_line(s: &str) -> &str {
-    s.lines().find(|l| !l.trim().is_empty()).unwrap_or(s).trim()
+    let lines = || s.lines().map(str::trim).filter(|l| !l.is_empty());
+    let line = lines().rfind(|l| l.contains("Error: ") && !l.starts_with("Internal torch error")).or_else(|| lines().next()).unwrap_or(s);
+    line.split_once(". ").map_or(line, |(first, _)| first)
 }
 
 impl Density for ScriptedEnergy {
@@ -169,5 +177,16 @@ impl Density for ScriptedEnergy {
             Ok(crate::tensor_to_array(&grad.f_to_kind(Kind::Double)?)?.mapv(|g| -g / self.temperature))
         };
         run().map_err(|e| fm_dist::Error::Invalid(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_torch_error_is_told_by_its_cause_in_one_sentence() {
+        let interpreter = "The following operation failed in the TorchScript interpreter.\nTraceback of TorchScript:\n  File \"x.py\", line 3\n    return x[:, 1]\nRuntimeError: index 1 is out of bounds for dimension 1 with size 1\n";
+        assert_eq!(super::first_line(interpreter), "RuntimeError: index 1 is out of bounds for dimension 1 with size 1");
+        let miniz = "Internal torch error: PytorchStreamReader failed reading zip archive: failed finding central directory. This is an internal miniz error. If you are seeing this error";
+        assert_eq!(super::first_line(miniz), "Internal torch error: PytorchStreamReader failed reading zip archive: failed finding central directory");
     }
 }

@@ -138,7 +138,7 @@ pub fn compare(path: &Path, target: &dyn Target, samples: ArrayView2<f64>, fig: 
     };
     // Without a sampler the target's points are only the axes' frame: not drawn.
     let target_points = if target.has_sampler() { target_points } else { Vec::new() };
-    let scene = CompareScene { fig, proj, x_range, y_range, points, target_points, density, density_label };
+    let scene = CompareScene { fig, proj, x_range, y_range, points, target_points, density, density_label, sampled: target.has_sampler() };
     figure::write_figure(path, (fig.width, fig.height), &scene)
 }
 
@@ -151,6 +151,7 @@ struct CompareScene<'a> {
     target_points: Vec<(f64, f64)>,
     density: Option<(Grid, Vec<Option<usize>>, f64)>,
     density_label: &'static str,
+    sampled: bool,
 }
 
 impl CompareScene<'_> {
@@ -240,7 +241,9 @@ impl Scene for CompareScene<'_> {
             }
             None => {
                 let (left, right) = root.split_horizontally(w / 2);
-                let mut left_chart = self.chart(&left, &format!("{} (samples)", fig.target_title))?;
+                // A target without a sampler has nothing to draw here beyond 2-D.
+                let what = if self.sampled { "samples" } else { "no sampler: nothing to draw" };
+                let mut left_chart = self.chart(&left, &format!("{} ({what})", fig.target_title))?;
                 self.axes(&mut left_chart)?;
                 self.scatter(&mut left_chart, &self.target_points, RGBColor(33, 113, 181).mix(0.5).filled())?;
                 right
