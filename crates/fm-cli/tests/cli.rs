@@ -211,7 +211,7 @@ fn eval_judges_any_npy_and_refuses_bad_ones() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("component shares"));
     let three = dir.join("three.npy");
     fm_dist::io::write_npy(&three, ndarray::Array2::<f32>::zeros((5, 3)).view()).unwrap();
-    assert_clean_failure(&fm(&["eval", "--samples", three.to_str().unwrap()]), "expected 2 columns, got 3");
+    assert_clean_failure(&fm(&["eval", "--samples", three.to_str().unwrap()]), "its points are 3-D and the target 3-component Gaussian mixture in 2-D is 2-D");
     let junk = dir.join("junk.npy");
     std::fs::write(&junk, b"not numpy").unwrap();
     assert_clean_failure(&fm(&["eval", "--samples", junk.to_str().unwrap()]), "bad magic");
