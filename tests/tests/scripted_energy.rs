@@ -143,7 +143,7 @@ fn a_torchscript_energy_is_the_target_of_a_whole_run_judged_by_importance_weight
     // Samples of another dimension than the energy's are refused, naming both.
     let three = spec.replace("dim=2", "dim=3");
     let job = fm_run::EvalJob { samples: Some(dir.file(fm_run::RunDir::SAMPLES)), target: Some(three), cfg_scale: 1.0, ..fm_run::EvalJob::default() };
-    let err = fm_run::evaluate(&job, &mut |_| ()).err().expect("refused").to_string();
+    let err = fm_run::evaluate(&job, &mut |_| ()).expect_err("refused").to_string();
     assert!(err.contains("its points are 2-D") && err.contains("is 3-D"), "{err}");
     // `fm eval --checkpoint C --target energy:…`: the model's own samples weighed; no KL.
     let eval = fm_run::EvalConfig { w2_points: 500, ..fm_run::EvalConfig::default() };
