@@ -170,14 +170,10 @@ fn sample_into(
     let weights = match (&density, &log_q) {
         (Some(density), Some(log_q)) => {
             let summary = fm_dist::importance::ImportanceWeights::new(&**density, samples.view(), log_q.view())?.summary();
-            let exact = density.log_normalizer().map_or(String::new(), |z| format!(" (exact {z:.4})"));
             log(&format!(
-                "importance weights against {}:\n  ESS {:.4} of n = {} (normalised, Kish)\n  log Z {:.4} ± {:.4}{exact}",
+                "importance weights against {}:\n{}",
                 trained.target.name(),
-                summary.ess,
-                summary.n,
-                summary.log_z,
-                summary.log_z_se
+                crate::judge::weight_lines(&summary, density.log_normalizer()).join("\n")
             ));
             Some(summary)
         }

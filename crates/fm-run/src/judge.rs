@@ -191,8 +191,7 @@ fn weighed(target: &dyn Target, x: ndarray::ArrayView2<f64>, log_q: ndarray::Arr
     };
     let w = fm_dist::importance::ImportanceWeights::new(&*density, x, log_q)?;
     let s = w.summary();
-    let exact = density.log_normalizer().map_or(String::new(), |z| format!(" (exact {z:.4})"));
-    let mut lines = vec![format!("  ESS {:.4} of n = {} (normalised, Kish)", s.ess, s.n), format!("  log Z {:.4} ± {:.4}{exact}", s.log_z, s.log_z_se)];
+    let mut lines = weight_lines(&s, density.log_normalizer());
     if target.has_sampler() {
         let reference = target.sample(x.nrows(), rng);
         lines.push(format!("  energy W2 {:.4} (to {} fresh target samples)", fm_dist::importance::energy_w2(&*density, x, reference.view())?, x.nrows()));
@@ -207,6 +206,13 @@ fn weighed(target: &dyn Target, x: ndarray::ArrayView2<f64>, log_q: ndarray::Arr
         lines.push(format!("  reweighted component shares: largest error {worst:.4}"));
     }
     Ok(Finding::Section(heading, lines))
+}
+
+/// The lines importance weights are reported by (`fm run`, `fm eval`): the ESS with `n`, and the
+/// `log Z` estimate ± its standard error beside the exact value where known.
+pub(crate) fn weight_lines(s: &fm_dist::importance::ImportanceSummary, exact: Option<f64>) -> Vec<String> {
+    let exact = exact.map_or(String::new(), |z| format!(" (exact {z:.4})"));
+    vec![format!("  ESS {:.4} of n = {} (normalised, Kish)", s.ess, s.n), format!("  log Z {:.4} ± {:.4}{exact}", s.log_z, s.log_z_se)]
 }
 
 /// A flow judged against a target known by its energy (its own density: a Boltzmann benchmark, a
