@@ -55,15 +55,19 @@ pub struct ConfigArgs {
     pub config: Option<PathBuf>,
     /// Start from a named preset (training settings and network): seed (the original experiment), fast (same
     /// budget, better result), one-step (a fast teacher, its reflow and a distilled one-step map: 3× the budget) or
-    /// energy (from the target's energy alone: annealed energy-weighted flow matching at batch 1,024).
+    /// energy (from the target's energy alone: annealed energy-weighted flow matching at batch 1,024, learning rate 8e-3;
+    /// --objective ewfm without --preset or --config starts from it).
     #[arg(long, value_name = "NAME")]
     pub preset: Option<String>,
 }
 
 impl ConfigArgs {
-    /// The configuration before flags: [`RunConfig::load`].
-    pub fn load(&self) -> Result<RunConfig> {
-        Ok(RunConfig::load(self.config.as_deref(), self.preset.as_deref())?)
+    /// The configuration before flags: [`RunConfig::load`] from the preset
+    /// [`RunConfig::starting_preset`] names for `objective` (the `--objective` given), and that
+    /// preset's name where the objective chose it.
+    pub fn load(&self, objective: Option<&fm_train::ObjectiveChoice>) -> Result<(RunConfig, Option<&str>)> {
+        let preset = RunConfig::starting_preset(self.config.as_deref(), self.preset.as_deref(), objective);
+        Ok((RunConfig::load(self.config.as_deref(), preset)?, preset.filter(|_| self.preset.is_none())))
     }
 }
 

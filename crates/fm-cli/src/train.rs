@@ -64,7 +64,12 @@ fn catch_signals() -> Result<()> {
 impl TrainSetup {
     /// Defaults < preset < config file < flags given on the command line.
     pub fn resolve(&self, m: &ArgMatches) -> Result<RunConfig> {
-        let mut cfg = self.config.load()?;
+        let objective = crate::config::given(m, "objective").then_some(&self.train.objective);
+        let (mut cfg, chosen) = self.config.load(objective)?;
+        if let Some(preset) = chosen {
+            // Not hidden by --quiet: it says where settings the user did not give came from.
+            eprintln!("fm: --objective {} takes its other settings from --preset {preset}, the ones it was measured with", self.train.objective);
+        }
         self.data.apply(m, &mut cfg);
         self.model.apply(m, &mut cfg.model);
         self.train.apply(m, &mut cfg.train);

@@ -252,6 +252,24 @@ fn config_file_repeats_a_run_and_flags_override_it() {
 }
 
 #[test]
+fn ewfm_without_a_preset_or_file_takes_the_energy_presets_other_settings_and_says_so() {
+    let (a, b) = (temp("ewfm-a"), temp("ewfm-b"));
+    let quick = ["--steps", "2", "--warmup-steps", "0", "--batch-size", "64", "--hidden-dim", "8", "--quiet"];
+    let o = fm(&[&["train", "--target", "gmm40", "--objective", "ewfm", "--out", a.to_str().unwrap()][..], &quick].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--objective ewfm takes its other settings from --preset energy"), "{}", stderr(&o));
+    let cfg: toml::Value = toml::from_str(&std::fs::read_to_string(a.join("config.toml")).unwrap()).unwrap();
+    // The preset's learning rate and EMA, the objective and batch as given.
+    assert_eq!((cfg["train"]["lr"].as_float(), cfg["train"]["ema_decay"].as_float()), (Some(8e-3), Some(0.999)));
+    assert_eq!((cfg["train"]["objective"].as_str(), cfg["train"]["batch_size"].as_integer()), (Some("ewfm"), Some(64)));
+    // A run file holds the whole training section: nothing is taken from a preset then.
+    let file = a.join("config.toml");
+    let o = fm(&[&["train", "--config", file.to_str().unwrap(), "--objective", "ewfm:2", "--out", b.to_str().unwrap()][..], &quick].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("takes its other settings"), "{}", stderr(&o));
+}
+
+#[test]
 fn bad_config_files_name_the_problem() {
     let dir = temp("bad-cfg");
     std::fs::create_dir_all(&dir).unwrap();

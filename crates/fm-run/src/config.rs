@@ -3,7 +3,7 @@
 use crate::{Error, Result};
 use fm_dist::metrics::SampleQuality;
 use fm_model::MlpConfig;
-use fm_train::{SampleConfig, TrainConfig};
+use fm_train::{ObjectiveChoice, SampleConfig, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -196,6 +196,16 @@ impl RunConfig {
                 Ok(cfg)
             }
             (None, None) => Ok(Self::default()),
+        }
+    }
+
+    /// The preset a run starts from: the one named; with neither it nor a run file, the one the
+    /// objective asked for on the command line was measured with ([`fm_train::Objective::preset`]:
+    /// `ewfm`'s is `energy`), so that `--objective ewfm` alone trains with settings that suit it.
+    pub fn starting_preset<'a>(path: Option<&Path>, preset: Option<&'a str>, objective: Option<&ObjectiveChoice>) -> Option<&'a str> {
+        match (path, preset) {
+            (None, None) => objective.and_then(|o| o.preset()),
+            _ => preset,
         }
     }
 

@@ -58,6 +58,21 @@ fn the_target_comes_from_the_flag_the_run_file_the_checkpoint_then_the_seed() {
 }
 
 #[test]
+fn a_run_starts_from_the_preset_named_else_the_one_its_objective_was_measured_with() {
+    let ewfm: fm_train::ObjectiveChoice = "ewfm".parse().unwrap();
+    let fm: fm_train::ObjectiveChoice = "flow-matching".parse().unwrap();
+    let file = std::path::Path::new("run.toml");
+    assert_eq!(RunConfig::starting_preset(None, None, Some(&ewfm)), Some("energy"));
+    assert_eq!(RunConfig::starting_preset(None, Some("fast"), Some(&ewfm)), Some("fast"));
+    assert_eq!(RunConfig::starting_preset(Some(file), None, Some(&ewfm)), None, "a run file holds the whole training section");
+    assert_eq!(RunConfig::starting_preset(None, None, Some(&fm)), None);
+    assert_eq!(RunConfig::starting_preset(None, None, None), None);
+    // The energy preset's settings, the objective given then replacing its ewfm:4.
+    let energy = RunConfig::load(None, RunConfig::starting_preset(None, None, Some(&ewfm))).unwrap();
+    assert_eq!((energy.train.batch_size, energy.train.lr), (1024, 8e-3));
+}
+
+#[test]
 fn a_sample_job_checks_its_condition_and_writes_what_it_says() {
     let job = |f: &dyn Fn(&mut SampleJob)| {
         let mut job = SampleJob { checkpoint: Some(model()), device: Some("cpu".into()), cfg_scale: 1.0, ..Default::default() };

@@ -124,6 +124,12 @@ pub trait Objective: std::fmt::Debug + Send + Sync {
     fn energy(&self) -> Option<&EnergyWeighted> {
         None
     }
+
+    /// The preset ([`crate::Preset::named`]) whose settings it was measured with, where the
+    /// seed's do not suit it: a run that names neither a preset nor a run file starts from it.
+    fn preset(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// Builds an objective from the text after its name (`meanflow:0.5` → `Some("0.5")`).
