@@ -35,7 +35,7 @@ tasks:
   conditional [--targets T,..] [--steps N] [--c2ot-steps N] [--skip-c2ot]
                          set up, then print the conditional report: per-class KL, W2 and purity of class-conditional
                          models, the classifier-free guidance sweep, and C2OT's 8gaussians → moons experiment
-  energy [--quick] [--only gmm40|manywell:32|funnel:10] [--preset P] [--objective O] [--batch-size N] [--steps N] [--seed N]
+  energy [--quick] [--only gmm40|manywell:32|funnel:10] [--preset P] [--objective O] [--batch-size N] [--lr X] [--steps N] [--seed N]
                          set up, then print the energy report: energy-weighted flow matching (fm run --preset energy)
                          beside importance sampling and MALA at the same energy budget (W2, ESS, log Z, well shares, KL)
   fuzz [--seconds N] [--target NAME] [--seed S]
