@@ -157,8 +157,8 @@ impl Objective for EnergyWeighted {
         Some(self)
     }
 
-    /// The seed's settings (batch 256, learning rate 1e-4) reach GMM-40's W2 6.97 where the
-    /// `energy` preset reaches 4.06 (docs/howto/energy.md).
+    /// The seed's settings (batch 256, learning rate 1e-4) reach GMM-40's W2 6.97; the `energy`
+    /// preset's reach 5.45 with `ewfm` and 4.06 with its own `ewfm:4` (docs/howto/energy.md).
     fn preset(&self) -> Option<&'static str> {
         Some("energy")
     }
